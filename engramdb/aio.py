@@ -1,0 +1,45 @@
+"""`AsyncMemory`: the same methods as `Memory`, awaited. The logic is written once, in
+`Memory`; each call runs in a worker thread so the event loop never blocks on SQLite
+or the embedding model."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from typing import Any
+
+from .memory import Memory
+
+METHODS = (
+    "add", "search", "context", "get", "list", "update", "delete", "history", "forget", "reset",
+    "export", "import_", "stats", "flush", "close",
+)
+
+
+class AsyncMemory:
+    def __init__(self, store: str | os.PathLike | None = None, **kwargs: Any) -> None:
+        self.sync = kwargs.pop("memory", None) or Memory(store, **kwargs)
+
+    async def __aenter__(self) -> "AsyncMemory":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"Async{self.sync!r}"
+
+
+def _wrap(name: str):
+    target = getattr(Memory, name)
+
+    @functools.wraps(target)
+    async def method(self: AsyncMemory, *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(getattr(self.sync, name), *args, **kwargs)
+
+    return method
+
+
+for _name in METHODS:
+    setattr(AsyncMemory, _name, _wrap(_name))

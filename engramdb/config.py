@@ -1,0 +1,108 @@
+"""One configuration object. Defaults live here; the environment and TOML files are
+read only by the edges (CLI, server) through `Config.load`."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover
+    import tomli as tomllib  # type: ignore[no-redef]
+
+ENV_PREFIX = "ENGRAM_"
+
+
+def default_data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("engram", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Config:
+    # Where memories live: "sqlite:///path.db", a bare path, or None for the data dir.
+    store: str | None = None
+    # Embedder by registry name: "minilm" (offline default), "openai:<model>", "fake".
+    embedder: str = "minilm"
+    embedder_base_url: str | None = None  # for "openai:…": any OpenAI-compatible server
+    embedder_api_key: str | None = None
+    embedder_timeout_s: float = 30.0
+    embed_batch_size: int = 32
+    # Input limits: bigger inputs are refused with InvalidInputError.
+    max_message_chars: int = 100_000
+    max_messages_per_add: int = 10_000
+    max_query_chars: int = 10_000
+    max_limit: int = 1_000
+    # Retrieval.
+    rrf_k: int = 60
+    candidates: int = 100  # per retriever, before fusion
+    # Vector index: exact search up to this many vectors in a user's scope, HNSW above.
+    ann_threshold: int = 20_000
+    # SQLite.
+    busy_timeout_ms: int = 60_000
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                raise ConfigError(f"config {f.name} must be a number, got {value!r}")
+            if f.type in ("int", "float") and value <= 0:
+                raise ConfigError(f"config {f.name} must be positive, got {value!r}")
+        if not isinstance(self.embedder, str) or not self.embedder:
+            raise ConfigError("config embedder must be a non-empty string")
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "Config":
+        known = {f.name: f for f in fields(cls)}
+        unknown = set(values) - set(known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {sorted(unknown)}")
+        converted = {name: _coerce(known[name].type, name, value) for name, value in values.items()}
+        return cls(**converted)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, environ: Mapping[str, str] | None = None) -> "Config":
+        """Defaults, then the TOML file (if any), then ENGRAM_* variables."""
+        values: dict[str, Any] = {}
+        environ = os.environ if environ is None else environ
+        path = path or environ.get(ENV_PREFIX + "CONFIG")
+        if path:
+            try:
+                with open(path, "rb") as fh:
+                    data = tomllib.load(fh)
+            except FileNotFoundError:
+                raise ConfigError(f"config file not found: {path}") from None
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+            values.update(data.get("engram", data))
+        names = {f.name for f in fields(cls)}
+        for key, value in environ.items():
+            if key.startswith(ENV_PREFIX) and key != ENV_PREFIX + "CONFIG":
+                name = key[len(ENV_PREFIX):].lower()
+                if name in names:
+                    values[name] = value
+        return cls.from_mapping(values)
+
+
+def _coerce(type_name: str, name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        if type_name == "int":
+            return int(value)
+        if type_name == "float":
+            return float(value)
+    except ValueError:
+        raise ConfigError(f"config {name} must be a number, got {value!r}") from None
+    return value or None if "None" in type_name else value

@@ -1,0 +1,127 @@
+"""The portable "cube": one scope's memories as versioned JSON Lines.
+
+    {"format": "engram-cube", "version": 1, "embedder": {"name": …, "dim": …}, "scope": {…}, …}
+    {"type": "record", "record": {…}, "vector": "<base64 float32>" | null, "versions": [{…}, …]}
+    …
+
+Vectors travel with their embedder's name: a store with the same embedder takes them
+as they are, any other store re-embeds the text."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+
+from .errors import InvalidInputError, StorageError
+from .stores.base import ExportedRecord
+from .types import Record, Scope, Version
+
+FORMAT = "engram-cube"
+VERSION = 1
+
+
+def write(path: str | os.PathLike, items: Iterable[ExportedRecord], *, scope: Scope, embedder: tuple[str, int],
+          exported_at: str) -> int:
+    """Write a cube atomically (to a temporary file, then renamed). Returns the record count."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    count = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            header = {
+                "format": FORMAT, "version": VERSION, "exported_at": exported_at,
+                "embedder": {"name": embedder[0], "dim": embedder[1]}, "scope": asdict(scope),
+            }
+            fh.write(json.dumps(header) + "\n")
+            for item in items:
+                fh.write(json.dumps(_encode(item), ensure_ascii=False) + "\n")
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {target}: {exc}") from exc
+    return count
+
+
+def _encode(item: ExportedRecord) -> dict[str, Any]:
+    vector = None
+    if item.vector is not None:
+        vector = base64.b64encode(np.ascontiguousarray(item.vector, dtype=np.float32).tobytes()).decode()
+    return {
+        "type": "record",
+        "record": item.record.to_dict(),
+        "vector": vector,
+        "versions": [v.to_dict() for v in item.versions],
+    }
+
+
+def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[ExportedRecord]]:
+    """Read and validate a whole cube before anything is written."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return _parse(fh, str(path))
+    except FileNotFoundError:
+        raise InvalidInputError(f"no such cube file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read cube {path}: {exc}") from exc
+
+
+def _parse(fh: TextIO, name: str) -> tuple[dict[str, Any], list[ExportedRecord]]:
+    lines: Iterator[str] = iter(fh)
+    header = _json_line(next(lines, ""), name, 1)
+    if header.get("format") != FORMAT:
+        raise InvalidInputError(f"{name} is not an Engram cube (format {header.get('format')!r})")
+    if header.get("version") != VERSION:
+        raise InvalidInputError(f"{name} is cube version {header.get('version')!r}; this Engram reads {VERSION}")
+    embedder = header.get("embedder") or {}
+    dim = embedder.get("dim")
+    items = []
+    record_fields = {f.name for f in fields(Record)}
+    version_fields = {f.name for f in fields(Version)}
+    for number, line in enumerate(lines, start=2):
+        if not line.strip():
+            continue
+        data = _json_line(line, name, number)
+        try:
+            if data.get("type") != "record":
+                raise ValueError(f"unknown line type {data.get('type')!r}")
+            raw = data["record"]
+            if set(raw) != record_fields:
+                raise ValueError(f"record fields differ: {sorted(set(raw) ^ record_fields)}")
+            record = Record(**raw)
+            Scope(record.user_id, record.agent_id, record.session_id)
+            if not isinstance(record.text, str) or not record.text:
+                raise ValueError("record text must be a non-empty string")
+            versions = []
+            for v in data.get("versions") or []:
+                if set(v) != version_fields:
+                    raise ValueError("version fields differ")
+                versions.append(Version(**v))
+            vector = None
+            if data.get("vector") is not None:
+                vector = np.frombuffer(base64.b64decode(data["vector"], validate=True), dtype=np.float32)
+                if dim is not None and len(vector) != dim:
+                    raise ValueError(f"vector has {len(vector)} dimensions, header says {dim}")
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidInputError) as exc:
+            raise InvalidInputError(f"{name} line {number}: {exc}") from None
+        items.append(ExportedRecord(record=record, vector=vector, versions=versions))
+    return header, items
+
+
+def _json_line(line: str, name: str, number: int) -> dict[str, Any]:
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise InvalidInputError(f"{name} line {number} is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{name} line {number} is not a JSON object")
+    return data

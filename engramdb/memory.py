@@ -1,0 +1,348 @@
+"""`Memory`: the public API. It validates, embeds, and hands typed work to the store."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from . import cube
+from .clock import Clock, SystemClock, format_ts
+from .config import Config
+from .errors import ConfigError, InvalidInputError, NotFoundError, UsageError
+from .ids import new_id
+from .messages import normalize
+from .providers import Embedder, make_embedder
+from .retrieval import assemble, rrf
+from .stores import ExportedRecord, NewRecord, Store, open_store
+from .stores.filters import parse as parse_filters
+from .types import AddResult, Hit, Record, Scope, Version
+
+QUERY_CACHE = 256
+REEMBED_BATCH = 256
+
+
+class Memory:
+    """Long-term memory for agents: add conversations, search them, keep them.
+
+    >>> mem = Memory("sqlite:///./engram.db")
+    >>> mem.add("I moved to Berlin last May", user_id="alice")
+    >>> mem.search("where does alice live?", user_id="alice")
+    """
+
+    def __init__(
+        self,
+        store: str | os.PathLike | None = None,
+        *,
+        config: Config | None = None,
+        embedder: Embedder | None = None,
+        clock: Clock | None = None,
+        reembed: bool = False,
+    ) -> None:
+        if config is not None and not isinstance(config, Config):
+            raise ConfigError(f"config must be an engramdb.Config, got {type(config).__name__}")
+        self.config = config or Config()
+        if store is not None and not isinstance(store, (str, os.PathLike)):
+            raise ConfigError(f"store must be a URL or a path, got {type(store).__name__}")
+        self._store: Store = open_store(store if store is not None else self.config.store, self.config)
+        self._embedder = embedder
+        self._clock = clock or SystemClock()
+        self._reembed = reembed
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._query_lock = threading.Lock()
+
+    # -- set-up ------------------------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        return self._store
+
+    @property
+    def embedder(self) -> Embedder:
+        """The embedder, loaded on first use and checked against the store's."""
+        if not self._ready:
+            with self._ready_lock:
+                if not self._ready:
+                    self._prepare()
+        assert self._embedder is not None
+        return self._embedder
+
+    def _prepare(self) -> None:
+        if self._embedder is None:
+            self._embedder = make_embedder(self.config)
+        name, dim = self._embedder.name, self._embedder.dim
+        recorded = self._store.embedder_name()
+        if recorded is None:
+            self._store.set_embedder_name(name, dim)
+        elif recorded != (name, dim):
+            if not self._reembed:
+                raise ConfigError(
+                    f"this store was embedded with {recorded[0]} ({recorded[1]} dims), not {name}; "
+                    "open it with Memory(..., reembed=True) (or `engram reembed`) to re-embed every memory"
+                )
+            self._store.clear_vectors()
+            self._store.set_embedder_name(name, dim)
+        self._backfill_vectors()
+        self._ready = True
+
+    def _backfill_vectors(self) -> None:
+        """Embed any record without a vector (after a migration or an embedder change)."""
+        assert self._embedder is not None
+        while True:
+            missing = self._store.missing_vectors(REEMBED_BATCH)
+            if not missing:
+                return
+            rowids = [rowid for rowid, _ in missing]
+            self._store.set_vectors(rowids, self._embedder.embed([text for _, text in missing]))
+
+    # -- writes ------------------------------------------------------------------------
+
+    def add(
+        self,
+        messages: Any,
+        *,
+        user_id: str,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> AddResult:
+        """Store every turn; each is searchable when this returns."""
+        scope = Scope(user_id, agent_id, session_id)
+        meta = _check_metadata(metadata)
+        now = self._clock.now()
+        batch = normalize(
+            messages, now=now, max_chars=self.config.max_message_chars, max_messages=self.config.max_messages_per_add
+        )
+        vectors = self.embedder.embed([m.content for m in batch])
+        recorded_at = format_ts(now)
+        records = []
+        for message in batch:
+            rid = new_id()
+            records.append(
+                NewRecord(
+                    id=rid, scope=scope, kind="turn", text=message.content, created_at=message.timestamp,
+                    recorded_at=recorded_at, role=message.role, name=message.name,
+                    sources=[message.source_id or rid], metadata=dict(meta),
+                )
+            )
+        return AddResult(self._store.insert(records, vectors, actor=agent_id or user_id))
+
+    def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
+               reason: str | None = None) -> Record:
+        """Replace a memory's text (the old text stays in history)."""
+        current = self.get(id, user_id=user_id)
+        if not isinstance(text, str) or not text.strip():
+            raise InvalidInputError("text must be a non-empty string")
+        if len(text) > self.config.max_message_chars:
+            raise InvalidInputError(f"text has {len(text)} characters; the limit is {self.config.max_message_chars}")
+        meta = None if metadata is None else _check_metadata(metadata)
+        vector = self.embedder.embed([text])[0]
+        return self._store.update(
+            current.id, text, vector, at=format_ts(self._clock.now()), actor=user_id or current.user_id,
+            reason=reason, metadata=meta,
+        )
+
+    def delete(self, id: str, *, user_id: str | None = None) -> None:
+        """Erase a memory: its text leaves the store, its indexes and its history."""
+        current = self.get(id, user_id=user_id)
+        self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
+
+    def forget(self, *, user_id: str, agent_id: str | None = None, session_id: str | None = None) -> int:
+        """Erase a whole scope. Returns how many memories were erased."""
+        return self._store.forget(Scope(user_id, agent_id, session_id))
+
+    def reset(self, *, confirm: bool = False) -> None:
+        """Erase every memory of every user. Refused unless confirm=True."""
+        if confirm is not True:
+            raise UsageError("reset() erases every memory of every user; call reset(confirm=True) to do it")
+        self._store.reset()
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, id: str, *, user_id: str | None = None) -> Record:
+        _check_memory_id(id)
+        found = self._store.get(id, user_id=user_id)
+        if found is None:
+            raise NotFoundError(f"no memory with id {id!r}")
+        return found
+
+    def list(
+        self,
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        filters: Mapping[str, Any] | None = None,
+    ) -> list[Record]:
+        """Memories of a scope in time order, a page at a time."""
+        scope = Scope(user_id, agent_id, session_id)
+        _check_int("limit", limit, 1, self.config.max_limit)
+        _check_int("offset", offset, 0, 2**62)
+        return self._store.list(scope, parse_filters(filters), limit, offset)
+
+    def history(self, id: str, *, user_id: str | None = None) -> list[Version]:
+        """Every version of a memory, oldest first; a deleted one keeps only hashes."""
+        _check_memory_id(id)
+        if user_id is not None and self._store.history_owner(id) not in (None, user_id):
+            raise NotFoundError(f"no memory with id {id!r}")
+        versions = self._store.history(id)
+        if not versions:
+            raise NotFoundError(f"no memory with id {id!r}")
+        return versions
+
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        limit: int = 10,
+        filters: Mapping[str, Any] | None = None,
+        session_id: str | None = None,
+        agent_id: str | None = None,
+    ) -> list[Hit]:
+        """The memories that best match `query`: keyword (BM25) and dense, fused by RRF."""
+        scope = Scope(user_id, agent_id, session_id)
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidInputError("query must be a non-empty string")
+        if len(query) > self.config.max_query_chars:
+            raise InvalidInputError(f"query has {len(query)} characters; the limit is {self.config.max_query_chars}")
+        _check_int("limit", limit, 1, self.config.max_limit)
+        conditions = parse_filters(filters)
+        depth = max(self.config.candidates, 2 * limit)
+        dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
+        keyword = self._store.keyword_search(scope, query, conditions, depth)
+        fused = rrf([dense, keyword], k=self.config.rrf_k)[:limit]
+        records = self._store.by_rowids([item.rowid for item in fused], scope)
+        return [_hit(records[item.rowid], item.score) for item in fused if item.rowid in records]
+
+    def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
+                agent_id: str | None = None, filters: Mapping[str, Any] | None = None) -> str:
+        """A prompt block of what matters for `query`, within `budget_tokens`."""
+        _check_int("budget_tokens", budget_tokens, 1, 10_000_000)
+        hits = self.search(
+            query, user_id=user_id, limit=min(self.config.max_limit, max(20, budget_tokens // 10)),
+            filters=filters, session_id=session_id, agent_id=agent_id,
+        )
+        return assemble(hits, budget_tokens)
+
+    def _embed_query(self, query: str) -> np.ndarray:
+        with self._query_lock:
+            cached = self._query_cache.get(query)
+            if cached is not None:
+                self._query_cache.move_to_end(query)
+                return cached
+        vector = self.embedder.embed([query])[0]
+        with self._query_lock:
+            self._query_cache[query] = vector
+            while len(self._query_cache) > QUERY_CACHE:
+                self._query_cache.popitem(last=False)
+        return vector
+
+    # -- cubes -------------------------------------------------------------------------
+
+    def export(self, path: str | os.PathLike, *, user_id: str, agent_id: str | None = None,
+               session_id: str | None = None) -> int:
+        """Write one scope as a portable JSONL cube. Returns the record count."""
+        scope = Scope(user_id, agent_id, session_id)
+        embedder = self._store.embedder_name() or (self.embedder.name, self.embedder.dim)
+        return cube.write(
+            path, self._store.export(scope), scope=scope, embedder=embedder,
+            exported_at=format_ts(self._clock.now()),
+        )
+
+    def import_(self, path: str | os.PathLike, *, user_id: str | None = None) -> int:
+        """Load a cube. Same embedder: vectors are kept; another: texts are re-embedded.
+        With `user_id`, every record moves into that user's scope under new ids.
+        Records whose id already exists are skipped. Returns how many were written."""
+        if user_id is not None:
+            Scope(user_id)
+        header, items = cube.read(path)
+        if user_id is not None:
+            items = [_rescope(item, user_id) for item in items]
+        embedder = self.embedder
+        same_model = header.get("embedder", {}).get("name") == embedder.name
+        vectors = np.zeros((len(items), embedder.dim), dtype=np.float32)
+        todo = []
+        for index, item in enumerate(items):
+            if same_model and item.vector is not None and len(item.vector) == embedder.dim:
+                vectors[index] = item.vector
+            else:
+                todo.append(index)
+        for start in range(0, len(todo), REEMBED_BATCH):
+            chunk = todo[start:start + REEMBED_BATCH]
+            vectors[chunk] = embedder.embed([items[i].record.text for i in chunk])
+        return self._store.import_records(items, vectors)
+
+    # -- housekeeping ------------------------------------------------------------------
+
+    def stats(self, *, user_id: str | None = None) -> dict[str, Any]:
+        if user_id is not None:
+            Scope(user_id)
+        return self._store.stats(user_id)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait for background work. Every write is synchronous in this version."""
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> "Memory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Memory({self._store.url!r})"
+
+
+def _hit(record: Record, score: float) -> Hit:
+    return Hit(
+        id=record.id, text=record.text, kind=record.kind, score=score, sources=record.sources,
+        session_id=record.session_id, created_at=record.created_at, valid_to=record.valid_to,
+        metadata=record.metadata, role=record.role, name=record.name,
+    )
+
+
+def _rescope(item: ExportedRecord, user_id: str) -> ExportedRecord:
+    rid = new_id()
+    sources = [rid if s == item.record.id else s for s in item.record.sources]
+    record = replace(item.record, id=rid, user_id=user_id, sources=sources)
+    versions = [replace(v, memory_id=rid) for v in item.versions]
+    return ExportedRecord(record=record, vector=item.vector, versions=versions)
+
+
+def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        encoded = json.dumps(dict(metadata))
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata must be JSON-serialisable: {exc}") from None
+    if len(encoded) > 64_000:
+        raise InvalidInputError("metadata is larger than 64 kB")
+    return json.loads(encoded)
+
+
+def _check_memory_id(id: Any) -> None:
+    if not isinstance(id, str) or not id or len(id) > 256:
+        raise InvalidInputError(f"a memory id must be a non-empty string, got {id!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"{name} must be an integer, got {type(value).__name__}")
+    if not low <= value <= high:
+        raise InvalidInputError(f"{name} must be between {low} and {high}, got {value}")

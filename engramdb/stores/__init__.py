@@ -1,0 +1,38 @@
+"""Store URLs resolve here, importing only the backend that is asked for."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..config import Config, default_data_dir
+from ..errors import ConfigError
+from .base import ExportedRecord, NewRecord, Store
+
+__all__ = ["ExportedRecord", "NewRecord", "Store", "open_store", "sqlite_path"]
+
+
+def sqlite_path(url: str | os.PathLike | None) -> Path:
+    """The file behind a SQLite URL, a bare path, or None (the user's data dir)."""
+    if url is None:
+        return default_data_dir() / "engram.db"
+    text = os.fspath(url)
+    if text.startswith("sqlite:///"):
+        text = text[len("sqlite:///"):]
+    elif text.startswith("sqlite://"):
+        raise ConfigError(f"a SQLite URL needs three slashes: sqlite:///path/to/file.db, got {text!r}")
+    if not text or text == ":memory:":
+        raise ConfigError("an Engram SQLite store needs a file path (in-memory databases cannot be shared)")
+    return Path(text).expanduser()
+
+
+def open_store(url: str | os.PathLike | None, config: Config) -> Store:
+    text = os.fspath(url) if url is not None else None
+    if text is not None and "://" in text and not text.startswith("sqlite:"):
+        scheme = text.split("://", 1)[0]
+        if scheme in ("postgresql", "postgres"):
+            raise ConfigError("the PostgreSQL store is not available in this version of engramdb")
+        raise ConfigError(f"unknown store URL scheme {scheme!r}; use sqlite:///path.db")
+    from .sqlite import SQLiteStore
+
+    return SQLiteStore(sqlite_path(text), busy_timeout_ms=config.busy_timeout_ms, ann_threshold=config.ann_threshold)

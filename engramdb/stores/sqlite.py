@@ -1,0 +1,665 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+One writer at a time (BEGIN IMMEDIATE, retried past the busy timeout), many readers,
+one connection per thread. Keywords in FTS5 (BM25); vectors as float32 BLOBs in the
+same file, searched through the in-process mirror of `vectors.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+from ..clock import SystemClock, format_ts
+from ..errors import ConfigError, StorageError
+from ..types import Record, Scope, ScoredId, Version
+from .base import ExportedRecord, NewRecord
+from .filters import Condition, to_sql
+from .sqlite_schema import MIGRATIONS
+from .vectors import Delta, ScopeState, VectorCache
+
+T = TypeVar("T")
+
+RECORD_COLUMNS = (
+    "rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
+    "created_at, valid_to, recorded_at, updated_at"
+)
+_WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to help BM25 rank; dropped from keyword queries that have others.
+STOPWORDS = frozenset(
+    "a an and are as at be but by did do does for from had has have he her his how i if in into is it its "
+    "me my of on or our she so than that the their them then there these they this to was we were what "
+    "when where which who whom why will with would you your".split()
+)
+
+
+def user_key(user_id: str) -> str:
+    """The token that names a user inside indexes (FTS owner column, vector mirrors)."""
+    return "u" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
+
+
+def content_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression: the query's words, quoted, ORed; stopwords dropped."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    kept = [w for w in words if w not in STOPWORDS] or words
+    unique = list(dict.fromkeys(kept))[:64]
+    if not unique:
+        return None
+    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+
+
+class SQLiteStore:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000) -> None:
+        self.path = Path(path).expanduser()
+        self.url = f"sqlite:///{self.path}"
+        self.busy_timeout_ms = busy_timeout_ms
+        self.ann_threshold = ann_threshold
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._conn_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer per process; SQLite serialises processes
+        self._closed = False
+        self._vectors: VectorCache | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create the directory for {self.path}: {exc}") from exc
+        self._migrate()
+
+    # -- connections and transactions -------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StorageError("the store is closed")
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+                )
+                conn.create_function("engram_user_key", 1, user_key, deterministic=True)
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+                if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                    raise StorageError(f"cannot put {self.path} in WAL mode")
+                conn.execute("PRAGMA synchronous = FULL")  # durable when add() returns
+                conn.execute("PRAGMA secure_delete = ON")  # deleted text is overwritten
+                conn.execute("PRAGMA foreign_keys = ON")
+                conn.execute("PRAGMA cache_size = -65536")
+                conn.execute("PRAGMA temp_store = MEMORY")
+            except sqlite3.DatabaseError as exc:
+                raise StorageError(f"cannot open {self.path}: {exc}") from exc
+            self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` in one IMMEDIATE transaction; retry while another process writes."""
+        conn = self._conn()
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.005
+        with self._write_lock:
+            while True:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if not _is_busy(exc) or time.monotonic() > deadline:
+                        raise StorageError(f"cannot start a write on {self.path}: {exc}") from exc
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+                return result
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise StorageError(f"write to {self.path} failed, nothing was kept: {exc}") from exc
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A consistent snapshot for several SELECTs."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN")
+            yield conn
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"read from {self.path} failed: {exc}") from exc
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        def apply(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+            known = [name for name, _ in MIGRATIONS]
+            if done - set(known):
+                raise ConfigError(
+                    f"{self.path} was written by a newer Engram (migrations {sorted(done - set(known))}); upgrade engramdb"
+                )
+            for name, script in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
+                    (name, format_ts(SystemClock().now())),
+                )
+
+        try:
+            self._write(apply)
+        except StorageError as exc:
+            if "file is not a database" in str(exc) or "malformed" in str(exc):
+                raise StorageError(f"{self.path} is not an Engram database or is corrupt: {exc}") from exc
+            raise
+
+    def applied_migrations(self) -> list[str]:
+        return [row[0] for row in self._conn().execute("SELECT name FROM schema_migrations ORDER BY name")]
+
+    # -- embedder bookkeeping ---------------------------------------------------------
+
+    def embedder_name(self) -> tuple[str, int] | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+        if row is None:
+            return None
+        data = json.loads(row[0])
+        return data["name"], int(data["dim"])
+
+    def set_embedder_name(self, name: str, dim: int) -> None:
+        value = json.dumps({"name": name, "dim": dim})
+        self._write(lambda c: c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('embedder', ?)", (value,)))
+        self._vectors = None
+
+    def _cache(self, dim: int) -> VectorCache:
+        if self._vectors is None or self._vectors.dim != dim:
+            self._vectors = VectorCache(dim, self.ann_threshold, self.path.with_name(self.path.name + ".vectors"))
+        return self._vectors
+
+    # -- writes -----------------------------------------------------------------------
+
+    def insert(self, records: Sequence[NewRecord], vectors: np.ndarray, *, actor: str | None) -> list[Record]:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+        def work(conn: sqlite3.Connection) -> list[int]:
+            rowids = []
+            for rec, vec in zip(records, vectors):
+                rowids.append(self._insert_one(conn, rec, vec))
+                conn.execute(
+                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                    "VALUES (?, 1, ?, 'add', NULL, ?, ?, ?, NULL)",
+                    (rec.id, rec.scope.user_id, content_hash(rec.text), rec.recorded_at, actor),
+                )
+            return rowids
+
+        rowids = self._write(work)
+        found = self._records_where(f"r.rowid IN ({','.join('?' * len(rowids))})", rowids)
+        by_rowid = {rowid: rec for rowid, rec in found}
+        return [by_rowid[rowid] for rowid in rowids]
+
+    def _insert_one(self, conn: sqlite3.Connection, rec: NewRecord, vec: np.ndarray) -> int:
+        scope = rec.scope
+        cursor = conn.execute(
+            "INSERT INTO records (id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
+            "created_at, valid_to, recorded_at, updated_at, content_hash) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                rec.id, scope.user_id, scope.agent_id, scope.session_id, rec.kind, rec.role, rec.name, rec.text,
+                json.dumps(rec.sources), json.dumps(rec.metadata), rec.created_at, rec.valid_to,
+                rec.recorded_at, rec.recorded_at, content_hash(rec.text),
+            ),
+        )
+        rowid = cursor.lastrowid
+        key = user_key(scope.user_id)
+        conn.execute("INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, rec.text, key))
+        conn.execute("INSERT OR IGNORE INTO scopes (user_key) VALUES (?)", (key,))
+        conn.execute(
+            "INSERT INTO vectors (record_rowid, user_key, vec) VALUES (?, ?, ?)",
+            (rowid, key, np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
+        )
+        return rowid
+
+    def update(self, id: str, text: str, vector: np.ndarray, *, at: str, actor: str | None,
+               reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
+        def work(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute("SELECT rowid, user_id, text, metadata FROM records WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                return None
+            rowid, user_id, old_text, old_meta = row
+            key = user_key(user_id)
+            merged = json.loads(old_meta) if metadata is None else metadata
+            conn.execute(
+                "UPDATE records SET text = ?, metadata = ?, updated_at = ?, content_hash = ? WHERE rowid = ?",
+                (text, json.dumps(merged), at, content_hash(text), rowid),
+            )
+            conn.execute("DELETE FROM fts WHERE rowid = ?", (rowid,))
+            conn.execute("INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, text, key))
+            self._remove_vectors(conn, key, "record_rowid = ?", [rowid])
+            conn.execute(
+                "INSERT INTO vectors (record_rowid, user_key, vec) VALUES (?, ?, ?)",
+                (rowid, key, np.ascontiguousarray(vector, dtype=np.float32).tobytes()),
+            )
+            last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?", (id,)).fetchone()[0] or 0
+            conn.execute(
+                "UPDATE versions SET text = ? WHERE memory_id = ? AND version = ?", (old_text, id, last)
+            )
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (?, ?, ?, 'update', NULL, ?, ?, ?, ?)",
+                (id, last + 1, user_id, content_hash(text), at, actor, reason),
+            )
+            return rowid
+
+        rowid = self._write(work)
+        if rowid is None:
+            from ..errors import NotFoundError
+
+            raise NotFoundError(f"no memory with id {id!r}")
+        return self._records_where("r.rowid = ?", [rowid])[0][1]
+
+    def _remove_vectors(self, conn: sqlite3.Connection, key: str, where: str, params: list[Any]) -> None:
+        """Delete vectors and log their ids, so every process's mirror drops them."""
+        conn.execute(
+            f"INSERT INTO vector_removals (user_key, vid) SELECT user_key, vid FROM vectors WHERE {where}", params
+        )
+        conn.execute(f"DELETE FROM vectors WHERE {where}", params)
+
+    def delete(self, id: str, *, at: str, actor: str | None) -> bool:
+        def work(conn: sqlite3.Connection) -> bool:
+            row = conn.execute("SELECT rowid, user_id, text FROM records WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                return False
+            rowid, user_id, text = row
+            self._erase_rows(conn, user_key(user_id), [rowid])
+            last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?", (id,)).fetchone()[0] or 0
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (?, ?, ?, 'delete', NULL, ?, ?, ?, 'deleted')",
+                (id, last + 1, user_id, content_hash(text), at, actor),
+            )
+            return True
+
+        return self._write(work)
+
+    def _erase_rows(self, conn: sqlite3.Connection, key: str, rowids: list[int]) -> None:
+        """Remove records everywhere: row, keywords, vectors, and the texts in history."""
+        for start in range(0, len(rowids), 500):
+            chunk = rowids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(
+                f"UPDATE versions SET text = NULL WHERE memory_id IN (SELECT id FROM records WHERE rowid IN ({marks}))",
+                chunk,
+            )
+            conn.execute(f"DELETE FROM fts WHERE rowid IN ({marks})", chunk)
+            self._remove_vectors(conn, key, f"record_rowid IN ({marks})", chunk)
+            conn.execute(f"DELETE FROM records WHERE rowid IN ({marks})", chunk)
+
+    def forget(self, scope: Scope) -> int:
+        key = user_key(scope.user_id)
+        whole_user = scope.agent_id is None and scope.session_id is None
+
+        def work(conn: sqlite3.Connection) -> int:
+            where, params = _scope_sql(scope)
+            rowids = [row[0] for row in conn.execute(f"SELECT r.rowid FROM records r WHERE {where}", params)]
+            if whole_user:
+                conn.execute(
+                    "DELETE FROM fts WHERE rowid IN (SELECT rowid FROM records WHERE user_id = ?)", (scope.user_id,)
+                )
+                conn.execute("DELETE FROM vectors WHERE user_key = ?", (key,))
+                conn.execute("DELETE FROM vector_removals WHERE user_key = ?", (key,))
+                conn.execute("DELETE FROM records WHERE user_id = ?", (scope.user_id,))
+                conn.execute("DELETE FROM versions WHERE user_id = ?", (scope.user_id,))
+                conn.execute(
+                    "INSERT INTO scopes (user_key, generation) VALUES (?, 1) "
+                    "ON CONFLICT (user_key) DO UPDATE SET generation = generation + 1",
+                    (key,),
+                )
+            else:
+                ids = [row[0] for row in conn.execute(f"SELECT r.id FROM records r WHERE {where}", params)]
+                self._erase_rows(conn, key, rowids)
+                for start in range(0, len(ids), 500):
+                    chunk = ids[start:start + 500]
+                    conn.execute(f"DELETE FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk)
+            return len(rowids)
+
+        count = self._write(work)
+        if whole_user and self._vectors is not None:
+            self._vectors.discard(key)  # other processes' mirrors see the new generation
+        return count
+
+    def reset(self) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for table in ("fts", "vectors", "vector_removals", "records", "versions"):
+                conn.execute(f"DELETE FROM {table}")
+            conn.execute("UPDATE scopes SET generation = generation + 1")
+
+        self._write(work)
+
+    def compact(self) -> None:
+        """Merge FTS segments, checkpoint the WAL and VACUUM, so erased text leaves the file."""
+        self._write(lambda c: c.execute("INSERT INTO fts (fts) VALUES ('optimize')"))
+        conn = self._conn()
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("VACUUM")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"compacting {self.path} failed: {exc}") from exc
+
+    # -- reads ------------------------------------------------------------------------
+
+    def _records_where(self, where: str, params: Sequence[Any], tail: str = "") -> list[tuple[int, Record]]:
+        sql = f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} {tail}"
+        try:
+            rows = self._conn().execute(sql, list(params)).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"read from {self.path} failed: {exc}") from exc
+        return [(row[0], _record(row)) for row in rows]
+
+    def get(self, id: str, *, user_id: str | None = None) -> Record | None:
+        where, params = "r.id = ?", [id]
+        if user_id is not None:
+            where, params = where + " AND r.user_id = ?", params + [user_id]
+        found = self._records_where(where, params)
+        return found[0][1] if found else None
+
+    def by_rowids(self, rowids: Sequence[int], scope: Scope) -> dict[int, Record]:
+        if not rowids:
+            return {}
+        where, params = _scope_sql(scope)
+        marks = ",".join("?" * len(rowids))
+        return dict(self._records_where(f"r.rowid IN ({marks}) AND {where}", list(rowids) + params))
+
+    def list(self, scope: Scope, conditions: list[Condition], limit: int, offset: int) -> list[Record]:
+        where, params = _where(scope, conditions)
+        return [
+            rec for _, rec in self._records_where(
+                where, params + [limit, offset], "ORDER BY r.created_at, r.rowid LIMIT ? OFFSET ?"
+            )
+        ]
+
+    def count(self, scope: Scope) -> int:
+        where, params = _scope_sql(scope)
+        return self._conn().execute(f"SELECT count(*) FROM records r WHERE {where}", params).fetchone()[0]
+
+    def keyword_search(self, scope: Scope, query: str, conditions: list[Condition], limit: int) -> list[ScoredId]:
+        match = fts_query(query)
+        if match is None:
+            return []
+        where, params = _where(scope, conditions)
+        sql = (
+            "SELECT f.rowid, bm25(fts, 1.0, 0.0) AS s FROM fts f JOIN records r ON r.rowid = f.rowid "
+            f"WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?"
+        )
+        expression = f"owner : {user_key(scope.user_id)} AND text : ({match})"
+        try:
+            rows = self._conn().execute(sql, [expression] + params + [limit]).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"keyword search failed: {exc}") from exc
+        return [ScoredId(rowid, -score) for rowid, score in rows]
+
+    def vector_search(self, scope: Scope, vector: np.ndarray, conditions: list[Condition], limit: int) -> list[ScoredId]:
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        key = user_key(scope.user_id)
+        mirror = self._cache(len(vector)).scope(key)
+        narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
+        with mirror.lock:
+            with self._read() as conn:
+                mirror.catch_up(self._scope_state(conn, key), lambda after, seq: self._delta(conn, key, after, seq))
+                allowed = None
+                if narrowed:
+                    where, params = _where(scope, conditions)
+                    allowed = np.fromiter(
+                        (row[0] for row in conn.execute(
+                            f"SELECT v.vid FROM vectors v JOIN records r ON r.rowid = v.record_rowid WHERE {where}",
+                            params,
+                        )),
+                        dtype=np.int64,
+                    )
+            found = mirror.search(vector, limit, allowed)
+        if not found:
+            return []
+        marks = ",".join("?" * len(found))
+        owners = dict(
+            self._conn().execute(
+                f"SELECT vid, record_rowid FROM vectors WHERE vid IN ({marks}) AND user_key = ?",
+                [vid for vid, _ in found] + [key],
+            ).fetchall()
+        )
+        return [ScoredId(owners[vid], score) for vid, score in found if vid in owners]
+
+    def _scope_state(self, conn: sqlite3.Connection, key: str) -> ScopeState:
+        row = conn.execute("SELECT generation FROM scopes WHERE user_key = ?", (key,)).fetchone()
+        seq = conn.execute("SELECT max(seq) FROM vector_removals WHERE user_key = ?", (key,)).fetchone()[0]
+        return ScopeState(row[0] if row else 0, seq or 0)
+
+    def _delta(self, conn: sqlite3.Connection, key: str, after_vid: int, after_seq: int) -> Delta:
+        rows = conn.execute(
+            "SELECT vid, vec FROM vectors WHERE user_key = ? AND vid > ? ORDER BY vid", (key, after_vid)
+        ).fetchall()
+        removed = conn.execute(
+            "SELECT vid, seq FROM vector_removals WHERE user_key = ? AND seq > ? ORDER BY seq", (key, after_seq)
+        ).fetchall()
+        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = (
+            np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
+            if rows else np.empty((0, 0), dtype=np.float32)
+        )
+        return Delta(
+            keys=keys,
+            matrix=matrix,
+            removed=np.fromiter((r[0] for r in removed), dtype=np.int64, count=len(removed)),
+            removal_seq=removed[-1][1] if removed else after_seq,
+        )
+
+    def history(self, id: str) -> list[Version]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT version, event, text, content_hash, at, actor, reason FROM versions "
+                "WHERE memory_id = ? ORDER BY version",
+                (id,),
+            ).fetchall()
+            current = conn.execute("SELECT text FROM records WHERE id = ?", (id,)).fetchone()
+        out = []
+        for version, event, text, digest, at, actor, reason in rows:
+            if text is None and current is not None and version == rows[-1][0]:
+                text = current[0]
+            out.append(Version(id, version, event, text, digest, at, actor, reason))
+        return out
+
+    def history_owner(self, id: str) -> str | None:
+        row = self._conn().execute("SELECT user_id FROM versions WHERE memory_id = ? LIMIT 1", (id,)).fetchone()
+        return row[0] if row else None
+
+    # -- export / import --------------------------------------------------------------
+
+    def export(self, scope: Scope) -> Iterator[ExportedRecord]:
+        where, params = _scope_sql(scope)
+        last = 0
+        while True:
+            batch = self._records_where(f"{where} AND r.rowid > ?", params + [last], "ORDER BY r.rowid LIMIT 500")
+            if not batch:
+                return
+            rowids = [rowid for rowid, _ in batch]
+            marks = ",".join("?" * len(rowids))
+            vecs = dict(
+                self._conn().execute(
+                    f"SELECT record_rowid, vec FROM vectors WHERE record_rowid IN ({marks})", rowids
+                ).fetchall()
+            )
+            for rowid, record in batch:
+                blob = vecs.get(rowid)
+                yield ExportedRecord(
+                    record=record,
+                    vector=np.frombuffer(blob, dtype=np.float32) if blob is not None else None,
+                    versions=self.history(record.id),
+                )
+            last = rowids[-1]
+
+    def import_records(self, items: Sequence[ExportedRecord], vectors: np.ndarray) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            written = 0
+            for item, vec in zip(items, vectors):
+                rec = item.record
+                if conn.execute("SELECT 1 FROM records WHERE id = ?", (rec.id,)).fetchone():
+                    continue
+                self._insert_one(
+                    conn,
+                    NewRecord(
+                        id=rec.id, scope=Scope(rec.user_id, rec.agent_id, rec.session_id), kind=rec.kind,
+                        text=rec.text, created_at=rec.created_at, recorded_at=rec.recorded_at, role=rec.role,
+                        name=rec.name, sources=rec.sources, metadata=rec.metadata, valid_to=rec.valid_to,
+                    ),
+                    vec,
+                )
+                conn.execute("UPDATE records SET updated_at = ? WHERE id = ?", (rec.updated_at, rec.id))
+                conn.execute("DELETE FROM versions WHERE memory_id = ?", (rec.id,))
+                versions = item.versions or [
+                    Version(rec.id, 1, "add", None, content_hash(rec.text), rec.recorded_at, None, None)
+                ]
+                for v in versions:
+                    text = None if v is versions[-1] else v.text
+                    conn.execute(
+                        "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, "
+                        "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (rec.id, v.version, rec.user_id, v.event, text, v.content_hash, v.at, v.actor, v.reason),
+                    )
+                written += 1
+            return written
+
+        return self._write(work)
+
+    # -- re-embedding -----------------------------------------------------------------
+
+    def missing_vectors(self, limit: int) -> list[tuple[int, str]]:
+        return self._conn().execute(
+            "SELECT r.rowid, r.text FROM records r LEFT JOIN vectors v ON v.record_rowid = r.rowid "
+            "WHERE v.vid IS NULL ORDER BY r.rowid LIMIT ?",
+            (limit,),
+        ).fetchall()
+
+    def set_vectors(self, rowids: Sequence[int], vectors: np.ndarray) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            for rowid, vec in zip(rowids, vectors):
+                row = conn.execute("SELECT user_id FROM records WHERE rowid = ?", (rowid,)).fetchone()
+                if row is None:
+                    continue
+                key = user_key(row[0])
+                self._remove_vectors(conn, key, "record_rowid = ?", [rowid])
+                conn.execute(
+                    "INSERT INTO vectors (record_rowid, user_key, vec) VALUES (?, ?, ?)",
+                    (rowid, key, np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
+                )
+
+        self._write(work)
+
+    def clear_vectors(self) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM vectors")
+            conn.execute("DELETE FROM vector_removals")
+            conn.execute("UPDATE scopes SET generation = generation + 1")
+
+        self._write(work)
+        self._vectors = None
+
+    # -- stats and lifecycle ----------------------------------------------------------
+
+    def stats(self, user_id: str | None = None) -> dict[str, Any]:
+        conn = self._conn()
+        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        kinds = dict(conn.execute(f"SELECT kind, count(*) FROM records {where} GROUP BY kind", params).fetchall())
+        out: dict[str, Any] = {
+            "store": self.url,
+            "records": sum(kinds.values()),
+            "by_kind": kinds,
+            "sessions": conn.execute(
+                f"SELECT count(DISTINCT coalesce(session_id, '')) FROM records {where}", params
+            ).fetchone()[0],
+            "schema": self.applied_migrations(),
+        }
+        if user_id is None:
+            out["users"] = conn.execute("SELECT count(DISTINCT user_id) FROM records").fetchone()[0]
+            out["file_bytes"] = sum(
+                p.stat().st_size for p in (self.path, Path(f"{self.path}-wal")) if p.exists()
+            )
+        embedder = self.embedder_name()
+        out["embedder"] = embedder[0] if embedder else None
+        return out
+
+    def check_integrity(self) -> str:
+        return self._conn().execute("PRAGMA integrity_check").fetchone()[0]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._vectors is not None:
+            try:
+                self._vectors.save_all()
+            except OSError:
+                pass  # the HNSW file is only a cache; it is rebuilt when missing
+        self._closed = True
+        with self._conn_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._connections.clear()
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";\n") if part.strip()]
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _scope_sql(scope: Scope, alias: str = "r") -> tuple[str, list[Any]]:
+    parts, params = [f"{alias}.user_id = ?"], [scope.user_id]
+    if scope.agent_id is not None:
+        parts.append(f"{alias}.agent_id = ?")
+        params.append(scope.agent_id)
+    if scope.session_id is not None:
+        parts.append(f"{alias}.session_id = ?")
+        params.append(scope.session_id)
+    return " AND ".join(parts), params
+
+
+def _where(scope: Scope, conditions: list[Condition]) -> tuple[str, list[Any]]:
+    where, params = _scope_sql(scope)
+    if conditions:
+        extra, extra_params = to_sql(conditions)
+        where, params = f"{where} AND {extra}", params + extra_params
+    return where, params
+
+
+def _record(row: tuple) -> Record:
+    (_, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata,
+     created_at, valid_to, recorded_at, updated_at) = row
+    return Record(
+        id=id, user_id=user_id, agent_id=agent_id, session_id=session_id, kind=kind, text=text, role=role,
+        name=name, sources=json.loads(sources), metadata=json.loads(metadata), created_at=created_at,
+        valid_to=valid_to, recorded_at=recorded_at, updated_at=updated_at, seq=row[0],
+    )

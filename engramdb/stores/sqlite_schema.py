@@ -1,0 +1,69 @@
+"""SQLite schema as named, ordered migrations. Each is applied, with its record in
+`schema_migrations`, in one transaction. Never edit a released migration: add one."""
+
+from __future__ import annotations
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_records",
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE records (
+            rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+            id TEXT NOT NULL UNIQUE,
+            user_id TEXT NOT NULL,
+            agent_id TEXT,
+            session_id TEXT,
+            kind TEXT NOT NULL,
+            role TEXT,
+            name TEXT,
+            text TEXT NOT NULL,
+            sources TEXT NOT NULL DEFAULT '[]',
+            metadata TEXT NOT NULL DEFAULT '{}',
+            created_at TEXT NOT NULL,
+            valid_to TEXT,
+            recorded_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            content_hash TEXT NOT NULL
+        );
+        CREATE INDEX records_user_time ON records (user_id, created_at, rowid);
+        CREATE INDEX records_user_session ON records (user_id, session_id, created_at);
+        CREATE TABLE versions (
+            memory_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            event TEXT NOT NULL,
+            text TEXT,
+            content_hash TEXT NOT NULL,
+            at TEXT NOT NULL,
+            actor TEXT,
+            reason TEXT,
+            PRIMARY KEY (memory_id, version)
+        ) WITHOUT ROWID;
+        CREATE INDEX versions_user ON versions (user_id);
+        """,
+    ),
+    (
+        "0002_search_indexes",
+        """
+        CREATE VIRTUAL TABLE fts USING fts5 (
+            text, owner, tokenize = 'porter unicode61 remove_diacritics 2'
+        );
+        INSERT INTO fts (rowid, text, owner) SELECT rowid, text, engram_user_key(user_id) FROM records;
+        CREATE TABLE scopes (user_key TEXT PRIMARY KEY, generation INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID;
+        CREATE TABLE vectors (
+            vid INTEGER PRIMARY KEY AUTOINCREMENT,
+            record_rowid INTEGER NOT NULL UNIQUE,
+            user_key TEXT NOT NULL,
+            vec BLOB NOT NULL
+        );
+        CREATE INDEX vectors_user ON vectors (user_key, vid);
+        CREATE TABLE vector_removals (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_key TEXT NOT NULL,
+            vid INTEGER NOT NULL
+        );
+        CREATE INDEX vector_removals_user ON vector_removals (user_key, seq);
+        """,
+    ),
+]

@@ -1,0 +1,287 @@
+"""In-process vector search over one user's vectors, kept in step with the store.
+
+The store's `vectors` table is the truth. Each user's vectors are mirrored in memory:
+exact (a NumPy matrix) while the user has at most `ann_threshold` vectors, an HNSW
+graph (usearch) above that. usearch was chosen over hnswlib (no removals without
+rebuilds, unmaintained since 2023) and sqlite-vec (brute force only in 0.1.x): it
+supports removal, filtered lookups by key, saving and memory-mapped loading.
+
+The mirror catches up by three numbers the store keeps per user: `generation`
+(bumped when the whole scope is erased), the highest vector id seen (`watermark`) and
+the last removal sequence applied. The HNSW graph is saved beside the database file
+as a cache; a stale or broken cache is caught up or rebuilt, never trusted blindly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ScopeState:
+    generation: int
+    removal_seq: int
+
+
+@dataclass
+class Delta:
+    """What changed for one user since a mirror's position."""
+
+    keys: np.ndarray  # new vector ids (int64)
+    matrix: np.ndarray  # their vectors (float32, rows unit length)
+    removed: np.ndarray  # removed vector ids
+    removal_seq: int
+
+
+class _Exact:
+    def __init__(self, dim: int) -> None:
+        self.keys = np.empty(0, dtype=np.int64)
+        self.matrix = np.empty((0, dim), dtype=np.float32)
+        self.size = 0
+        self.live = 0
+
+    def add(self, keys: np.ndarray, matrix: np.ndarray) -> None:
+        need = self.size + len(keys)
+        if need > len(self.keys):
+            capacity = max(need, 2 * len(self.keys), 1024)
+            self.keys = np.resize(self.keys, capacity)
+            grown = np.zeros((capacity, self.matrix.shape[1]), dtype=np.float32)
+            grown[: self.size] = self.matrix[: self.size]
+            self.matrix = grown
+        self.keys[self.size:need] = keys
+        self.matrix[self.size:need] = matrix
+        self.size = need
+        self.live += len(keys)
+
+    def remove(self, keys: np.ndarray) -> None:
+        mask = np.isin(self.keys[: self.size], keys)
+        self.live -= int(mask.sum())
+        self.keys[: self.size][mask] = -1
+        self.matrix[: self.size][mask] = 0.0
+
+    def all_keys(self) -> np.ndarray:
+        keys = self.keys[: self.size]
+        return keys[keys >= 0]
+
+    def vectors(self, keys: np.ndarray) -> np.ndarray:
+        position = {int(k): i for i, k in enumerate(self.keys[: self.size])}
+        return self.matrix[[position[int(k)] for k in keys]]
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = self.matrix[: self.size] @ query
+        scores[self.keys[: self.size] < 0] = -np.inf
+        return _top(self.keys[: self.size], scores, k)
+
+
+class _Graph:
+    def __init__(self, dim: int, path: Path | None = None) -> None:
+        from usearch.index import Index
+
+        self.index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=16, expansion_add=128, expansion_search=128)
+        if path is not None:
+            self.index.load(str(path))
+
+    @property
+    def live(self) -> int:
+        return len(self.index)
+
+    def add(self, keys: np.ndarray, matrix: np.ndarray) -> None:
+        if len(keys):
+            self.index.add(keys, matrix, threads=2)
+
+    def remove(self, keys: np.ndarray) -> None:
+        present = [int(k) for k in keys if int(k) in self.index]
+        if present:
+            self.index.remove(present)
+
+    def all_keys(self) -> np.ndarray:
+        return np.asarray(self.index.keys, dtype=np.int64)
+
+    def vectors(self, keys: np.ndarray) -> np.ndarray:
+        return np.asarray(self.index.get(keys), dtype=np.float32).reshape(len(keys), -1)
+
+    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        k = min(k, len(self.index))
+        if k == 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        self.index.expansion_search = max(128, 2 * k)
+        found = self.index.search(query, k)
+        return np.asarray(found.keys, dtype=np.int64), 1.0 - np.asarray(found.distances, dtype=np.float32)
+
+
+def _top(keys: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    k = min(k, len(scores))
+    if k == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    part = np.argpartition(-scores, k - 1)[:k]
+    part = part[np.isfinite(scores[part])]
+    order = part[np.argsort(-scores[part], kind="stable")]
+    return keys[order], scores[order]
+
+
+class ScopeVectors:
+    """One user's vectors in memory, with its position in the store's change log."""
+
+    def __init__(self, dim: int, ann_threshold: int, cache_path: Path | None) -> None:
+        self.dim = dim
+        self.ann_threshold = ann_threshold
+        self.cache_path = cache_path
+        self.lock = threading.Lock()
+        self.state: ScopeState | None = None
+        self.watermark = 0
+        self.unsaved = 0
+        self.impl: _Exact | _Graph = _Exact(dim)
+
+    def catch_up(self, state: ScopeState, load: Callable[[int, int], Delta]) -> None:
+        """Bring the mirror to `state`; `load(after_key, after_removal)` reads changes."""
+        if self.state is None:
+            self._open_cache(state)
+        if self.state is not None and self.state.generation != state.generation:
+            self.reset()
+        delta = load(self.watermark, self.state.removal_seq if self.state else 0)
+        if len(delta.removed):
+            self.impl.remove(delta.removed)
+        if len(delta.keys):
+            self.impl.add(delta.keys, delta.matrix)
+            self.watermark = int(delta.keys.max())
+            self.unsaved += len(delta.keys)
+        self.unsaved += len(delta.removed)
+        self.state = ScopeState(state.generation, max(delta.removal_seq, state.removal_seq))
+        if isinstance(self.impl, _Exact) and self.impl.live > self.ann_threshold:
+            self._promote()
+
+    def reset(self) -> None:
+        self.impl = _Exact(self.dim)
+        self.state = None
+        self.watermark = 0
+        self.unsaved = 0
+        if self.cache_path is not None:
+            for path in (self.cache_path, self.cache_path.with_suffix(".json")):
+                path.unlink(missing_ok=True)
+
+    def _promote(self) -> None:
+        exact = self.impl
+        graph = _Graph(self.dim)
+        keys = exact.all_keys()
+        graph.add(keys, exact.vectors(keys))
+        self.impl = graph
+        self.unsaved = len(keys)
+        self.save()
+
+    def _open_cache(self, state: ScopeState) -> None:
+        path = self.cache_path
+        if path is None or not path.exists():
+            return
+        try:
+            meta = json.loads(path.with_suffix(".json").read_text())
+            if meta["generation"] != state.generation or meta["dim"] != self.dim:
+                raise ValueError("cache from another generation")
+            graph = _Graph(self.dim, path)
+            if len(graph.index) != meta["count"]:
+                raise ValueError("cache count mismatch")
+        except (OSError, ValueError, KeyError, RuntimeError):
+            self.reset()
+            return
+        self.impl = graph
+        self.watermark = int(meta["watermark"])
+        self.state = ScopeState(meta["generation"], int(meta["removal_seq"]))
+
+    def save(self) -> None:
+        """Write the HNSW graph beside the database (atomically), if it has changed."""
+        if self.cache_path is None or not isinstance(self.impl, _Graph) or not self.unsaved or self.state is None:
+            return
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_path.with_suffix(".tmp")
+        self.impl.index.save(str(tmp))
+        meta = {
+            "generation": self.state.generation,
+            "removal_seq": self.state.removal_seq,
+            "watermark": self.watermark,
+            "count": len(self.impl.index),
+            "dim": self.dim,
+        }
+        meta_tmp = self.cache_path.with_suffix(".json.tmp")
+        meta_tmp.write_text(json.dumps(meta))
+        os.replace(tmp, self.cache_path)
+        os.replace(meta_tmp, self.cache_path.with_suffix(".json"))
+        self.unsaved = 0
+
+    @property
+    def mode(self) -> str:
+        return "hnsw" if isinstance(self.impl, _Graph) else "exact"
+
+    @property
+    def size(self) -> int:
+        return self.impl.live
+
+    def search(self, query: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[tuple[int, float]]:
+        """Top-k (vector id, cosine) pairs; restricted to `allowed` ids when given."""
+        query = np.asarray(query, dtype=np.float32).reshape(-1)
+        if allowed is not None:
+            allowed = np.intersect1d(allowed, self.impl.all_keys()) if isinstance(self.impl, _Graph) else allowed
+            if len(allowed) == 0:
+                return []
+            if isinstance(self.impl, _Exact) or len(allowed) <= self.ann_threshold:
+                keys, scores = _top(allowed, self.impl.vectors(allowed) @ query, k)
+                return list(zip(keys.tolist(), scores.tolist()))
+            # A broad filter on a big scope: over-fetch from the graph, then filter.
+            fetch = k * 4
+            while True:
+                keys, scores = self.impl.search(query, fetch)
+                keep = np.isin(keys, allowed)
+                if keep.sum() >= k or fetch >= self.impl.live:
+                    return list(zip(keys[keep][:k].tolist(), scores[keep][:k].tolist()))
+                fetch *= 4
+        keys, scores = self.impl.search(query, k)
+        return list(zip(keys.tolist(), scores.tolist()))
+
+
+class VectorCache:
+    """The mirrors of recently searched users, least recently used dropped first."""
+
+    def __init__(self, dim: int, ann_threshold: int, cache_dir: Path | None, max_scopes: int = 64) -> None:
+        self.dim = dim
+        self.ann_threshold = ann_threshold
+        self.cache_dir = cache_dir
+        self.max_scopes = max_scopes
+        self._scopes: OrderedDict[str, ScopeVectors] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def scope(self, user_key: str) -> ScopeVectors:
+        with self._lock:
+            found = self._scopes.get(user_key)
+            if found is None:
+                path = self.cache_dir / f"{user_key}.usearch" if self.cache_dir else None
+                found = ScopeVectors(self.dim, self.ann_threshold, path)
+                self._scopes[user_key] = found
+                while len(self._scopes) > self.max_scopes:
+                    _, dropped = self._scopes.popitem(last=False)
+                    with dropped.lock:
+                        dropped.save()
+            self._scopes.move_to_end(user_key)
+            return found
+
+    def discard(self, user_key: str) -> None:
+        """Forget a user's mirror and delete its saved graph."""
+        with self._lock:
+            found = self._scopes.pop(user_key, None)
+        if found is not None:
+            with found.lock:
+                found.reset()
+        elif self.cache_dir is not None:
+            ScopeVectors(self.dim, self.ann_threshold, self.cache_dir / f"{user_key}.usearch").reset()
+
+    def save_all(self) -> None:
+        with self._lock:
+            scopes = list(self._scopes.values())
+        for item in scopes:
+            with item.lock:
+                item.save()
