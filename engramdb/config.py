@@ -36,6 +36,8 @@ class Config:
     embedder_api_key: str | None = None
     embedder_timeout_s: float = 30.0
     embed_batch_size: int = 32
+    # Where derived model files live (the fast MiniLM copy); None: the user's data dir.
+    model_dir: str | None = None
     # Input limits: bigger inputs are refused with InvalidInputError.
     max_message_chars: int = 100_000
     max_messages_per_add: int = 10_000
@@ -58,6 +60,9 @@ class Config:
                 raise ConfigError(f"config {f.name} must be positive, got {value!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
+
+    def model_dir_path(self) -> Path:
+        return Path(self.model_dir).expanduser() if self.model_dir else default_data_dir() / "models"
 
     def replace(self, **changes: Any) -> "Config":
         return dataclasses.replace(self, **changes)

