@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import EngramError, InvalidInputError, UsageError
+from .messages import ROLES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .config import Config
@@ -103,11 +105,12 @@ def _app() -> App:
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    """Stored text is printed as it is: no rich markup, no highlighting."""
+    return Console(highlight=False, markup=False)
 
 
 def _err_console() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, markup=False)
 
 
 def _print_json(data: Any) -> None:
@@ -157,7 +160,7 @@ def _read_messages(texts: tuple[str, ...], role: str, file: str | None) -> tuple
     if texts:
         return [{"role": role, "content": t} for t in texts], False
     if file is None or file == "-":
-        stdin = click.get_text_stream("stdin")
+        stdin = sys.stdin
         if file is None and stdin.isatty():
             raise InvalidInputError("no messages: pass them as arguments, with --file, or as JSON on stdin")
         return parse_messages(stdin.read(), "stdin"), True
@@ -191,29 +194,25 @@ def _day(ts: str | None) -> str:
 
 
 def _records_table(records: list[Record], title: str | None = None) -> Table:
-    table = Table(title=title, show_lines=False)
-    table.add_column("id", no_wrap=True, style="cyan")
-    table.add_column("when", no_wrap=True)
-    table.add_column("session")
-    table.add_column("who")
-    table.add_column("text")
+    table = Table(title=title, show_lines=True)
+    table.add_column("memory", no_wrap=True)
+    table.add_column("text", ratio=1, min_width=24)
     for r in records:
-        table.add_row(r.id, _day(r.created_at), r.session_id or "", r.name or r.role or r.kind, _short(r.text))
+        where = " · ".join(x for x in (_day(r.created_at), r.session_id) if x)
+        about = Text.assemble((r.id, "cyan"), f"\n{where}\n{r.name or r.role or r.kind}")
+        table.add_row(about, _short(r.text))
     return table
 
 
 def _hits_table(hits: list[Hit], title: str | None = None) -> Table:
-    table = Table(title=title)
+    table = Table(title=title, show_lines=True)
     table.add_column("#", justify="right")
-    table.add_column("score", justify="right")
-    table.add_column("id", no_wrap=True, style="cyan")
-    table.add_column("when", no_wrap=True)
-    table.add_column("session")
-    table.add_column("text")
-    table.add_column("sources")
+    table.add_column("memory", no_wrap=True)
+    table.add_column("text", ratio=1, min_width=24)
     for rank, h in enumerate(hits, start=1):
-        table.add_row(str(rank), f"{h.score:.4f}", h.id, _day(h.created_at), h.session_id or "", _short(h.text),
-                      ", ".join(h.sources))
+        where = " · ".join(x for x in (_day(h.created_at), h.session_id) if x)
+        about = Text.assemble((h.id, "cyan"), f"\n{where}\nscore {h.score:.4f}\nsources {', '.join(h.sources)}")
+        table.add_row(str(rank), about, _short(h.text))
     return table
 
 
@@ -226,9 +225,9 @@ def _hits_table(hits: list[Hit], title: str | None = None) -> Table:
 @click.option("--session", "session_id", help="Session the messages belong to.")
 @click.option("--agent", "agent_id", help="Agent the messages belong to.")
 @click.option("--metadata", help="JSON object stored with every message.")
-@click.option("--file", "file", metavar="PATH", help="JSON (list or one object) or JSONL file of messages; - for stdin.")
-@click.option("--role", default="user", show_default=True,
-              type=click.Choice(["user", "assistant", "system", "tool", "event"]),
+@click.option("--file", "file", metavar="PATH",
+              help="JSON (list or one object) or JSONL file of messages; - for stdin.")
+@click.option("--role", default="user", show_default=True, type=click.Choice(sorted(ROLES)),
               help="Role of messages given as arguments.")
 @click.option("--batch-size", default=ADD_BATCH, show_default=True, type=click.IntRange(1, 10_000),
               help="Messages per Memory.add call when ingesting a file.")
@@ -490,7 +489,7 @@ def _run_demo(memory: Memory, sample_demo: Any, as_json: bool) -> None:
     turns = sum(len(s["messages"]) for s in sample["sessions"])
     with console.status(f"storing {turns} turns of {len(sample['sessions'])} sessions…"):
         added = sample_demo.ingest(memory, sample)
-    console.print(f"Stored {added} turns for user [bold]{user_id}[/] in {memory.store.url}"
+    console.print(f"Stored {added} turns for user {user_id} in {memory.store.url}"
                   + (" (the sample was already there)" if added == 0 else "") + ".")
     answers = sample_demo.ask(memory, user_id)
     block = memory.context(sample_demo.CONTEXT_QUESTION, user_id=user_id, budget_tokens=sample_demo.CONTEXT_BUDGET)
@@ -503,15 +502,16 @@ def _run_demo(memory: Memory, sample_demo: Any, as_json: bool) -> None:
         return
     for answer in answers:
         console.print()
-        console.print(f"[bold]Q: {answer.question}[/]")
+        console.print(f"Q: {answer.question}", style="bold")
         for rank, hit in enumerate(answer.hits, start=1):
             speaker = hit.name or hit.role or hit.kind
-            console.print(f"  {rank}. {speaker}: {hit.text}", markup=False)
+            console.print(f"  {rank}. {speaker}: {hit.text}")
             console.print(f"     source {', '.join(hit.sources)} · session {hit.session_id} · {hit.created_at[:10]}"
-                          f" · score {hit.score:.4f}", style="dim", markup=False)
+                          f" · score {hit.score:.4f}", style="dim")
     console.print()
-    console.print(f"[bold]Context for: {sample_demo.CONTEXT_QUESTION}[/] (budget {sample_demo.CONTEXT_BUDGET} tokens)")
-    console.print(block or "(nothing fits)", markup=False)
+    console.print(f"Context for: {sample_demo.CONTEXT_QUESTION} (budget {sample_demo.CONTEXT_BUDGET} tokens)",
+                  style="bold")
+    console.print(block or "(nothing fits)")
 
 
 # -- plug-ins --------------------------------------------------------------------------

@@ -56,8 +56,12 @@ class Config:
             value = getattr(self, f.name)
             if f.type in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise ConfigError(f"config {f.name} must be a number, got {value!r}")
+            if f.type == "int" and not isinstance(value, int):
+                raise ConfigError(f"config {f.name} must be an integer, got {value!r}")
             if f.type in ("int", "float") and value <= 0:
                 raise ConfigError(f"config {f.name} must be positive, got {value!r}")
+            if f.type.startswith("str") and not (isinstance(value, str) or (value is None and "None" in f.type)):
+                raise ConfigError(f"config {f.name} must be a string, got {value!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
 

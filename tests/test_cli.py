@@ -143,11 +143,15 @@ def test_add_table_output_and_role(cli):
     assert "Added 1 memories (user alice)" in result.stdout
     assert "Noted: you like tea" in result.stdout
     assert cli.json("list", "--user", "alice")[0]["role"] == "assistant"
+    # Stored text is shown as it is, never read as rich markup.
+    assert "see [bold]x[/] [[y]]" in cli.ok("add", "see [bold]x[/] [[y]]", "--user", "alice").stdout
+    assert "see [bold]x[/] [[y]]" in cli.ok("search", "see", "--user", "alice").stdout
 
 
 def test_add_from_stdin_json_list(cli):
     messages = [
-        {"id": "t1", "role": "user", "name": "Alice", "content": "I moved to Lisbon", "timestamp": "2024-05-18T19:40:00Z"},
+        {"id": "t1", "role": "user", "name": "Alice", "content": "I moved to Lisbon",
+         "timestamp": "2024-05-18T19:40:00Z"},
         {"id": "t2", "role": "assistant", "content": "Welcome to Lisbon!", "timestamp": "2024-05-18T19:41:00Z"},
     ]
     records = cli.json("add", "--user", "alice", "--session", "s2", input=json.dumps(messages))["records"]
@@ -166,8 +170,10 @@ def test_add_from_jsonl_file_in_batches(cli, tmp_path):
     path = tmp_path / "chat.jsonl"
     lines = [json.dumps({"id": f"m{i}", "role": "user", "content": f"message number {i}"}) for i in range(7)]
     path.write_text("\n".join(lines) + "\n\n", encoding="utf-8")
-    records = cli.json("add", "--user", "alice", "--file", str(path), "--batch-size", "3",
-                       "--metadata", '{"source": "slack"}')["records"]
+    result = cli.ok("add", "--user", "alice", "--file", str(path), "--batch-size", "3",
+                    "--metadata", '{"source": "slack"}', "--json")
+    assert "7/7" in result.stderr  # the progress bar, on stderr: stdout stays JSON
+    records = json.loads(result.stdout)["records"]
     assert [r["sources"] for r in records] == [[f"m{i}"] for i in range(7)]
     assert all(r["metadata"] == {"source": "slack"} for r in records)
     stored = cli.json("list", "--user", "alice", "--limit", "100")

@@ -204,6 +204,8 @@ def run(
         result["bulk_load_s"] = build["bulk_load_s"]
         result["db_bytes"] = build["db_bytes"]
         result["peak_rss_mb_so_far"] = peak_rss_mb()
+        _log(f"  {size:,}: {json.dumps(result['search_ms'])}; first search {result['first_search_s']} s; "
+             f"parts p50 { {k: v['p50'] for k, v in result['breakdown_ms'].items()} }")
         results.append(result)
         gc.collect()
     return {

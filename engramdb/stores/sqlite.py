@@ -43,6 +43,10 @@ STOPWORDS = frozenset(
 )
 
 
+# Keyword search ranks at most this many of a user's newest matching rows (see keyword_search).
+KEYWORD_WINDOW = 2_000
+
+
 def user_key(user_id: str) -> str:
     """The token that names a user inside indexes (FTS owner column, vector mirrors)."""
     return "u" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
@@ -406,14 +410,30 @@ class SQLiteStore:
         match = fts_query(query)
         if match is None:
             return []
-        where, params = _where(scope, conditions)
-        sql = (
-            "SELECT f.rowid, bm25(fts, 1.0, 0.0) AS s FROM fts f JOIN records r ON r.rowid = f.rowid "
-            f"WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?"
-        )
         expression = f"owner : {user_key(scope.user_id)} AND text : ({match})"
+        narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
         try:
-            rows = self._conn().execute(sql, [expression] + params + [limit]).fetchall()
+            conn = self._conn()
+            if narrowed:  # exact BM25 over the user's matches, narrowed by a join (as before)
+                where, params = _where(scope, conditions)
+                sql = (
+                    "SELECT f.rowid, bm25(fts, 1.0, 0.0) AS s FROM fts f JOIN records r ON r.rowid = f.rowid "
+                    f"WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?"
+                )
+                rows = conn.execute(sql, [expression] + params + [limit]).fetchall()
+            else:
+                # The owner token already scopes by user, so no join. BM25 scores every
+                # matching row; past KEYWORD_WINDOW matches only the newest KEYWORD_WINDOW
+                # are ranked, so that a common word cannot make a big user's search slow.
+                oldest = conn.execute(
+                    "SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+                    (expression, KEYWORD_WINDOW - 1),
+                ).fetchone()
+                window = "AND rowid >= ? " if oldest else ""
+                rows = conn.execute(
+                    f"SELECT rowid, bm25(fts, 1.0, 0.0) AS s FROM fts WHERE fts MATCH ? {window}ORDER BY s LIMIT ?",
+                    [expression] + ([oldest[0]] if oldest else []) + [limit],
+                ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"keyword search failed: {exc}") from exc
         return [ScoredId(rowid, -score) for rowid, score in rows]

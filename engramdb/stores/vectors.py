@@ -81,11 +81,22 @@ class _Exact:
         return _top(self.keys[: self.size], scores, k)
 
 
+# Measured on 3,000 random unit vectors (50 queries, top-10, 8 seeds): connectivity 16
+# with expansion 128 missed true neighbours in 5% (64 dims) to 66% (384 dims) of queries;
+# connectivity 32 with expansion_search 256 missed none at 64 dims, 0.5% at 384 dims.
+CONNECTIVITY = 32
+EXPANSION_ADD = 128
+EXPANSION_SEARCH = 256
+
+
 class _Graph:
     def __init__(self, dim: int, path: Path | None = None) -> None:
         from usearch.index import Index
 
-        self.index = Index(ndim=dim, metric="ip", dtype="f32", connectivity=16, expansion_add=128, expansion_search=128)
+        self.index = Index(
+            ndim=dim, metric="ip", dtype="f32", connectivity=CONNECTIVITY, expansion_add=EXPANSION_ADD,
+            expansion_search=EXPANSION_SEARCH,
+        )
         if path is not None:
             self.index.load(str(path))
 
@@ -95,7 +106,10 @@ class _Graph:
 
     def add(self, keys: np.ndarray, matrix: np.ndarray) -> None:
         if len(keys):
-            self.index.add(keys, matrix, threads=2)
+            # One thread: usearch 2.26's parallel insertion left nodes that no search
+            # reaches (missed even with expansion_search = the whole graph); serial
+            # insertion is also deterministic, and barely slower on two cores.
+            self.index.add(keys, matrix, threads=1)
 
     def remove(self, keys: np.ndarray) -> None:
         present = [int(k) for k in keys if int(k) in self.index]
@@ -112,7 +126,7 @@ class _Graph:
         k = min(k, len(self.index))
         if k == 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
-        self.index.expansion_search = max(128, 2 * k)
+        self.index.expansion_search = max(EXPANSION_SEARCH, 2 * k)
         found = self.index.search(query, k)
         return np.asarray(found.keys, dtype=np.int64), 1.0 - np.asarray(found.distances, dtype=np.float32)
 

@@ -1,0 +1,129 @@
+"""`engram bench locomo`: evidence recall of Engram's read path on LoCoMo, beside
+reference retrievers run on the same store (BM25 alone, dense alone, everything).
+
+Recall@k: the share of a question's evidence turns found in the `sources` of the top-k
+hits. Recall within B tokens: the same, over the hits that fit in B tokens of returned
+text, counting a token as 4 characters."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..memory import Memory
+from ..types import Scope
+from .locomo import CATEGORIES, Conversation, Question
+from .stats import latency_summary
+
+KS = (5, 10, 20)
+BUDGETS = (1000, 2000)
+DEPTH = 200  # hits asked of each retriever: enough to fill the largest budget
+
+
+@dataclass(frozen=True)
+class Returned:
+    text: str
+    sources: list[str]
+
+
+Retriever = Callable[[Memory, Conversation, Question], list[Returned]]
+
+
+def tokens(text: str) -> float:
+    return len(text) / 4
+
+
+def engram(mem: Memory, conv: Conversation, q: Question) -> list[Returned]:
+    return [Returned(h.text, h.sources) for h in mem.search(q.text, user_id=conv.sample_id, limit=DEPTH)]
+
+
+def bm25(mem: Memory, conv: Conversation, q: Question) -> list[Returned]:
+    found = mem.store.keyword_search(Scope(conv.sample_id), q.text, [], DEPTH)
+    return _records(mem, conv, [f.rowid for f in found])
+
+
+def dense(mem: Memory, conv: Conversation, q: Question) -> list[Returned]:
+    vector = mem.embedder.embed([q.text])[0]
+    found = mem.store.vector_search(Scope(conv.sample_id), vector, [], DEPTH)
+    return _records(mem, conv, [f.rowid for f in found])
+
+
+def _records(mem: Memory, conv: Conversation, rowids: list[int]) -> list[Returned]:
+    records = mem.store.by_rowids(rowids, Scope(conv.sample_id))
+    return [Returned(records[r].text, records[r].sources) for r in rowids if r in records]
+
+
+RETRIEVERS: dict[str, Retriever] = {"bm25 (turns)": bm25, "dense (turns)": dense, "engram": engram}
+
+
+def ingest(mem: Memory, conversations: Sequence[Conversation]) -> float:
+    """Add every conversation not yet in the store; returns the seconds spent."""
+    start = time.perf_counter()
+    for conv in conversations:
+        if mem.store.count(Scope(conv.sample_id)) == conv.turn_count:
+            continue
+        mem.forget(user_id=conv.sample_id)
+        for session_id, messages in conv.sessions:
+            mem.add(messages, user_id=conv.sample_id, session_id=session_id)
+    return time.perf_counter() - start
+
+
+def score(evidence: frozenset[str], returned: list[Returned]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in KS:
+        found = {s for item in returned[:k] for s in item.sources}
+        out[f"R@{k}"] = len(evidence & found) / len(evidence)
+    for budget in BUDGETS:
+        used, found = 0.0, set()
+        for item in returned:
+            used += tokens(item.text)
+            if used > budget:
+                break
+            found.update(item.sources)
+        out[f"R≤{budget}"] = len(evidence & found) / len(evidence)
+    return out
+
+
+def evaluate(mem: Memory, conversations: Sequence[Conversation], retrievers: Sequence[str]) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    questions = [(c, q) for c in conversations for q in c.questions if q.category in (1, 2, 3, 4) and q.evidence]
+    for name in retrievers:
+        retrieve = RETRIEVERS[name]
+        per_cat: dict[str, list[dict[str, float]]] = defaultdict(list)
+        latencies = []
+        for conv, q in questions:
+            start = time.perf_counter()
+            returned = retrieve(mem, conv, q)
+            latencies.append(time.perf_counter() - start)
+            result = score(q.evidence, returned)
+            per_cat[CATEGORIES[q.category]].append(result)
+            per_cat["overall"].append(result)
+        rows[name] = {
+            "metrics": {cat: _mean(items) for cat, items in per_cat.items()},
+            "latency_ms": latency_summary(latencies),
+        }
+    total_tokens = [sum(tokens(m["content"]) for _, ms in c.sessions for m in ms) for c in conversations]
+    rows["everything"] = {
+        "metrics": {"overall": {**{f"R@{k}": 1.0 for k in KS}, **{f"R≤{b}": 0.0 for b in BUDGETS}}},
+        "tokens_per_conversation": round(float(np.mean(total_tokens))),
+    }
+    return {"questions": len(questions), "rows": rows}
+
+
+def _mean(items: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(float(np.mean([i[key] for i in items])), 3) for key in items[0]} | {"n": len(items)}
+
+
+def run(store: Path, conversations: Sequence[Conversation], retrievers: Sequence[str]) -> dict[str, Any]:
+    with Memory(store) as mem:
+        seconds = ingest(mem, conversations)
+        result = evaluate(mem, conversations, retrievers)
+    result["ingest_s"] = round(seconds, 1)
+    result["turns"] = sum(c.turn_count for c in conversations)
+    return result
