@@ -17,6 +17,7 @@ from .clock import Clock, SystemClock, format_ts
 from .config import Config
 from .errors import ConfigError, InvalidInputError, NotFoundError, UsageError
 from .ids import new_id
+from .keys import index_text
 from .messages import normalize
 from .providers import Embedder, make_embedder
 from .retrieval import assemble, rrf
@@ -121,7 +122,7 @@ class Memory:
         batch = normalize(
             messages, now=now, max_chars=self.config.max_message_chars, max_messages=self.config.max_messages_per_add
         )
-        vectors = self.embedder.embed([m.content for m in batch])
+        vectors = self.embedder.embed([index_text(m.content, m.name) for m in batch])
         recorded_at = format_ts(now)
         records = []
         for message in batch:
@@ -144,7 +145,7 @@ class Memory:
         if len(text) > self.config.max_message_chars:
             raise InvalidInputError(f"text has {len(text)} characters; the limit is {self.config.max_message_chars}")
         meta = None if metadata is None else _check_metadata(metadata)
-        vector = self.embedder.embed([text])[0]
+        vector = self.embedder.embed([index_text(text, current.name)])[0]
         return self._store.update(
             current.id, text, vector, at=format_ts(self._clock.now()), actor=user_id or current.user_id,
             reason=reason, metadata=meta,
@@ -280,7 +281,7 @@ class Memory:
                 todo.append(index)
         for start in range(0, len(todo), REEMBED_BATCH):
             chunk = todo[start:start + REEMBED_BATCH]
-            vectors[chunk] = embedder.embed([items[i].record.text for i in chunk])
+            vectors[chunk] = embedder.embed([index_text(items[i].record.text, items[i].record.name) for i in chunk])
         return self._store.import_records(items, vectors)
 
     # -- housekeeping ------------------------------------------------------------------

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, StorageError
+from ..keys import index_text
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, NewRecord
 from .filters import Condition, to_sql
@@ -235,7 +236,9 @@ class SQLiteStore:
         )
         rowid = cursor.lastrowid
         key = user_key(scope.user_id)
-        conn.execute("INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, rec.text, key))
+        conn.execute(
+            "INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, index_text(rec.text, rec.name), key)
+        )
         conn.execute("INSERT OR IGNORE INTO scopes (user_key) VALUES (?)", (key,))
         conn.execute(
             "INSERT INTO vectors (record_rowid, user_key, vec) VALUES (?, ?, ?)",
@@ -246,10 +249,12 @@ class SQLiteStore:
     def update(self, id: str, text: str, vector: np.ndarray, *, at: str, actor: str | None,
                reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
         def work(conn: sqlite3.Connection) -> int | None:
-            row = conn.execute("SELECT rowid, user_id, text, metadata FROM records WHERE id = ?", (id,)).fetchone()
+            row = conn.execute(
+                "SELECT rowid, user_id, text, metadata, name FROM records WHERE id = ?", (id,)
+            ).fetchone()
             if row is None:
                 return None
-            rowid, user_id, old_text, old_meta = row
+            rowid, user_id, old_text, old_meta, name = row
             key = user_key(user_id)
             merged = json.loads(old_meta) if metadata is None else metadata
             conn.execute(
@@ -257,7 +262,7 @@ class SQLiteStore:
                 (text, json.dumps(merged), at, content_hash(text), rowid),
             )
             conn.execute("DELETE FROM fts WHERE rowid = ?", (rowid,))
-            conn.execute("INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, text, key))
+            conn.execute("INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, index_text(text, name), key))
             self._remove_vectors(conn, key, "record_rowid = ?", [rowid])
             conn.execute(
                 "INSERT INTO vectors (record_rowid, user_key, vec) VALUES (?, ?, ?)",
@@ -572,11 +577,13 @@ class SQLiteStore:
     # -- re-embedding -----------------------------------------------------------------
 
     def missing_vectors(self, limit: int) -> list[tuple[int, str]]:
-        return self._conn().execute(
-            "SELECT r.rowid, r.text FROM records r LEFT JOIN vectors v ON v.record_rowid = r.rowid "
+        """Records without a vector, with the text to embed them under."""
+        rows = self._conn().execute(
+            "SELECT r.rowid, r.text, r.name FROM records r LEFT JOIN vectors v ON v.record_rowid = r.rowid "
             "WHERE v.vid IS NULL ORDER BY r.rowid LIMIT ?",
             (limit,),
         ).fetchall()
+        return [(rowid, index_text(text, name)) for rowid, text, name in rows]
 
     def set_vectors(self, rowids: Sequence[int], vectors: np.ndarray) -> None:
         def work(conn: sqlite3.Connection) -> None:
