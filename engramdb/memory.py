@@ -53,6 +53,7 @@ class Memory:
             raise ConfigError(f"store must be a URL or a path, got {type(store).__name__}")
         self._store: Store = open_store(store if store is not None else self.config.store, self.config)
         self._embedder = embedder
+        self._owns_embedder = embedder is None
         self._clock = clock or SystemClock()
         self._reembed = reembed
         self._ready = False
@@ -296,6 +297,9 @@ class Memory:
 
     def close(self) -> None:
         self._store.close()
+        close = getattr(self._embedder, "close", None)
+        if self._owns_embedder and callable(close):
+            close()  # e.g. the HTTP client of an OpenAI-compatible embedder
 
     def __enter__(self) -> "Memory":
         return self

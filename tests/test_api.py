@@ -352,9 +352,9 @@ def test_context_within_budget_grouped_by_session_in_time_order(mem):
 def test_context_manager_closes(db_path, fake_embedder):
     with Memory(db_path, embedder=fake_embedder) as memory:
         memory.add("x", user_id="alice")
-    from engramdb import StorageError
+    from engramdb import UsageError
 
-    with pytest.raises(StorageError):
+    with pytest.raises(UsageError, match="closed"):
         memory.list(user_id="alice")
     assert "sqlite:///" in repr(memory)
 
@@ -443,3 +443,16 @@ def test_real_embedder_semantic_match_without_shared_words(real_mem):
     hits = real_mem.search("when is my trip to Japan?", user_id="traveller", limit=3)
     assert hits[0].text == "My flight to Tokyo departs on the 5th of March"
     assert all(h.text not in ("I adopted a golden retriever named Max",) for h in hits)
+
+
+def test_a_closed_memory_refuses_calls_with_a_usage_error(tmp_path):
+    from engramdb import Memory, UsageError
+    from engramdb.providers.fake import FakeEmbedder
+
+    mem = Memory(tmp_path / "closed.db", embedder=FakeEmbedder())
+    mem.add("hello", user_id="u")
+    mem.close()
+    with pytest.raises(UsageError, match="closed"):
+        mem.list(user_id="u")
+    with Memory(tmp_path / "closed.db", embedder=FakeEmbedder()) as again:
+        assert [r.text for r in again.list(user_id="u")] == ["hello"]

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from engramdb import AsyncMemory, InvalidInputError, Memory, NotFoundError, StorageError, UsageError
+from engramdb import AsyncMemory, InvalidInputError, Memory, NotFoundError, UsageError
 from engramdb.aio import METHODS
 from engramdb.providers.fake import FakeEmbedder
 
@@ -61,7 +61,7 @@ def test_full_lifecycle(tmp_path):
         return mem
 
     mem = asyncio.run(main())
-    with pytest.raises(StorageError):
+    with pytest.raises(UsageError, match="closed"):
         mem.sync.list(user_id="alice")  # closed by the async context manager
 
 

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ..clock import SystemClock, format_ts
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, StorageError, UsageError
 from ..keys import index_text
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, NewRecord
@@ -89,7 +89,7 @@ class SQLiteStore:
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
-            raise StorageError("the store is closed")
+            raise UsageError("this Memory is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
@@ -419,7 +419,7 @@ class SQLiteStore:
         narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
         try:
             conn = self._conn()
-            if narrowed:  # exact BM25 over the user's matches, narrowed by a join (as before)
+            if narrowed:  # exact BM25 over every match, narrowed by a join (as before)
                 where, params = _where(scope, conditions)
                 sql = (
                     "SELECT f.rowid, bm25(fts, 1.0, 0.0) AS s FROM fts f JOIN records r ON r.rowid = f.rowid "
@@ -427,21 +427,50 @@ class SQLiteStore:
                 )
                 rows = conn.execute(sql, [expression] + params + [limit]).fetchall()
             else:
-                # The owner token already scopes by user, so no join. BM25 scores every
-                # matching row; past KEYWORD_WINDOW matches only the newest KEYWORD_WINDOW
-                # are ranked, so that a common word cannot make a big user's search slow.
-                oldest = conn.execute(
-                    "SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
-                    (expression, KEYWORD_WINDOW - 1),
-                ).fetchone()
-                window = "AND rowid >= ? " if oldest else ""
-                rows = conn.execute(
-                    f"SELECT rowid, bm25(fts, 1.0, 0.0) AS s FROM fts WHERE fts MATCH ? {window}ORDER BY s LIMIT ?",
-                    [expression] + ([oldest[0]] if oldest else []) + [limit],
-                ).fetchall()
+                rows = self._keyword_window(conn, expression, f"text : ({match})", limit)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"keyword search failed: {exc}") from exc
         return [ScoredId(rowid, -score) for rowid, score in rows]
+
+    def _keyword_window(self, conn: sqlite3.Connection, scoped: str, unscoped: str, limit: int) -> list[tuple]:
+        """BM25 over the user's newest KEYWORD_WINDOW matches, with bounded cost.
+
+        bm25() first counts every row of every phrase in the query, and the owner phrase
+        matches every row of the user: 1M rows cost ~90 ms before any scoring. So the
+        user's newest matches are listed with the owner phrase (cheap: rowid order, no
+        rank), then ranked by the same query without it over the same rowid range and
+        kept if they are the user's. The owner column has weight 0, so scores are equal.
+        """
+        window = {
+            row[0] for row in conn.execute(
+                "SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rowid DESC LIMIT ?", (scoped, KEYWORD_WINDOW)
+            )
+        }
+        if not window:
+            return []
+        oldest = min(window)
+        in_range = conn.execute(
+            "SELECT count(*) FROM fts WHERE fts MATCH ? AND rowid >= ?", (unscoped, oldest)
+        ).fetchone()[0]
+        if in_range > 4 * len(window):  # mostly other users' rows: rank with the owner phrase
+            return conn.execute(
+                "SELECT rowid, bm25(fts, 1.0, 0.0) AS s FROM fts WHERE fts MATCH ? AND rowid >= ? ORDER BY s LIMIT ?",
+                (scoped, oldest, limit),
+            ).fetchall()
+        out = []
+        ranked = conn.execute(
+            "SELECT rowid, bm25(fts, 1.0, 0.0) AS s FROM fts WHERE fts MATCH ? AND rowid >= ? ORDER BY s",
+            (unscoped, oldest),
+        )
+        try:
+            for rowid, score in ranked:
+                if rowid in window:
+                    out.append((rowid, score))
+                    if len(out) == limit:
+                        break
+        finally:
+            ranked.close()  # ends the statement (and its read) when we stop early
+        return out
 
     def vector_search(self, scope: Scope, vector: np.ndarray, conditions: list[Condition], limit: int) -> list[ScoredId]:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
