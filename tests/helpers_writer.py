@@ -55,7 +55,7 @@ def main(argv: list[str]) -> int:
         mem = open_memory(db, argv[4] if len(argv) > 4 else None)
         i = 0
         while True:
-            turns = [f"{tag} turn {i} part {j} about topic{(i + j) % 23}" for j in range(3)]
+            turns = [f"{tag} turn {i} part {j} about topic{(i + j) % 23} key{tag}n{i}p{j}" for j in range(3)]
             emit(mem.add(turns, user_id=user).ids)
             i += 1
     elif mode == "churn":

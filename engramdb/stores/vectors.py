@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,6 +142,14 @@ def _top(keys: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.n
     return keys[order], scores[order]
 
 
+def _checksum(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
 class ScopeVectors:
     """One user's vectors in memory, with its position in the store's change log."""
 
@@ -163,14 +172,18 @@ class ScopeVectors:
         delta = load(self.watermark, self.state.removal_seq if self.state else 0)
         if len(delta.removed):
             self.impl.remove(delta.removed)
+        promoted = False
         if len(delta.keys):
+            if isinstance(self.impl, _Exact) and self.impl.live + len(delta.keys) > self.ann_threshold:
+                # Into the graph directly: a big first load is not copied into the exact index first.
+                self.impl, promoted = self._graph_of(self.impl), True
             self.impl.add(delta.keys, delta.matrix)
             self.watermark = int(delta.keys.max())
             self.unsaved += len(delta.keys)
         self.unsaved += len(delta.removed)
         self.state = ScopeState(state.generation, max(delta.removal_seq, state.removal_seq))
-        if isinstance(self.impl, _Exact) and self.impl.live > self.ann_threshold:
-            self._promote()
+        if promoted:
+            self.save()
 
     def reset(self) -> None:
         self.impl = _Exact(self.dim)
@@ -181,14 +194,12 @@ class ScopeVectors:
             for path in (self.cache_path, self.cache_path.with_suffix(".json")):
                 path.unlink(missing_ok=True)
 
-    def _promote(self) -> None:
-        exact = self.impl
+    def _graph_of(self, exact: _Exact | _Graph) -> _Graph:
         graph = _Graph(self.dim)
         keys = exact.all_keys()
         graph.add(keys, exact.vectors(keys))
-        self.impl = graph
-        self.unsaved = len(keys)
-        self.save()
+        self.unsaved += len(keys)
+        return graph
 
     def _open_cache(self, state: ScopeState) -> None:
         path = self.cache_path
@@ -198,6 +209,10 @@ class ScopeVectors:
             meta = json.loads(path.with_suffix(".json").read_text())
             if meta["generation"] != state.generation or meta["dim"] != self.dim:
                 raise ValueError("cache from another generation")
+            # usearch loads a file damaged in the middle without complaint, then fails
+            # (or answers wrongly) at search time: check the bytes first.
+            if path.stat().st_size != meta["bytes"] or _checksum(path) != meta["crc32"]:
+                raise ValueError("cache file damaged")
             graph = _Graph(self.dim, path)
             if len(graph.index) != meta["count"]:
                 raise ValueError("cache count mismatch")
@@ -221,6 +236,8 @@ class ScopeVectors:
             "watermark": self.watermark,
             "count": len(self.impl.index),
             "dim": self.dim,
+            "bytes": tmp.stat().st_size,
+            "crc32": _checksum(tmp),
         }
         meta_tmp = self.cache_path.with_suffix(".json.tmp")
         meta_tmp.write_text(json.dumps(meta))
