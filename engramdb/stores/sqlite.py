@@ -44,7 +44,7 @@ STOPWORDS = frozenset(
 )
 
 
-# Keyword search ranks at most this many of a user's newest matching rows (see keyword_search).
+# Keyword search ranks at most about this many of a user's matching rows (_keyword_bounded).
 KEYWORD_WINDOW = 2_000
 
 
@@ -57,14 +57,16 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression: the query's words, quoted, ORed; stopwords dropped."""
+def fts_terms(text: str) -> list[str]:
+    """The query's words as quoted FTS5 phrases; stopwords dropped unless all are."""
     words = [w.lower() for w in _WORD.findall(text)]
     kept = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(kept))[:64]
-    if not unique:
-        return None
-    return " OR ".join('"' + w.replace('"', '""') + '"' for w in unique)
+    return ['"' + w.replace('"', '""') + '"' for w in list(dict.fromkeys(kept))[:64]]
+
+
+def fts_query(text: str) -> str | None:
+    """An FTS5 MATCH expression: the query's words, quoted, ORed; stopwords dropped."""
+    return " OR ".join(fts_terms(text)) or None
 
 
 class SQLiteStore:
@@ -395,7 +397,9 @@ class SQLiteStore:
     def by_rowids(self, rowids: Sequence[int], scope: Scope) -> dict[int, Record]:
         if not rowids:
             return {}
-        where, params = _scope_sql(scope)
+        # "+r": no index for the scope terms, or SQLite scans the user's whole index
+        # (measured: 170 ms for 10 rows of a 1M-turn user) instead of looking up rowids.
+        where, params = _scope_sql(scope, "+r")
         marks = ",".join("?" * len(rowids))
         return dict(self._records_where(f"r.rowid IN ({marks}) AND {where}", list(rowids) + params))
 
@@ -412,10 +416,10 @@ class SQLiteStore:
         return self._conn().execute(f"SELECT count(*) FROM records r WHERE {where}", params).fetchone()[0]
 
     def keyword_search(self, scope: Scope, query: str, conditions: list[Condition], limit: int) -> list[ScoredId]:
-        match = fts_query(query)
-        if match is None:
+        terms = fts_terms(query)
+        if not terms:
             return []
-        expression = f"owner : {user_key(scope.user_id)} AND text : ({match})"
+        owner = user_key(scope.user_id)
         narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
         try:
             conn = self._conn()
@@ -425,37 +429,43 @@ class SQLiteStore:
                     "SELECT f.rowid, bm25(fts, 1.0, 0.0) AS s FROM fts f JOIN records r ON r.rowid = f.rowid "
                     f"WHERE fts MATCH ? AND {where} ORDER BY s LIMIT ?"
                 )
-                rows = conn.execute(sql, [expression] + params + [limit]).fetchall()
+                rows = conn.execute(sql, [_scoped(owner, terms)] + params + [limit]).fetchall()
             else:
-                rows = self._keyword_window(conn, expression, f"text : ({match})", limit)
+                rows = self._keyword_bounded(conn, owner, terms, limit)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"keyword search failed: {exc}") from exc
         return [ScoredId(rowid, -score) for rowid, score in rows]
 
-    def _keyword_window(self, conn: sqlite3.Connection, scoped: str, unscoped: str, limit: int) -> list[tuple]:
-        """BM25 over the user's newest KEYWORD_WINDOW matches, with bounded cost.
+    def _keyword_bounded(self, conn: sqlite3.Connection, owner: str, terms: list[str], limit: int) -> list[tuple]:
+        """BM25 over a user's matches, at a cost that does not grow with the user's size.
 
-        bm25() first counts every row of every phrase in the query, and the owner phrase
-        matches every row of the user: 1M rows cost ~90 ms before any scoring. So the
-        user's newest matches are listed with the owner phrase (cheap: rowid order, no
-        rank), then ranked by the same query without it over the same rowid range and
-        kept if they are the user's. The owner column has weight 0, so scores are equal.
+        Up to KEYWORD_WINDOW matches, this is exact BM25. Past it, words that match more
+        than KEYWORD_WINDOW rows of the store are dropped as stopwords if rarer words
+        remain; if none do, only the user's newest KEYWORD_WINDOW matches are ranked.
+
+        bm25() first counts the rows of every phrase in the query, and the owner phrase
+        matches every row of the user (1M rows: ~90 ms before any scoring). So candidates
+        are listed with the owner phrase (rowid order, no ranking, cheap), then ranked
+        without it over their rowid range. The owner column has weight 0: same scores.
         """
-        window = {
-            row[0] for row in conn.execute(
-                "SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rowid DESC LIMIT ?", (scoped, KEYWORD_WINDOW)
-            )
-        }
+        window, cap = _newest(conn, _scoped(owner, terms), KEYWORD_WINDOW + 1), KEYWORD_WINDOW
+        if len(window) > KEYWORD_WINDOW and len(terms) > 1:
+            rare = [t for t in terms if 0 < _count(conn, f"text : {t}", KEYWORD_WINDOW + 1) <= KEYWORD_WINDOW]
+            if rare:
+                terms, cap = rare, KEYWORD_WINDOW * len(rare)
+                window = _newest(conn, _scoped(owner, terms), cap)
+        window = window[:cap]
         if not window:
             return []
-        oldest = min(window)
+        members, oldest = set(window), window[-1]
+        unscoped = f"text : ({' OR '.join(terms)})"
         in_range = conn.execute(
             "SELECT count(*) FROM fts WHERE fts MATCH ? AND rowid >= ?", (unscoped, oldest)
         ).fetchone()[0]
-        if in_range > 4 * len(window):  # mostly other users' rows: rank with the owner phrase
+        if in_range > 4 * len(members):  # mostly other users' rows: rank with the owner phrase
             return conn.execute(
                 "SELECT rowid, bm25(fts, 1.0, 0.0) AS s FROM fts WHERE fts MATCH ? AND rowid >= ? ORDER BY s LIMIT ?",
-                (scoped, oldest, limit),
+                (_scoped(owner, terms), oldest, limit),
             ).fetchall()
         out = []
         ranked = conn.execute(
@@ -464,7 +474,7 @@ class SQLiteStore:
         )
         try:
             for rowid, score in ranked:
-                if rowid in window:
+                if rowid in members:
                     out.append((rowid, score))
                     if len(out) == limit:
                         break
@@ -508,17 +518,26 @@ class SQLiteStore:
         return ScopeState(row[0] if row else 0, seq or 0)
 
     def _delta(self, conn: sqlite3.Connection, key: str, after_vid: int, after_seq: int) -> Delta:
-        rows = conn.execute(
+        # Filled row by row into arrays sized first (same snapshot): a first load of 1M
+        # vectors holds one copy of them, not three (row tuples, joined bytes, matrix).
+        count = conn.execute(
+            "SELECT count(*) FROM vectors WHERE user_key = ? AND vid > ?", (key, after_vid)
+        ).fetchone()[0]
+        keys = np.empty(count, dtype=np.int64)
+        matrix = np.empty((0, 0), dtype=np.float32)
+        filled = 0
+        for vid, blob in conn.execute(
             "SELECT vid, vec FROM vectors WHERE user_key = ? AND vid > ? ORDER BY vid", (key, after_vid)
-        ).fetchall()
+        ):
+            if filled == 0:
+                matrix = np.empty((count, len(blob) // 4), dtype=np.float32)
+            keys[filled] = vid
+            matrix[filled] = np.frombuffer(blob, dtype=np.float32)
+            filled += 1
+        keys, matrix = keys[:filled], matrix[:filled]
         removed = conn.execute(
             "SELECT vid, seq FROM vector_removals WHERE user_key = ? AND seq > ? ORDER BY seq", (key, after_seq)
         ).fetchall()
-        keys = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = (
-            np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), -1)
-            if rows else np.empty((0, 0), dtype=np.float32)
-        )
         return Delta(
             keys=keys,
             matrix=matrix,
@@ -681,6 +700,26 @@ class SQLiteStore:
                 except sqlite3.Error:
                     pass
             self._connections.clear()
+
+
+def _scoped(owner: str, terms: list[str]) -> str:
+    return f"owner : {owner} AND text : ({' OR '.join(terms)})"
+
+
+def _newest(conn: sqlite3.Connection, expression: str, count: int) -> list[int]:
+    """Rowids of the newest `count` rows matching, newest first (no ranking: cheap)."""
+    return [
+        row[0] for row in conn.execute(
+            "SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rowid DESC LIMIT ?", (expression, count)
+        )
+    ]
+
+
+def _count(conn: sqlite3.Connection, expression: str, at_most: int) -> int:
+    """How many rows match, counting no further than `at_most`."""
+    return conn.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT ?)", (expression, at_most)
+    ).fetchone()[0]
 
 
 def _statements(script: str) -> list[str]:
