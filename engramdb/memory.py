@@ -292,8 +292,10 @@ class Memory:
             Scope(user_id)
         return self._store.stats(user_id)
 
-    def flush(self, timeout: float | None = None) -> None:
-        """Wait for background work. Every write is synchronous in this version."""
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for background work (vector-index builds; every write is already
+        durable). True when nothing is left running."""
+        return self._store.flush(timeout)
 
     def close(self) -> None:
         self._store.close()

@@ -82,6 +82,7 @@ class RandomEmbedder:
 def mirror(log: Log, threshold: int, cache=None) -> ScopeVectors:
     vecs = ScopeVectors(DIM, threshold, cache)
     vecs.catch_up(log.state(), log.load)
+    assert vecs.wait_for_build(timeout=60)  # past the threshold the graph builds in the background
     return vecs
 
 
@@ -161,6 +162,8 @@ def test_promotion_from_exact_to_hnsw_at_the_threshold(data):
     assert vecs.mode == "exact" and vecs.size == 300
     log.add(matrix[300:301])
     vecs.catch_up(log.state(), log.load)
+    assert vecs.size == 301  # exact search serves while the graph is built
+    assert vecs.wait_for_build(timeout=60)
     assert vecs.mode == "hnsw" and vecs.size == 301
     log.add(matrix[301:1000])
     vecs.catch_up(log.state(), log.load)
@@ -248,6 +251,8 @@ def test_store_vector_search_hnsw_equals_exact_and_cache_survives_reopen(tmp_pat
     graph = Memory(db, config=Config(ann_threshold=200), embedder=RandomEmbedder())
     graph.add(texts[:1000], user_id="alice")
     exact = Memory(db, config=Config(ann_threshold=10**6), embedder=RandomEmbedder())
+    top(graph, qvecs[0])  # the first search starts the graph build
+    assert graph.flush(timeout=60)
     for vec in qvecs:
         assert top(graph, vec) == top(exact, vec)
     assert graph.store._vectors.scope(user_key("alice")).mode == "hnsw"

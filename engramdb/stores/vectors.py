@@ -14,9 +14,11 @@ as a cache; a stale or broken cache is caught up or rebuilt, never trusted blind
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import threading
+import weakref
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable
@@ -51,9 +53,16 @@ class _Exact:
 
     def add(self, keys: np.ndarray, matrix: np.ndarray) -> None:
         need = self.size + len(keys)
+        if self.size == 0 and matrix.flags.c_contiguous and matrix.flags.writeable and matrix.dtype == np.float32:
+            # A first load is adopted, not copied: at 1M vectors that is 1.5 GB saved.
+            self.keys, self.matrix = np.array(keys, dtype=np.int64), matrix
+            self.size = self.live = len(keys)
+            return
         if need > len(self.keys):
             capacity = max(need, 2 * len(self.keys), 1024)
-            self.keys = np.resize(self.keys, capacity)
+            grown_keys = np.full(capacity, -1, dtype=np.int64)
+            grown_keys[: self.size] = self.keys[: self.size]
+            self.keys = grown_keys
             grown = np.zeros((capacity, self.matrix.shape[1]), dtype=np.float32)
             grown[: self.size] = self.matrix[: self.size]
             self.matrix = grown
@@ -72,9 +81,10 @@ class _Exact:
         keys = self.keys[: self.size]
         return keys[keys >= 0]
 
-    def vectors(self, keys: np.ndarray) -> np.ndarray:
-        position = {int(k): i for i, k in enumerate(self.keys[: self.size])}
-        return self.matrix[[position[int(k)] for k in keys]]
+    def subset(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors of those of `keys` that are here, with their keys."""
+        mask = np.isin(self.keys[: self.size], keys)
+        return self.keys[: self.size][mask], self.matrix[: self.size][mask]
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         scores = self.matrix[: self.size] @ query
@@ -88,10 +98,26 @@ class _Exact:
 CONNECTIVITY = 32
 EXPANSION_ADD = 128
 EXPANSION_SEARCH = 256
+BUILD_CHUNK = 2_000  # vectors per usearch call while building: the build stops between two
+
+# Background builds stop at interpreter exit (a thread inside usearch at shutdown
+# aborts the process); the graph is only a cache, rebuilt next time.
+_EXITING = threading.Event()
+_BUILDERS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_builds() -> None:
+    _EXITING.set()
+    for thread in list(_BUILDERS):
+        thread.join(timeout=30)
 
 
 class _Graph:
     def __init__(self, dim: int, path: Path | None = None) -> None:
+        from ..providers.onnx import import_before_usearch
+
+        import_before_usearch()
         from usearch.index import Index
 
         self.index = Index(
@@ -120,8 +146,11 @@ class _Graph:
     def all_keys(self) -> np.ndarray:
         return np.asarray(self.index.keys, dtype=np.int64)
 
-    def vectors(self, keys: np.ndarray) -> np.ndarray:
-        return np.asarray(self.index.get(keys), dtype=np.float32).reshape(len(keys), -1)
+    def subset(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = np.intersect1d(keys, self.all_keys())
+        if len(keys) == 0:
+            return keys, np.empty((0, self.index.ndim), dtype=np.float32)
+        return keys, np.asarray(self.index.get(keys), dtype=np.float32).reshape(len(keys), -1)
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, len(self.index))
@@ -151,7 +180,10 @@ def _checksum(path: Path) -> int:
 
 
 class ScopeVectors:
-    """One user's vectors in memory, with its position in the store's change log."""
+    """One user's vectors in memory, with its position in the store's change log.
+
+    Past `ann_threshold` vectors the HNSW graph is built in a background thread while
+    exact search goes on serving; the graph takes over when it has caught up."""
 
     def __init__(self, dim: int, ann_threshold: int, cache_path: Path | None) -> None:
         self.dim = dim
@@ -162,9 +194,12 @@ class ScopeVectors:
         self.watermark = 0
         self.unsaved = 0
         self.impl: _Exact | _Graph = _Exact(dim)
+        self._builder: threading.Thread | None = None
+        self._epoch = 0  # bumped by reset(): a build started before it is thrown away
 
     def catch_up(self, state: ScopeState, load: Callable[[int, int], Delta]) -> None:
-        """Bring the mirror to `state`; `load(after_key, after_removal)` reads changes."""
+        """Bring the mirror to `state`; `load(after_key, after_removal)` reads changes.
+        Call with `lock` held."""
         if self.state is None:
             self._open_cache(state)
         if self.state is not None and self.state.generation != state.generation:
@@ -172,34 +207,63 @@ class ScopeVectors:
         delta = load(self.watermark, self.state.removal_seq if self.state else 0)
         if len(delta.removed):
             self.impl.remove(delta.removed)
-        promoted = False
         if len(delta.keys):
-            if isinstance(self.impl, _Exact) and self.impl.live + len(delta.keys) > self.ann_threshold:
-                # Into the graph directly: a big first load is not copied into the exact index first.
-                self.impl, promoted = self._graph_of(self.impl), True
             self.impl.add(delta.keys, delta.matrix)
             self.watermark = int(delta.keys.max())
             self.unsaved += len(delta.keys)
         self.unsaved += len(delta.removed)
         self.state = ScopeState(state.generation, max(delta.removal_seq, state.removal_seq))
-        if promoted:
+        if isinstance(self.impl, _Exact) and self.impl.live > self.ann_threshold and self._builder is None:
+            self._builder = threading.Thread(
+                target=self._build, args=(self.impl, self._epoch), name="engram-hnsw-build", daemon=True
+            )
+            _BUILDERS.add(self._builder)
+            self._builder.start()
+
+    def _build(self, exact: _Exact, epoch: int) -> None:
+        """Build a graph from `exact` without holding the lock, then swap it in."""
+        graph = _Graph(self.dim)
+        keys, matrix, size = exact.keys, exact.matrix, exact.size  # appends go past `size`
+        for start in range(0, size, BUILD_CHUNK):
+            if _EXITING.is_set() or epoch != self._epoch:
+                return
+            stop = min(start + BUILD_CHUNK, size)
+            chunk = keys[start:stop]
+            live = chunk >= 0
+            graph.add(chunk[live], matrix[start:stop][live])
+        with self.lock:
+            if epoch != self._epoch or self.impl is not exact:
+                return
+            # Catch up with what changed while building: ids are never reused, so the
+            # difference of the two key sets is exactly what was added and removed.
+            built, current = graph.all_keys(), exact.all_keys()
+            graph.remove(np.setdiff1d(built, current, assume_unique=True))
+            missing = np.setdiff1d(current, built, assume_unique=True)
+            if len(missing):
+                graph.add(*exact.subset(missing))
+            self.impl = graph
+            self.unsaved += 1
+            self._builder = None
             self.save()
+
+    def wait_for_build(self, timeout: float | None = None) -> bool:
+        """Wait for a background graph build; True when none is running."""
+        builder = self._builder
+        if builder is not None:
+            builder.join(timeout)
+            return not builder.is_alive()
+        return True
 
     def reset(self) -> None:
         self.impl = _Exact(self.dim)
         self.state = None
         self.watermark = 0
         self.unsaved = 0
+        self._epoch += 1
+        self._builder = None
         if self.cache_path is not None:
             for path in (self.cache_path, self.cache_path.with_suffix(".json")):
                 path.unlink(missing_ok=True)
-
-    def _graph_of(self, exact: _Exact | _Graph) -> _Graph:
-        graph = _Graph(self.dim)
-        keys = exact.all_keys()
-        graph.add(keys, exact.vectors(keys))
-        self.unsaved += len(keys)
-        return graph
 
     def _open_cache(self, state: ScopeState) -> None:
         path = self.cache_path
@@ -257,11 +321,9 @@ class ScopeVectors:
         """Top-k (vector id, cosine) pairs; restricted to `allowed` ids when given."""
         query = np.asarray(query, dtype=np.float32).reshape(-1)
         if allowed is not None:
-            allowed = np.intersect1d(allowed, self.impl.all_keys()) if isinstance(self.impl, _Graph) else allowed
-            if len(allowed) == 0:
-                return []
             if isinstance(self.impl, _Exact) or len(allowed) <= self.ann_threshold:
-                keys, scores = _top(allowed, self.impl.vectors(allowed) @ query, k)
+                keys, matrix = self.impl.subset(allowed)
+                keys, scores = _top(keys, matrix @ query, k)
                 return list(zip(keys.tolist(), scores.tolist()))
             # A broad filter on a big scope: over-fetch from the graph, then filter.
             fetch = k * 4
@@ -309,6 +371,11 @@ class VectorCache:
                 found.reset()
         elif self.cache_dir is not None:
             ScopeVectors(self.dim, self.ann_threshold, self.cache_dir / f"{user_key}.usearch").reset()
+
+    def wait_for_builds(self, timeout: float | None = None) -> bool:
+        with self._lock:
+            scopes = list(self._scopes.values())
+        return all(item.wait_for_build(timeout) for item in scopes)
 
     def save_all(self) -> None:
         with self._lock:
