@@ -423,3 +423,19 @@ def test_bad_embedding_server_replies(tmp_path, mode):
                 memory.add("hello there", user_id="alice")
             assert memory.stats()["records"] == 0
         assert server.requests  # the server was really asked
+
+
+def test_a_full_disk_is_a_storage_error_and_loses_nothing(tmp_path):
+    """SQLite's max_page_count makes the database 'full' exactly as a full disk does."""
+    mem = Memory(tmp_path / "full.db", embedder=FakeEmbedder())
+    kept = mem.add([f"turn {i} about the garden" for i in range(20)], user_id="alice").ids
+    conn = mem.store._conn()  # the connection this thread writes with
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(StorageError, match="full"):
+        mem.add(["x" * 50_000 + f" big turn {i}" for i in range(5)], user_id="alice")
+    assert [r.id for r in mem.list(user_id="alice")] == kept
+    assert mem.store.check_integrity() == "ok"
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    assert len(mem.add("after the disk was freed", user_id="alice")) == 1
+    mem.close()
