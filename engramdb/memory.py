@@ -20,7 +20,7 @@ from .ids import new_id
 from .keys import index_text
 from .messages import normalize
 from .providers import Embedder, make_embedder
-from .retrieval import assemble, rrf
+from .retrieval import assemble, fuse
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import parse as parse_filters
 from .types import AddResult, Hit, Record, Scope, Version
@@ -212,7 +212,8 @@ class Memory:
         session_id: str | None = None,
         agent_id: str | None = None,
     ) -> list[Hit]:
-        """The memories that best match `query`: keyword (BM25) and dense, fused by RRF."""
+        """The memories that best match `query`: keyword (BM25) and dense candidates, fused
+        by RRF with their sessions' ranks and the dates the query names (retrieval.fuse)."""
         scope = Scope(user_id, agent_id, session_id)
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query must be a non-empty string")
@@ -223,8 +224,8 @@ class Memory:
         depth = max(self.config.candidates, 2 * limit)
         dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
         keyword = self._store.keyword_search(scope, query, conditions, depth)
-        fused = rrf([dense, keyword], k=self.config.rrf_k)[:limit]
-        records = self._store.by_rowids([item.rowid for item in fused], scope)
+        records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
+        fused = fuse(query, dense, keyword, records, k=self.config.rrf_k)[:limit]
         return [_hit(records[item.rowid], item.score) for item in fused if item.rowid in records]
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,

@@ -2,21 +2,53 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from .types import Hit, ScoredId
+from .sessions import session_ranks
+from .timeframe import timeframes, window_ranking
+from .types import Hit, Record, ScoredId
 
 CHARS_PER_TOKEN = 4  # the approximation LoCoMo-style budgets use
 
 
 def rrf(rankings: Sequence[Sequence[ScoredId]], k: int = 60) -> list[ScoredId]:
-    """Reciprocal rank fusion: each list adds 1 / (k + rank) for every row it ranks."""
+    """Reciprocal rank fusion: each list adds 1 / (k + rank) for every row it ranks
+    (rows of equal score in a list share a rank)."""
+    return rrf_ranks([_ranks(ranking) for ranking in rankings], k)
+
+
+def rrf_ranks(ranks: Sequence[Mapping[int, int]], k: int = 60) -> list[ScoredId]:
+    """RRF over rank maps (rowid -> rank, 1 = best), which may hold ties."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item.rowid] = scores.get(item.rowid, 0.0) + 1.0 / (k + rank)
+    for ranking in ranks:
+        for rowid, rank in ranking.items():
+            scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (k + rank)
     ordered = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
     return [ScoredId(rowid, score) for rowid, score in ordered]
+
+
+def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], records: Mapping[int, Record],
+         k: int) -> list[ScoredId]:
+    """The candidates of both retrievers, best first: RRF of the dense list, the keyword
+    list and the candidates' session ranks (sessions.py); then, when the query names a
+    date, RRF again with the candidates said in that window (timeframe.py)."""
+    first = rrf([dense, keyword], k)
+    lists = [_ranks(dense), _ranks(keyword), session_ranks(keyword, [i.rowid for i in first], records)]
+    fused = rrf_ranks(lists, k)
+    timed = window_ranking(fused, records, timeframes(query))
+    return rrf_ranks(lists + [_ranks(timed)], k) if timed else fused
+
+
+def _ranks(ranking: Sequence[ScoredId]) -> dict[int, int]:
+    """Rank of each row, 1 = best; rows of equal score share the better rank (a list
+    that cannot tell rows apart should not order them by accident)."""
+    out: dict[int, int] = {}
+    previous, shared = None, 0
+    for rank, item in enumerate(ranking, start=1):
+        if item.score != previous:
+            previous, shared = item.score, rank
+        out.setdefault(item.rowid, shared)
+    return out
 
 
 def estimate_tokens(text: str) -> int:

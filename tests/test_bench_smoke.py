@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from click.testing import CliRunner
 
 from engramdb.bench.cli import bench
@@ -46,3 +48,73 @@ def test_bench_search_reports_latency_and_reuses_the_store(tmp_path):
     again = _run(args)  # cached: the stores are not built a second time
     assert [row["bulk_load_s"] for row in again["results"]] == [row["bulk_load_s"] for row in report["results"]]
     assert again["pool_embed_s"] == "cached"
+
+
+def _tiny_locomo(path):
+    """Two conversations shaped like locomo10.json (sessions, dates, dia_ids, a photo,
+    packed and malformed evidence ids, a category-5 question)."""
+    samples = []
+    for n, (a, b) in enumerate([("Ana", "Ben"), ("Cy", "Dee")]):
+        conversation = {"speaker_a": a, "speaker_b": b}
+        for s in (1, 2):
+            conversation[f"session_{s}_date_time"] = f"1:56 pm on {s + 7} May, 2023"
+            conversation[f"session_{s}"] = [
+                {"speaker": a, "dia_id": f"D{s}:1", "text": f"I adopted a dog named Rex{s} last week."},
+                {"speaker": b, "dia_id": f"D{s}:2", "text": "Nice! I started painting lakes.",
+                 "blip_caption": "a photo of a lake painting"},
+                {"speaker": a, "dia_id": f"D{s}:3", "text": f"My sister moved to Porto{n} in spring."},
+            ]
+        samples.append({
+            "sample_id": f"conv-{n}",
+            "conversation": conversation,
+            "qa": [
+                {"question": f"What is the name of {a}'s dog?", "answer": "Rex1", "evidence": ["D1:1"], "category": 4},
+                {"question": f"What does {b} paint?", "answer": "lakes", "evidence": ["D1:2; D2:2"], "category": 1},
+                {"question": f"Where did {a}'s sister move?", "answer": "Porto", "evidence": ["D:2:3"], "category": 2},
+                {"question": "Does Ana like cats?", "adversarial_answer": "yes", "evidence": ["D1:1"], "category": 5},
+            ],
+        })
+    path.write_text(json.dumps(samples))
+    return path
+
+
+def test_bench_locomo_reports_recall_per_retriever(tmp_path):
+    data = _tiny_locomo(tmp_path / "locomo.json")
+    args = ["locomo", "--locomo", str(data), "--embedder", "fake", "--store", str(tmp_path / "locomo.db")]
+    report = _run(args)
+    assert report["conversations"] == 2 and report["turns"] == 12 and report["turns_added"] == 12
+    assert report["questions"] == 6  # category 5 is left out
+    assert set(report["rows"]) == {"bm25 (turns)", "dense (turns)", "engram", "everything"}
+    for name in ("bm25 (turns)", "dense (turns)", "engram"):
+        row = report["rows"][name]
+        assert set(row["metrics"]) == {"overall", "multi-hop", "temporal", "single-hop"}
+        for key in ("R@5", "R@10", "R@20", "R≤1000", "R≤2000"):
+            assert 0 <= row["metrics"]["overall"][key] <= 1
+        assert _is_number(row["latency_ms"]["p95"])
+    # 6 turns per conversation: everything fits in 1,000 tokens, so recall is complete
+    assert report["rows"]["engram"]["metrics"]["overall"]["R≤1000"] == 1.0
+    assert report["rows"]["everything"]["tokens_per_conversation"] > 0
+    again = _run(args)  # the store is reused, not ingested twice
+    assert again["turns_added"] == 0
+    table = CliRunner().invoke(bench, args + ["--conversations", "1"])
+    assert table.exit_code == 0, table.output
+    assert "engram" in table.stdout and "multi-hop" in table.stdout and "ingest:" in table.stdout
+
+
+def test_locomo_loader_facts():
+    from engramdb.bench import locomo
+
+    path = locomo.default_path()
+    if not path.exists():
+        pytest.skip(f"LoCoMo is not at {path}; set ENGRAM_LOCOMO to locomo10.json to run this test")
+    conversations = locomo.load(path)
+    assert len(conversations) == 10
+    assert sum(c.turn_count for c in conversations) == 5_882
+    assert sum(len(c.questions) for c in conversations) == 1_986
+    assert sum(len(messages) for c in conversations for _, messages in c.sessions) == 5_882
+    ids = [m["id"] for c in conversations for _, ms in c.sessions for m in ms]
+    assert len(set(ids)) < len(ids)  # dia_ids repeat across conversations, never within one
+    for conv in conversations:
+        known = {m["id"] for _, ms in conv.sessions for m in ms}
+        assert len(known) == conv.turn_count
+        assert all(q.evidence <= known for q in conv.questions)

@@ -18,7 +18,7 @@ def test_defaults():
     assert config.embedder_base_url is None and config.embedder_api_key is None
     assert config.max_message_chars == 100_000
     assert config.max_limit == 1_000
-    assert config.rrf_k == 60 and config.candidates == 100
+    assert config.rrf_k == 10 and config.candidates == 100
     assert config.busy_timeout_ms == 60_000
     assert Config.load(environ={}) == config  # nothing set: the defaults
 
@@ -44,7 +44,7 @@ def test_load_toml_with_engram_table(tmp_path):
     assert config.embedder == "fake"
     assert config.candidates == 50
     assert config.embedder_timeout_s == 2.5
-    assert config.rrf_k == 60  # untouched keys keep their defaults
+    assert config.rrf_k == 10  # untouched keys keep their defaults
 
 
 def test_load_flat_toml(tmp_path):
@@ -57,13 +57,13 @@ def test_load_flat_toml(tmp_path):
 
 def test_config_path_from_environment(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text("[engram]\nrrf_k = 10\n")
-    assert Config.load(environ={"ENGRAM_CONFIG": str(path)}).rrf_k == 10
+    path.write_text("[engram]\nrrf_k = 30\n")
+    assert Config.load(environ={"ENGRAM_CONFIG": str(path)}).rrf_k == 30
 
 
 def test_environment_overrides_toml_and_is_coerced(tmp_path):
     path = tmp_path / "c.toml"
-    path.write_text('[engram]\ncandidates = 50\nembedder = "fake"\nrrf_k = 10\n')
+    path.write_text('[engram]\ncandidates = 50\nembedder = "fake"\nrrf_k = 30\n')
     environ = {
         "ENGRAM_CANDIDATES": "75",
         "ENGRAM_EMBEDDER_TIMEOUT_S": "1.5",
@@ -77,7 +77,7 @@ def test_environment_overrides_toml_and_is_coerced(tmp_path):
     assert config.embedder_timeout_s == 1.5
     assert config.embedder_api_key is None  # empty optional string means unset
     assert config.store == "/data/engram.db"
-    assert config.embedder == "fake" and config.rrf_k == 10  # from the file
+    assert config.embedder == "fake" and config.rrf_k == 30  # from the file
 
 
 def test_from_mapping_coerces_strings():

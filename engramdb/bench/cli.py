@@ -93,5 +93,62 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
     click.echo(f"peak RSS {result['peak_rss_mb']} MB")
 
 
+@bench.command()
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=Path(".bench/locomo.db"),
+              show_default=True, help="Store to ingest LoCoMo into; reused when it already holds every turn.")
+@click.option("--conversations", type=click.IntRange(min=1), default=None,
+              help="Use only the first N conversations (default: all 10).")
+@click.option("--locomo", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="LoCoMo JSON [env ENGRAM_LOCOMO; default ../shared/data/locomo/locomo10.json beside the repo].")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def locomo(store: Path, conversations: int | None, locomo: Path | None, embedder: str, as_json: bool) -> None:
+    """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything."""
+    from . import locomo as data
+    from .recall import run
+
+    loaded = data.load(locomo)[:conversations]
+    result = run(store, loaded, embedder=embedder)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for line in recall_table(result):
+        click.echo(line)
+
+
+def recall_table(result: dict) -> list[str]:
+    """The main table, the per-category table and timings, as lines of text."""
+    keys = ("R@5", "R@10", "R@20", "R≤1000", "R≤2000")
+    lines = [
+        f"LoCoMo: {result['conversations']} conversations, {result['turns']:,} turns, "
+        f"{result['questions']:,} questions (categories 1-4); embedder {result['embedder']}",
+        f"{'retriever':<16}" + "".join(f"{k:>8}" for k in keys) + f"{'multi≤2000':>11}{'p50 ms':>8}{'p95 ms':>8}",
+    ]
+    for name, row in result["rows"].items():
+        overall = row["metrics"]["overall"]
+        multi = row["metrics"].get("multi-hop", {}).get("R≤2000")
+        lat = row.get("latency_ms", {})
+        cells = "".join(f"{overall[k]:>8.3f}" for k in keys)
+        tail = f"{multi:>11.3f}" if multi is not None else f"{'':>11}"
+        tail += f"{lat['p50']:>8}{lat['p95']:>8}" if "p50" in lat else ""
+        if name == "everything":
+            cells = "".join(f"{1.0:>8.3f}" for _ in keys[:3]) + f"  recall 1.0 at {row['tokens_per_conversation']:,} tokens"
+            tail = ""
+        lines.append(f"{name:<16}{cells}{tail}")
+    lines.append("")
+    cats = [c for c in ("multi-hop", "temporal", "open-domain", "single-hop")
+            if any(c in row["metrics"] for row in result["rows"].values())]
+    lines.append(f"{'category':<13}{'retriever':<16}" + "".join(f"{k:>8}" for k in keys) + f"{'n':>6}")
+    for cat in cats:
+        for name, row in result["rows"].items():
+            m = row["metrics"].get(cat)
+            if m:
+                lines.append(f"{cat:<13}{name:<16}" + "".join(f"{m[k]:>8.3f}" for k in keys) + f"{m['n']:>6}")
+    lines.append("")
+    added = result["turns_added"]
+    lines.append(f"ingest: {result['ingest_s']} s" + (f" for {added:,} turns" if added else " (store reused)"))
+    return lines
+
+
 if __name__ == "__main__":  # python -m engramdb.bench.cli, before the engram command registers it
     bench()

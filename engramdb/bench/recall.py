@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import Config
 from ..memory import Memory
 from ..types import Scope
 from .locomo import CATEGORIES, Conversation, Question
@@ -62,16 +63,22 @@ def _records(mem: Memory, conv: Conversation, rowids: list[int]) -> list[Returne
 RETRIEVERS: dict[str, Retriever] = {"bm25 (turns)": bm25, "dense (turns)": dense, "engram": engram}
 
 
-def ingest(mem: Memory, conversations: Sequence[Conversation]) -> float:
-    """Add every conversation not yet in the store; returns the seconds spent."""
+def ingest(mem: Memory, conversations: Sequence[Conversation]) -> tuple[float, int]:
+    """Add every conversation not yet in the store; returns the seconds spent and the
+    turns added (0 when the store already held them all)."""
     start = time.perf_counter()
+    added = 0
     for conv in conversations:
-        if mem.store.count(Scope(conv.sample_id)) == conv.turn_count:
+        if _turns(mem, conv) == conv.turn_count:
             continue
         mem.forget(user_id=conv.sample_id)
         for session_id, messages in conv.sessions:
-            mem.add(messages, user_id=conv.sample_id, session_id=session_id)
-    return time.perf_counter() - start
+            added += len(mem.add(messages, user_id=conv.sample_id, session_id=session_id))
+    return time.perf_counter() - start, added
+
+
+def _turns(mem: Memory, conv: Conversation) -> int:
+    return mem.stats(user_id=conv.sample_id).get("by_kind", {}).get("turn", 0)
 
 
 def score(evidence: frozenset[str], returned: list[Returned]) -> dict[str, float]:
@@ -120,10 +127,15 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(float(np.mean([i[key] for i in items])), 3) for key in items[0]} | {"n": len(items)}
 
 
-def run(store: Path, conversations: Sequence[Conversation], retrievers: Sequence[str]) -> dict[str, Any]:
-    with Memory(store) as mem:
-        seconds = ingest(mem, conversations)
+def run(store: Path, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
+        embedder: str = "minilm") -> dict[str, Any]:
+    store.parent.mkdir(parents=True, exist_ok=True)
+    with Memory(store, config=Config(embedder=embedder)) as mem:
+        seconds, added = ingest(mem, conversations)
         result = evaluate(mem, conversations, retrievers)
     result["ingest_s"] = round(seconds, 1)
+    result["turns_added"] = added  # 0: the store was reused, ingest_s is only the check
     result["turns"] = sum(c.turn_count for c in conversations)
+    result["conversations"] = len(conversations)
+    result["embedder"] = embedder
     return result
