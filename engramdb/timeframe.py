@@ -84,7 +84,9 @@ def window_ranking(ranked: Sequence[ScoredId], records: Mapping[int, Record], fr
 
 
 def _frame(unit: str, parts: dict[str, str]) -> Timeframe | None:
-    month = _MONTHS.get(parts["m"].lower().rstrip(".").replace("sept", "sep")) if "m" in parts else None
+    month = _month(parts["m"]) if "m" in parts else None
+    if "m" in parts and month is None:
+        return None
     year = int(parts["y"]) if "y" in parts else None
     try:
         if unit == "day":
@@ -100,6 +102,11 @@ def _frame(unit: str, parts: dict[str, str]) -> Timeframe | None:
     except (TypeError, ValueError):  # "31 February, 2023"
         return None
     return None
+
+
+def _month(name: str) -> int | None:
+    name = name.lower().rstrip(".")
+    return _MONTHS.get("sep" if name == "sept" else name)
 
 
 def _add_month(start: datetime) -> datetime:

@@ -78,3 +78,14 @@ def test_search_prefers_turns_said_in_the_month_the_query_names(tmp_path):
                      "timestamp": f"2023-0{month}-15T10:00:00Z"}, user_id="u", session_id=f"s{month}")
         hits = mem.search("What did I paint in April 2023?", user_id="u", limit=3)
     assert hits[0].created_at.startswith("2023-04")
+
+
+def test_every_month_name_and_abbreviation_parses():
+    import calendar
+
+    for number in range(1, 13):
+        for name in (calendar.month_name[number], calendar.month_abbr[number]):
+            (frame,) = timeframes(f"Where did Dmitri travel in {name}?")
+            assert frame.month == number, name
+    (sept,) = timeframes("What happened in Sept. 2023?")
+    assert (sept.start.month, sept.start.year) == (9, 2023)
