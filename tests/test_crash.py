@@ -140,7 +140,10 @@ def test_killed_writer_with_saved_graph_leaves_a_cache_that_is_caught_up(tmp_pat
         for rid in deleted:
             with pytest.raises(NotFoundError):
                 mem.get(rid)
-    assert_graph_agrees_with_exact(db, deleted, [rid for rid in added if rid not in deleted])
+    # The kill can land between a delete's commit and its report: the first id of the
+    # last reported add may be gone without a "deleted" line.
+    unsure = {[line for line in lines if isinstance(line, list)][-1][0]}
+    assert_graph_agrees_with_exact(db, deleted, [rid for rid in added if rid not in deleted | unsure])
 
 
 @pytest.mark.parametrize("damage", ["truncate", "empty", "garbage-middle", "garbage-all", "meta-missing"])
