@@ -14,6 +14,7 @@ a dense-only search (the in-process vector mirror, not BM25) and `quit` by exiti
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 import time
 
@@ -25,6 +26,15 @@ from engramdb.types import Scope
 def open_memory(db: str, threshold: str | None = None) -> Memory:
     config = Config(ann_threshold=int(threshold)) if threshold else Config()
     return Memory(db, config=config, embedder=FakeEmbedder())
+
+
+def integrity(db: object) -> str:
+    """SQLite's own check of a database file, through a connection of its own."""
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
 
 
 def emit(value: object) -> None:

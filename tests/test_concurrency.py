@@ -4,7 +4,6 @@ locked" reaches the caller, and each process's vector mirror follows the others.
 from __future__ import annotations
 
 import json
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import pytest
 
 from engramdb import Memory, Scope
 from engramdb.providers.fake import FakeEmbedder
+from helpers_writer import integrity
 
 HELPER = Path(__file__).with_name("helpers_writer.py")
 ADDS = 50
@@ -35,14 +35,6 @@ def run_threads(target, count: int) -> list[BaseException]:
         t.join(timeout=60)
         assert not t.is_alive(), "a writer thread hung"
     return errors
-
-
-def integrity(db: Path) -> str:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def add_many(mem: Memory, tag: str, out: dict[str, str]) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,19 +17,12 @@ import pytest
 
 from engramdb import Config, Memory, NotFoundError, Scope
 from engramdb.providers.fake import FakeEmbedder
+from helpers_writer import integrity
 from engramdb.stores.sqlite import user_key
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
 HELPER = Path(__file__).with_name("helpers_writer.py")
-
-
-def integrity(db: Path) -> str:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("PRAGMA integrity_check").fetchone()[0]
-    finally:
-        conn.close()
 
 
 def run_and_kill(args: list[str], seconds: float, min_lines: int = 3) -> list:

@@ -94,6 +94,20 @@ class SQLiteStore:
             raise UsageError("this Memory is closed")
         conn = getattr(self._local, "conn", None)
         if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            with self._conn_lock:
+                self._connections.append(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        """A configured connection. Switching to WAL, or reading the WAL index while
+        another connection initialises it, can answer SQLITE_BUSY without waiting on the
+        busy handler, so that is retried here until the busy timeout."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        delay = 0.005
+        while True:
+            conn = None
             try:
                 conn = sqlite3.connect(
                     self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
@@ -107,12 +121,15 @@ class SQLiteStore:
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute("PRAGMA cache_size = -65536")
                 conn.execute("PRAGMA temp_store = MEMORY")
+                return conn
             except sqlite3.DatabaseError as exc:
+                if conn is not None:
+                    conn.close()
+                if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc) and time.monotonic() < deadline:
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.1)
+                    continue
                 raise StorageError(f"cannot open {self.path}: {exc}") from exc
-            self._local.conn = conn
-            with self._conn_lock:
-                self._connections.append(conn)
-        return conn
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in one IMMEDIATE transaction; retry while another process writes."""
