@@ -2,9 +2,13 @@
 
     from engramdb import Memory
     mem = Memory()                 # embedded SQLite in the user's data dir
+
+`Memory` and `AsyncMemory` (and NumPy behind them) load on first use, so that
+`import engramdb` and `engram --help` stay fast.
 """
 
-from .aio import AsyncMemory
+from typing import TYPE_CHECKING, Any
+
 from .config import Config
 from .errors import (
     ConfigError,
@@ -16,8 +20,11 @@ from .errors import (
     StorageError,
     UsageError,
 )
-from .memory import Memory
 from .types import AddResult, Hit, Record, Scope, Version
+
+if TYPE_CHECKING:
+    from .aio import AsyncMemory
+    from .memory import Memory
 
 __version__ = "0.1.0"
 
@@ -26,3 +33,15 @@ __all__ = [
     "MissingDependencyError", "NotFoundError", "ProviderError", "Record", "Scope", "StorageError", "UsageError",
     "Version",
 ]
+
+_LAZY = {"Memory": "memory", "AsyncMemory": "aio"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'engramdb' has no attribute {name!r}")
