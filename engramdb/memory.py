@@ -213,7 +213,8 @@ class Memory:
         agent_id: str | None = None,
     ) -> list[Hit]:
         """The memories that best match `query`: keyword (BM25) and dense candidates, fused
-        by RRF with their sessions' ranks and the dates the query names (retrieval.fuse)."""
+        by RRF with their sessions' ranks, the speakers and the dates the query names
+        (retrieval.fuse)."""
         scope = Scope(user_id, agent_id, session_id)
         if not isinstance(query, str) or not query.strip():
             raise InvalidInputError("query must be a non-empty string")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from .sessions import session_ranks
+from .speakers import named_speakers, said_by
 from .timeframe import timeframes, window_ranking
 from .types import Hit, Record, ScoredId
 
@@ -29,12 +30,20 @@ def rrf_ranks(ranks: Sequence[Mapping[int, int]], k: int = 60) -> list[ScoredId]
 
 def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], records: Mapping[int, Record],
          k: int) -> list[ScoredId]:
-    """The candidates of both retrievers, best first: RRF of the dense list, the keyword
-    list and the candidates' session ranks (sessions.py); then, when the query names a
-    date, RRF again with the candidates said in that window (timeframe.py)."""
+    """The candidates of both retrievers, best first: RRF of the dense list (only the
+    turns of the speakers the query names, when it names some: speakers.py), the keyword
+    list, the candidates' session ranks (sessions.py) and the named speakers' turns; then,
+    when the query names a date, RRF again with the candidates said in that window
+    (timeframe.py)."""
+    speakers = named_speakers(query, records.values())
+    dense = said_by(dense, records, speakers) or dense
     first = rrf([dense, keyword], k)
     lists = [_ranks(dense), _ranks(keyword), session_ranks(keyword, [i.rowid for i in first], records)]
     fused = rrf_ranks(lists, k)
+    spoken = said_by(fused, records, speakers)
+    if spoken:
+        lists.append(_ranks(spoken))
+        fused = rrf_ranks(lists, k)
     timed = window_ranking(fused, records, timeframes(query))
     return rrf_ranks(lists + [_ranks(timed)], k) if timed else fused
 

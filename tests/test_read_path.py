@@ -1,4 +1,4 @@
-"""The read path's parts: RRF ranks with ties, session routing, dates named in a query."""
+"""The read path's parts: RRF ranks with ties, session routing, speaker routing, dates named in a query."""
 
 from __future__ import annotations
 
@@ -6,15 +6,17 @@ from datetime import datetime, timezone
 
 from engramdb import Memory
 from engramdb.providers.fake import FakeEmbedder
-from engramdb.retrieval import rrf
+from engramdb.retrieval import fuse, rrf
 from engramdb.sessions import session_ranks
+from engramdb.speakers import named_speakers, said_by
 from engramdb.timeframe import matches, timeframes, window_ranking
 from engramdb.types import Record, ScoredId
 
 
-def _record(rowid: int, session: str | None, created_at: str = "2023-05-08T13:56:00.000000Z") -> Record:
+def _record(rowid: int, session: str | None, created_at: str = "2023-05-08T13:56:00.000000Z",
+            name: str | None = None) -> Record:
     return Record(id=f"m{rowid}", user_id="u", agent_id=None, session_id=session, kind="turn", text="t", role="user",
-                  name=None, sources=[f"m{rowid}"], metadata={}, created_at=created_at, valid_to=None,
+                  name=name, sources=[f"m{rowid}"], metadata={}, created_at=created_at, valid_to=None,
                   recorded_at=created_at, updated_at=created_at, seq=rowid)
 
 
@@ -32,6 +34,30 @@ def test_session_ranks_score_a_session_by_its_best_turns():
     # b (3 + 3) beats a (5); 4 shares b's rank though no keyword matched it; no session, or
     # a session nothing matched: no rank
     assert ranks == {2: 1, 3: 1, 4: 1, 1: 2}
+
+
+def test_named_speakers_are_whole_words_of_the_query():
+    records = [_record(1, "s", name="Tim"), _record(2, "s", name="John"), _record(3, "s", name="Jo"),
+               _record(4, "s", name=None)]
+    assert named_speakers("What books has tim read?", records) == {"Tim"}
+    assert named_speakers("What did John and Tim plan?", records) == {"Tim", "John"}
+    assert named_speakers("What time did Johnny leave?", records) == set()  # not inside other words
+
+
+def test_said_by_keeps_the_named_speakers_turns_only_when_that_discriminates():
+    records = {1: _record(1, "s", name="Tim"), 2: _record(2, "s", name="John"), 3: _record(3, "s", name="Tim")}
+    ranking = [ScoredId(2, 0.9), ScoredId(1, 0.8), ScoredId(3, 0.7)]
+    assert [item.rowid for item in said_by(ranking, records, frozenset({"Tim"}))] == [1, 3]
+    assert said_by(ranking, records, frozenset({"Tim", "John"})) == []  # keeps everything
+    assert said_by(ranking, records, frozenset()) == []
+
+
+def test_fuse_prefers_the_turns_of_the_speaker_the_query_names():
+    records = {1: _record(1, "a", name="John"), 2: _record(2, "b", name="Tim"), 3: _record(3, "c", name="John")}
+    dense = [ScoredId(1, 0.9), ScoredId(2, 0.8), ScoredId(3, 0.1)]  # the embedding does not see who spoke
+    keyword = [ScoredId(1, 2.0), ScoredId(2, 2.0)]
+    assert [item.rowid for item in fuse("Which novel did Tim read?", dense, keyword, records, k=10)][:2] == [2, 1]
+    assert [item.rowid for item in fuse("Which novel was read?", dense, keyword, records, k=10)][:2] == [1, 2]
 
 
 def test_timeframes_of_explicit_dates():
