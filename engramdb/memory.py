@@ -45,13 +45,15 @@ class Memory:
         embedder: Embedder | None = None,
         clock: Clock | None = None,
         reembed: bool = False,
+        tenant: str | None = None,
     ) -> None:
         if config is not None and not isinstance(config, Config):
             raise ConfigError(f"config must be an engramdb.Config, got {type(config).__name__}")
         self.config = config or Config()
         if store is not None and not isinstance(store, (str, os.PathLike)):
             raise ConfigError(f"store must be a URL or a path, got {type(store).__name__}")
-        self._store: Store = open_store(store if store is not None else self.config.store, self.config)
+        self.tenant = tenant
+        self._store: Store = open_store(store if store is not None else self.config.store, self.config, tenant=tenant)
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._clock = clock or SystemClock()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from ..config import Config, default_data_dir
 from ..errors import ConfigError
 from .base import ExportedRecord, NewRecord, Store
 
-__all__ = ["ExportedRecord", "NewRecord", "Store", "open_store", "sqlite_path"]
+__all__ = ["ExportedRecord", "NewRecord", "Store", "open_store", "sqlite_path", "tenant_slug"]
 
 
 def sqlite_path(url: str | os.PathLike | None) -> Path:
@@ -26,7 +27,23 @@ def sqlite_path(url: str | os.PathLike | None) -> Path:
     return Path(text).expanduser()
 
 
-def open_store(url: str | os.PathLike | None, config: Config) -> Store:
+def tenant_slug(tenant: str) -> str:
+    """A tenant's name as a safe file or schema name: stable, opaque, no injection."""
+    from ..types import _check_id
+
+    _check_id("tenant", tenant, required=True)
+    return "t_" + hashlib.sha256(tenant.encode("utf-8")).hexdigest()[:32]
+
+
+def tenant_sqlite_path(path: Path, tenant: str) -> Path:
+    """Each tenant of a SQLite store lives in its own file beside the main one."""
+    return path.parent / f"{path.stem}.tenants" / f"{tenant_slug(tenant)}.db"
+
+
+def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | None = None) -> Store:
+    """Open the store behind a URL. With a tenant, the store holds only that tenant's data:
+    a file of its own for SQLite, a schema of its own for PostgreSQL, so no query can
+    reach another tenant's rows whatever its filters."""
     text = os.fspath(url) if url is not None else None
     if text is not None and "://" in text and not text.startswith("sqlite:"):
         scheme = text.split("://", 1)[0]
@@ -35,4 +52,8 @@ def open_store(url: str | os.PathLike | None, config: Config) -> Store:
         raise ConfigError(f"unknown store URL scheme {scheme!r}; use sqlite:///path.db")
     from .sqlite import SQLiteStore
 
-    return SQLiteStore(sqlite_path(text), busy_timeout_ms=config.busy_timeout_ms, ann_threshold=config.ann_threshold)
+    path = sqlite_path(text)
+    if tenant is not None:
+        path = tenant_sqlite_path(path, tenant)
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return SQLiteStore(path, busy_timeout_ms=config.busy_timeout_ms, ann_threshold=config.ann_threshold)
