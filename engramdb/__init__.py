@@ -20,7 +20,7 @@ from .errors import (
     StorageError,
     UsageError,
 )
-from .types import AddResult, Hit, Record, Scope, Version
+from .types import AddResult, Hit, Recall, Record, Scope, Version
 
 if TYPE_CHECKING:
     from .aio import AsyncMemory
@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AddResult", "AsyncMemory", "Config", "ConfigError", "EngramError", "Hit", "InvalidInputError", "Memory",
-    "MissingDependencyError", "NotFoundError", "ProviderError", "Record", "Scope", "StorageError", "UsageError",
+    "MissingDependencyError", "NotFoundError", "ProviderError", "Recall", "Record", "Scope", "StorageError", "UsageError",
     "Version",
 ]
 

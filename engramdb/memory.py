@@ -20,10 +20,10 @@ from .ids import new_id
 from .keys import index_text
 from .messages import normalize
 from .providers import Embedder, make_embedder
-from .retrieval import assemble, fuse
+from .retrieval import assemble, estimate_tokens, fuse
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import parse as parse_filters
-from .types import AddResult, Hit, Record, Scope, Version
+from .types import AddResult, Hit, Recall, Record, Scope, Version
 
 QUERY_CACHE = 256
 REEMBED_BATCH = 256
@@ -218,10 +218,7 @@ class Memory:
         by RRF with their sessions' ranks, the speakers and the dates the query names
         (retrieval.fuse)."""
         scope = Scope(user_id, agent_id, session_id)
-        if not isinstance(query, str) or not query.strip():
-            raise InvalidInputError("query must be a non-empty string")
-        if len(query) > self.config.max_query_chars:
-            raise InvalidInputError(f"query has {len(query)} characters; the limit is {self.config.max_query_chars}")
+        _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
         conditions = parse_filters(filters)
         depth = max(self.config.candidates, 2 * limit)
@@ -233,13 +230,43 @@ class Memory:
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None) -> str:
-        """A prompt block of what matters for `query`, within `budget_tokens`."""
+        """A prompt block of what matters for `query`, within `budget_tokens` (the text
+        of `recall()`)."""
+        return self.recall(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
+                           agent_id=agent_id, filters=filters).text
+
+    def recall(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
+               agent_id: str | None = None, filters: Mapping[str, Any] | None = None) -> Recall:
+        """What matters for `query` within `budget_tokens`, as a prompt block and the
+        memories in it. When the whole scope fits the budget, all of it comes back in
+        time order (`complete`): on a small history full context beats retrieval."""
         _check_int("budget_tokens", budget_tokens, 1, 10_000_000)
+        _check_query(query, self.config.max_query_chars)
+        scope = Scope(user_id, agent_id, session_id)
+        conditions = parse_filters(filters)
+        whole = self._whole_scope(scope, conditions, budget_tokens)
+        if whole is not None:
+            text, hits = assemble(whole, budget_tokens)
+            if len(hits) == len(whole):
+                return Recall(text, hits, complete=True)
         hits = self.search(
             query, user_id=user_id, limit=min(self.config.max_limit, max(20, budget_tokens // 10)),
             filters=filters, session_id=session_id, agent_id=agent_id,
         )
-        return assemble(hits, budget_tokens)
+        text, chosen = assemble(hits, budget_tokens)
+        return Recall(text, chosen, complete=False)
+
+    def _whole_scope(self, scope: Scope, conditions: list, budget_tokens: int) -> list[Hit] | None:
+        """Every memory of the scope when their text could fit the budget, else None
+        (each memory costs at least a token, so a scope with more memories than the
+        budget has tokens never fits and is not read)."""
+        count = self._store.count(scope)
+        if count == 0 or count > budget_tokens:
+            return None
+        records = self._store.list(scope, conditions, count, 0)
+        if sum(estimate_tokens(r.text) for r in records) > budget_tokens:
+            return None
+        return [_hit(r, 1.0) for r in records]
 
     def _embed_query(self, query: str) -> np.ndarray:
         with self._query_lock:
@@ -350,6 +377,13 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 def _check_memory_id(id: Any) -> None:
     if not isinstance(id, str) or not id or len(id) > 256:
         raise InvalidInputError(f"a memory id must be a non-empty string, got {id!r}")
+
+
+def _check_query(query: Any, max_chars: int) -> None:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInputError("query must be a non-empty string")
+    if len(query) > max_chars:
+        raise InvalidInputError(f"query has {len(query)} characters; the limit is {max_chars}")
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

@@ -69,9 +69,10 @@ def render_line(hit: Hit) -> str:
     return f"- [{hit.created_at[:16].replace('T', ' ')}] {speaker}: {hit.text}"
 
 
-def assemble(hits: Sequence[Hit], budget_tokens: int) -> str:
+def assemble(hits: Sequence[Hit], budget_tokens: int) -> tuple[str, list[Hit]]:
     """Hits (best first) as a prompt block: deduplicated, within budget, grouped by
-    session, sessions and lines in time order, each line dated."""
+    session, sessions and lines in time order, each line dated. Returns the block and
+    the hits it holds, best first."""
     chosen: list[Hit] = []
     seen: set[str] = set()
     block = ""
@@ -85,7 +86,7 @@ def assemble(hits: Sequence[Hit], budget_tokens: int) -> str:
         seen.add(key)
         chosen.append(hit)
         block = candidate
-    return block
+    return block, chosen
 
 
 def _render(hits: Sequence[Hit]) -> str:

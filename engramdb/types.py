@@ -94,6 +94,24 @@ class Hit:
 
 
 @dataclass(frozen=True)
+class Recall:
+    """What `recall()` gives back for a question: the prompt block and the memories in it."""
+
+    text: str
+    hits: list[Hit]
+    complete: bool  # the whole scope fit the budget: nothing was left out
+
+    @property
+    def sources(self) -> list[str]:
+        """The source turn ids of every memory in the block, in block order, once each."""
+        return list(dict.fromkeys(s for hit in self.hits for s in hit.sources))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "hits": [h.to_dict() for h in self.hits], "complete": self.complete,
+                "sources": self.sources}
+
+
+@dataclass(frozen=True)
 class Version:
     """One entry of a memory's history."""
 

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from engramdb import ConfigError, Hit, Memory, NotFoundError, Record, UsageError
+from engramdb import ConfigError, Hit, InvalidInputError, Memory, NotFoundError, Record, UsageError
 from engramdb.clock import format_ts
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.retrieval import estimate_tokens
@@ -344,6 +344,40 @@ def test_context_within_budget_grouped_by_session_in_time_order(mem):
         assert estimate_tokens(small) <= budget
     assert mem.context("trip to Japan", user_id="alice", budget_tokens=30).count("travel") < 4
     assert mem.context("trip to Japan", user_id="bob") == ""
+
+
+def test_recall_returns_the_whole_small_memory_in_time_order(mem):
+    """Small-memory mode: when every memory of the scope fits the budget, all come back,
+    including ones the query shares no word with, and `complete` says so."""
+    mem.add([{"content": "I adopted a cat called Miso", "timestamp": "2024-01-01T10:00:00Z"},
+             {"content": "we painted the kitchen yellow", "timestamp": "2024-01-02T10:00:00Z"}],
+            user_id="alice", session_id="s1")
+    whole = mem.recall("what is my pet's name?", user_id="alice", budget_tokens=500)
+    assert whole.complete
+    assert [h.text for h in whole.hits] == ["I adopted a cat called Miso", "we painted the kitchen yellow"]
+    assert "kitchen yellow" in whole.text and whole.text == mem.context(
+        "what is my pet's name?", user_id="alice", budget_tokens=500)
+    assert len(whole.sources) == 2 and set(whole.sources) == {s for h in whole.hits for s in h.sources}
+    # Too small a budget for everything: retrieval chooses, and says it is not complete.
+    partial = mem.recall("cat called Miso", user_id="alice", budget_tokens=22)
+    assert not partial.complete
+    assert [h.text for h in partial.hits] == ["I adopted a cat called Miso"]
+    assert estimate_tokens(partial.text) <= 22
+    # Filters and scope narrow the whole memory too.
+    narrowed = mem.recall("anything", user_id="alice", budget_tokens=500,
+                          filters={"created_at": {"gte": "2024-01-02T00:00:00Z"}})
+    assert narrowed.complete and [h.text for h in narrowed.hits] == ["we painted the kitchen yellow"]
+    empty = mem.recall("anything", user_id="bob", budget_tokens=500)
+    assert empty.text == "" and empty.hits == [] and not empty.complete
+
+
+def test_recall_validates_like_search(mem):
+    mem.add("hello there", user_id="alice")
+    for bad in ("", "   ", None, 3):
+        with pytest.raises(InvalidInputError):
+            mem.recall(bad, user_id="alice")
+    with pytest.raises(InvalidInputError):
+        mem.recall("hello", user_id="alice", budget_tokens=0)
 
 
 # -- lifecycle --------------------------------------------------------------------------

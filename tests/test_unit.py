@@ -188,7 +188,9 @@ def test_assemble_groups_sessions_in_time_order():
         hit("loose", None, "2024-02-01T00:00:00.000000Z", role=None),
         hit("early in B", "B", "2024-03-01T08:00:00.000000Z", role="assistant"),
     ]
-    assert assemble(hits, 1000) == (
+    block, chosen = assemble(hits, 1000)
+    assert [h.text for h in chosen] == [h.text for h in hits]  # best first, as given
+    assert block == (
         "## session A\n- [2024-01-01 09:30] Ann: early in A\n\n"
         "## no session\n- [2024-02-01 00:00] turn: loose\n\n"
         "## session B\n- [2024-03-01 08:00] assistant: early in B\n- [2024-03-02 10:00] user: late in B"
@@ -202,14 +204,16 @@ def test_assemble_dedups_and_respects_budget():
         hit("x" * 400, "A", "2024-01-03T00:00:00.000000Z"),  # too big for the budget: skipped
         hit("short one", "A", "2024-01-04T00:00:00.000000Z"),
     ]
-    block = assemble(hits, 30)
+    block, chosen = assemble(hits, 30)
     assert block.count("same thing") + block.count("SAME thing") == 1
     assert "x" * 400 not in block and "short one" in block
+    assert [h.text for h in chosen] == ["The same thing", "short one"]
     assert estimate_tokens(block) <= 30
     for budget in range(1, 60, 7):
-        assert estimate_tokens(assemble(hits, budget)) <= budget or assemble(hits, budget) == ""
-    assert assemble([], 100) == ""
-    assert assemble(hits, 1) == ""
+        text, _ = assemble(hits, budget)
+        assert estimate_tokens(text) <= budget or text == ""
+    assert assemble([], 100) == ("", [])
+    assert assemble(hits, 1) == ("", [])
 
 
 def test_estimate_tokens():
