@@ -20,7 +20,7 @@ from .ids import new_id
 from .keys import index_text
 from .messages import normalize
 from .providers import Embedder, make_embedder
-from .retrieval import assemble, estimate_tokens, fuse
+from .retrieval import assemble, estimate_tokens, fuse, same_text_key
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import parse as parse_filters
 from .types import AddResult, Hit, Recall, Record, Scope, Version
@@ -247,7 +247,7 @@ class Memory:
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
             text, hits = assemble(whole, budget_tokens)
-            if len(hits) == len(whole):
+            if len(hits) == len({same_text_key(h.text) for h in whole}):  # all but repeats
                 return Recall(text, hits, complete=True)
         hits = self.search(
             query, user_id=user_id, limit=min(self.config.max_limit, max(20, budget_tokens // 10)),

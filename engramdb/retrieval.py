@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from .sessions import session_ranks
 from .speakers import named_speakers, said_by
@@ -64,37 +65,55 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN)
 
 
-def render_line(hit: Hit) -> str:
-    speaker = hit.name or hit.role or hit.kind
-    return f"- [{hit.created_at[:16].replace('T', ' ')}] {speaker}: {hit.text}"
-
-
 def assemble(hits: Sequence[Hit], budget_tokens: int) -> tuple[str, list[Hit]]:
     """Hits (best first) as a prompt block: deduplicated, within budget, grouped by
     session, sessions and lines in time order, each line dated. Returns the block and
-    the hits it holds, best first."""
+    the hits it holds, best first; a hit whose text repeats one already in the block is
+    not shown again, its sources join those of the one shown."""
     chosen: list[Hit] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     block = ""
     for hit in hits:
-        key = " ".join(hit.text.lower().split())
+        key = same_text_key(hit.text)
         if key in seen:
+            kept = chosen[seen[key]]
+            chosen[seen[key]] = replace(kept, sources=list(dict.fromkeys(kept.sources + hit.sources)))
             continue
         candidate = _render(chosen + [hit])
         if estimate_tokens(candidate) > budget_tokens:
             continue
-        seen.add(key)
+        seen[key] = len(chosen)
         chosen.append(hit)
         block = candidate
     return block, chosen
 
 
+def same_text_key(text: str) -> str:
+    """Texts with the same key say the same thing; a block holds one of them."""
+    return " ".join(text.lower().split())
+
+
 def _render(hits: Sequence[Hit]) -> str:
+    """Sessions in time order, each headed by its name and the time of its first line;
+    a line repeats the time only where it differs from the line before (a date costs
+    tokens the budget could spend on memories)."""
     sessions: dict[str | None, list[Hit]] = {}
     for hit in sorted(hits, key=lambda h: h.created_at):
         sessions.setdefault(hit.session_id, []).append(hit)
     blocks = []
     for session_id, items in sessions.items():
+        first = _minute(items[0].created_at)
         title = f"## session {session_id}" if session_id else "## no session"
-        blocks.append("\n".join([title, *(render_line(h) for h in items)]))
+        lines = [f"{title} ({first})"]
+        previous = first
+        for hit in items:
+            at = _minute(hit.created_at)
+            stamp = "" if at == previous else f"[{at[11:] if at[:10] == previous[:10] else at}] "
+            previous = at
+            lines.append(f"- {stamp}{hit.name or hit.role or hit.kind}: {hit.text}")
+        blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def _minute(timestamp: str) -> str:
+    return timestamp[:16].replace("T", " ")

@@ -331,13 +331,13 @@ def test_context_within_budget_grouped_by_session_in_time_order(mem):
     )
     block = mem.context("trip to Japan", user_id="alice", budget_tokens=1000)
     lines = block.splitlines()
-    assert lines[0] == "## session earlier"
+    assert lines[0] == "## session earlier (2024-01-01 10:00)"
     earlier = block.index("## session earlier")
     later = block.index("## session later")
     assert earlier < later
     assert block.index("travel memory 1") < block.index("travel memory 2") < later
     assert later < block.index("travel note 1") < block.index("travel note 3")
-    assert "[2024-01-01 10:00] user: travel memory 1" in block
+    assert "(2024-01-01 10:00)\n- user: travel memory 1 about the trip to Japan\n- [2024-01-02 10:00] user: travel memory 2" in block
     for budget in (5, 20, 40, 60):
         small = mem.context("trip to Japan", user_id="alice", budget_tokens=budget)
         assert len(small) / 4 <= budget

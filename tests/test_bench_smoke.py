@@ -84,7 +84,7 @@ def test_bench_locomo_reports_recall_per_retriever(tmp_path):
     report = _run(args)
     assert report["conversations"] == 2 and report["turns"] == 12 and report["turns_added"] == 12
     assert report["questions"] == 6  # category 5 is left out
-    assert set(report["rows"]) == {"bm25 (turns)", "dense (turns)", "engram", "everything"}
+    assert set(report["rows"]) == {"bm25 (turns)", "dense (turns)", "engram", "engram recall()", "everything"}
     for name in ("bm25 (turns)", "dense (turns)", "engram"):
         row = report["rows"][name]
         assert set(row["metrics"]) == {"overall", "multi-hop", "temporal", "single-hop"}
@@ -93,6 +93,8 @@ def test_bench_locomo_reports_recall_per_retriever(tmp_path):
         assert _is_number(row["latency_ms"]["p95"])
     # 6 turns per conversation: everything fits in 1,000 tokens, so recall is complete
     assert report["rows"]["engram"]["metrics"]["overall"]["R≤1000"] == 1.0
+    # recall() returns the whole small memory: every evidence turn, at both budgets
+    assert report["rows"]["engram recall()"]["metrics"]["overall"] == {"R≤1000": 1.0, "R≤2000": 1.0, "n": 6}
     assert report["rows"]["everything"]["tokens_per_conversation"] > 0
     again = _run(args)  # the store is reused, not ingested twice
     assert again["turns_added"] == 0

@@ -191,10 +191,20 @@ def test_assemble_groups_sessions_in_time_order():
     block, chosen = assemble(hits, 1000)
     assert [h.text for h in chosen] == [h.text for h in hits]  # best first, as given
     assert block == (
-        "## session A\n- [2024-01-01 09:30] Ann: early in A\n\n"
-        "## no session\n- [2024-02-01 00:00] turn: loose\n\n"
-        "## session B\n- [2024-03-01 08:00] assistant: early in B\n- [2024-03-02 10:00] user: late in B"
+        "## session A (2024-01-01 09:30)\n- Ann: early in A\n\n"
+        "## no session (2024-02-01 00:00)\n- turn: loose\n\n"
+        "## session B (2024-03-01 08:00)\n- assistant: early in B\n- [2024-03-02 10:00] user: late in B"
     )
+
+
+def test_assemble_states_a_time_only_where_it_changes():
+    hits = [
+        hit("one", "A", "2024-01-01T09:30:00.000000Z"),
+        hit("two", "A", "2024-01-01T09:30:40.000000Z"),
+        hit("three", "A", "2024-01-01T11:05:00.000000Z"),
+    ]
+    block, _ = assemble(hits, 1000)
+    assert block == "## session A (2024-01-01 09:30)\n- user: one\n- user: two\n- [11:05] user: three"
 
 
 def test_assemble_dedups_and_respects_budget():
@@ -208,6 +218,7 @@ def test_assemble_dedups_and_respects_budget():
     assert block.count("same thing") + block.count("SAME thing") == 1
     assert "x" * 400 not in block and "short one" in block
     assert [h.text for h in chosen] == ["The same thing", "short one"]
+    assert chosen[0].sources == ["The same thing", "the  SAME thing"]  # the repeat's source is kept
     assert estimate_tokens(block) <= 30
     for budget in range(1, 60, 7):
         text, _ = assemble(hits, budget)

@@ -101,19 +101,69 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 @click.option("--locomo", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="LoCoMo JSON [env ENGRAM_LOCOMO; default ../shared/data/locomo/locomo10.json beside the repo].")
 @click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--llm-base-url", default=None,
+              help="An OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1): also answer the questions "
+                   "from recall() and score LoCoMo's F1 and an LLM judge.")
+@click.option("--llm-model", default=None, help="The answering model (required with --llm-base-url).")
+@click.option("--judge-model", default=None, help="The judging model [default: the answering model].")
+@click.option("--llm-api-key", envvar="ENGRAM_LLM_API_KEY", default=None, help="[env ENGRAM_LLM_API_KEY]")
+@click.option("--answer-budget", type=click.IntRange(min=50), default=2000, show_default=True,
+              help="Tokens of memories given to the answering model.")
+@click.option("--answer-questions", type=click.IntRange(min=1), default=None,
+              help="Answer only this many questions, spread evenly (default: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def locomo(store: Path, conversations: int | None, locomo: Path | None, embedder: str, as_json: bool) -> None:
-    """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything."""
+def locomo(store: Path, conversations: int | None, locomo: Path | None, embedder: str, llm_base_url: str | None,
+           llm_model: str | None, judge_model: str | None, llm_api_key: str | None, answer_budget: int,
+           answer_questions: int | None, as_json: bool) -> None:
+    """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
+    with an LLM, answer accuracy too."""
     from . import locomo as data
     from .recall import run
 
+    answering = None
+    if llm_base_url:
+        if not llm_model:
+            raise click.UsageError("--llm-model is required with --llm-base-url")
+        answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget)
     loaded = data.load(locomo)[:conversations]
-    result = run(store, loaded, embedder=embedder)
+    result = run(store, loaded, embedder=embedder, answering=answering, answer_questions=answer_questions)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     for line in recall_table(result):
         click.echo(line)
+
+
+def _answering(base_url: str, model: str, judge_model: str, api_key: str | None, budget: int):
+    from ..providers.chat import ChatClient
+    from .answer import evaluate
+
+    def answer(mem, questions):
+        chat = ChatClient(model, base_url=base_url, api_key=api_key)
+        judge = ChatClient(judge_model, base_url=base_url, api_key=api_key)
+        try:
+            return {"model": model, "judge_model": judge_model,
+                    **evaluate(mem, questions, chat=chat, judge=judge, budget=budget)}
+        finally:
+            chat.close()
+            judge.close()
+
+    return answer
+
+
+def answer_table(answers: dict) -> list[str]:
+    lat = answers.get("answer_latency_ms") or {}
+    lines = [
+        f"answers by {answers['model']} (judge {answers['judge_model']}) from recall() within "
+        f"{answers['budget_tokens']} tokens: {answers['answered']} answered, {answers['failed']} failed"
+        + (f"; answer p50/p95 {lat['p50']}/{lat['p95']} ms" if lat else ""),
+        f"{'category':<13}{'n':>6}{'F1':>8}{'judge':>8}{'context':>9}{'prompt':>8}{'output':>8}",
+    ]
+    for cat, m in answers["metrics"].items():
+        judge = f"{m['judge_accuracy']:>8.3f}" if m["judge_accuracy"] is not None else f"{'-':>8}"
+        lines.append(f"{cat:<13}{m['n']:>6}{m['f1']:>8.3f}{judge}{m['context_tokens']:>9}"
+                     f"{m['prompt_tokens']:>8}{m['completion_tokens']:>8}")
+    return lines
 
 
 def recall_table(result: dict) -> list[str]:
@@ -122,31 +172,34 @@ def recall_table(result: dict) -> list[str]:
     lines = [
         f"LoCoMo: {result['conversations']} conversations, {result['turns']:,} turns, "
         f"{result['questions']:,} questions (categories 1-4); embedder {result['embedder']}",
-        f"{'retriever':<16}" + "".join(f"{k:>8}" for k in keys) + f"{'multi≤2000':>11}{'p50 ms':>8}{'p95 ms':>8}",
+        f"{'retriever':<17}" + "".join(f"{k:>8}" for k in keys) + f"{'multi≤2000':>11}{'p50 ms':>8}{'p95 ms':>8}",
     ]
     for name, row in result["rows"].items():
         overall = row["metrics"]["overall"]
         multi = row["metrics"].get("multi-hop", {}).get("R≤2000")
         lat = row.get("latency_ms", {})
-        cells = "".join(f"{overall[k]:>8.3f}" for k in keys)
+        cells = "".join(f"{overall[k]:>8.3f}" if k in overall else f"{'-':>8}" for k in keys)
         tail = f"{multi:>11.3f}" if multi is not None else f"{'':>11}"
         tail += f"{lat['p50']:>8}{lat['p95']:>8}" if "p50" in lat else ""
         if name == "everything":
             cells = "".join(f"{1.0:>8.3f}" for _ in keys[:3]) + f"  recall 1.0 at {row['tokens_per_conversation']:,} tokens"
             tail = ""
-        lines.append(f"{name:<16}{cells}{tail}")
+        lines.append(f"{name:<17}{cells}{tail}")
     lines.append("")
     cats = [c for c in ("multi-hop", "temporal", "open-domain", "single-hop")
             if any(c in row["metrics"] for row in result["rows"].values())]
-    lines.append(f"{'category':<13}{'retriever':<16}" + "".join(f"{k:>8}" for k in keys) + f"{'n':>6}")
+    lines.append(f"{'category':<13}{'retriever':<17}" + "".join(f"{k:>8}" for k in keys) + f"{'n':>6}")
     for cat in cats:
         for name, row in result["rows"].items():
             m = row["metrics"].get(cat)
             if m:
-                lines.append(f"{cat:<13}{name:<16}" + "".join(f"{m[k]:>8.3f}" for k in keys) + f"{m['n']:>6}")
+                lines.append(f"{cat:<13}{name:<17}" + "".join(f"{m[k]:>8.3f}" if k in m else f"{'-':>8}" for k in keys)
+                             + f"{m['n']:>6}")
     lines.append("")
     added = result["turns_added"]
     lines.append(f"ingest: {result['ingest_s']} s" + (f" for {added:,} turns" if added else " (store reused)"))
+    if "answers" in result:
+        lines += ["", *answer_table(result["answers"])]
     return lines
 
 

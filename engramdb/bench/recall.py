@@ -3,7 +3,9 @@ reference retrievers run on the same store (BM25 alone, dense alone, everything)
 
 Recall@k: the share of a question's evidence turns found in the `sources` of the top-k
 hits. Recall within B tokens: the same, over the hits that fit in B tokens of returned
-text, counting a token as 4 characters."""
+text, counting a token as 4 characters. The `recall()` row asks Memory.recall for a
+block of B tokens and counts the evidence among its memories' sources: what a caller of
+context() really gets, its session headers and dates paid for out of the budget."""
 
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ def _records(mem: Memory, conv: Conversation, rowids: list[int]) -> list[Returne
 
 
 RETRIEVERS: dict[str, Retriever] = {"bm25 (turns)": bm25, "dense (turns)": dense, "engram": engram}
+BLOCK_ROW = "engram recall()"
 
 
 def ingest(mem: Memory, conversations: Sequence[Conversation]) -> tuple[float, int]:
@@ -97,9 +100,14 @@ def score(evidence: frozenset[str], returned: list[Returned]) -> dict[str, float
     return out
 
 
+def questions_of(conversations: Sequence[Conversation]) -> list[tuple[Conversation, Question]]:
+    """The scored questions: categories 1-4 with evidence (5 is adversarial)."""
+    return [(c, q) for c in conversations for q in c.questions if q.category in (1, 2, 3, 4) and q.evidence]
+
+
 def evaluate(mem: Memory, conversations: Sequence[Conversation], retrievers: Sequence[str]) -> dict[str, Any]:
     rows: dict[str, Any] = {}
-    questions = [(c, q) for c in conversations for q in c.questions if q.category in (1, 2, 3, 4) and q.evidence]
+    questions = questions_of(conversations)
     for name in retrievers:
         retrieve = RETRIEVERS[name]
         per_cat: dict[str, list[dict[str, float]]] = defaultdict(list)
@@ -115,6 +123,7 @@ def evaluate(mem: Memory, conversations: Sequence[Conversation], retrievers: Seq
             "metrics": {cat: _mean(items) for cat, items in per_cat.items()},
             "latency_ms": latency_summary(latencies),
         }
+    rows[BLOCK_ROW] = evaluate_blocks(mem, questions)
     total_tokens = [sum(tokens(m["content"]) for _, ms in c.sessions for m in ms) for c in conversations]
     rows["everything"] = {
         "metrics": {"overall": {**{f"R@{k}": 1.0 for k in KS}, **{f"R≤{b}": 0.0 for b in BUDGETS}}},
@@ -123,16 +132,45 @@ def evaluate(mem: Memory, conversations: Sequence[Conversation], retrievers: Seq
     return {"questions": len(questions), "rows": rows}
 
 
+def evaluate_blocks(mem: Memory, questions: Sequence[tuple[Conversation, Question]]) -> dict[str, Any]:
+    """Recall within each budget of the blocks Memory.recall assembles."""
+    per_cat: dict[str, list[dict[str, float]]] = defaultdict(list)
+    latencies = []
+    for conv, q in questions:
+        result = {}
+        for budget in BUDGETS:
+            start = time.perf_counter()
+            block = mem.recall(q.text, user_id=conv.sample_id, budget_tokens=budget)
+            latencies.append(time.perf_counter() - start)
+            result[f"R≤{budget}"] = len(q.evidence & set(block.sources)) / len(q.evidence)
+        per_cat[CATEGORIES[q.category]].append(result)
+        per_cat["overall"].append(result)
+    return {"metrics": {cat: _mean(items) for cat, items in per_cat.items()}, "latency_ms": latency_summary(latencies)}
+
+
+def spread(items: list, count: int | None) -> list:
+    """`count` items taken evenly across the list (every category and conversation)."""
+    if count is None or count >= len(items):
+        return items
+    step = len(items) / count
+    return [items[int(i * step)] for i in range(count)]
+
+
 def _mean(items: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(float(np.mean([i[key] for i in items])), 3) for key in items[0]} | {"n": len(items)}
 
 
 def run(store: Path, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
-        embedder: str = "minilm") -> dict[str, Any]:
+        embedder: str = "minilm", answering: Callable[[Memory, list], dict[str, Any]] | None = None,
+        answer_questions: int | None = None) -> dict[str, Any]:
+    """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a spread
+    sample of `answer_questions` questions (all when None)."""
     store.parent.mkdir(parents=True, exist_ok=True)
     with Memory(store, config=Config(embedder=embedder)) as mem:
         seconds, added = ingest(mem, conversations)
         result = evaluate(mem, conversations, retrievers)
+        if answering is not None:
+            result["answers"] = answering(mem, spread(questions_of(conversations), answer_questions))
     result["ingest_s"] = round(seconds, 1)
     result["turns_added"] = added  # 0: the store was reused, ingest_s is only the check
     result["turns"] = sum(c.turn_count for c in conversations)
