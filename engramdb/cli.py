@@ -461,6 +461,35 @@ def import_(path: str, user_id: str | None, as_json: bool) -> None:
         _console().print(f"Imported {count} memories from {path}.")
 
 
+@main.command()
+@click.option("--from", "source_url", required=True, metavar="URL", help="The store to copy from.")
+@click.option("--to", "target_url", required=True, metavar="URL", help="The (empty) store to copy into.")
+@json_option
+def migrate(source_url: str, target_url: str, as_json: bool) -> None:
+    """Copy a whole store to another, losslessly (e.g. SQLite to PostgreSQL)."""
+    from .stores import open_store
+    from .stores.transfer import copy_store
+
+    config = _app().config
+    source = open_store(source_url, config)
+    try:
+        target = open_store(target_url, config)
+        try:
+            with _err_console().status(f"migrating to {target.url}…"):
+                moved = copy_store(source, target)
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if as_json:
+        _print_json({"from": source.url, "to": target.url, **moved.to_dict()})
+    else:
+        _console().print(
+            f"Migrated {moved.records} memories of {moved.users} users and {moved.tombstones} deletion "
+            f"records from {source.url} to {target.url}."
+        )
+
+
 # -- demo ------------------------------------------------------------------------------
 
 
@@ -523,6 +552,11 @@ except ModuleNotFoundError as exc:  # engramdb/bench/cli.py is not written yet
         raise
 else:
     main.add_command(bench)
+
+from .server.cli import keys, serve  # noqa: E402  (light: the web stack loads only when serve runs)
+
+main.add_command(serve)
+main.add_command(keys)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -43,6 +43,13 @@ class Config:
     max_messages_per_add: int = 10_000
     max_query_chars: int = 10_000
     max_limit: int = 1_000
+    # Distillation of turns into memories, in the background: "offline" (spaCy and
+    # rules, no LLM), "llm:<model>" (the OpenAI-compatible chat server below), "fake"
+    # or "none". None: the library default, memory.DEFAULT_EXTRACTOR ("offline").
+    extractor: str | None = None
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_s: float = 60.0
     # Retrieval.
     rrf_k: int = 10  # small k: the top of each list counts (LoCoMo: 60 -> 10 lifted R≤1000 0.72 -> 0.76)
     candidates: int = 100  # per retriever, before fusion
@@ -50,6 +57,8 @@ class Config:
     ann_threshold: int = 20_000
     # SQLite.
     busy_timeout_ms: int = 60_000
+    # Server (`engram serve`): bigger request bodies are refused with 413.
+    max_request_bytes: int = 16_000_000
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -64,6 +73,10 @@ class Config:
                 raise ConfigError(f"config {f.name} must be a string, got {value!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
+        if not (self.extractor in (None, "offline", "fake", "none")
+                or (isinstance(self.extractor, str) and self.extractor.startswith("llm:") and len(self.extractor) > 4)):
+            raise ConfigError(f"config extractor must be 'offline', 'llm:<model>', 'fake' or 'none', "
+                              f"got {self.extractor!r}")
 
     def model_dir_path(self) -> Path:
         return Path(self.model_dir).expanduser() if self.model_dir else default_data_dir() / "models"

@@ -4,7 +4,9 @@
     ├── UsageError            the caller's mistake: fix the call
     │   ├── InvalidInputError malformed messages, wrong types, empty or huge text
     │   ├── NotFoundError     an unknown id
-    │   └── ConfigError       a broken configuration or store URL
+    │   ├── ConfigError       a broken configuration or store URL
+    │   ├── AuthenticationError  a server request without a valid API key
+    │   └── PermissionDeniedError  a valid key that may not do this (a write with a read-only key)
     ├── ProviderError         an embedder or LLM failed (dead server, bad reply)
     │   └── MissingDependencyError  an optional extra is not installed
     └── StorageError          the store failed (disk full, corrupt file, lock timeout)
@@ -34,6 +36,14 @@ class NotFoundError(UsageError, KeyError):
 
 class ConfigError(UsageError):
     """A broken configuration value, TOML file or store URL."""
+
+
+class AuthenticationError(UsageError):
+    """The server got no API key, an unknown one, or a revoked one."""
+
+
+class PermissionDeniedError(UsageError):
+    """The API key is valid but may not do this (a write with a read-only key)."""
 
 
 class ProviderError(EngramError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import replace
@@ -13,7 +14,9 @@ from typing import Any
 import numpy as np
 
 from . import cube
-from .clock import Clock, SystemClock, format_ts
+from .clock import Clock, SystemClock, format_ts, normalize_ts
+from .distill import Distiller
+from .extract import make_extractor
 from .config import Config
 from .errors import ConfigError, InvalidInputError, NotFoundError, UsageError
 from .ids import new_id
@@ -22,9 +25,11 @@ from .messages import normalize
 from .providers import Embedder, make_embedder
 from .retrieval import assemble, estimate_tokens, fuse, same_text_key
 from .stores import ExportedRecord, NewRecord, Store, open_store
+from .stores.filters import current, valid_at
 from .stores.filters import parse as parse_filters
 from .types import AddResult, Hit, Recall, Record, Scope, Version
 
+DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
 REEMBED_BATCH = 256
 
@@ -62,6 +67,22 @@ class Memory:
         self._ready_lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
+        self._distiller: Distiller | None = None
+        if self._extractor_name() != "none" and self._store.job_stats()["pending"]:
+            self._distill().wake()  # jobs left by a crash or a dead LLM resume
+
+    def _extractor_name(self) -> str:
+        return self.config.extractor or DEFAULT_EXTRACTOR
+
+    def _distill(self) -> Distiller:
+        """The background distillation worker, made on first use."""
+        with self._ready_lock:
+            if self._distiller is None:
+                extractor = make_extractor(self._extractor_name(), base_url=self.config.llm_base_url,
+                                           api_key=self.config.llm_api_key, timeout_s=self.config.llm_timeout_s)
+                self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
+                                            self._clock)
+            return self._distiller
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -137,7 +158,11 @@ class Memory:
                     sources=[message.source_id or rid], metadata=dict(meta),
                 )
             )
-        return AddResult(self._store.insert(records, vectors, actor=agent_id or user_id))
+        distil = self._extractor_name() != "none"
+        stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
+        if distil:
+            self._distill().wake()
+        return AddResult(stored)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
                reason: str | None = None) -> Record:
@@ -187,12 +212,16 @@ class Memory:
         limit: int = 100,
         offset: int = 0,
         filters: Mapping[str, Any] | None = None,
+        as_of: str | None = None,
+        include_retired: bool = False,
     ) -> list[Record]:
-        """Memories of a scope in time order, a page at a time."""
+        """Memories of a scope in time order, a page at a time: the current ones, with
+        `as_of` those true then, with `include_retired` also the superseded and retracted."""
         scope = Scope(user_id, agent_id, session_id)
         _check_int("limit", limit, 1, self.config.max_limit)
         _check_int("offset", offset, 0, 2**62)
-        return self._store.list(scope, parse_filters(filters), limit, offset)
+        conditions = _in_time(parse_filters(filters), as_of, include_retired)
+        return self._store.list(scope, conditions, limit, offset)
 
     def history(self, id: str, *, user_id: str | None = None) -> list[Version]:
         """Every version of a memory, oldest first; a deleted one keeps only hashes."""
@@ -213,6 +242,8 @@ class Memory:
         filters: Mapping[str, Any] | None = None,
         session_id: str | None = None,
         agent_id: str | None = None,
+        as_of: str | None = None,
+        include_retired: bool = False,
     ) -> list[Hit]:
         """The memories that best match `query`: keyword (BM25) and dense candidates, fused
         by RRF with their sessions' ranks, the speakers and the dates the query names
@@ -220,7 +251,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
-        conditions = parse_filters(filters)
+        conditions = _in_time(parse_filters(filters), as_of, include_retired)
         depth = max(self.config.candidates, 2 * limit)
         dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
         keyword = self._store.keyword_search(scope, query, conditions, depth)
@@ -229,21 +260,23 @@ class Memory:
         return [_hit(records[item.rowid], item.score) for item in fused if item.rowid in records]
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
-                agent_id: str | None = None, filters: Mapping[str, Any] | None = None) -> str:
+                agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
+                as_of: str | None = None) -> str:
         """A prompt block of what matters for `query`, within `budget_tokens` (the text
         of `recall()`)."""
         return self.recall(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
-                           agent_id=agent_id, filters=filters).text
+                           agent_id=agent_id, filters=filters, as_of=as_of).text
 
     def recall(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
-               agent_id: str | None = None, filters: Mapping[str, Any] | None = None) -> Recall:
+               agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
+               as_of: str | None = None) -> Recall:
         """What matters for `query` within `budget_tokens`, as a prompt block and the
         memories in it. When the whole scope fits the budget, all of it comes back in
         time order (`complete`): on a small history full context beats retrieval."""
         _check_int("budget_tokens", budget_tokens, 1, 10_000_000)
         _check_query(query, self.config.max_query_chars)
         scope = Scope(user_id, agent_id, session_id)
-        conditions = parse_filters(filters)
+        conditions = _in_time(parse_filters(filters), as_of)
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
             text, hits = assemble(whole, budget_tokens)
@@ -251,7 +284,7 @@ class Memory:
                 return Recall(text, hits, complete=True)
         hits = self.search(
             query, user_id=user_id, limit=min(self.config.max_limit, max(20, budget_tokens // 10)),
-            filters=filters, session_id=session_id, agent_id=agent_id,
+            filters=filters, session_id=session_id, agent_id=agent_id, as_of=as_of,
         )
         text, chosen = assemble(hits, budget_tokens)
         return Recall(text, chosen, complete=False)
@@ -324,11 +357,29 @@ class Memory:
         return self._store.stats(user_id)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait for background work (vector-index builds; every write is already
-        durable). True when nothing is left running."""
-        return self._store.flush(timeout)
+        """Wait for background work: distillation of the turns added so far (jobs waiting
+        out a retry backoff are not waited for) and vector-index builds. Every write is
+        already durable. True when nothing is left running."""
+        start = time.monotonic()
+        if self._extractor_name() != "none" and not self._distill().wait(timeout):
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        return self._store.flush(left)
+
+    def compact(self) -> None:
+        """Rewrite the store so that erased text leaves the file itself (SQLite: FTS
+        merge, WAL checkpoint and VACUUM; PostgreSQL: VACUUM). Slow on a big store."""
+        self._store.compact()
+
+    def jobs(self, *, user_id: str | None = None) -> dict[str, Any]:
+        """The distillation queue: pending, running and failed jobs (with recent errors)."""
+        if user_id is not None:
+            Scope(user_id)
+        return self._store.job_stats(user_id)
 
     def close(self) -> None:
+        if self._distiller is not None:
+            self._distiller.stop()
         self._store.close()
         close = getattr(self._embedder, "close", None)
         if self._owns_embedder and callable(close):
@@ -377,6 +428,16 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 def _check_memory_id(id: Any) -> None:
     if not isinstance(id, str) or not id or len(id) > 256:
         raise InvalidInputError(f"a memory id must be a non-empty string, got {id!r}")
+
+
+def _in_time(conditions: list, as_of: Any, include_retired: bool = False) -> list:
+    """Current memories only (not superseded or retracted), or with `as_of` what was
+    true then; `include_retired` or a caller's own valid_to filter lifts the default."""
+    if as_of is not None:
+        return [*conditions, valid_at(normalize_ts(as_of, field="as_of"))]
+    if include_retired or any(c.field == "valid_to" for c in conditions):
+        return conditions
+    return [*conditions, current()]
 
 
 def _check_query(query: Any, max_chars: int) -> None:

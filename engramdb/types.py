@@ -68,6 +68,7 @@ class Record:
     recorded_at: str  # when Engram stored it
     updated_at: str
     seq: int  # order of arrival within the store
+    expired_at: str | None = None  # when Engram retired it (superseded or retracted)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -252,7 +252,7 @@ def test_bad_reset_and_export(filled, tmp_path):
 # -- stores and configuration -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["postgresql://x", "postgres://u@h/db", "mysql://x", "sqlite://x", "sqlite:///",
+@pytest.mark.parametrize("url", ["postgresql://x:port/db", "postgres://u@h/db?bogus=1", "mysql://x", "sqlite://x", "sqlite:///",
                                  ":memory:", ""])
 def test_bad_store_urls(url, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -342,3 +342,35 @@ def test_user_b_never_sees_user_a(store):
     assert store.stats("bob")["records"] == 1
     assert store.forget(Scope("bob", session_id="shared")) == 1
     assert store.get(a.id) == a
+
+
+def test_every_filter_operator_means_the_same_on_every_backend(store):
+    put(
+        store,
+        new("f1", day=1, role="user", metadata={"n": 1, "tag": "a", "flag": True}, sources=["s-1"]),
+        new("f2", day=2, role="assistant", metadata={"n": 2.5, "tag": "b", "none": None}, name="Bot"),
+        new("f3", day=3, role="user", metadata={"n": 10, "tag": "c"}, session="x"),
+    )
+    scope = Scope("alice")
+
+    def match(filters: dict) -> list[str]:
+        return texts(store.list(scope, parse(filters), 10, 0))
+
+    assert match({"metadata.n": {"gt": 2}}) == ["f2", "f3"]
+    assert match({"metadata.n": {"gte": 1, "lt": 10}}) == ["f1", "f2"]
+    assert match({"metadata.n": 1.0}) == ["f1"]
+    assert match({"metadata.tag": {"in": ["a", "c"]}}) == ["f1", "f3"]
+    assert match({"metadata.tag": {"nin": ["a"]}}) == ["f2", "f3"]
+    assert match({"metadata.tag": {"ne": "b"}}) == ["f1", "f3"]
+    assert match({"metadata.tag": {"lte": "b"}}) == ["f1", "f2"]
+    assert match({"metadata.missing": None}) == ["f1", "f2", "f3"]
+    assert match({"metadata.none": None}) == ["f1", "f2", "f3"]
+    assert match({"metadata.tag": {"ne": None}}) == ["f1", "f2", "f3"]
+    assert match({"metadata.flag": True}) == ["f1"]
+    assert match({"metadata.tag": "1"}) == [] and match({"metadata.n": "1"}) == []
+    assert match({"source": "s-1"}) == ["f1"]
+    assert match({"name": "Bot"}) == ["f2"] and match({"name": None}) == ["f1", "f3"]
+    assert match({"session_id": {"ne": None}}) == ["f3"]
+    assert match({"role": {"nin": ["user"]}}) == ["f2"]
+    assert match({"created_at": {"lt": "2024-06-02"}}) == ["f1"]
+    assert match({"kind": "turn", "role": "user", "created_at": {"gt": "2024-06-01T12:00:00Z"}}) == ["f3"]

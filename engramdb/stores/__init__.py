@@ -10,7 +10,7 @@ from ..config import Config, default_data_dir
 from ..errors import ConfigError
 from .base import ExportedRecord, NewRecord, Store
 
-__all__ = ["ExportedRecord", "NewRecord", "Store", "open_store", "sqlite_path", "tenant_slug"]
+__all__ = ["ExportedRecord", "NewRecord", "Store", "open_postgres", "open_store", "sqlite_path", "tenant_slug"]
 
 
 def sqlite_path(url: str | os.PathLike | None) -> Path:
@@ -48,8 +48,8 @@ def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | N
     if text is not None and "://" in text and not text.startswith("sqlite:"):
         scheme = text.split("://", 1)[0]
         if scheme in ("postgresql", "postgres"):
-            raise ConfigError("the PostgreSQL store is not available in this version of engramdb")
-        raise ConfigError(f"unknown store URL scheme {scheme!r}; use sqlite:///path.db")
+            return open_postgres(text, config, tenant=tenant)
+        raise ConfigError(f"unknown store URL scheme {scheme!r}; use sqlite:///path.db or postgresql://...")
     from .sqlite import SQLiteStore
 
     path = sqlite_path(text)
@@ -57,3 +57,20 @@ def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | N
         path = tenant_sqlite_path(path, tenant)
         path.parent.mkdir(parents=True, exist_ok=True)
     return SQLiteStore(path, busy_timeout_ms=config.busy_timeout_ms, ann_threshold=config.ann_threshold)
+
+
+def open_postgres(url: str, config: Config, *, tenant: str | None = None) -> Store:
+    """A PostgreSQL store; a tenant's lives in the schema `engram_<slug>` of its own."""
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        from ..errors import MissingDependencyError
+
+        if exc.name and exc.name.split(".")[0] not in ("psycopg", "psycopg_pool", "pgvector", "numpy"):
+            raise
+        raise MissingDependencyError(
+            f"the PostgreSQL store needs psycopg, psycopg-pool and pgvector ({exc.name} is missing): "
+            "pip install 'engramdb[postgres]'"
+        ) from exc
+    schema = None if tenant is None else "engram_" + tenant_slug(tenant)
+    return PostgresStore(url, schema=schema, ann_threshold=config.ann_threshold)

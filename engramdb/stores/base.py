@@ -28,6 +28,38 @@ class NewRecord:
     sources: list[str] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     valid_to: str | None = None
+    slot: str | None = None  # "subject|attribute" of a fact that a newer value supersedes
+    derived_from: tuple[str, ...] = ()  # ids of the turns a derived memory was distilled from
+
+
+@dataclass(frozen=True)
+class Job:
+    """A durable unit of background work: distil these turns of this scope."""
+
+    id: int
+    scope: Scope
+    record_ids: list[str]
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """A current memory that stops being true: superseded by a newer one, or retracted."""
+
+    id: str
+    valid_to: str  # world time it stopped being true
+    event: str  # "supersede" or "retract"
+    reason: str
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """What one distillation job writes, all in one transaction with the job's end."""
+
+    inserts: list[NewRecord]
+    vectors: np.ndarray
+    retirements: list[Retirement] = field(default_factory=list)
+    confirmations: dict[str, tuple[str, ...]] = field(default_factory=dict)  # memory id -> more source turns
 
 
 @dataclass(frozen=True)
@@ -60,4 +92,14 @@ class Store(Protocol):
     def import_records(self, items: Sequence[ExportedRecord], vectors: np.ndarray) -> int: ...
     def stats(self, user_id: str | None = None) -> dict[str, Any]: ...
     def flush(self, timeout: float | None = None) -> bool: ...
+    def compact(self) -> None: ...
+
+    # derived memories and their jobs (issue 4)
+    def claim_job(self, *, now: str, lease_until: str) -> Job | None: ...
+    def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]: ...
+    def slot_memories(self, user_id: str, slots: Sequence[str]) -> list[Record]: ...
+    def current_derived(self, user_id: str, content_hashes: Sequence[str]) -> list[Record]: ...
+    def complete_job(self, job: Job, outcome: JobOutcome, *, at: str, actor: str | None) -> list[Record]: ...
+    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None: ...
+    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]: ...
     def close(self) -> None: ...

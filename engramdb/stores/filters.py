@@ -26,6 +26,19 @@ _META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 Scalar = (str, int, float, bool)
 
 
+VALID_AT = "valid_at"  # internal: true in the world at a time (search's as_of), never parsed from filters
+
+
+def valid_at(timestamp: str) -> "Condition":
+    """What was true at `timestamp`: said or valid from before it, not yet ended then."""
+    return Condition(VALID_AT, "eq", timestamp)
+
+
+def current() -> "Condition":
+    """What is true now: never superseded or retracted."""
+    return Condition("valid_to", "eq", None)
+
+
 @dataclass(frozen=True)
 class Condition:
     field: str  # a column, "metadata.<key>" or "source"
@@ -82,6 +95,10 @@ def to_sql(conditions: list[Condition], alias: str = "r") -> tuple[str, list[Any
             parts.append(f"EXISTS (SELECT 1 FROM json_each({alias}.sources) WHERE value = ?)")
             params.append(str(cond.value))
             continue
+        if cond.field == VALID_AT:
+            parts.append(f"({alias}.created_at <= ? AND ({alias}.valid_to IS NULL OR {alias}.valid_to > ?))")
+            params.extend([cond.value, cond.value])
+            continue
         if cond.field.startswith("metadata."):
             column = f"json_extract({alias}.metadata, ?)"
             params.append("$." + cond.field[len("metadata."):])
@@ -97,6 +114,60 @@ def to_sql(conditions: list[Condition], alias: str = "r") -> tuple[str, list[Any
             parts.append(f"{column} {sql_op} ?")
             params.append(cond.value)
     return " AND ".join(parts), params
+
+
+def to_postgres(conditions: list[Condition], alias: str = "r") -> tuple[str, list[Any]]:
+    """SQL (PostgreSQL dialect, %s placeholders) for the conditions, ANDed, with its
+    parameters. Columns are TEXT and compare as text; metadata values compare as JSON
+    (1 equals 1.0, a string never equals a number); a missing key or a JSON null is NULL."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for cond in conditions:
+        if cond.field == "source":
+            parts.append(f"{alias}.sources @> jsonb_build_array(%s::text)")
+            params.append(str(cond.value))
+        elif cond.field == VALID_AT:
+            parts.append(f"({alias}.created_at <= %s AND ({alias}.valid_to IS NULL OR {alias}.valid_to > %s))")
+            params.extend([cond.value, cond.value])
+        elif cond.field.startswith("metadata."):
+            part, values = _pg_metadata(alias, cond)
+            parts.append(part)
+            params.extend(values)
+        else:
+            column, sql_op = f"{alias}.{cond.field}", OPERATORS[cond.op]
+            if cond.op in ("in", "nin"):
+                parts.append(f"{column} {sql_op} ({', '.join(['%s'] * len(cond.value))})")
+                params.extend(_pg_text(v) for v in cond.value)
+            elif cond.value is None:
+                parts.append(f"{column} IS {'NOT ' if cond.op == 'ne' else ''}NULL")
+            else:
+                parts.append(f"{column} {sql_op} %s")
+                params.append(_pg_text(cond.value))
+    return " AND ".join(parts), params
+
+
+def _pg_text(value: Any) -> str:
+    """A filter value as SQLite compares it with a TEXT column (True is 1)."""
+    return str(int(value)) if isinstance(value, bool) else str(value)
+
+
+def _pg_metadata(alias: str, cond: Condition) -> tuple[str, list[Any]]:
+    """One metadata condition, comparing the JSONB value under the key."""
+    key = cond.field[len("metadata."):]
+    item, sql_op = f"{alias}.metadata -> %s", OPERATORS[cond.op]
+    if cond.op in ("in", "nin"):
+        marks = ", ".join(["%s::jsonb"] * len(cond.value))
+        return f"{item} {sql_op} ({marks})", [key, *(json.dumps(v) for v in cond.value)]
+    if cond.value is None:
+        return f"coalesce({item}, 'null'::jsonb) {'<>' if cond.op == 'ne' else '='} 'null'::jsonb", [key]
+    if cond.op in ("eq", "ne") or isinstance(cond.value, bool):
+        return f"{item} {sql_op} %s::jsonb", [key, json.dumps(cond.value)]
+    # Order strings as text and numbers as numbers, never one against the other.
+    kind, cast = ("string", "") if isinstance(cond.value, str) else ("number", "::numeric")
+    return (
+        f"(CASE WHEN jsonb_typeof({item}) = '{kind}' THEN ({alias}.metadata ->> %s){cast} END) {sql_op} %s",
+        [key, key, cond.value],
+    )
 
 
 def describe(conditions: list[Condition]) -> str:

@@ -24,7 +24,7 @@ from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, StorageError, UsageError
 from ..keys import index_text
 from ..types import Record, Scope, ScoredId, Version
-from .base import ExportedRecord, NewRecord
+from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .filters import Condition, to_sql
 from .sqlite_schema import MIGRATIONS
 from .vectors import Delta, ScopeState, VectorCache
@@ -33,7 +33,7 @@ T = TypeVar("T")
 
 RECORD_COLUMNS = (
     "rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
-    "created_at, valid_to, recorded_at, updated_at"
+    "created_at, valid_to, recorded_at, updated_at, expired_at"
 )
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to help BM25 rank; dropped from keyword queries that have others.
@@ -222,21 +222,42 @@ class SQLiteStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    def insert(self, records: Sequence[NewRecord], vectors: np.ndarray, *, actor: str | None) -> list[Record]:
+    def insert(self, records: Sequence[NewRecord], vectors: np.ndarray, *, actor: str | None,
+               enqueue: bool = False) -> list[Record]:
+        """Store records; with `enqueue`, also a job to distil them, in the same
+        transaction (a crash can lose neither the turns nor their distillation)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
         def work(conn: sqlite3.Connection) -> list[int]:
-            rowids = []
-            for rec, vec in zip(records, vectors):
-                rowids.append(self._insert_one(conn, rec, vec))
+            rowids = self._insert_many(conn, records, vectors, actor)
+            if enqueue and records:
+                first = records[0]
                 conn.execute(
-                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                    "VALUES (?, 1, ?, 'add', NULL, ?, ?, ?, NULL)",
-                    (rec.id, rec.scope.user_id, content_hash(rec.text), rec.recorded_at, actor),
+                    "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (first.scope.user_id, first.scope.agent_id, first.scope.session_id,
+                     json.dumps([r.id for r in records]), first.recorded_at, first.recorded_at, first.recorded_at),
                 )
             return rowids
 
-        rowids = self._write(work)
+        return self._by_rowid_order(self._write(work))
+
+    def _insert_many(self, conn: sqlite3.Connection, records: Sequence[NewRecord], vectors: np.ndarray,
+                     actor: str | None) -> list[int]:
+        rowids = []
+        for rec, vec in zip(records, vectors):
+            rowids.append(self._insert_one(conn, rec, vec))
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (?, 1, ?, 'add', NULL, ?, ?, ?, ?)",
+                (rec.id, rec.scope.user_id, content_hash(rec.text), rec.recorded_at, actor,
+                 rec.metadata.get("reason") if rec.kind != "turn" else None),
+            )
+        return rowids
+
+    def _by_rowid_order(self, rowids: list[int]) -> list[Record]:
+        if not rowids:
+            return []
         found = self._records_where(f"r.rowid IN ({','.join('?' * len(rowids))})", rowids)
         by_rowid = {rowid: rec for rowid, rec in found}
         return [by_rowid[rowid] for rowid in rowids]
@@ -245,24 +266,27 @@ class SQLiteStore:
         scope = rec.scope
         cursor = conn.execute(
             "INSERT INTO records (id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
-            "created_at, valid_to, recorded_at, updated_at, content_hash) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, valid_to, recorded_at, updated_at, content_hash, slot) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.id, scope.user_id, scope.agent_id, scope.session_id, rec.kind, rec.role, rec.name, rec.text,
                 json.dumps(rec.sources), json.dumps(rec.metadata), rec.created_at, rec.valid_to,
-                rec.recorded_at, rec.recorded_at, content_hash(rec.text),
+                rec.recorded_at, rec.recorded_at, content_hash(rec.text), rec.slot,
             ),
         )
         rowid = cursor.lastrowid
+        for turn_id in rec.derived_from:
+            self._link(conn, rec.id, turn_id)
         key = user_key(scope.user_id)
         conn.execute(
             "INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, index_text(rec.text, rec.name), key)
         )
         conn.execute("INSERT OR IGNORE INTO scopes (user_key) VALUES (?)", (key,))
-        conn.execute(
-            "INSERT INTO vectors (record_rowid, user_key, vec) VALUES (?, ?, ?)",
-            (rowid, key, np.ascontiguousarray(vec, dtype=np.float32).tobytes()),
-        )
+        vec = np.ascontiguousarray(vec, dtype=np.float32)
+        if not np.isnan(vec).any():  # NaN: "no vector" (an import of a record that had none)
+            conn.execute(
+                "INSERT INTO vectors (record_rowid, user_key, vec) VALUES (?, ?, ?)", (rowid, key, vec.tobytes())
+            )
         return rowid
 
     def update(self, id: str, text: str, vector: np.ndarray, *, at: str, actor: str | None,
@@ -319,15 +343,20 @@ class SQLiteStore:
                 return False
             rowid, user_id, text = row
             self._erase_rows(conn, user_key(user_id), [rowid])
-            last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?", (id,)).fetchone()[0] or 0
-            conn.execute(
-                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                "VALUES (?, ?, ?, 'delete', NULL, ?, ?, ?, 'deleted')",
-                (id, last + 1, user_id, content_hash(text), at, actor),
-            )
+            self._tombstone(conn, id, user_id, text, at, actor, "deleted")
+            self._unlink_turns(conn, user_id, [id], at, actor)
             return True
 
         return self._write(work)
+
+    def _tombstone(self, conn: sqlite3.Connection, id: str, user_id: str, text: str, at: str, actor: str | None,
+                   reason: str) -> None:
+        last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?", (id,)).fetchone()[0] or 0
+        conn.execute(
+            "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+            "VALUES (?, ?, ?, 'delete', NULL, ?, ?, ?, ?)",
+            (id, last + 1, user_id, content_hash(text), at, actor, reason),
+        )
 
     def _erase_rows(self, conn: sqlite3.Connection, key: str, rowids: list[int]) -> None:
         """Remove records everywhere: row, keywords, vectors, and the texts in history."""
@@ -355,8 +384,13 @@ class SQLiteStore:
                 )
                 conn.execute("DELETE FROM vectors WHERE user_key = ?", (key,))
                 conn.execute("DELETE FROM vector_removals WHERE user_key = ?", (key,))
+                conn.execute(
+                    "DELETE FROM derivations WHERE memory_id IN (SELECT id FROM records WHERE user_id = ?)",
+                    (scope.user_id,),
+                )
                 conn.execute("DELETE FROM records WHERE user_id = ?", (scope.user_id,))
                 conn.execute("DELETE FROM versions WHERE user_id = ?", (scope.user_id,))
+                conn.execute("DELETE FROM jobs WHERE user_id = ?", (scope.user_id,))
                 conn.execute(
                     "INSERT INTO scopes (user_key, generation) VALUES (?, 1) "
                     "ON CONFLICT (user_key) DO UPDATE SET generation = generation + 1",
@@ -368,6 +402,10 @@ class SQLiteStore:
                 for start in range(0, len(ids), 500):
                     chunk = ids[start:start + 500]
                     conn.execute(f"DELETE FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk)
+                    conn.execute(f"DELETE FROM derivations WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk)
+                self._unlink_turns(conn, scope.user_id, ids, _now(), None)
+                job_where, job_params = _scope_sql(scope, "jobs")
+                conn.execute(f"DELETE FROM jobs WHERE {job_where}", job_params)
             return len(rowids)
 
         count = self._write(work)
@@ -377,7 +415,7 @@ class SQLiteStore:
 
     def reset(self) -> None:
         def work(conn: sqlite3.Connection) -> None:
-            for table in ("fts", "vectors", "vector_removals", "records", "versions"):
+            for table in ("fts", "vectors", "vector_removals", "records", "versions", "derivations", "jobs"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("UPDATE scopes SET generation = generation + 1")
 
@@ -393,6 +431,190 @@ class SQLiteStore:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"compacting {self.path} failed: {exc}") from exc
+
+    # -- derived memories and their jobs ----------------------------------------------
+
+    def _link(self, conn: sqlite3.Connection, memory_id: str, turn_id: str) -> None:
+        """Record that a derived memory came from a turn (and which sources it took)."""
+        row = conn.execute("SELECT sources FROM records WHERE id = ?", (turn_id,)).fetchone()
+        if row is not None:
+            conn.execute(
+                "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources) VALUES (?, ?, ?)",
+                (memory_id, turn_id, row[0]),
+            )
+
+    def _unlink_turns(self, conn: sqlite3.Connection, user_id: str, turn_ids: list[str], at: str,
+                      actor: str | None) -> None:
+        """Erased turns leave the memories derived from them: a memory with no source
+        left is erased too (and what it superseded is true again); one with other live
+        sources keeps them and drops these. Retractions the turns caused are undone."""
+        key = user_key(user_id)
+        affected: set[str] = set()
+        for start in range(0, len(turn_ids), 500):
+            chunk = turn_ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            affected.update(row[0] for row in conn.execute(
+                f"SELECT memory_id FROM derivations WHERE turn_id IN ({marks})", chunk))
+            conn.execute(f"DELETE FROM derivations WHERE turn_id IN ({marks})", chunk)
+        for turn_id in turn_ids:
+            self._reinstate(conn, user_id, f"retracted by {turn_id}", at, actor)
+        for memory_id in sorted(affected):
+            row = conn.execute("SELECT rowid, user_id, text FROM records WHERE id = ?", (memory_id,)).fetchone()
+            if row is None:
+                continue
+            remaining = [json.loads(r[0]) for r in conn.execute(
+                "SELECT turn_sources FROM derivations WHERE memory_id = ?", (memory_id,))]
+            if not remaining:
+                self._erase_rows(conn, key, [row[0]])
+                self._tombstone(conn, memory_id, row[1], row[2], at, actor, "its sources were erased")
+                self._reinstate(conn, row[1], f"superseded by {memory_id}", at, actor)
+            else:
+                sources = list(dict.fromkeys(s for group in remaining for s in group))
+                conn.execute("UPDATE records SET sources = ? WHERE rowid = ?", (json.dumps(sources), row[0]))
+
+    def _reinstate(self, conn: sqlite3.Connection, user_id: str, reason: str, at: str, actor: str | None) -> None:
+        """Memories whose latest version retired them for `reason` (a cause since erased)
+        are true again: what erasure removed must not keep acting on other memories."""
+        rows = conn.execute(
+            "SELECT v.memory_id, v.version FROM versions v WHERE v.user_id = ? AND v.reason = ? "
+            "AND v.event IN ('supersede', 'retract') "
+            "AND v.version = (SELECT max(version) FROM versions WHERE memory_id = v.memory_id)",
+            (user_id, reason),
+        ).fetchall()
+        for memory_id, version in rows:
+            digest = conn.execute("SELECT content_hash FROM records WHERE id = ?", (memory_id,)).fetchone()
+            if digest is None:
+                continue
+            conn.execute("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = ? WHERE id = ?",
+                         (at, memory_id))
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (?, ?, ?, 'reinstate', NULL, ?, ?, ?, 'what retired it was erased')",
+                (memory_id, version + 1, user_id, digest[0], at, actor),
+            )
+
+    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
+        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
+        to the caller until `lease_until`."""
+        def work(conn: sqlite3.Connection) -> Job | None:
+            row = conn.execute(
+                "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
+                "WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1", (now,)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ?", (lease_until, now, row[0]),
+            )
+            return Job(row[0], Scope(row[1], row[2], row[3]), json.loads(row[4]), row[5] + 1)
+
+        return self._write(work)
+
+    def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        found = self._records_where(f"r.id IN ({marks}) AND r.user_id = ?", [*ids, user_id], "ORDER BY r.rowid")
+        return [record for _, record in found]
+
+    def slot_memories(self, user_id: str, slots: Sequence[str]) -> list[Record]:
+        """Current (not retired) memories of these subject|attribute slots."""
+        if not slots:
+            return []
+        marks = ",".join("?" * len(slots))
+        found = self._records_where(
+            f"r.user_id = ? AND r.slot IN ({marks}) AND r.valid_to IS NULL", [user_id, *slots], "ORDER BY r.rowid"
+        )
+        return [record for _, record in found]
+
+    def current_derived(self, user_id: str, content_hashes: Sequence[str]) -> list[Record]:
+        """Current derived memories with one of these texts (by content hash)."""
+        if not content_hashes:
+            return []
+        marks = ",".join("?" * len(content_hashes))
+        found = self._records_where(
+            f"r.user_id = ? AND r.kind != 'turn' AND r.content_hash IN ({marks}) AND r.valid_to IS NULL",
+            [user_id, *content_hashes], "ORDER BY r.rowid",
+        )
+        return [record for _, record in found]
+
+    def complete_job(self, job: Job, outcome: JobOutcome, *, at: str, actor: str | None) -> list[Record]:
+        """Write a job's memories, retire what they supersede, and end the job, in one
+        transaction. A job that is gone (its scope was forgotten) writes nothing, and
+        turns erased meanwhile are not linked."""
+        vectors = np.ascontiguousarray(outcome.vectors, dtype=np.float32)
+
+        def work(conn: sqlite3.Connection) -> list[int]:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone() is None:
+                return []
+            live = {row[0] for row in conn.execute(
+                f"SELECT id FROM records WHERE id IN ({','.join('?' * len(job.record_ids))})", job.record_ids)}
+            keep = [i for i, rec in enumerate(outcome.inserts) if any(t in live for t in rec.derived_from)]
+            rowids = self._insert_many(conn, [outcome.inserts[i] for i in keep], vectors[keep], actor)
+            for retired in outcome.retirements:
+                row = conn.execute(
+                    "SELECT user_id FROM records WHERE id = ? AND valid_to IS NULL", (retired.id,)
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute(
+                    "UPDATE records SET valid_to = ?, expired_at = ?, updated_at = ? WHERE id = ?",
+                    (retired.valid_to, at, at, retired.id),
+                )
+                last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?",
+                                    (retired.id,)).fetchone()[0] or 0
+                digest = conn.execute("SELECT content_hash FROM records WHERE id = ?", (retired.id,)).fetchone()[0]
+                conn.execute(
+                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                    "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                    (retired.id, last + 1, row[0], retired.event, digest, at, actor, retired.reason),
+                )
+            for memory_id, turn_ids in outcome.confirmations.items():
+                for turn_id in turn_ids:
+                    if turn_id in live:
+                        self._link(conn, memory_id, turn_id)
+                groups = [json.loads(r[0]) for r in conn.execute(
+                    "SELECT turn_sources FROM derivations WHERE memory_id = ?", (memory_id,))]
+                if groups:
+                    sources = list(dict.fromkeys(s for group in groups for s in group))
+                    conn.execute("UPDATE records SET sources = ? WHERE id = ?", (json.dumps(sources), memory_id))
+            conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
+            return rowids
+
+        return self._by_rowid_order(self._write(work))
+
+    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
+        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
+        self._write(lambda conn: conn.execute(
+            "UPDATE jobs SET state = ?, error = ?, not_before = ?, updated_at = ? WHERE id = ?",
+            ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job.id),
+        ))
+
+    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
+        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
+        due: not waiting out a retry backoff)."""
+        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        rows = self._conn().execute(
+            f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params
+        ).fetchall()
+        counts = {state: n for state, n, _ in rows}
+        ready = None
+        if now is not None:
+            ready = self._conn().execute(
+                f"SELECT count(*) FROM jobs {where} {'AND' if where else 'WHERE'} "
+                "(state = 'running' OR (state = 'pending' AND not_before <= ?))", [*params, now],
+            ).fetchone()[0]
+        errors = self._conn().execute(
+            f"SELECT id, error FROM jobs {where} {'AND' if where else 'WHERE'} error IS NOT NULL "
+            "ORDER BY id DESC LIMIT 5", params,
+        ).fetchall()
+        return {
+            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
+            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
+            "oldest": min((oldest for _, _, oldest in rows), default=None),
+            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
+        }
 
     # -- reads ------------------------------------------------------------------------
 
@@ -639,6 +861,48 @@ class SQLiteStore:
 
         return self._write(work)
 
+    def users(self) -> list[str]:
+        """Every user with records or history, for moving a whole store."""
+        rows = self._conn().execute("SELECT user_id FROM records UNION SELECT user_id FROM versions ORDER BY 1")
+        return [row[0] for row in rows]
+
+    def tombstones(self) -> Iterator[tuple[str, list[Version]]]:
+        """The histories left by deleted memories (hashes only), as (user_id, versions)."""
+        last = ""
+        while True:
+            rows = self._conn().execute(
+                "SELECT DISTINCT v.memory_id, v.user_id FROM versions v WHERE v.memory_id > ? "
+                "AND NOT EXISTS (SELECT 1 FROM records r WHERE r.id = v.memory_id) ORDER BY 1 LIMIT 500",
+                (last,),
+            ).fetchall()
+            if not rows:
+                return
+            for memory_id, user_id in rows:
+                yield user_id, self.history(memory_id)
+            last = rows[-1][0]
+
+    def import_tombstones(self, items: Sequence[tuple[str, list[Version]]]) -> int:
+        """Write deleted memories' histories; ids with any history or record are skipped."""
+        def work(conn: sqlite3.Connection) -> int:
+            written = 0
+            for user_id, versions in items:
+                memory_id = versions[0].memory_id
+                if conn.execute(
+                    "SELECT 1 FROM versions WHERE memory_id = ? UNION ALL SELECT 1 FROM records WHERE id = ?",
+                    (memory_id, memory_id),
+                ).fetchone():
+                    continue
+                conn.executemany(
+                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, "
+                    "reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(v.memory_id, v.version, user_id, v.event, v.text, v.content_hash, v.at, v.actor, v.reason)
+                     for v in versions],
+                )
+                written += 1
+            return written
+
+        return self._write(work)
+
     # -- re-embedding -----------------------------------------------------------------
 
     def missing_vectors(self, limit: int) -> list[tuple[int, str]]:
@@ -723,6 +987,10 @@ class SQLiteStore:
             self._connections.clear()
 
 
+def _now() -> str:
+    return format_ts(SystemClock().now())
+
+
 def _scoped(owner: str, terms: list[str]) -> str:
     return f"owner : {owner} AND text : ({' OR '.join(terms)})"
 
@@ -773,9 +1041,9 @@ def _where(scope: Scope, conditions: list[Condition]) -> tuple[str, list[Any]]:
 
 def _record(row: tuple) -> Record:
     (_, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata,
-     created_at, valid_to, recorded_at, updated_at) = row
+     created_at, valid_to, recorded_at, updated_at, expired_at) = row
     return Record(
         id=id, user_id=user_id, agent_id=agent_id, session_id=session_id, kind=kind, text=text, role=role,
         name=name, sources=json.loads(sources), metadata=json.loads(metadata), created_at=created_at,
-        valid_to=valid_to, recorded_at=recorded_at, updated_at=updated_at, seq=row[0],
+        valid_to=valid_to, recorded_at=recorded_at, updated_at=updated_at, seq=row[0], expired_at=expired_at,
     )

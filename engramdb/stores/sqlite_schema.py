@@ -66,4 +66,34 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX vector_removals_user ON vector_removals (user_key, seq);
         """,
     ),
+    (
+        "0003_derived_memories",
+        """
+        ALTER TABLE records ADD COLUMN slot TEXT;
+        ALTER TABLE records ADD COLUMN expired_at TEXT;
+        CREATE INDEX records_slot ON records (user_id, slot) WHERE slot IS NOT NULL;
+        CREATE TABLE derivations (
+            memory_id TEXT NOT NULL,
+            turn_id TEXT NOT NULL,
+            turn_sources TEXT NOT NULL DEFAULT '[]',
+            PRIMARY KEY (memory_id, turn_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX derivations_turn ON derivations (turn_id);
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            user_id TEXT NOT NULL,
+            agent_id TEXT,
+            session_id TEXT,
+            record_ids TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            error TEXT,
+            not_before TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX jobs_ready ON jobs (state, not_before, id);
+        CREATE INDEX jobs_user ON jobs (user_id);
+        """,
+    ),
 ]

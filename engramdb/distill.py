@@ -1,0 +1,161 @@
+"""The distillation worker: turns become memories in the background.
+
+`Memory.add` stores the turns and, in the same transaction, a job naming them. This
+worker claims jobs from the store (a lease: a job whose worker died is claimed again
+once the lease runs out), extracts candidates (extract/), reconciles them with what is
+stored (reconcile.py), embeds the new memories and writes them, the retirements and the
+job's end in one transaction. A dead LLM or a crash loses nothing: the job is retried
+with backoff, and parked as failed (visible in `Memory.jobs()`) after `MAX_ATTEMPTS`.
+
+The thread runs at a low CPU priority where the OS allows it, so that `add` and
+`search` in the same process keep the cores."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+import numpy as np
+
+from .clock import Clock, format_ts
+from .errors import ProviderError
+from .extract.base import Extractor, TurnInput
+from .keys import index_text
+from .reconcile import Plan, plan, slot_key
+from .retrieval import same_text_key
+from .stores.base import Job, JobOutcome, Store
+from .stores.sqlite import content_hash
+
+log = logging.getLogger("engramdb.distill")
+
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+IDLE_POLL_S = 1.0
+
+
+def backoff(attempts: int) -> timedelta:
+    """Wait before retry `attempts` + 1: 2 s, 8 s, 32 s, … capped at 10 minutes."""
+    return timedelta(seconds=min(600, 2 * 4 ** max(0, attempts - 1)))
+
+
+class Distiller:
+    def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
+                 clock: Clock) -> None:
+        self._store = store
+        self._extractor = extractor
+        self._embed = embed
+        self._clock = clock
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.processed = 0
+
+    # -- control ----------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """New work was queued: start the worker if needed, and wake it."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stop.clear()
+                self._thread = threading.Thread(target=self._run, name="engram-distill", daemon=True)
+                self._thread.start()
+        self._idle.clear()
+        self._wake.set()
+
+    def wait(self, timeout: float | None) -> bool:
+        """Until no job is ready to run (claimable now); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.wake()
+        while True:
+            if self._ready_jobs() == 0:
+                return True
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return False
+            self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+
+    def _ready_jobs(self) -> int:
+        return self._store.job_stats(now=self._now())["ready"] if self._thread_alive() else 0
+
+    def _thread_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _run(self) -> None:
+        _lower_priority()
+        while not self._stop.is_set():
+            try:
+                job = self._store.claim_job(now=self._now(), lease_until=self._now(LEASE))
+            except Exception:  # the store is closing or broken: stop quietly, jobs stay queued
+                log.exception("claiming a distillation job failed")
+                return
+            if job is None:
+                if self._store.job_stats()["pending"] == 0:
+                    self._idle.set()
+                self._wake.wait(IDLE_POLL_S)
+                self._wake.clear()
+                continue
+            self.run_job(job)
+
+    def run_job(self, job: Job) -> Plan | None:
+        """Distil one job; failures are recorded on the job, never raised."""
+        try:
+            done = self._distil(job)
+            self.processed += 1
+            return done
+        except Exception as exc:  # a dead LLM, bad output that slipped through, a bug
+            kind = "provider" if isinstance(exc, ProviderError) else type(exc).__name__
+            give_up = job.attempts >= MAX_ATTEMPTS
+            if not isinstance(exc, ProviderError):
+                log.exception("distillation job %s failed (attempt %s)", job.id, job.attempts)
+            try:
+                self._store.fail_job(job, f"{kind}: {exc}", at=self._now(),
+                                     retry_at=None if give_up else self._now(backoff(job.attempts)))
+            except Exception:
+                log.exception("recording the failure of job %s failed", job.id)
+            return None
+
+    def _distil(self, job: Job) -> Plan:
+        turns = [r for r in self._store.records_by_ids(job.record_ids, job.scope.user_id) if r.kind == "turn"]
+        result = self._extractor.extract([TurnInput.from_record(t) for t in turns]) if turns else None
+        candidates = result.candidates if result else []
+        slots = sorted({key for c in candidates if (key := slot_key(c)) is not None})
+        stored = self._store.slot_memories(job.scope.user_id, slots)
+        keys = {same_text_key(c.text): content_hash(c.text) for c in candidates if slot_key(c) is None}
+        duplicates = {same_text_key(r.text): r for r in self._store.current_derived(job.scope.user_id,
+                                                                                     sorted(set(keys.values())))}
+        decided = plan(
+            candidates, stored, duplicates, scope=job.scope, recorded_at=self._now(),
+            turn_sources={t.id: t.sources for t in turns}, extractor=self._extractor.name, text_key=same_text_key,
+        )
+        vectors = (self._embed([index_text(r.text, r.name) for r in decided.inserts]) if decided.inserts
+                   else np.zeros((0, 0), dtype=np.float32))
+        outcome = JobOutcome(decided.inserts, vectors, decided.retirements, decided.confirmations)
+        self._store.complete_job(job, outcome, at=self._now(), actor=f"distill:{self._extractor.name}")
+        return decided
+
+    def _now(self, ahead: timedelta | None = None) -> str:
+        now = self._clock.now()
+        return format_ts(now + ahead if ahead else now)
+
+
+def _lower_priority() -> None:
+    """Nice this thread (Linux schedules threads one by one); elsewhere, do nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass

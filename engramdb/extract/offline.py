@@ -1,0 +1,165 @@
+"""The default extractor: spaCy's small English model plus rules, no LLM.
+
+For every turn: entities, keywords and the dates it talks about (`TurnNotes`, to index
+the turn under more keys). For what a user says about themselves: facts and
+preferences by rule (`rules`), dated events ("I went to a support group yesterday" ->
+an event on the day before the turn), and per session an extractive `summary`.
+
+Speakers: a turn's `speaker` names the subject; without one, a "Name: text" prefix
+does (LoCoMo style); otherwise the subject is "user". Assistant and system turns are
+read for notes only: their "I" is not the user."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+
+from . import nlp as nlp_module
+from . import rules
+from .base import SPEAKER_PREFIX, Candidate, Entity, ExtractionResult, TurnInput, TurnNotes
+from .reltime import TimeMention
+from .reltime import find as find_times
+from .summary import CAPTION, STOPWORDS, rewrite, summarize
+from .vocab import fact_text, is_exclusive
+
+ENTITY_LABELS = frozenset({"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART",
+                           "LANGUAGE"})
+_FUTURE = re.compile(r"\b(going to|gonna|will|'ll|plan|planning|next|tomorrow|upcoming|can't wait|looking forward)\b",
+                     re.IGNORECASE)
+_STATIVE = frozenset("""be feel think hope guess know want wish love like need mean wonder bet believe seem sound look
+miss appreciate agree understand remember forget realize imagine care say tell thank hate enjoy""".split())
+USER_ROLES = frozenset({"user", "human"})
+_CHATTER = frozenset("""thank thanks bye congrats congratulations hey hi hello wow lol haha yeah okay glad cool
+awesome great sure""".split())
+
+
+class OfflineExtractor:
+    """Extractor without an LLM. `summary_min_turns`: a session needs that many turns
+    in one call to get a summary (pass whole sessions for summaries)."""
+
+    name = "offline"
+
+    def __init__(self, *, summaries: bool = True, summary_min_turns: int = 4, batch_size: int = 64) -> None:
+        self.summaries = summaries
+        self.summary_min_turns = summary_min_turns
+        self.batch_size = batch_size
+
+    def extract(self, turns: Sequence[TurnInput]) -> ExtractionResult:
+        started = time.perf_counter()
+        nlp = nlp_module.load()
+        result = ExtractionResult()
+        prepared = [_prepare(turn) for turn in turns]
+        texts = [text for _, text in prepared]
+        for (turn, text), doc in zip(prepared, nlp.pipe(texts, batch_size=self.batch_size)):
+            doc.user_data["anchor"] = turn.moment.date()
+            subject = turn.subject
+            caption = CAPTION.search(text)
+            own_end = caption.start() if caption else len(text)
+            dates: list[str] = []
+            if turn.role in USER_ROLES:
+                for sentence in doc.sents:
+                    if sentence.start_char >= own_end:
+                        break
+                    found = _read_sentence(sentence, turn, subject)
+                    result.candidates.extend(found[0])
+                    dates.extend(found[1])
+            else:
+                for sentence in doc.sents:
+                    dates.extend(m.span.when for m in find_times(sentence.text, turn.moment.date()))
+            result.notes[turn.id] = notes(doc, turn.id, dates)
+        if self.summaries:
+            result.candidates.extend(self._summaries(turns))
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _summaries(self, turns: Sequence[TurnInput]) -> list[Candidate]:
+        sessions: dict[str | None, list[TurnInput]] = {}
+        for turn in turns:
+            sessions.setdefault(turn.session_id, []).append(turn)
+        out = []
+        for session_turns in sessions.values():
+            if len(session_turns) >= self.summary_min_turns:
+                summary = summarize([_prepare(t)[0] for t in session_turns])
+                if summary is not None:
+                    out.append(summary)
+        return out
+
+
+def _prepare(turn: TurnInput) -> tuple[TurnInput, str]:
+    """The turn with its speaker settled, and its text normalised for the parser."""
+    text = turn.text
+    if not (turn.speaker and turn.speaker.strip()):
+        match = SPEAKER_PREFIX.match(text)
+        if match:
+            turn = TurnInput(turn.id, turn.role, match.group(2), turn.timestamp, match.group(1), turn.session_id)
+            text = match.group(2)
+    return turn, text.replace("\u2019", "'").replace("\u2018", "'")
+
+
+def _read_sentence(sentence, turn: TurnInput, subject: str) -> tuple[list[Candidate], list[str]]:
+    text = sentence.text
+    anchor = turn.moment.date()
+    mentions = find_times(text, anchor, future=bool(_FUTURE.search(text)))
+    when = _most_specific(mentions)
+    keywords = _keywords(sentence)
+    entities = tuple(dict.fromkeys(e.text for e in sentence.ents if e.label_ in ENTITY_LABELS))
+    out: list[Candidate] = []
+    for f in rules.find(sentence, text):
+        out.append(Candidate(
+            kind=rules.attribute_kind(f.attribute),  # type: ignore[arg-type]
+            text=fact_text(subject, f.attribute, f.value, qualifier=f.qualifier, operation=f.operation),
+            subject=subject, sources=(turn.id,), said_at=turn.timestamp, attribute=f.attribute, value=f.value,
+            qualifier=f.qualifier, exclusive=is_exclusive(f.attribute), operation=f.operation,  # type: ignore[arg-type]
+            polarity=f.polarity, when=when.span.when if when else None,
+            when_end=when.span.when_end if when else None, keywords=keywords, entities=entities,
+            confidence=f.confidence,
+        ))
+    event = _event(sentence, text, turn, subject, when)
+    if event is not None:
+        out.append(Candidate(kind="event", text=event, subject=subject, sources=(turn.id,), said_at=turn.timestamp,
+                             when=when.span.when, when_end=when.span.when_end, keywords=keywords,
+                             entities=entities, confidence=0.6))
+    return out, [m.span.when for m in mentions]
+
+
+def _most_specific(mentions: list[TimeMention]) -> TimeMention | None:
+    if not mentions:
+        return None
+    return min(mentions, key=lambda m: ((m.span.end - m.span.start).days, m.start))
+
+
+def _event(sentence, text: str, turn: TurnInput, subject: str, when: TimeMention | None) -> str | None:
+    """The sentence as a dated event, when the speaker did (or will do) something at a
+    time it names."""
+    if when is None or "?" in text or len(sentence) > 45 or '"' in text:
+        return None
+    actor = next((t for t in sentence if t.lower_ in ("i", "we") and t.dep_ in ("nsubj", "nsubjpass")
+                  and t.head.pos_ in ("VERB", "AUX") and t.head.lemma_ not in _STATIVE), None)
+    if actor is None:
+        return None
+    return rewrite(text, turn, subject)
+
+
+def notes(doc, turn_id: str, dates: list[str]) -> TurnNotes:
+    entities = tuple(dict.fromkeys(Entity(e.text, e.label_) for e in doc.ents if e.label_ in ENTITY_LABELS))
+    return TurnNotes(turn_id=turn_id, keywords=_keywords(doc, limit=10), entities=entities,
+                     dates=tuple(dict.fromkeys(dates)))
+
+
+def _keywords(span, limit: int = 8) -> tuple[str, ...]:
+    """Entity names first, then nouns (lemmatised) by frequency: the words a question
+    about this text would use."""
+    counts: dict[str, int] = {}
+    for ent in span.ents:
+        if ent.label_ in ENTITY_LABELS:
+            counts[ent.text] = counts.get(ent.text, 0) + 3
+    for token in span:
+        if token.pos_ not in ("NOUN", "PROPN") or not token.is_alpha or len(token) < 3 or token.ent_type_:
+            continue
+        word = token.text if token.pos_ == "PROPN" else token.lemma_.lower()
+        if word.lower() in STOPWORDS or word.lower() in _CHATTER:
+            continue
+        counts[word] = counts.get(word, 0) + (2 if token.pos_ == "PROPN" else 1)
+    ranked = sorted(counts, key=lambda w: -counts[w])  # stable: ties keep the order of appearance
+    return tuple(ranked[:limit])

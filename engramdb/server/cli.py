@@ -1,0 +1,196 @@
+"""`engram serve` and `engram keys`: the server's commands, added to the main CLI.
+
+`keys` needs only SQLite; `serve` needs the `server` extra and says so when it is missing."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+
+import click
+from rich.table import Table
+
+from ..errors import UsageError
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _app():
+    """The main group's App (its --store and --config)."""
+    return click.get_current_context().find_root().obj
+
+
+def _print_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _store_url(store: str | None) -> str | None:
+    app = _app()
+    return store or app.store or app.config.store
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port; see --json).")
+@click.option("--store", "store", metavar="URL", help="Store URL (default: the global --store, then the config).")
+@click.option("--no-auth", is_flag=True,
+              help="No API keys: every request is the local user's, on the untenanted store (local use only).")
+@click.option("--mcp-stdio", is_flag=True, help="Serve MCP over stdin/stdout for one local agent instead of HTTP.")
+@click.option("--tenant", help="With --mcp-stdio: serve this tenant's store (default: the untenanted one).")
+@click.option("--json", "as_json", is_flag=True, help="Print where the server listens as one JSON line when ready.")
+def serve(host: str, port: int, store: str | None, no_auth: bool, mcp_stdio: bool, tenant: str | None,
+          as_json: bool) -> None:
+    """Run the REST API (under /v1) and MCP (at /mcp) on HOST:PORT.
+
+    Every request needs `Authorization: Bearer <key>` (see `engram keys create`) unless
+    --no-auth is given. With --mcp-stdio, speak MCP on stdin/stdout instead."""
+    from . import require_server_deps
+
+    require_server_deps()
+    from .tenants import Principal, TenantRegistry
+
+    app = _app()
+    url = _store_url(store)
+    registry = TenantRegistry(url, app.config)
+    if mcp_stdio:
+        from .logs import configure
+        from .mcp_server import run_stdio
+
+        configure(sys.stderr)
+        run_stdio(registry, Principal(tenant=tenant))
+        return
+    if tenant is not None:
+        raise UsageError("--tenant goes with --mcp-stdio; over HTTP the API key names the tenant")
+    if no_auth and host not in LOOPBACK:
+        raise UsageError(f"--no-auth serves every memory to whoever connects; it listens on loopback only, "
+                         f"not {host}")
+    _serve_http(registry, url, host, port, no_auth, as_json)
+
+
+def _serve_http(registry, url: str | None, host: str, port: int, no_auth: bool, as_json: bool) -> None:
+    import uvicorn
+
+    from .auth import Authenticator
+    from .keys import open_key_store
+    from .logs import configure
+    from .rest import create_app
+
+    try:
+        keys = None if no_auth else open_key_store(url)
+    except BaseException:
+        registry.close()
+        raise
+    configure(sys.stderr)
+    app = create_app(registry, Authenticator(keys), host=host)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        registry.close()
+        raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
+    bound = sock.getsockname()[1]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    where = {"url": f"http://{shown}:{bound}", "mcp": f"http://{shown}:{bound}/mcp", "auth": not no_auth}
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    if as_json:
+        _announce_when_started(server, where)
+    else:
+        click.echo(f"engram: serving {where['url']}/v1 and {where['mcp']}"
+                   + ("" if where["auth"] else " without API keys (--no-auth)"), err=True)
+    server.run(sockets=[sock])
+
+
+def _announce_when_started(server, where: dict) -> None:
+    """Print the address once uvicorn is accepting connections (for scripts and tests)."""
+    startup = server.startup
+
+    async def startup_then_announce(sockets=None):
+        await startup(sockets=sockets)
+        if server.started:
+            click.echo(json.dumps(where))
+            sys.stdout.flush()
+
+    server.startup = startup_then_announce
+
+
+# -- keys ------------------------------------------------------------------------------
+
+
+@click.group()
+def keys() -> None:
+    """Manage API keys: each belongs to a tenant and is shown once, when created."""
+
+
+def _key_store():
+    from .keys import open_key_store
+
+    return open_key_store(_store_url(None))
+
+
+@keys.command()
+@click.option("--tenant", required=True, help="The tenant the key opens.")
+@click.option("--read-only", is_flag=True, help="The key may read but not write.")
+@click.option("--name", help="A label for the key, e.g. who holds it.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def create(tenant: str, read_only: bool, name: str | None, as_json: bool) -> None:
+    """Create a key for TENANT and print it. It is shown only this once."""
+    store = _key_store()
+    try:
+        made = store.create(tenant, read_only=read_only, name=name)
+    finally:
+        store.close()
+    if as_json:
+        _print_json({**made.key.to_dict(), "secret": made.secret})
+        return
+    click.echo(made.secret)
+    access = "read-only" if read_only else "read-write"
+    click.echo(f"Created {access} key {made.key.key_id} for tenant {tenant}. Store the key now: "
+               "it is not shown again.", err=True)
+
+
+@keys.command(name="list")
+@click.option("--tenant", help="Only this tenant's keys.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def list_(tenant: str | None, as_json: bool) -> None:
+    """List keys (never their secrets)."""
+    from ..cli import _console
+
+    store = _key_store()
+    try:
+        found = store.list(tenant)
+    finally:
+        store.close()
+    if as_json:
+        _print_json([k.to_dict() for k in found])
+        return
+    if not found:
+        click.echo("No API keys.", err=True)
+        return
+    table = Table()
+    for column in ("key id", "tenant", "name", "access", "created", "last used", "revoked"):
+        table.add_column(column)
+    for k in found:
+        table.add_row(k.key_id, k.tenant, k.name or "", "read-only" if k.read_only else "read-write",
+                      k.created_at[:19], (k.last_used_at or "")[:19], (k.revoked_at or "")[:19])
+    _console().print(table)
+
+
+@keys.command()
+@click.argument("key_id")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def revoke(key_id: str, as_json: bool) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    store = _key_store()
+    try:
+        key = store.revoke(key_id)
+    finally:
+        store.close()
+    if as_json:
+        _print_json(key.to_dict())
+    else:
+        click.echo(f"Revoked key {key.key_id} of tenant {key.tenant}.")

@@ -1,0 +1,331 @@
+"""The REST API: every `Memory` operation under /v1, bound to the caller's tenant.
+
+A request's key resolves to a `Principal`; its tenant picks the `Memory` (a store of
+its own), so handlers never filter by tenant and cannot forget to. Every error is
+one JSON shape, `{"error": {"type", "message", "request_id"}}`, with the Engram error
+class as its type; bad input is a 4xx, never a 500."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import EngramError, InvalidInputError, UsageError
+from . import schemas as s
+from .auth import Authenticator
+from .middleware import RequestMiddleware, request_id_of, status_of
+from .tenants import Principal, TenantRegistry
+
+log = logging.getLogger("engramdb.server")
+
+HTTP_TYPES = {400: "InvalidInputError", 401: "AuthenticationError", 403: "PermissionDeniedError",
+              404: "NotFoundError", 405: "UsageError", 413: "InvalidInputError", 415: "InvalidInputError"}
+ERRORS = {status: {"model": s.ErrorResponse} for status in (400, 401, 403, 404, 413, 422, 502, 503)}
+LIST_LIMIT = 20
+CUBE_TYPE = "application/x-ndjson"
+
+_bearer = HTTPBearer(auto_error=False, description="An Engram API key: `engram keys create --tenant T`.")
+
+
+def error_response(request: Request, status: int, kind: str, message: str) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    body = {"error": {"type": kind, "message": message, "request_id": request_id_of(request.scope)}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+# -- dependencies ----------------------------------------------------------------------
+
+
+def principal(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    found = request.app.state.auth.principal(request.headers.get("authorization"))
+    request.state.principal = found
+    return found
+
+
+def writer(who: Annotated[Principal, Depends(principal)]) -> Principal:
+    who.require_write()
+    return who
+
+
+def reader_memory(request: Request, who: Annotated[Principal, Depends(principal)]):
+    return request.app.state.registry.memory(who.tenant)
+
+
+def writer_memory(request: Request, who: Annotated[Principal, Depends(writer)]):
+    return request.app.state.registry.memory(who.tenant)
+
+
+Reader = Annotated[Any, Depends(reader_memory)]
+Writer = Annotated[Any, Depends(writer_memory)]
+UserQuery = Annotated[str, Query(min_length=1, max_length=256)]
+OptionalId = Annotated[str | None, Query(min_length=1, max_length=256)]
+
+
+# -- the app ---------------------------------------------------------------------------
+
+
+def create_app(registry: TenantRegistry, auth: Authenticator, *, mcp: bool = True,
+               max_body_bytes: int | None = None, host: str = "127.0.0.1") -> FastAPI:
+    """The REST API (and MCP at /mcp). The app owns `registry` and `auth.keys` and
+    closes them on shutdown."""
+    mcp_server = None
+    if mcp:
+        from .mcp_server import build_mcp, http_route
+
+        mcp_server = build_mcp(registry, default=None)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            stack.callback(_close, registry, auth)
+            if mcp_server is not None:
+                await stack.enter_async_context(mcp_server.session_manager.run())
+            await run_in_threadpool(registry.embedder.embed, ["ready"])  # load the model before the first request
+            app.state.ready = True
+            yield
+            app.state.ready = False
+
+    app = FastAPI(
+        title="Engram", version=__version__, lifespan=lifespan,
+        description="Long-term memory for LLM agents. Every route under /v1 needs `Authorization: Bearer <key>` "
+                    "unless the server runs with --no-auth. Errors are `{\"error\": {\"type\", \"message\", "
+                    "\"request_id\"}}`.",
+    )
+    app.state.registry = registry
+    app.state.auth = auth
+    app.state.ready = False
+    app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes or registry.config.max_request_bytes)
+    _add_error_handlers(app)
+    _add_probes(app)
+    _add_routes(app)
+    if mcp_server is not None:
+        app.router.routes.append(http_route(mcp_server, auth, max_body_bytes or registry.config.max_request_bytes,
+                                            host=host))
+    return app
+
+
+def _close(registry: TenantRegistry, auth: Authenticator) -> None:
+    registry.close()
+    if auth.keys is not None:
+        auth.keys.close()
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EngramError)
+    async def engram_error(request: Request, exc: EngramError) -> JSONResponse:
+        status = status_of(exc)
+        if status >= 500:
+            log.warning("request failed", extra={"fields": {"request_id": request_id_of(request.scope),
+                                                           "error": type(exc).__name__}})
+        return error_response(request, status, type(exc).__name__, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response(request, 400, "InvalidInputError", "the request body is not valid JSON")
+        return error_response(request, 422, "InvalidInputError", _describe(errors))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = HTTP_TYPES.get(exc.status_code, "UsageError" if exc.status_code < 500 else "EngramError")
+        return error_response(request, exc.status_code, kind, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error", exc_info=exc, extra={"fields": {"request_id": request_id_of(request.scope)}})
+        return error_response(request, 500, "InternalError", "the server failed; see its log for this request id")
+
+
+def _describe(errors: list[dict[str, Any]]) -> str:
+    """Pydantic's errors as one line, naming fields but never echoing their values."""
+    parts = []
+    for e in errors[:5]:
+        where = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+def _add_probes(app: FastAPI) -> None:
+    @app.get("/healthz", response_model=s.Status, tags=["probes"])
+    def healthz() -> s.Status:
+        """The process is up."""
+        return s.Status(status="ok", version=__version__)
+
+    @app.get("/readyz", response_model=s.Status, responses={503: {"model": s.ErrorResponse}}, tags=["probes"])
+    def readyz(request: Request) -> Any:
+        """The model is loaded and the key store answers."""
+        if not app.state.ready:
+            return error_response(request, 503, "StorageError", "the server is starting or stopping")
+        if app.state.auth.keys is not None:
+            app.state.auth.keys.ping()
+        return s.Status(status="ready", version=__version__)
+
+
+def _add_routes(app: FastAPI) -> None:
+    tags = ["memories"]
+
+    @app.post("/v1/memories", status_code=201, response_model=s.AddResponse, responses=ERRORS, tags=tags)
+    def add(body: s.AddRequest, memory: Writer) -> Any:
+        """Store messages; each is searchable when this returns."""
+        result = memory.add(body.as_messages(), user_id=body.user_id, session_id=body.session_id,
+                            agent_id=body.agent_id, metadata=body.metadata)
+        return result.to_dict()
+
+    @app.post("/v1/memories/search", response_model=s.SearchResponse, responses=ERRORS, tags=tags)
+    def search(body: s.SearchRequest, memory: Reader) -> Any:
+        """The memories that best match a query (keywords and meaning, fused)."""
+        hits = memory.search(body.query, user_id=body.user_id, limit=body.limit, filters=body.filters,
+                             session_id=body.session_id, agent_id=body.agent_id)
+        return {"hits": [h.to_dict() for h in hits]}
+
+    @app.post("/v1/context", response_model=s.ContextResponse, responses=ERRORS, tags=tags)
+    def context(body: s.ContextRequest, memory: Reader) -> Any:
+        """A prompt block of what matters for a query, within a token budget."""
+        block = memory.context(body.query, user_id=body.user_id, budget_tokens=body.budget_tokens,
+                               session_id=body.session_id, agent_id=body.agent_id, filters=body.filters)
+        return {"context": block}
+
+    @app.get("/v1/memories", response_model=s.ListResponse, responses=ERRORS, tags=tags)
+    def list_memories(memory: Reader, user_id: UserQuery, agent_id: OptionalId = None,
+                      session_id: OptionalId = None, limit: int = LIST_LIMIT,
+                      cursor: Annotated[str | None, Query(max_length=512)] = None,
+                      offset: Annotated[int | None, Query(ge=0)] = None,
+                      filters: Annotated[str | None, Query(description="A JSON filter object, as for search.")] = None,
+                      ) -> Any:
+        """A scope's memories in time order, a page at a time: pass `next_cursor` back as `cursor`."""
+        if cursor is not None and offset is not None:
+            raise InvalidInputError("give cursor or offset, not both")
+        start = _decode_cursor(cursor) if cursor is not None else offset or 0
+        max_limit = memory.config.max_limit
+        probe = limit + 1 if 0 < limit < max_limit else limit  # one more row tells whether a next page exists
+        records = memory.list(user_id=user_id, agent_id=agent_id, session_id=session_id, limit=probe,
+                              offset=start, filters=_json_filters(filters))
+        more = len(records) > limit or (probe == limit == len(records))
+        records = records[:limit]
+        following = start + len(records) if more else None
+        return {"records": [r.to_dict() for r in records], "next_offset": following,
+                "next_cursor": None if following is None else _encode_cursor(following)}
+
+    @app.get("/v1/memories/{memory_id}", response_model=s.RecordOut, responses=ERRORS, tags=tags)
+    def get(memory_id: str, memory: Reader, user_id: OptionalId = None) -> Any:
+        """One memory."""
+        return memory.get(memory_id, user_id=user_id).to_dict()
+
+    @app.patch("/v1/memories/{memory_id}", response_model=s.RecordOut, responses=ERRORS, tags=tags)
+    def update(memory_id: str, body: s.UpdateRequest, memory: Writer) -> Any:
+        """Replace a memory's text; the old text stays in its history."""
+        return memory.update(memory_id, body.text, user_id=body.user_id, metadata=body.metadata,
+                             reason=body.reason).to_dict()
+
+    @app.delete("/v1/memories/{memory_id}", response_model=s.DeleteResponse, responses=ERRORS, tags=tags)
+    def delete(memory_id: str, memory: Writer, user_id: OptionalId = None) -> Any:
+        """Erase a memory: its text leaves the store, its indexes and its history."""
+        memory.delete(memory_id, user_id=user_id)
+        return {"deleted": memory_id}
+
+    @app.get("/v1/memories/{memory_id}/history", response_model=s.HistoryResponse, responses=ERRORS, tags=tags)
+    def history(memory_id: str, memory: Reader, user_id: OptionalId = None) -> Any:
+        """Every version of a memory, oldest first; an erased one keeps only hashes."""
+        return {"versions": [v.to_dict() for v in memory.history(memory_id, user_id=user_id)]}
+
+    @app.post("/v1/forget", response_model=s.ForgetResponse, responses=ERRORS, tags=tags)
+    def forget(body: s.ForgetRequest, memory: Writer) -> Any:
+        """Erase every memory of a user, or of one of their agents or sessions."""
+        if body.confirm is not True:
+            raise UsageError("forget erases every memory of the scope; send confirm: true")
+        return {"forgotten": memory.forget(user_id=body.user_id, agent_id=body.agent_id,
+                                           session_id=body.session_id)}
+
+    @app.post("/v1/export", responses={200: {"content": {CUBE_TYPE: {}}, "description": "An Engram cube (JSONL)."},
+                                       **ERRORS}, response_class=FileResponse, tags=["cubes"])
+    def export(body: s.ExportRequest, memory: Reader) -> Any:
+        """A scope's memories as a portable JSONL cube (what `engram export` writes)."""
+        folder = Path(tempfile.mkdtemp(prefix="engram-export-"))
+        try:
+            memory.export(folder / "cube.jsonl", user_id=body.user_id, agent_id=body.agent_id,
+                          session_id=body.session_id)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return FileResponse(folder / "cube.jsonl", media_type=CUBE_TYPE, filename="engram-cube.jsonl",
+                            background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True))
+
+    @app.post("/v1/import", response_model=s.ImportResponse, responses=ERRORS, tags=["cubes"],
+              openapi_extra={"requestBody": {"required": True, "content": {CUBE_TYPE: {"schema": {"type": "string"}}}}})
+    async def import_(request: Request, memory: Writer, user_id: OptionalId = None) -> Any:
+        """Load a cube (the body of an export). With `user_id`, every record moves into that
+        user's scope under new ids. Records whose id already exists are skipped."""
+        data = await request.body()
+        return {"imported": await run_in_threadpool(_import, memory, data, user_id)}
+
+    @app.get("/v1/stats", response_model=s.StatsResponse, responses=ERRORS, tags=["housekeeping"])
+    def stats(memory: Reader, user_id: OptionalId = None) -> Any:
+        """Counts for the tenant's store, or for one user."""
+        data = memory.stats(user_id=user_id)
+        data.pop("store", None)  # a path on the server: not the client's business
+        return data
+
+
+def _import(memory: Any, data: bytes, user_id: str | None) -> int:
+    if not data.strip():
+        raise InvalidInputError("the request body is empty; send an Engram cube (JSONL)")
+    with tempfile.TemporaryDirectory(prefix="engram-import-") as folder:
+        path = Path(folder) / "cube.jsonl"
+        path.write_bytes(data)
+        return memory.import_(path, user_id=user_id)
+
+
+def _json_filters(text: str | None) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise InvalidInputError("filters is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"filters must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        offset = data["offset"]
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInputError("cursor is not one this server gave out") from None
+    return offset
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The OpenAPI document, as served at /openapi.json (and checked into docs/openapi.json)."""
+    from ..config import Config
+
+    return create_app(TenantRegistry(None, Config()), Authenticator(None)).openapi()
+
+
+if __name__ == "__main__":  # python -m engramdb.server.rest > docs/openapi.json
+    print(json.dumps(openapi_schema(), indent=2, sort_keys=True))

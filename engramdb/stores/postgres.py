@@ -1,0 +1,688 @@
+"""The server store: PostgreSQL with pgvector, for many processes and machines.
+
+Every table lives in one PostgreSQL schema of the store's own (a tenant's store has its
+own schema), which is first on each pooled connection's search_path. Keywords in a
+tsvector column (GIN index, ts_rank_cd); vectors in a pgvector column with an HNSW index
+(cosine). Writes commit with PostgreSQL's synchronous commit: durable when they return.
+Concurrent writers lock the rows they change; nothing is read-modify-written unlocked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
+from pgvector.psycopg.vector import register_vector_info
+from psycopg import sql
+from psycopg.types import TypeInfo
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ..clock import SystemClock, format_ts
+from ..errors import ConfigError, InvalidInputError, NotFoundError, StorageError, UsageError
+from ..keys import index_text
+from ..types import Record, Scope, ScoredId, Version
+from .base import ExportedRecord, NewRecord
+from .filters import Condition, to_postgres
+from .postgres_schema import MIGRATIONS
+from .sqlite import STOPWORDS, content_hash
+
+T = TypeVar("T")
+
+DEFAULT_SCHEMA = "engram"
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+TEXT_CONFIG = "english"  # stemming like SQLite's porter tokenizer
+MAX_HNSW_DIM = 2000  # pgvector cannot index more dimensions of `vector`
+# One advisory lock serialises schema changes (migrations, CREATE EXTENSION, the vector
+# column's dimension) across every process and schema of a database.
+MIGRATION_LOCK = 0x656E6772616D  # "engram"
+RECORD_COLUMNS = (
+    "r.rowid, r.id, r.user_id, r.agent_id, r.session_id, r.kind, r.role, r.name, r.text, r.sources, r.metadata, "
+    "r.created_at, r.valid_to, r.recorded_at, r.updated_at"
+)
+VERSION_COLUMNS = "memory_id, version, event, text, content_hash, at, actor, reason"
+_WORD = re.compile(r"\w+", re.UNICODE)
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+def ts_query(text: str) -> str | None:
+    """A to_tsquery expression: the query's words, quoted, ORed; stopwords dropped unless
+    all are (as SQLite's fts_query), so a long natural question still matches."""
+    words = [w.lower() for w in _WORD.findall(text)]
+    kept = [w for w in words if w not in STOPWORDS] or words
+    # \w+ holds no quote, backslash or operator: each word is one quoted tsquery term.
+    return " | ".join(f"'{w}'" for w in list(dict.fromkeys(kept))[:64]) or None
+
+
+def check_schema_name(schema: str) -> str:
+    if not isinstance(schema, str) or not SCHEMA_NAME.match(schema):
+        raise ConfigError(
+            f"a PostgreSQL schema name must be lowercase letters, digits and _ (at most 63), got {schema!r}"
+        )
+    return schema
+
+
+class PostgresStore:
+    def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
+                 connect_timeout: int = 10, ann_threshold: int = 20_000) -> None:
+        self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)
+        self.conninfo = url
+        self.url = _redact(url)
+        self.ann_threshold = ann_threshold
+        self._connect_timeout = connect_timeout
+        self._closed = False
+        self._state_lock = threading.Lock()
+        self._indexed_dim: int | None = None
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: {exc}") from None
+        if not all(part.strip().isdigit() for part in str(params.get("port", "5432")).split(",")):
+            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: the port must be a number")
+        vector_schema, self._vector_info = self._bootstrap()
+        self._search_path = sql.SQL("SET search_path TO {}, {}").format(
+            sql.Identifier(self.schema), sql.Identifier(vector_schema)
+        )
+        self._pool = ConnectionPool(
+            url, min_size=1, max_size=max(1, pool_size), timeout=pool_timeout, open=False,
+            kwargs={"autocommit": True, "connect_timeout": connect_timeout},
+            configure=self._configure, check=ConnectionPool.check_connection, name=f"engram-{self.schema}",
+        )
+        self._pool.open(wait=False)
+        self._indexed_dim = self._read_indexed_dim()
+
+    # -- connections and transactions -------------------------------------------------
+
+    def _bootstrap(self) -> tuple[str, TypeInfo]:
+        """One direct connection: pgvector present, the schema created and migrated."""
+        try:
+            conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self._connect_timeout)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: {exc}") from None
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot connect to {self.url}: {_message(exc)}") from exc
+        try:
+            with conn:
+                vector_schema = self._ensure_vector(conn)
+                conn.execute(sql.SQL("SET search_path TO {}, {}").format(
+                    sql.Identifier(self.schema), sql.Identifier(vector_schema)
+                ))
+                self._migrate(conn)
+                info = TypeInfo.fetch(conn, "vector")
+                if info is None:
+                    raise StorageError(f"pgvector's vector type is not visible in {self.url}")
+                return vector_schema, info
+        except psycopg.Error as exc:
+            raise StorageError(f"cannot prepare {self.url}: {_message(exc)}") from exc
+
+    def _ensure_vector(self, conn: psycopg.Connection) -> str:
+        """The schema holding pgvector, installing the extension if it is missing."""
+        find = (
+            "SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+            "WHERE e.extname = 'vector'"
+        )
+        row = conn.execute(find).fetchone()
+        if row is None:
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+                    conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except psycopg.errors.InsufficientPrivilege:
+                raise ConfigError(
+                    f"{self.url} lacks the pgvector extension and this role may not create it; "
+                    "run CREATE EXTENSION vector as a superuser"
+                ) from None
+            except psycopg.errors.FeatureNotSupported as exc:
+                raise ConfigError(f"pgvector is not installed on the server of {self.url}: {exc}") from None
+            except psycopg.errors.UndefinedFile as exc:
+                raise ConfigError(f"pgvector is not installed on the server of {self.url}: {exc}") from None
+            row = conn.execute(find).fetchone()
+        return row[0]
+
+    def _migrate(self, conn: psycopg.Connection) -> None:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+            )
+            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+            known = [name for name, _ in MIGRATIONS]
+            if done - set(known):
+                raise ConfigError(
+                    f"{self.url} was written by a newer Engram (migrations {sorted(done - set(known))}); "
+                    "upgrade engramdb"
+                )
+            for name, script in MIGRATIONS:
+                if name in done:
+                    continue
+                for statement in _statements(script):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
+                    (name, format_ts(SystemClock().now())),
+                )
+
+    def _configure(self, conn: psycopg.Connection) -> None:
+        conn.execute(self._search_path)
+        register_vector_info(conn, self._vector_info)
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        if self._closed:
+            raise UsageError("this Memory is closed")
+        try:
+            with self._pool.connection() as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StorageError(f"no connection to {self.url}: {exc}") from exc
+        except (psycopg.errors.UntranslatableCharacter, psycopg.errors.CharacterNotInRepertoire) as exc:
+            raise InvalidInputError(f"PostgreSQL cannot store this text: {_message(exc)}") from None
+        except psycopg.Error as exc:
+            raise StorageError(f"{self.url} failed: {_message(exc)}") from exc
+
+    def _write(self, work: Callable[[psycopg.Connection], T]) -> T:
+        """Run `work` in one transaction; retried (whole) after a deadlock."""
+        for attempt in range(5):
+            try:
+                with self._connection() as conn, conn.transaction():
+                    return work(conn)
+            except StorageError as exc:
+                if isinstance(exc.__cause__, _RETRYABLE) and attempt < 4:
+                    continue
+                if isinstance(exc.__cause__, psycopg.Error):
+                    raise StorageError(f"write to {self.url} failed, nothing was kept: "
+                                       f"{_message(exc.__cause__)}") from exc.__cause__
+                raise
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _read(self) -> Iterator[psycopg.Connection]:
+        """A consistent snapshot for several SELECTs."""
+        with self._connection() as conn, conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            yield conn
+
+    def _all(self, query: str | sql.Composable, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._connection() as conn:
+            return conn.execute(query, list(params)).fetchall()
+
+    def applied_migrations(self) -> list[str]:
+        return [row[0] for row in self._all("SELECT name FROM schema_migrations ORDER BY name")]
+
+    # -- embedder bookkeeping ---------------------------------------------------------
+
+    def embedder_name(self) -> tuple[str, int] | None:
+        rows = self._all("SELECT value FROM meta WHERE key = 'embedder'")
+        if not rows:
+            return None
+        data = json.loads(rows[0][0])
+        return data["name"], int(data["dim"])
+
+    def set_embedder_name(self, name: str, dim: int) -> None:
+        """Record the embedder and fix the vector column's dimension to it, with an HNSW
+        index; vectors of another dimension (another embedder's) are dropped to be re-made."""
+        value = json.dumps({"name": name, "dim": dim})
+        dim = int(dim)
+
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('embedder', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                (value,),
+            )
+            if _column_dim(conn) == dim:
+                return
+            conn.execute("UPDATE records SET vec = NULL WHERE vec IS NOT NULL AND vector_dims(vec) <> %s", (dim,))
+            conn.execute("DROP INDEX IF EXISTS records_vec_hnsw")
+            # dim is an int: the one value formatted into DDL (a type modifier takes no parameter)
+            conn.execute(f"ALTER TABLE records ALTER COLUMN vec TYPE vector({dim})")
+            if dim <= MAX_HNSW_DIM:
+                conn.execute("CREATE INDEX records_vec_hnsw ON records USING hnsw (vec vector_cosine_ops)")
+
+        self._write(work)
+        self._indexed_dim = self._read_indexed_dim()
+
+    def _read_indexed_dim(self) -> int | None:
+        with self._connection() as conn:
+            dim = _column_dim(conn)
+            found = conn.execute("SELECT to_regclass('records_vec_hnsw') IS NOT NULL").fetchone()[0]
+        return dim if found else None
+
+    # -- writes -----------------------------------------------------------------------
+
+    def insert(self, records: Sequence[NewRecord], vectors: np.ndarray, *, actor: str | None) -> list[Record]:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+
+        def work(conn: psycopg.Connection) -> list[Record]:
+            out = []
+            for rec, vec in zip(records, vectors):
+                out.append(self._insert_one(conn, rec, vec, rec.recorded_at))
+                conn.execute(
+                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                    "VALUES (%s, 1, %s, 'add', NULL, %s, %s, %s, NULL)",
+                    (rec.id, rec.scope.user_id, content_hash(rec.text), rec.recorded_at, actor),
+                )
+            return out
+
+        return self._write(work)
+
+    def _insert_one(self, conn: psycopg.Connection, rec: NewRecord, vec: np.ndarray | None,
+                    updated_at: str) -> Record | None:
+        """Insert one record (None if its id exists), returning it as stored."""
+        scope = rec.scope
+        row = conn.execute(
+            "INSERT INTO records AS r (id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
+            "created_at, valid_to, recorded_at, updated_at, content_hash, tsv, vec) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, "
+            f"to_tsvector('{TEXT_CONFIG}', %s), %s) ON CONFLICT (id) DO NOTHING RETURNING {RECORD_COLUMNS}",
+            (
+                rec.id, scope.user_id, scope.agent_id, scope.session_id, rec.kind, rec.role, rec.name, rec.text,
+                json.dumps(rec.sources), json.dumps(rec.metadata), rec.created_at, rec.valid_to, rec.recorded_at,
+                updated_at, content_hash(rec.text), index_text(rec.text, rec.name), _vector(vec),
+            ),
+        ).fetchone()
+        return _record(row) if row else None
+
+    def update(self, id: str, text: str, vector: np.ndarray, *, at: str, actor: str | None,
+               reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
+        def work(conn: psycopg.Connection) -> Record | None:
+            row = conn.execute(
+                "SELECT rowid, user_id, text, name FROM records WHERE id = %s FOR UPDATE", (id,)
+            ).fetchone()
+            if row is None:
+                return None
+            rowid, user_id, old_text, name = row
+            updated = conn.execute(
+                "UPDATE records r SET text = %s, metadata = coalesce(%s::jsonb, r.metadata), updated_at = %s, "
+                f"content_hash = %s, tsv = to_tsvector('{TEXT_CONFIG}', %s), vec = %s "
+                f"WHERE r.rowid = %s RETURNING {RECORD_COLUMNS}",
+                (
+                    text, None if metadata is None else json.dumps(metadata), at, content_hash(text),
+                    index_text(text, name), _vector(vector), rowid,
+                ),
+            ).fetchone()
+            last = _last_version(conn, id)
+            conn.execute(
+                "UPDATE versions SET text = %s WHERE memory_id = %s AND version = %s", (old_text, id, last)
+            )
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (%s, %s, %s, 'update', NULL, %s, %s, %s, %s)",
+                (id, last + 1, user_id, content_hash(text), at, actor, reason),
+            )
+            return _record(updated)
+
+        record = self._write(work)
+        if record is None:
+            raise NotFoundError(f"no memory with id {id!r}")
+        return record
+
+    def delete(self, id: str, *, at: str, actor: str | None) -> bool:
+        def work(conn: psycopg.Connection) -> bool:
+            row = conn.execute("SELECT user_id, text FROM records WHERE id = %s FOR UPDATE", (id,)).fetchone()
+            if row is None:
+                return False
+            user_id, text = row
+            conn.execute("UPDATE versions SET text = NULL WHERE memory_id = %s", (id,))
+            conn.execute("DELETE FROM records WHERE id = %s", (id,))
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (%s, %s, %s, 'delete', NULL, %s, %s, %s, 'deleted')",
+                (id, _last_version(conn, id) + 1, user_id, content_hash(text), at, actor),
+            )
+            return True
+
+        return self._write(work)
+
+    def forget(self, scope: Scope) -> int:
+        def work(conn: psycopg.Connection) -> int:
+            where, params = _scope_sql(scope)
+            ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
+            if scope.agent_id is None and scope.session_id is None:
+                conn.execute("DELETE FROM versions WHERE user_id = %s", (scope.user_id,))
+            elif ids:
+                conn.execute("DELETE FROM versions WHERE memory_id = ANY(%s)", (ids,))
+            return len(ids)
+
+        return self._write(work)
+
+    def reset(self) -> None:
+        def work(conn: psycopg.Connection) -> None:
+            conn.execute("DELETE FROM records")
+            conn.execute("DELETE FROM versions")
+
+        self._write(work)
+
+    def compact(self) -> None:
+        """VACUUM the tables, so erased rows leave the data files (as far as PostgreSQL
+        lets them: old WAL segments and backups are the server's business)."""
+        with self._connection() as conn:
+            for table in ("records", "versions"):
+                conn.execute(sql.SQL("VACUUM {}.{}").format(sql.Identifier(self.schema), sql.Identifier(table)))
+
+    # -- reads ------------------------------------------------------------------------
+
+    def _records_where(self, where: str, params: Sequence[Any], tail: str = "") -> list[Record]:
+        rows = self._all(f"SELECT {RECORD_COLUMNS} FROM records r WHERE {where} {tail}", params)
+        return [_record(row) for row in rows]
+
+    def get(self, id: str, *, user_id: str | None = None) -> Record | None:
+        where, params = "r.id = %s", [id]
+        if user_id is not None:
+            where, params = where + " AND r.user_id = %s", params + [user_id]
+        found = self._records_where(where, params)
+        return found[0] if found else None
+
+    def by_rowids(self, rowids: Sequence[int], scope: Scope) -> dict[int, Record]:
+        if not rowids:
+            return {}
+        where, params = _scope_sql(scope)
+        return {
+            rec.seq: rec for rec in self._records_where(f"r.rowid = ANY(%s) AND {where}", [list(rowids)] + params)
+        }
+
+    def list(self, scope: Scope, conditions: list[Condition], limit: int, offset: int) -> list[Record]:
+        where, params = _where(scope, conditions)
+        return self._records_where(where, params + [limit, offset], "ORDER BY r.created_at, r.rowid LIMIT %s OFFSET %s")
+
+    def count(self, scope: Scope) -> int:
+        where, params = _scope_sql(scope)
+        return self._all(f"SELECT count(*) FROM records r WHERE {where}", params)[0][0]
+
+    def keyword_search(self, scope: Scope, query: str, conditions: list[Condition], limit: int) -> list[ScoredId]:
+        expression = ts_query(query)
+        if expression is None:
+            return []
+        where, params = _where(scope, conditions)
+        rows = self._all(
+            f"SELECT r.rowid, ts_rank_cd(r.tsv, q, 1) AS s FROM records r, to_tsquery('{TEXT_CONFIG}', %s) q "
+            f"WHERE r.tsv @@ q AND {where} ORDER BY s DESC, r.rowid DESC LIMIT %s",
+            [expression] + params + [limit],
+        )
+        return [ScoredId(rowid, float(score)) for rowid, score in rows]
+
+    def vector_search(self, scope: Scope, vector: np.ndarray, conditions: list[Condition], limit: int) -> list[ScoredId]:
+        """Exact cosine over the scope while it holds at most `ann_threshold` vectors
+        (an index scan with a filter can miss a small scope's rows); past it, the HNSW
+        index with pgvector's iterative scan, so a filter does not starve the result."""
+        vector = np.asarray(vector, dtype=np.float32).reshape(-1)
+        where, params = _where(scope, conditions)
+        where += " AND r.vec IS NOT NULL"
+        with self._connection() as conn, conn.transaction():
+            indexed = self._indexed_dim == len(vector)
+            if indexed:
+                indexed = conn.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM records r WHERE {where} LIMIT %s) t",
+                    params + [self.ann_threshold + 1],
+                ).fetchone()[0] > self.ann_threshold
+            if indexed:
+                conn.execute(
+                    "SELECT set_config('hnsw.ef_search', %s, true), "
+                    "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
+                    (str(min(1000, max(64, 2 * limit))),),
+                )
+                rows = conn.execute(
+                    f"SELECT rowid, 1 - d FROM (SELECT r.rowid, r.vec <=> %s AS d FROM records r WHERE {where} "
+                    "ORDER BY r.vec <=> %s LIMIT %s) t ORDER BY d, rowid",
+                    [vector] + params + [vector, limit],
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    f"WITH c AS MATERIALIZED (SELECT r.rowid, r.vec FROM records r WHERE {where}) "
+                    "SELECT rowid, 1 - (vec <=> %s) AS s FROM c ORDER BY vec <=> %s, rowid LIMIT %s",
+                    params + [vector, vector, limit],
+                ).fetchall()
+        return [ScoredId(rowid, float(score)) for rowid, score in rows]
+
+    def history(self, id: str) -> list[Version]:
+        with self._read() as conn:
+            return _histories(conn, [id]).get(id, [])
+
+    def history_owner(self, id: str) -> str | None:
+        rows = self._all("SELECT user_id FROM versions WHERE memory_id = %s LIMIT 1", (id,))
+        return rows[0][0] if rows else None
+
+    # -- export / import --------------------------------------------------------------
+
+    def export(self, scope: Scope) -> Iterator[ExportedRecord]:
+        where, params = _scope_sql(scope)
+        last = 0
+        while True:
+            with self._read() as conn:
+                rows = conn.execute(
+                    f"SELECT {RECORD_COLUMNS}, r.vec FROM records r WHERE {where} AND r.rowid > %s "
+                    "ORDER BY r.rowid LIMIT 500",
+                    params + [last],
+                ).fetchall()
+                histories = _histories(conn, [row[1] for row in rows])
+            if not rows:
+                return
+            for row in rows:
+                record, vec = _record(row[:-1]), row[-1]
+                yield ExportedRecord(
+                    record=record,
+                    vector=None if vec is None else np.asarray(vec.to_numpy(), dtype=np.float32),
+                    versions=histories.get(record.id, []),
+                )
+            last = rows[-1][0]
+
+    def import_records(self, items: Sequence[ExportedRecord], vectors: np.ndarray) -> int:
+        def work(conn: psycopg.Connection) -> int:
+            written = 0
+            for item, vec in zip(items, vectors):
+                rec = item.record
+                new = NewRecord(
+                    id=rec.id, scope=Scope(rec.user_id, rec.agent_id, rec.session_id), kind=rec.kind,
+                    text=rec.text, created_at=rec.created_at, recorded_at=rec.recorded_at, role=rec.role,
+                    name=rec.name, sources=rec.sources, metadata=rec.metadata, valid_to=rec.valid_to,
+                )
+                if self._insert_one(conn, new, vec, rec.updated_at) is None:
+                    continue  # that id exists: skipped
+                conn.execute("DELETE FROM versions WHERE memory_id = %s", (rec.id,))
+                versions = item.versions or [
+                    Version(rec.id, 1, "add", None, content_hash(rec.text), rec.recorded_at, None, None)
+                ]
+                _insert_versions(conn, rec.user_id, versions, keep_last_text=False)
+                written += 1
+            return written
+
+        return self._write(work)
+
+    def users(self) -> list[str]:
+        """Every user with records or history, for moving a whole store."""
+        rows = self._all("SELECT user_id FROM records UNION SELECT user_id FROM versions ORDER BY 1")
+        return [row[0] for row in rows]
+
+    def tombstones(self) -> Iterator[tuple[str, list[Version]]]:
+        """The histories left by deleted memories (hashes only), as (user_id, versions)."""
+        last = ""
+        while True:
+            with self._read() as conn:
+                ids = [row[0] for row in conn.execute(
+                    "SELECT DISTINCT v.memory_id FROM versions v WHERE v.memory_id > %s "
+                    "AND NOT EXISTS (SELECT 1 FROM records r WHERE r.id = v.memory_id) ORDER BY 1 LIMIT 500",
+                    (last,),
+                )]
+                owners = dict(conn.execute(
+                    "SELECT DISTINCT memory_id, user_id FROM versions WHERE memory_id = ANY(%s)", (ids,)
+                ).fetchall())
+                histories = _histories(conn, ids)
+            if not ids:
+                return
+            for memory_id in ids:
+                yield owners[memory_id], histories[memory_id]
+            last = ids[-1]
+
+    def import_tombstones(self, items: Sequence[tuple[str, list[Version]]]) -> int:
+        """Write deleted memories' histories; ids with any history or record are skipped."""
+        def work(conn: psycopg.Connection) -> int:
+            written = 0
+            for user_id, versions in items:
+                memory_id = versions[0].memory_id
+                if conn.execute(
+                    "SELECT 1 FROM versions WHERE memory_id = %s UNION ALL SELECT 1 FROM records WHERE id = %s",
+                    (memory_id, memory_id),
+                ).fetchone():
+                    continue
+                _insert_versions(conn, user_id, versions, keep_last_text=True)
+                written += 1
+            return written
+
+        return self._write(work)
+
+    # -- re-embedding -----------------------------------------------------------------
+
+    def missing_vectors(self, limit: int) -> list[tuple[int, str]]:
+        """Records without a vector, with the text to embed them under."""
+        rows = self._all("SELECT rowid, text, name FROM records WHERE vec IS NULL ORDER BY rowid LIMIT %s", (limit,))
+        return [(rowid, index_text(text, name)) for rowid, text, name in rows]
+
+    def set_vectors(self, rowids: Sequence[int], vectors: np.ndarray) -> None:
+        def work(conn: psycopg.Connection) -> None:
+            for rowid, vec in zip(rowids, vectors):
+                conn.execute("UPDATE records SET vec = %s WHERE rowid = %s", (_vector(vec), int(rowid)))
+
+        self._write(work)
+
+    def clear_vectors(self) -> None:
+        self._write(lambda conn: conn.execute("UPDATE records SET vec = NULL WHERE vec IS NOT NULL"))
+
+    # -- stats and lifecycle ----------------------------------------------------------
+
+    def stats(self, user_id: str | None = None) -> dict[str, Any]:
+        where, params = ("WHERE user_id = %s", [user_id]) if user_id is not None else ("", [])
+        with self._read() as conn:
+            kinds = dict(conn.execute(f"SELECT kind, count(*) FROM records {where} GROUP BY kind", params).fetchall())
+            sessions = conn.execute(
+                f"SELECT count(DISTINCT coalesce(session_id, '')) FROM records {where}", params
+            ).fetchone()[0]
+            out: dict[str, Any] = {
+                "store": self.url,
+                "pg_schema": self.schema,
+                "records": sum(kinds.values()),
+                "by_kind": kinds,
+                "sessions": sessions,
+                "schema": [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name")],
+            }
+            if user_id is None:
+                out["users"] = conn.execute("SELECT count(DISTINCT user_id) FROM records").fetchone()[0]
+                out["table_bytes"] = conn.execute(
+                    "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
+                    (self.schema,),
+                ).fetchone()[0]
+            row = conn.execute("SELECT value FROM meta WHERE key = 'embedder'").fetchone()
+        out["embedder"] = json.loads(row[0])["name"] if row else None
+        return out
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Nothing runs in the background: every write is committed when it returns."""
+        return True
+
+    def close(self) -> None:
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._pool.close()
+
+
+def _column_dim(conn: psycopg.Connection) -> int | None:
+    """The vector column's fixed dimension, None while it has none."""
+    typmod = conn.execute(
+        "SELECT atttypmod FROM pg_attribute WHERE attrelid = 'records'::regclass AND attname = 'vec'"
+    ).fetchone()[0]
+    return typmod if typmod > 0 else None
+
+
+def _last_version(conn: psycopg.Connection, id: str) -> int:
+    return conn.execute("SELECT coalesce(max(version), 0) FROM versions WHERE memory_id = %s", (id,)).fetchone()[0]
+
+
+def _histories(conn: psycopg.Connection, ids: list[str]) -> dict[str, list[Version]]:
+    """Versions of these memories, oldest first; the last live version's text is the record's."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        f"SELECT {VERSION_COLUMNS} FROM versions WHERE memory_id = ANY(%s) ORDER BY memory_id, version", (ids,)
+    ).fetchall()
+    current = dict(conn.execute("SELECT id, text FROM records WHERE id = ANY(%s)", (ids,)).fetchall())
+    out: dict[str, list[Version]] = {}
+    for row in rows:
+        out.setdefault(row[0], []).append(Version(*row))
+    for memory_id, versions in out.items():
+        last = versions[-1]
+        if last.text is None and memory_id in current:
+            versions[-1] = replace(last, text=current[memory_id])
+    return out
+
+
+def _insert_versions(conn: psycopg.Connection, user_id: str, versions: list[Version], *, keep_last_text: bool) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            [
+                (v.memory_id, v.version, user_id, v.event, v.text if keep_last_text or v is not versions[-1] else None,
+                 v.content_hash, v.at, v.actor, v.reason)
+                for v in versions
+            ],
+        )
+
+
+def _vector(vec: np.ndarray | None) -> np.ndarray | None:
+    """A vector to store; None (or NaN: "no vector", as an import may carry) stores NULL."""
+    if vec is None:
+        return None
+    vec = np.ascontiguousarray(vec, dtype=np.float32).reshape(-1)
+    return None if np.isnan(vec).any() else vec
+
+
+def _statements(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";\n") if part.strip()]
+
+
+def _message(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for messages and `store.url`."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def _scope_sql(scope: Scope, alias: str = "r") -> tuple[str, list[Any]]:
+    parts, params = [f"{alias}.user_id = %s"], [scope.user_id]
+    if scope.agent_id is not None:
+        parts.append(f"{alias}.agent_id = %s")
+        params.append(scope.agent_id)
+    if scope.session_id is not None:
+        parts.append(f"{alias}.session_id = %s")
+        params.append(scope.session_id)
+    return " AND ".join(parts), params
+
+
+def _where(scope: Scope, conditions: list[Condition]) -> tuple[str, list[Any]]:
+    where, params = _scope_sql(scope)
+    if conditions:
+        extra, extra_params = to_postgres(conditions)
+        where, params = f"{where} AND {extra}", params + extra_params
+    return where, params
+
+
+def _record(row: tuple) -> Record:
+    (rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata,
+     created_at, valid_to, recorded_at, updated_at) = row
+    return Record(
+        id=id, user_id=user_id, agent_id=agent_id, session_id=session_id, kind=kind, text=text, role=role,
+        name=name, sources=sources, metadata=metadata, created_at=created_at, valid_to=valid_to,
+        recorded_at=recorded_at, updated_at=updated_at, seq=rowid,
+    )

@@ -1,0 +1,162 @@
+"""API keys: the key store on a real SQLite file, `engram keys`, and `engram serve`."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+import pytest
+from click.testing import CliRunner
+from server_helpers import start_deployment, stop_deployment
+
+from engramdb.cli import main
+from engramdb.errors import AuthenticationError, InvalidInputError, MissingDependencyError, NotFoundError
+from engramdb.server.keys import SQLiteKeyStore, keys_path
+
+ENV = {"ENGRAM_CONFIG": None, "ENGRAM_STORE": None, "ENGRAM_EMBEDDER": "fake", "COLUMNS": "200"}
+
+
+@pytest.fixture
+def keys(tmp_path):
+    store = SQLiteKeyStore(tmp_path / "engram.keys.db")
+    yield store
+    store.close()
+
+
+def test_a_key_is_random_stored_hashed_and_verifiable(keys, tmp_path):
+    made = keys.create("acme", name="ci")
+    other = keys.create("acme")
+    assert made.secret.startswith(f"egk_{made.key.key_id}_") and made.secret != other.secret
+    assert made.key.tenant == "acme" and made.key.read_only is False and made.key.name == "ci"
+    raw = (tmp_path / "engram.keys.db").read_bytes() + (tmp_path / "engram.keys.db-wal").read_bytes()
+    assert made.secret.split("_", 2)[2].encode() not in raw  # the secret is nowhere on disk
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "engram.keys.db") as conn:
+        (stored,) = conn.execute("SELECT key_hash FROM api_keys WHERE key_id = ?", (made.key.key_id,)).fetchone()
+    assert stored == hashlib.sha256(made.secret.encode()).hexdigest()
+    assert keys.verify(made.secret).key_id == made.key.key_id
+    assert keys.get(made.key.key_id).last_used_at is not None
+    assert "secret" not in keys.list()[0].to_dict() and "key_hash" not in keys.list()[0].to_dict()
+
+
+def test_wrong_revoked_and_malformed_keys_are_refused(keys):
+    made = keys.create("acme")
+    read_only = keys.create("acme", read_only=True)
+    assert keys.verify(read_only.secret).read_only is True
+    wrong = made.secret[:-2] + ("xx" if not made.secret.endswith("xx") else "yy")
+    for bad in (wrong, "", "egk_", "egk_zzzzzzzzzzzz_" + "a" * 43, made.secret + "x", f"egk_{'0' * 12}_{'a' * 43}"):
+        with pytest.raises(AuthenticationError):
+            keys.verify(bad)
+    revoked = keys.revoke(made.key.key_id)
+    assert revoked.revoked_at is not None
+    with pytest.raises(AuthenticationError, match="revoked"):
+        keys.verify(made.secret)
+    assert keys.verify(read_only.secret).tenant == "acme"  # the other key still works
+    with pytest.raises(NotFoundError):
+        keys.revoke("0123456789ab")
+    with pytest.raises(NotFoundError):
+        keys.revoke("../etc")
+    with pytest.raises(InvalidInputError):
+        keys.create("")
+    assert [k.tenant for k in keys.list("acme")] == ["acme", "acme"] and keys.list("globex") == []
+
+
+def cli(store: str, *args: str):
+    return CliRunner(env=ENV).invoke(main, ["--store", store, *args], catch_exceptions=False)
+
+
+def test_keys_cli_shows_the_secret_once_and_revoke_makes_it_401(tmp_path):
+    live, server = start_deployment(tmp_path)  # the server's keys live beside tmp_path/engram.db
+    store = f"sqlite:///{server.store}"
+    try:
+        created = cli(store, "keys", "create", "--tenant", "initech", "--name", "laptop")
+        assert created.exit_code == 0, created.output
+        secret = created.stdout.strip()
+        assert secret.startswith("egk_") and len(created.stdout.splitlines()) == 1
+        assert "not shown again" in created.stderr
+        key_id = secret.split("_")[1]
+
+        client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {secret}"})
+        assert client.post("/v1/memories", json={"messages": "hello", "user_id": "u"}).status_code == 201
+
+        listed = cli(store, "keys", "list")
+        assert listed.exit_code == 0 and key_id in listed.stdout and "initech" in listed.stdout
+        as_json = cli(store, "keys", "list", "--json")
+        rows = json.loads(as_json.stdout)
+        assert {r["tenant"] for r in rows} == {"acme", "globex", "initech"}
+        for output in (listed.output, as_json.output):
+            assert secret not in output and secret.split("_", 2)[2] not in output
+            assert not any(s.split("_", 2)[2] in output for s in server.secrets.values())
+        mine = next(r for r in rows if r["key_id"] == key_id)
+        assert mine["name"] == "laptop" and mine["read_only"] is False and mine["last_used_at"] is not None
+
+        revoked = cli(store, "keys", "revoke", key_id)
+        assert revoked.exit_code == 0 and f"Revoked key {key_id}" in revoked.stdout
+        refused = client.get("/v1/stats")
+        assert refused.status_code == 401 and refused.json()["error"]["type"] == "AuthenticationError"
+        assert server.client("acme").get("/v1/stats").status_code == 200  # other keys unaffected
+        client.close()
+    finally:
+        stop_deployment(live, server)
+
+
+def test_keys_cli_read_only_and_errors(tmp_path):
+    store = f"sqlite:///{tmp_path}/engram.db"
+    made = json.loads(cli(store, "keys", "create", "--tenant", "acme", "--read-only", "--json").stdout)
+    assert made["read_only"] is True and made["secret"].startswith(f"egk_{made['key_id']}_")
+    assert (tmp_path / "engram.keys.db").exists()
+    missing = cli(store, "keys", "revoke", "0123456789ab")
+    assert missing.exit_code == 2 and "error: NotFoundError" in missing.stderr
+    assert cli(store, "keys", "create").exit_code == 2  # --tenant is required
+    on_postgres = cli("postgresql://localhost/engram", "keys", "list")
+    assert on_postgres.exit_code == 2 and "ConfigError" in on_postgres.stderr
+
+
+def test_serve_names_the_extra_when_the_web_stack_is_missing(tmp_path, monkeypatch):
+    import importlib.util
+
+    from engramdb.server import require_server_deps
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "fastapi" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"pip install 'engramdb\[server\]'"):
+        require_server_deps()
+    result = cli(f"sqlite:///{tmp_path}/x.db", "serve")
+    assert result.exit_code == 1
+    assert "MissingDependencyError" in result.stderr and "pip install 'engramdb[server]'" in result.stderr
+
+
+def test_no_auth_is_for_loopback_only(tmp_path):
+    result = cli(f"sqlite:///{tmp_path}/x.db", "serve", "--no-auth", "--host", "0.0.0.0")
+    assert result.exit_code == 2 and "loopback only" in result.stderr
+
+
+def test_engram_serve_listens_on_loopback_and_wants_keys(tmp_path):
+    env = {**os.environ, "ENGRAM_EMBEDDER": "fake"}
+    env.pop("ENGRAM_CONFIG", None)
+    command = [sys.executable, "-m", "engramdb.cli", "--store", f"sqlite:///{tmp_path}/engram.db",
+               "serve", "--port", "0", "--json"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        where = json.loads(process.stdout.readline())
+        assert where["url"].startswith("http://127.0.0.1:") and where["auth"] is True
+        assert where["mcp"] == where["url"] + "/mcp"
+        assert httpx.get(where["url"] + "/healthz").json()["status"] == "ok"
+        assert httpx.get(where["url"] + "/readyz").status_code == 200
+        assert httpx.get(where["url"] + "/v1/stats").status_code == 401
+        secret = cli(f"sqlite:///{tmp_path}/engram.db", "keys", "create", "--tenant", "t").stdout.strip()
+        ok = httpx.get(where["url"] + "/v1/stats", headers={"Authorization": f"Bearer {secret}"})
+        assert ok.status_code == 200 and ok.json()["records"] == 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    logs = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    requests = [entry for entry in logs if entry.get("event") == "request"]
+    assert [r["status"] for r in requests] == [200, 200, 401, 200]
+    assert requests[-1]["tenant"] == "t" and secret not in stderr
