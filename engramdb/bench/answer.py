@@ -104,12 +104,12 @@ def answer_one(mem: Memory, chat: ChatClient, judge: ChatClient, conv: Conversat
     reply = chat.complete([
         {"role": "system", "content": ANSWER_SYSTEM},
         {"role": "user", "content": f"Memories:\n{block.text}\n\nQuestion: {q.text}\nAnswer:"},
-    ], max_tokens=64)
+    ])
     prediction = reply.text.strip()
     verdict = judge.complete([
         {"role": "system", "content": JUDGE_SYSTEM},
         {"role": "user", "content": f"Question: {q.text}\nGold answer: {q.answer}\nAnswer: {prediction}"},
-    ], max_tokens=16)
+    ])
     return Answered(
         category=q.category, f1=locomo_f1(prediction, q.answer, q.category), correct=read_label(verdict.text),
         context_tokens=len(block.text) // 4, prompt_tokens=reply.prompt_tokens,

@@ -37,9 +37,11 @@ def bench() -> None:
               help="LoCoMo JSON to take turns from [env ENGRAM_LOCOMO; default ../shared/data/locomo/locomo10.json "
                    "beside the repo]; synthetic turns when absent.")
 @click.option("--synthetic", is_flag=True, help="Use synthetic turns even if LoCoMo is available.")
+@click.option("--extractor", default=None,
+              help="Distillation: offline, llm:<model>, fake or none [default: the library default, offline].")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, locomo: Path | None,
-           synthetic: bool, as_json: bool) -> None:
+           synthetic: bool, extractor: str | None, as_json: bool) -> None:
     """Ingest throughput (turns/s) through Memory.add, embedding included."""
     from .ingest import run
 
@@ -48,7 +50,7 @@ def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, loc
     elif locomo is None:
         env = os.environ.get("ENGRAM_LOCOMO")
         locomo = Path(env) if env else DEFAULT_LOCOMO
-    result = run(turns=turns, batch=batch, store=store, embedder=embedder, locomo=locomo)
+    result = run(turns=turns, batch=batch, store=store, embedder=embedder, locomo=locomo, extractor=extractor)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -58,7 +60,11 @@ def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, loc
     click.echo(f"throughput: {result['turns_per_s']} turns/s overall "
                f"(embedding {result['embed_turns_per_s']} turns/s, store {result['store_turns_per_s']} turns/s; "
                f"embedding is {result['embed_share']:.0%} of the time)")
-    click.echo(f"per add(): p50 {lat['p50']} ms, p95 {lat['p95']} ms; peak RSS {result['peak_rss_mb']} MB")
+    store_lat = result["store_latency_per_turn_ms"]
+    click.echo(f"per add(): p50 {lat['p50']} ms, p95 {lat['p95']} ms; per turn without embedding: "
+               f"p50 {store_lat['p50']} ms, p95 {store_lat['p95']} ms; peak RSS {result['peak_rss_mb']} MB")
+    click.echo(f"distillation ({result['extractor']}): finished {result['distill_after_last_add_s']} s after the "
+               f"last add; derived {result['derived_memories']}")
 
 
 @bench.command()
@@ -94,8 +100,9 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 
 
 @bench.command()
-@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=Path(".bench/locomo.db"),
-              show_default=True, help="Store to ingest LoCoMo into; reused when it already holds every turn.")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Store to ingest LoCoMo into; reused when it already holds every turn "
+                   "[default: .bench/locomo.db, or .bench/locomo-<extractor>.db].")
 @click.option("--conversations", type=click.IntRange(min=1), default=None,
               help="Use only the first N conversations (default: all 10).")
 @click.option("--locomo", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -111,10 +118,12 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
               help="Tokens of memories given to the answering model.")
 @click.option("--answer-questions", type=click.IntRange(min=1), default=None,
               help="Answer only this many questions, spread evenly (default: all).")
+@click.option("--extractor", default="none", show_default=True,
+              help="Also distil the turns (offline, llm:<model>): derived memories join the turns in search.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def locomo(store: Path, conversations: int | None, locomo: Path | None, embedder: str, llm_base_url: str | None,
-           llm_model: str | None, judge_model: str | None, llm_api_key: str | None, answer_budget: int,
-           answer_questions: int | None, as_json: bool) -> None:
+def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
+           llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
+           answer_budget: int, answer_questions: int | None, extractor: str, as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too."""
     from . import locomo as data
@@ -125,8 +134,11 @@ def locomo(store: Path, conversations: int | None, locomo: Path | None, embedder
         if not llm_model:
             raise click.UsageError("--llm-model is required with --llm-base-url")
         answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget)
+    if store is None:
+        store = Path(".bench") / ("locomo.db" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}.db")
     loaded = data.load(locomo)[:conversations]
-    result = run(store, loaded, embedder=embedder, answering=answering, answer_questions=answer_questions)
+    result = run(store, loaded, embedder=embedder, answering=answering, answer_questions=answer_questions,
+                 extractor=extractor)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -139,8 +151,8 @@ def _answering(base_url: str, model: str, judge_model: str, api_key: str | None,
     from .answer import evaluate
 
     def answer(mem, questions):
-        chat = ChatClient(model, base_url=base_url, api_key=api_key)
-        judge = ChatClient(judge_model, base_url=base_url, api_key=api_key)
+        chat = ChatClient(model, base_url=base_url, api_key=api_key, max_tokens=64)
+        judge = ChatClient(judge_model, base_url=base_url, api_key=api_key, max_tokens=16)
         try:
             return {"model": model, "judge_model": judge_model,
                     **evaluate(mem, questions, chat=chat, judge=judge, budget=budget)}
@@ -171,7 +183,8 @@ def recall_table(result: dict) -> list[str]:
     keys = ("R@5", "R@10", "R@20", "R≤1000", "R≤2000")
     lines = [
         f"LoCoMo: {result['conversations']} conversations, {result['turns']:,} turns, "
-        f"{result['questions']:,} questions (categories 1-4); embedder {result['embedder']}",
+        f"{result['questions']:,} questions (categories 1-4); embedder {result['embedder']}; "
+        f"extractor {result.get('extractor', 'none')}" + (f", derived {result['derived']}" if result.get("derived") else ""),
         f"{'retriever':<17}" + "".join(f"{k:>8}" for k in keys) + f"{'multi≤2000':>11}{'p50 ms':>8}{'p95 ms':>8}",
     ]
     for name, row in result["rows"].items():

@@ -162,13 +162,20 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
 
 def run(store: Path, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
         embedder: str = "minilm", answering: Callable[[Memory, list], dict[str, Any]] | None = None,
-        answer_questions: int | None = None) -> dict[str, Any]:
+        answer_questions: int | None = None, extractor: str = "none") -> dict[str, Any]:
     """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a spread
-    sample of `answer_questions` questions (all when None)."""
+    sample of `answer_questions` questions (all when None). With an `extractor`, the
+    turns are distilled too and the derived memories compete for the budget."""
     store.parent.mkdir(parents=True, exist_ok=True)
-    with Memory(store, config=Config(embedder=embedder)) as mem:
+    with Memory(store, config=Config(embedder=embedder, extractor=extractor)) as mem:
         seconds, added = ingest(mem, conversations)
+        flush_start = time.perf_counter()
+        mem.flush(None)
+        distill_s = time.perf_counter() - flush_start
         result = evaluate(mem, conversations, retrievers)
+        result["extractor"] = extractor
+        result["distill_after_ingest_s"] = round(distill_s, 1)
+        result["derived"] = {k: v for k, v in mem.stats().get("by_kind", {}).items() if k != "turn"}
         if answering is not None:
             result["answers"] = answering(mem, spread(questions_of(conversations), answer_questions))
     result["ingest_s"] = round(seconds, 1)

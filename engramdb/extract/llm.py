@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from .base import KINDS, Candidate, ExtractionResult, Skipped, TurnInput
-from .chat import ChatClient, ChatReply, SchemaRejected
+from ..providers.chat import ChatClient, ChatReply, SchemaRejected
 from .lenient_json import loads
 from .reltime import resolve
 from .summary import CAPTION
