@@ -86,6 +86,9 @@ class Distiller:
         thread = self._thread
         if thread is not None:
             thread.join(timeout)
+        close = getattr(self._extractor, "close", None)
+        if callable(close):
+            close()
 
     def _ready_jobs(self) -> int:
         return self._store.job_stats(now=self._now())["ready"] if self._thread_alive() else 0

@@ -17,6 +17,7 @@ from . import cube
 from .clock import Clock, SystemClock, format_ts, normalize_ts
 from .distill import Distiller
 from .extract import make_extractor
+from .extract.isolated import IsolatedExtractor
 from .config import Config
 from .errors import ConfigError, InvalidInputError, NotFoundError, UsageError
 from .ids import new_id
@@ -78,8 +79,10 @@ class Memory:
         """The background distillation worker, made on first use."""
         with self._ready_lock:
             if self._distiller is None:
-                extractor = make_extractor(self._extractor_name(), base_url=self.config.llm_base_url,
-                                           api_key=self.config.llm_api_key, timeout_s=self.config.llm_timeout_s)
+                name = self._extractor_name()
+                extractor = IsolatedExtractor(name) if name == "offline" else make_extractor(
+                    name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
+                    timeout_s=self.config.llm_timeout_s)
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
                                             self._clock)
             return self._distiller

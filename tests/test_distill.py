@@ -16,6 +16,7 @@ from engramdb.extract.base import ExtractionResult
 from engramdb.providers.fake import FakeEmbedder
 
 OFFLINE = Config(extractor="offline")
+GATED = Config(extractor="fake")  # the tests below swap the registry's answer for a Gate
 
 LIFE = [
     ("2023-01-05T10:00:00Z", "I live in Paris."),
@@ -203,7 +204,7 @@ def gated(monkeypatch, gate: Gate) -> None:
 def test_add_returns_at_once_and_the_turn_is_searchable_before_distillation(db_path, monkeypatch):
     gate = Gate()
     gated(monkeypatch, gate)
-    with Memory(db_path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+    with Memory(db_path, embedder=FakeEmbedder(), config=GATED) as mem:
         added = mem.add("the blue notebook is in the attic", user_id="alice")
         assert [h.id for h in mem.search("blue notebook attic", user_id="alice")] == added.ids
         assert mem.flush(0.2) is False  # the worker is held at the gate
@@ -220,7 +221,7 @@ def test_a_dead_llm_loses_nothing_and_jobs_resume_after_restart(db_path, monkeyp
     gate.down.set()
     gate.release.set()
     gated(monkeypatch, gate)
-    with Memory(db_path, embedder=FakeEmbedder(), config=OFFLINE, clock=clock) as mem:
+    with Memory(db_path, embedder=FakeEmbedder(), config=GATED, clock=clock) as mem:
         added = mem.add("my locker code is 2231", user_id="alice")
         assert mem.flush(10)  # the failed job waits out its backoff: nothing is ready
         jobs = mem.jobs()
@@ -228,7 +229,7 @@ def test_a_dead_llm_loses_nothing_and_jobs_resume_after_restart(db_path, monkeyp
         assert mem.get(added.ids[0]).text == "my locker code is 2231"  # the turn is safe
     gate.down.clear()
     clock.at += timedelta(minutes=1)  # past the backoff
-    with Memory(db_path, embedder=FakeEmbedder(), config=OFFLINE, clock=clock) as mem:
+    with Memory(db_path, embedder=FakeEmbedder(), config=GATED, clock=clock) as mem:
         assert mem.flush(30)  # the job resumed on open
         assert mem.jobs()["pending"] == 0
         assert [r.text for r in mem.list(user_id="alice", filters={"kind": "fact"})] == [
@@ -241,7 +242,7 @@ def test_a_job_that_keeps_failing_is_parked_as_failed(db_path, monkeypatch):
     gate, clock = Gate(), ManualClock()
     gate.down.set()
     gated(monkeypatch, gate)
-    with Memory(db_path, embedder=FakeEmbedder(), config=OFFLINE, clock=clock) as mem:
+    with Memory(db_path, embedder=FakeEmbedder(), config=GATED, clock=clock) as mem:
         mem.add("a turn the LLM never reads", user_id="alice")
         for _ in range(distill.MAX_ATTEMPTS + 1):
             assert mem.flush(10)
@@ -258,12 +259,12 @@ def test_a_job_leased_by_a_dead_worker_is_claimed_again(db_path, monkeypatch):
         mem.add("the spare key is under the mat", user_id="alice")
         assert mem.jobs()["pending"] == 0
     gated(monkeypatch, gate)
-    with Memory(db_path, embedder=FakeEmbedder(), config=OFFLINE, clock=clock) as mem:
+    with Memory(db_path, embedder=FakeEmbedder(), config=GATED, clock=clock) as mem:
         mem.add("the car is parked on level 3", user_id="alice")
         job = mem.store.claim_job(now="2024-01-01T00:00:00.000000Z", lease_until="2024-01-01T00:05:00.000000Z")
         assert job is not None  # "a worker" took it, then died without finishing
     clock.at += timedelta(minutes=6)
-    with Memory(db_path, embedder=FakeEmbedder(), config=OFFLINE, clock=clock) as mem:
+    with Memory(db_path, embedder=FakeEmbedder(), config=GATED, clock=clock) as mem:
         assert mem.flush(30)
         assert [r.text for r in mem.list(user_id="alice", filters={"kind": "fact"})] == [
             "The user said: the car is parked on level 3"]

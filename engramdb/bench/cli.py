@@ -1,4 +1,4 @@
-"""`engram bench ingest|search`: print a table, or the full JSON with --json."""
+"""`engram bench ingest|search|locomo|load`: print a table, or the full JSON with --json."""
 
 from __future__ import annotations
 
@@ -144,6 +144,60 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
         return
     for line in recall_table(result):
         click.echo(line)
+
+
+@bench.command()
+@click.option("--backend", type=click.Choice(["sqlite", "postgresql"]), default="sqlite", show_default=True,
+              help="The store behind the server (postgresql: an embedded PostgreSQL started here).")
+@click.option("--store", metavar="URL", default=None,
+              help="Serve this store instead of a fresh one (e.g. postgresql://...); --backend is then ignored.")
+@click.option("--preload", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Turns stored before the run (bulk-loaded with real MiniLM vectors reused; cached in --dir).")
+@click.option("--clients", type=click.IntRange(min=1), default=50, show_default=True,
+              help="Concurrent clients, each with its own connection.")
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="How long the clients send requests (after --warmup).")
+@click.option("--warmup", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Seconds of load before the measurement starts (their writes are still checked).")
+@click.option("--search-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of requests that are searches; the rest are adds of two messages.")
+@click.option("--rate", type=click.FloatRange(min=0), default=0.0,
+              help="Requests per second in all, paced (default: each client sends when its last answer arrives).")
+@click.option("--extractor", default=None,
+              help="The server's distillation: offline, none, fake, llm:<model> [default: the server's, offline].")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Client timeout per request, in seconds.")
+@click.option("--dir", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
+              show_default=True, help="Where pre-loaded stores and the vector pool are cached between runs.")
+@click.option("--pool", type=click.IntRange(min=1), default=10_000, show_default=True,
+              help="Distinct synthetic turns embedded with the real model for the pre-load.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def load(backend: str, store: str | None, preload: int, clients: int, seconds: float, warmup: float,
+         search_share: float, rate: float, extractor: str | None, embedder: str, timeout: float, cache_dir: Path,
+         pool: int, as_json: bool) -> None:
+    """A real `engram serve` under concurrent adds and searches over loopback:
+    throughput, latency, errors and lost writes."""
+    from .load import run
+
+    result = run(backend=backend, store=store, preload=preload, clients=clients, seconds=seconds, warmup=warmup,
+                 search_share=search_share, rate=rate, extractor=extractor, embedder=embedder, pool=pool,
+                 cache_dir=cache_dir, timeout=timeout)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    click.echo(f"{result['backend']}, {result['preload']:,} turns pre-loaded, {result['clients']} clients, "
+               f"{result['measured_s']} s measured, extractor {result['extractor']}, embedder {result['embedder']}")
+    click.echo(f"{'':8}{'ok':>8}{'per s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
+    for kind in ("adds", "searches"):
+        row, lat = result[kind], result[kind]["latency_ms"]
+        click.echo(f"{kind:8}{row['ok']:>8}{row['per_s']:>8}{lat.get('p50', '-'):>9}{lat.get('p95', '-'):>9}"
+                   f"{lat.get('p99', '-'):>9}")
+    errors = result["errors"]
+    click.echo(f"errors: {errors['count']} {errors['by_status'] or ''}".rstrip())
+    click.echo(f"lost writes: {result['lost_writes']} of {result['acknowledged_records']:,} acknowledged records "
+               f"({result['acknowledged_adds']:,} adds)"
+               + (f"; read-back errors {result['verify_read_errors']}" if result["verify_read_errors"] else ""))
 
 
 def _answering(base_url: str, model: str, judge_model: str, api_key: str | None, budget: int):

@@ -91,6 +91,21 @@ def pool_embedder(real: Embedder, size: int, cache_dir: Path) -> tuple[PoolEmbed
     return PoolEmbedder(real.name, real.dim, texts, vectors), embed_s
 
 
+def bulk_add(mem: Memory, size: int, user: str = USER) -> None:
+    """Add `size` synthetic turns for `user` through `mem.add`, `BULK_BATCH` at a time
+    (`mem` is opened with a `PoolEmbedder`)."""
+    started = time.perf_counter()
+    batch: list[dict] = []
+    for index, message in enumerate(synthetic.turns(size)):
+        batch.append(message)
+        if len(batch) == BULK_BATCH or index == size - 1:
+            mem.add(batch, user_id=user, session_id=f"s{index // BULK_BATCH}")
+            batch = []
+            if (index + 1) % 100_000 < BULK_BATCH:
+                rate = (index + 1) / (time.perf_counter() - started)
+                _log(f"  {index + 1:>9,} turns stored ({rate:,.0f}/s)")
+
+
 def build_store(path: Path, size: int, bulk: Embedder, config: Config) -> dict[str, Any]:
     """Add `size` synthetic turns for one user through `Memory.add`, `BULK_BATCH` at a time."""
     marker = path.parent / "build.json"
@@ -101,15 +116,7 @@ def build_store(path: Path, size: int, bulk: Embedder, config: Config) -> dict[s
     path.parent.mkdir(parents=True)
     started = time.perf_counter()
     with Memory(path, config=config, embedder=bulk) as mem:
-        batch: list[dict] = []
-        for index, message in enumerate(synthetic.turns(size)):
-            batch.append(message)
-            if len(batch) == BULK_BATCH or index == size - 1:
-                mem.add(batch, user_id=USER, session_id=f"s{index // BULK_BATCH}")
-                batch = []
-                if (index + 1) % 100_000 < BULK_BATCH:
-                    rate = (index + 1) / (time.perf_counter() - started)
-                    _log(f"  {index + 1:>9,} turns stored ({rate:,.0f}/s)")
+        bulk_add(mem, size)
     info = {
         "size": size,
         "bulk_load_s": round(time.perf_counter() - started, 1),

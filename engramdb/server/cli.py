@@ -14,6 +14,8 @@ from rich.table import Table
 from ..errors import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+KEYS_HELP = ("The API keys file (SQLite) [env ENGRAM_KEYS; default: beside a SQLite store, "
+             "e.g. engram.keys.db next to engram.db; required for a PostgreSQL store].")
 
 
 def _app():
@@ -39,9 +41,10 @@ def _store_url(store: str | None) -> str | None:
               help="No API keys: every request is the local user's, on the untenanted store (local use only).")
 @click.option("--mcp-stdio", is_flag=True, help="Serve MCP over stdin/stdout for one local agent instead of HTTP.")
 @click.option("--tenant", help="With --mcp-stdio: serve this tenant's store (default: the untenanted one).")
+@click.option("--keys", "keys_file", metavar="FILE", envvar="ENGRAM_KEYS", help=KEYS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print where the server listens as one JSON line when ready.")
 def serve(host: str, port: int, store: str | None, no_auth: bool, mcp_stdio: bool, tenant: str | None,
-          as_json: bool) -> None:
+          keys_file: str | None, as_json: bool) -> None:
     """Run the REST API (under /v1) and MCP (at /mcp) on HOST:PORT.
 
     Every request needs `Authorization: Bearer <key>` (see `engram keys create`) unless
@@ -66,10 +69,11 @@ def serve(host: str, port: int, store: str | None, no_auth: bool, mcp_stdio: boo
     if no_auth and host not in LOOPBACK:
         raise UsageError(f"--no-auth serves every memory to whoever connects; it listens on loopback only, "
                          f"not {host}")
-    _serve_http(registry, url, host, port, no_auth, as_json)
+    _serve_http(registry, url, keys_file, host, port, no_auth, as_json)
 
 
-def _serve_http(registry, url: str | None, host: str, port: int, no_auth: bool, as_json: bool) -> None:
+def _serve_http(registry, url: str | None, keys_file: str | None, host: str, port: int, no_auth: bool,
+                as_json: bool) -> None:
     import uvicorn
 
     from .auth import Authenticator
@@ -78,7 +82,7 @@ def _serve_http(registry, url: str | None, host: str, port: int, no_auth: bool, 
     from .rest import create_app
 
     try:
-        keys = None if no_auth else open_key_store(url)
+        keys = None if no_auth else open_key_store(url, keys_file)
     except BaseException:
         registry.close()
         raise
@@ -122,14 +126,17 @@ def _announce_when_started(server, where: dict) -> None:
 
 
 @click.group()
-def keys() -> None:
+@click.option("--keys", "keys_file", metavar="FILE", envvar="ENGRAM_KEYS", help=KEYS_HELP)
+@click.pass_context
+def keys(ctx: click.Context, keys_file: str | None) -> None:
     """Manage API keys: each belongs to a tenant and is shown once, when created."""
+    ctx.meta["engram.keys_file"] = keys_file
 
 
 def _key_store():
     from .keys import open_key_store
 
-    return open_key_store(_store_url(None))
+    return open_key_store(_store_url(None), click.get_current_context().meta.get("engram.keys_file"))
 
 
 @keys.command()

@@ -94,14 +94,18 @@ def keys_path(store_path: Path) -> Path:
     return store_path.parent / f"{store_path.stem}.keys.db"
 
 
-def open_key_store(url: str | os.PathLike | None) -> KeyStore:
-    """The key store that goes with a store URL."""
+def open_key_store(url: str | os.PathLike | None, keys_file: str | os.PathLike | None = None) -> KeyStore:
+    """The key store that goes with a store URL: `keys_file` when given (a SQLite file,
+    wherever the store lives), else the file beside a SQLite store."""
     from ..stores import sqlite_path
 
+    if keys_file is not None:
+        return SQLiteKeyStore(Path(keys_file).expanduser())
     text = os.fspath(url) if url is not None else None
     if text is not None and "://" in text and not text.startswith("sqlite:"):
         raise ConfigError(
-            f"API keys are kept only beside SQLite stores so far, not {text.split('://', 1)[0]!r} ones"
+            f"API keys are kept in a SQLite file; for a {text.split('://', 1)[0]!r} store name one with "
+            "--keys FILE (or ENGRAM_KEYS)"
         )
     return SQLiteKeyStore(keys_path(sqlite_path(text)))
 

@@ -1,0 +1,134 @@
+"""Run a CPU-bound extractor in a child process.
+
+spaCy holds the GIL for long stretches: run in a thread of the caller's process it made
+every `add` wait for it (p95 41 ms per one-turn add, against 5 ms without it;
+`engram bench ingest --batch 1 --embedder fake --synthetic`). In a child process of its
+own, at low priority, it uses the other core and leaves the caller's threads alone.
+
+The child is `python -m engramdb.extract.isolated NAME`: it reads one JSON line of turns
+per request on stdin and writes one JSON line of results on stdout. It is started on
+first use and again if it dies; a dead or garbled child is a ProviderError, so the job
+is retried like one that met a dead LLM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+from ..errors import ProviderError
+from .base import Candidate, Entity, ExtractionResult, Skipped, TurnInput, TurnNotes
+
+
+class IsolatedExtractor:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.command = [sys.executable, "-m", "engramdb.extract.isolated", name]
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def extract(self, turns: Sequence[TurnInput]) -> ExtractionResult:
+        request = json.dumps({"turns": [asdict(t) for t in turns]})
+        with self._lock:
+            process = self._child()
+            try:
+                assert process.stdin is not None and process.stdout is not None
+                process.stdin.write(request + "\n")
+                process.stdin.flush()
+                line = process.stdout.readline()
+            except (OSError, ValueError) as exc:
+                self._kill()
+                raise ProviderError(f"the extraction process failed: {exc}") from exc
+            if not line:
+                self._kill()
+                raise ProviderError("the extraction process exited")
+        try:
+            reply = json.loads(line)
+        except ValueError as exc:
+            raise ProviderError(f"the extraction process sent garbage: {line[:200]!r}") from exc
+        if "error" in reply:
+            raise ProviderError(f"extraction failed in the child process: {reply['error']}")
+        return result_from_json(reply)
+
+    def _child(self) -> subprocess.Popen[str]:
+        if self._process is None or self._process.poll() is not None:
+            self._process = subprocess.Popen(
+                self.command,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                encoding="utf-8", bufsize=1,
+            )
+        return self._process
+
+    def _kill(self) -> None:
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
+            self._process = None
+
+    def close(self) -> None:
+        with self._lock:
+            process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            try:
+                assert process.stdin is not None
+                process.stdin.close()  # the child's loop ends at end of input
+                process.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                process.kill()
+                process.wait()
+
+
+def result_to_json(result: ExtractionResult) -> dict[str, Any]:
+    return {
+        "candidates": [asdict(c) for c in result.candidates],
+        "notes": {k: asdict(v) for k, v in result.notes.items()},
+        "skipped": [asdict(s) for s in result.skipped],
+        "calls": result.calls, "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens, "seconds": result.seconds,
+    }
+
+
+def result_from_json(data: dict[str, Any]) -> ExtractionResult:
+    def candidate(d: dict[str, Any]) -> Candidate:
+        return Candidate(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    def notes(d: dict[str, Any]) -> TurnNotes:
+        return TurnNotes(turn_id=d["turn_id"], keywords=tuple(d["keywords"]),
+                         entities=tuple(Entity(**e) for e in d["entities"]), dates=tuple(d["dates"]))
+
+    return ExtractionResult(
+        candidates=[candidate(c) for c in data["candidates"]],
+        notes={k: notes(v) for k, v in data["notes"].items()},
+        skipped=[Skipped(sources=tuple(s["sources"]), reason=s["reason"], raw=s.get("raw")) for s in data["skipped"]],
+        calls=data["calls"], prompt_tokens=data["prompt_tokens"], completion_tokens=data["completion_tokens"],
+        seconds=data["seconds"],
+    )
+
+
+def serve(name: str) -> None:
+    """The child's loop: a request per line in, a result per line out, until stdin ends."""
+    out, sys.stdout = sys.stdout, sys.stderr  # stdout is the protocol: nothing else may print there
+    from . import make_extractor
+
+    try:
+        os.nice(10)
+    except (AttributeError, OSError):
+        pass
+    extractor = make_extractor(name)
+    for line in sys.stdin:
+        try:
+            turns = [TurnInput(**t) for t in json.loads(line)["turns"]]
+            reply = result_to_json(extractor.extract(turns))
+        except Exception as exc:  # reported to the parent, which retries the job later
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        out.write(json.dumps(reply) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
