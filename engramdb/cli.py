@@ -29,6 +29,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 ADD_BATCH = 256  # messages per Memory.add call when ingesting a file
 TABLE_ROWS = 50  # `add` lists what it stored up to this many records
+DISTILL_WAIT_S = 60.0  # `add` waits this long at most for distillation before exiting
 
 
 class App:
@@ -229,12 +230,15 @@ def _hits_table(hits: list[Hit], title: str | None = None) -> Table:
               help="JSON (list or one object) or JSONL file of messages; - for stdin.")
 @click.option("--role", default="user", show_default=True, type=click.Choice(sorted(ROLES)),
               help="Role of messages given as arguments.")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the turns to be distilled into memories before exiting.")
 @click.option("--batch-size", default=ADD_BATCH, show_default=True, type=click.IntRange(1, 10_000),
               help="Messages per Memory.add call when ingesting a file.")
 @json_option
 def add(texts: tuple[str, ...], user_id: str, session_id: str | None, agent_id: str | None, metadata: str | None,
-        file: str | None, role: str, batch_size: int, as_json: bool) -> None:
-    """Store messages: as arguments, from --file, or JSON/JSONL on stdin.
+        file: str | None, role: str, batch_size: int, wait: bool, as_json: bool) -> None:
+    """Store messages: as arguments, from --file, or JSON/JSONL on stdin, then wait
+    (at most a minute) for them to be distilled into memories.
 
     Each message in a file is a string or an object with `content` and optionally
     `role`, `id`, `name` and `timestamp`. The whole input is validated before anything
@@ -263,12 +267,15 @@ def add(texts: tuple[str, ...], user_id: str, session_id: str | None, agent_id: 
         if stored:
             click.echo(f"note: {len(stored)} of {len(items)} messages were stored before the error", err=True)
         raise
+    distilled = memory.flush(DISTILL_WAIT_S) if wait else None
     if as_json:
-        _print_json({"records": [r.to_dict() for r in stored]})
+        _print_json({"records": [r.to_dict() for r in stored], "distilled": distilled})
         return
     console = _console()
     where = f"user {user_id}" + (f", session {session_id}" if session_id else "")
     console.print(f"Added {len(stored)} memories ({where}).")
+    if distilled is False:
+        click.echo("note: distillation is still queued; it resumes with the next command (see engram jobs)", err=True)
     if len(stored) <= TABLE_ROWS:
         console.print(_records_table(stored))
 
@@ -313,13 +320,15 @@ def forget(user_id: str, session_id: str | None, agent_id: str | None, yes: bool
 @click.option("--session", "session_id", help="Only this session.")
 @click.option("--agent", "agent_id", help="Only this agent.")
 @click.option("--filters", help='JSON filter, e.g. \'{"role": "user"}\'.')
+@click.option("--as-of", "as_of", help="Answer as of this date (ISO 8601): what was true then.")
+@click.option("--include-retired", is_flag=True, help="Also superseded and retracted memories.")
 @json_option
 def search(query: str, user_id: str, limit: int, session_id: str | None, agent_id: str | None, filters: str | None,
-           as_json: bool) -> None:
+           as_of: str | None, include_retired: bool, as_json: bool) -> None:
     """Find the memories that best match QUERY (keywords and meaning, fused)."""
     conditions = _json_object(filters, "--filters")
     hits = _app().memory().search(query, user_id=user_id, limit=limit, filters=conditions, session_id=session_id,
-                                  agent_id=agent_id)
+                                  agent_id=agent_id, as_of=as_of, include_retired=include_retired)
     if as_json:
         _print_json([h.to_dict() for h in hits])
     elif hits:
@@ -426,6 +435,35 @@ def stats(user_id: str | None, as_json: bool) -> None:
             value = ", ".join(map(str, value))
         table.add_row(key, "" if value is None else str(value))
     _console().print(table)
+
+
+@main.command()
+@click.option("--user", "user_id", help="Only this user's jobs.")
+@click.option("--wait", is_flag=True, help="Run the queue now and wait until nothing is ready.")
+@json_option
+def jobs(user_id: str | None, wait: bool, as_json: bool) -> None:
+    """Show the distillation queue: pending, running and failed jobs, recent errors."""
+    memory = _app().memory()
+    finished = memory.flush(None) if wait else None
+    data = {**memory.jobs(user_id=user_id), **({"finished": finished} if wait else {})}
+    if as_json:
+        _print_json(data)
+        return
+    click.echo(f"pending {data['pending']}, running {data['running']}, failed {data['failed']}"
+               + (f"; oldest {data['oldest']}" if data["oldest"] else ""))
+    for item in data["recent_errors"]:
+        click.echo(f"  job {item['job']}: {item['error']}")
+
+
+@main.command()
+@json_option
+def compact(as_json: bool) -> None:
+    """Rewrite the store so erased text leaves the file (slow on a big store)."""
+    _app().memory().compact()
+    if as_json:
+        _print_json({"compacted": True})
+    else:
+        click.echo("Compacted.")
 
 
 # -- cubes -----------------------------------------------------------------------------

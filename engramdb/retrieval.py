@@ -49,6 +49,23 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
     return rrf_ranks(lists + [_ranks(timed)], k) if timed else fused
 
 
+def without_echoes(ranking: Sequence[ScoredId], records: Mapping[int, Record]) -> list[ScoredId]:
+    """Drop a derived memory (fact, event, …) whose every source turn is already said
+    by a better-ranked result: it would spend the caller's budget on what they have.
+    Turns are always kept: they are the evidence itself."""
+    covered: set[str] = set()
+    kept = []
+    for item in ranking:
+        record = records.get(item.rowid)
+        if record is None:
+            continue
+        if record.kind != "turn" and record.sources and covered.issuperset(record.sources):
+            continue
+        covered.update(record.sources)
+        kept.append(item)
+    return kept
+
+
 def _ranks(ranking: Sequence[ScoredId]) -> dict[int, int]:
     """Rank of each row, 1 = best; rows of equal score share the better rank (a list
     that cannot tell rows apart should not order them by accident)."""

@@ -422,3 +422,21 @@ def test_demo_json_reuses_its_store(tmp_path):
     assert second["added"] == 0
     stats = json.loads(runner.invoke(main, ["--store", store, "stats", "--json"]).stdout)
     assert stats["records"] == 36 and stats["sessions"] == 3
+
+
+def test_add_waits_for_distillation_and_search_answers_as_of(tmp_path):
+    cli = Cli(f"sqlite:///{tmp_path}/d.db", {**CLEAN_ENV, "ENGRAM_EMBEDDER": "fake", "ENGRAM_EXTRACTOR": "offline"})
+    first = cli.json("add", "--user", "ana", input='{"content": "I live in Porto.", "timestamp": "2023-01-01T00:00:00Z"}')
+    assert first["distilled"] is True
+    cli.ok("add", "--user", "ana", input='{"content": "I moved to Riga.", "timestamp": "2023-06-01T00:00:00Z"}')
+    facts = cli.json("list", "--user", "ana", "--filters", '{"kind": "fact"}')
+    assert [f["text"] for f in facts] == ["The user lives in Riga"]
+    then = cli.json("search", "where does the user live", "--user", "ana", "--as-of", "2023-03-01",
+                    "--filters", '{"kind": "fact"}')
+    assert [h["text"] for h in then] == ["The user lives in Porto"]
+    both = cli.json("search", "where does the user live", "--user", "ana", "--include-retired",
+                    "--filters", '{"kind": "fact"}')
+    assert {h["text"] for h in both} == {"The user lives in Porto", "The user lives in Riga"}
+    jobs = cli.json("jobs", "--wait")
+    assert (jobs["pending"], jobs["running"], jobs["failed"], jobs["finished"]) == (0, 0, 0, True)
+    assert cli.json("compact") == {"compacted": True}

@@ -118,8 +118,8 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
               help="Tokens of memories given to the answering model.")
 @click.option("--answer-questions", type=click.IntRange(min=1), default=None,
               help="Answer only this many questions, spread evenly (default: all).")
-@click.option("--extractor", default="none", show_default=True,
-              help="Also distil the turns (offline, llm:<model>): derived memories join the turns in search.")
+@click.option("--extractor", default="offline", show_default=True,
+              help="How turns are distilled (the library default: offline); none: turns alone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,

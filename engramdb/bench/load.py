@@ -163,9 +163,13 @@ class ServerProcess:
         return None
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown, no flush, as a crash or the OOM killer would."""
+        """SIGKILL to the server and its children (the offline extractor's process): no
+        shutdown, no flush, as a crash or the OOM killer would."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # start_new_session: its own process group
+            except ProcessLookupError:
+                pass
             self.proc.wait(30)
 
     def stop(self) -> None:

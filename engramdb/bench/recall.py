@@ -20,6 +20,7 @@ import numpy as np
 
 from ..config import Config
 from ..memory import Memory
+from ..stores.filters import Condition
 from ..types import Scope
 from .locomo import CATEGORIES, Conversation, Question
 from .stats import latency_summary
@@ -46,14 +47,17 @@ def engram(mem: Memory, conv: Conversation, q: Question) -> list[Returned]:
     return [Returned(h.text, h.sources) for h in mem.search(q.text, user_id=conv.sample_id, limit=DEPTH)]
 
 
+TURNS_ONLY = [Condition("kind", "eq", "turn")]  # the reference rows search the raw turns alone
+
+
 def bm25(mem: Memory, conv: Conversation, q: Question) -> list[Returned]:
-    found = mem.store.keyword_search(Scope(conv.sample_id), q.text, [], DEPTH)
+    found = mem.store.keyword_search(Scope(conv.sample_id), q.text, TURNS_ONLY, DEPTH)
     return _records(mem, conv, [f.rowid for f in found])
 
 
 def dense(mem: Memory, conv: Conversation, q: Question) -> list[Returned]:
     vector = mem.embedder.embed([q.text])[0]
-    found = mem.store.vector_search(Scope(conv.sample_id), vector, [], DEPTH)
+    found = mem.store.vector_search(Scope(conv.sample_id), vector, TURNS_ONLY, DEPTH)
     return _records(mem, conv, [f.rowid for f in found])
 
 
