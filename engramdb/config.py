@@ -57,6 +57,9 @@ class Config:
     ann_threshold: int = 20_000
     # SQLite.
     busy_timeout_ms: int = 60_000
+    # PostgreSQL: how long an operation waits for a pooled connection (all busy, or the
+    # database unreachable) before failing with StorageError (503 from the server).
+    pool_timeout_s: float = 5.0
     # Server (`engram serve`): bigger request bodies are refused with 413.
     max_request_bytes: int = 16_000_000
 

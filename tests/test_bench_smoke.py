@@ -4,6 +4,9 @@ it checks that each command reports the numbers it promises."""
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -120,3 +123,29 @@ def test_locomo_loader_facts():
         known = {m["id"] for _, ms in conv.sessions for m in ms}
         assert len(known) == conv.turn_count
         assert all(q.evidence <= known for q in conv.questions)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_bench_load_reports_throughput_latency_and_lost_writes(backend):
+    pytest.importorskip("fastapi")
+    # not under pytest's basetemp: PostgreSQL runs as its own user there (see conftest.postgres_url)
+    tmp_path = Path(tempfile.mkdtemp(prefix="engram-bench-load-"))
+    try:
+        _check_load(backend, tmp_path)
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def _check_load(backend: str, tmp_path: Path) -> None:
+    report = _run(["load", "--backend", backend, "--preload", "300", "--pool", "40", "--clients", "3",
+                   "--seconds", "1.5", "--warmup", "0.5", "--embedder", "fake", "--extractor", "none",
+                   "--dir", str(tmp_path)])
+    assert report["backend"] == backend and report["preload"] == 300 and report["clients"] == 3
+    for kind in ("adds", "searches"):
+        assert report[kind]["ok"] > 0 and _is_number(report[kind]["per_s"])
+        for key in ("p50", "p95", "p99"):
+            assert _is_number(report[kind]["latency_ms"][key])
+    assert report["errors"] == {"count": 0, "by_status": {}}
+    assert report["acknowledged_records"] == 2 * report["acknowledged_adds"] > 0
+    assert report["lost_writes"] == 0 and report["verify_read_errors"] == {}
+    assert (tmp_path / "load" / f"{backend}-fake-300" / "build.json").exists()  # the pre-loaded store is cached

@@ -6,6 +6,7 @@ Backends come from conftest.STORE_FACTORIES; the `store` fixture is parametrized
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,7 +14,9 @@ import pytest
 from engramdb.ids import new_id
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.stores import NewRecord
-from engramdb.stores.filters import parse
+from engramdb.stores.base import JobOutcome, Retirement
+from engramdb.stores.filters import current, parse, valid_at
+from engramdb.stores.sqlite import content_hash
 from engramdb.types import Record, Scope, ScoredId
 
 EMBED = FakeEmbedder()
@@ -374,3 +377,285 @@ def test_every_filter_operator_means_the_same_on_every_backend(store):
     assert match({"role": {"nin": ["user"]}}) == ["f2"]
     assert match({"created_at": {"lt": "2024-06-02"}}) == ["f1"]
     assert match({"kind": "turn", "role": "user", "created_at": {"gt": "2024-06-01T12:00:00Z"}}) == ["f3"]
+
+
+# -- derived memories and their jobs ----------------------------------------------------
+
+
+def derived(text: str, *turns: Record, slot: str | None = None, day: int = 1, session: str | None = None,
+            reason: str | None = None, kind: str = "fact") -> NewRecord:
+    """A memory distilled from `turns`, as reconciliation hands it to complete_job."""
+    return NewRecord(
+        id=new_id(), scope=Scope(turns[0].user_id, turns[0].agent_id, session or turns[0].session_id), kind=kind,
+        text=text, created_at=ts(day), recorded_at=AT, sources=list(dict.fromkeys(s for t in turns for s in t.sources)),
+        metadata={"reason": reason} if reason else {}, slot=slot, derived_from=tuple(t.id for t in turns),
+    )
+
+
+def outcome(*inserts: NewRecord, retirements: tuple[Retirement, ...] = (),
+            confirmations: dict[str, tuple[str, ...]] | None = None) -> JobOutcome:
+    vectors = EMBED.embed([r.text for r in inserts]) if inserts else np.zeros((0, EMBED.dim), dtype=np.float32)
+    return JobOutcome(list(inserts), vectors, list(retirements), confirmations or {})
+
+
+def enqueue(store, *records: NewRecord) -> list[Record]:
+    return store.insert(list(records), EMBED.embed([r.text for r in records]), actor="tester", enqueue=True)
+
+
+def claim(store, day: int = 2, hour: int = 0):
+    return store.claim_job(now=ts(day, hour), lease_until=ts(day, hour + 1))
+
+
+def distil(store, *turns: NewRecord, make, day: int = 2) -> list[Record]:
+    """Enqueue turns, claim their job and complete it with make(stored turns) -> outcome."""
+    stored = enqueue(store, *turns)
+    job = claim(store, day)
+    assert job is not None and job.record_ids == [t.id for t in stored]
+    return stored, store.complete_job(job, make(stored), at=ts(day, 1), actor="distill:test")
+
+
+NO_JOBS = {"pending": 0, "running": 0, "failed": 0, "oldest": None, "recent_errors": []}
+
+
+def test_enqueue_claim_lease_retry_and_fail(store):
+    put(store, new("no job for this one"))
+    assert store.job_stats() == NO_JOBS
+    assert enqueue(store) == [] and store.job_stats() == NO_JOBS  # nothing inserted, nothing queued
+    t1, t2 = enqueue(store, new("first turn", session="s1", agent="bot"), new("second turn", session="s1",
+                                                                                agent="bot"))
+    assert store.job_stats() == {**NO_JOBS, "pending": 1, "oldest": AT}
+    assert store.job_stats(now=AT)["ready"] == 1
+    assert store.job_stats(now="2024-05-31T23:59:59.000000Z")["ready"] == 0  # not before it was queued
+    assert store.claim_job(now="2024-05-31T23:59:59.000000Z", lease_until=ts(2)) is None
+
+    job = store.claim_job(now=ts(2), lease_until=ts(2, 1))
+    assert (job.scope, job.record_ids, job.attempts) == (Scope("alice", "bot", "s1"), [t1.id, t2.id], 1)
+    assert store.claim_job(now=ts(2), lease_until=ts(2, 1)) is None  # leased
+    assert store.job_stats(now=ts(2)) == {**NO_JOBS, "running": 1, "ready": 1, "oldest": AT}
+
+    again = store.claim_job(now=ts(2, 1), lease_until=ts(2, 2))  # the lease ran out: its worker died
+    assert (again.id, again.attempts) == (job.id, 2)
+
+    store.fail_job(again, "provider: connection refused", at=ts(2, 1), retry_at=ts(2, 3))
+    stats = store.job_stats(now=ts(2, 2))
+    assert (stats["pending"], stats["running"], stats["ready"]) == (1, 0, 0)  # waiting out its backoff
+    assert stats["recent_errors"] == [{"job": job.id, "error": "provider: connection refused"}]
+    assert store.job_stats(now=ts(2, 3))["ready"] == 1
+    assert store.claim_job(now=ts(2, 2), lease_until=ts(2, 3)) is None
+    third = store.claim_job(now=ts(2, 3), lease_until=ts(2, 4))
+    assert (third.id, third.attempts) == (job.id, 3)
+
+    store.fail_job(third, "x" * 5000, at=ts(2, 4), retry_at=None)  # given up: parked as failed
+    stats = store.job_stats(now=ts(30))
+    assert (stats["pending"], stats["running"], stats["failed"], stats["ready"]) == (0, 0, 1, 0)
+    assert stats["recent_errors"] == [{"job": job.id, "error": "x" * 1000}]
+    assert store.claim_job(now=ts(30), lease_until=ts(30, 1)) is None
+    assert store.job_stats("bob") == NO_JOBS and store.job_stats("alice")["failed"] == 1
+
+
+def test_jobs_are_claimed_oldest_first_across_users(store):
+    enqueue(store, new("alice turn"))
+    enqueue(store, new("bob turn", user="bob"))
+    enqueue(store, new("alice again"))
+    claimed = [claim(store) for _ in range(4)]
+    assert [j.scope.user_id for j in claimed[:3]] == ["alice", "bob", "alice"]
+    assert claimed[0].id < claimed[1].id < claimed[2].id and claimed[3] is None
+    assert store.job_stats("alice")["running"] == 2 and store.job_stats("bob")["running"] == 1
+
+
+def test_complete_job_writes_memories_linked_to_their_turns_and_ends_the_job(store):
+    (turn,), written = distil(store, new("I live in Paris", sources=["msg-1"]), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence", reason="first said"),
+        derived("The user talked about Paris", *turns, kind="event"),
+    ))
+    paris, event = written
+    assert [r.text for r in written] == ["The user lives in Paris", "The user talked about Paris"]
+    assert (paris.kind, paris.sources, paris.valid_to, paris.expired_at) == ("fact", ["msg-1"], None, None)
+    assert store.get(paris.id) == paris and event.kind == "event"
+    assert store.job_stats(now=ts(3)) == {**NO_JOBS, "ready": 0}  # the job ended with its writes
+    assert claim(store, 3) is None
+    (add,) = store.history(paris.id)
+    assert (add.event, add.text, add.actor, add.reason) == ("add", "The user lives in Paris", "distill:test",
+                                                            "first said")
+    assert store.history(turn.id)[0].reason is None
+
+    assert [r.id for r in store.records_by_ids([event.id, "mem_nope", turn.id, paris.id], "alice")] == [
+        turn.id, paris.id, event.id]
+    assert store.records_by_ids([turn.id, paris.id], "bob") == [] and store.records_by_ids([], "alice") == []
+    assert store.slot_memories("alice", ["user|residence", "user|employer"]) == [paris]
+    assert store.slot_memories("bob", ["user|residence"]) == [] and store.slot_memories("alice", []) == []
+    hashes = [content_hash(paris.text), content_hash(turn.text), content_hash(event.text)]
+    assert store.current_derived("alice", hashes) == [paris, event]  # turns are not derived memories
+    assert store.current_derived("bob", hashes) == [] and store.current_derived("alice", []) == []
+
+
+def test_complete_job_retires_superseded_and_retracted_memories(store):
+    _, (paris, rex) = distil(store, new("I live in Paris and my dog is Rex", day=1), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence", day=1),
+        derived("The user has a dog named Rex", *turns, slot="user|pet|rex", day=1),
+    ))
+    berlin_id = new_id()
+
+    def moved(turns):
+        berlin = derived("The user lives in Berlin", *turns, slot="user|residence", day=5,
+                         reason=f"supersedes {paris.id}")
+        return outcome(replace(berlin, id=berlin_id), retirements=(
+            Retirement(paris.id, ts(5), "supersede", f"superseded by {berlin_id}"),
+            Retirement(rex.id, ts(4), "retract", f"retracted by {turns[0].id}"),
+            Retirement("mem_gone", ts(4), "retract", "retracted by nothing"),  # erased meanwhile: skipped
+        ))
+
+    (turn,), (berlin,) = distil(store, new("I moved to Berlin; Rex died", day=5), make=moved, day=6)
+    retired = store.get(paris.id)
+    assert (retired.valid_to, retired.expired_at, retired.updated_at) == (ts(5), ts(6, 1), ts(6, 1))
+    assert retired.text == paris.text and retired.created_at == paris.created_at
+    assert [(v.event, v.reason, v.actor, v.at) for v in store.history(paris.id)] == [
+        ("add", None, "distill:test", AT), ("supersede", f"superseded by {berlin.id}", "distill:test", ts(6, 1))]
+    assert store.history(paris.id)[-1].text == "The user lives in Paris"  # retired, not erased
+    assert store.history(paris.id)[-1].content_hash == content_hash(paris.text)
+    assert [(v.event, v.reason) for v in store.history(rex.id)] == [
+        ("add", None), ("retract", f"retracted by {turn.id}")]
+    assert store.get(rex.id).valid_to == ts(4)
+    assert store.history(berlin.id)[0].reason == f"supersedes {paris.id}"
+    assert store.slot_memories("alice", ["user|residence", "user|pet|rex"]) == [berlin]
+    assert store.current_derived("alice", [content_hash(paris.text), content_hash(berlin.text)]) == [berlin]
+
+    # what was true when: the filters search's as_of and its default compile to, on every backend
+    scope = Scope("alice")
+    derived_only = parse({"kind": "fact"})
+    assert texts(store.list(scope, [*derived_only, valid_at(ts(3))], 10, 0)) == [
+        "The user lives in Paris", "The user has a dog named Rex"]
+    assert texts(store.list(scope, [*derived_only, valid_at(ts(4, 12))], 10, 0)) == ["The user lives in Paris"]
+    assert texts(store.list(scope, [*derived_only, valid_at(ts(5))], 10, 0)) == ["The user lives in Berlin"]
+    assert texts(store.list(scope, [*derived_only, current()], 10, 0)) == ["The user lives in Berlin"]
+    assert ids_of(store, store.keyword_search(scope, "lives", [*derived_only, valid_at(ts(3))], 10), scope) == [
+        paris.id]
+    assert ids_of(store, store.keyword_search(scope, "lives", [*derived_only, current()], 10), scope) == [berlin.id]
+    near = store.vector_search(scope, vec("The user lives in Paris"), [*derived_only, valid_at(ts(3))], 10)
+    assert set(ids_of(store, near, scope)) == {paris.id, rex.id}
+
+    # retiring what is already retired changes nothing
+    distil(store, new("I moved to Berlin again", day=7), day=8, make=lambda turns: outcome(
+        retirements=(Retirement(paris.id, ts(7), "supersede", "superseded by someone else"),)))
+    assert store.get(paris.id) == retired and len(store.history(paris.id)) == 2
+
+
+def test_confirmations_add_sources_and_erasure_follows_them(store):
+    _, (lisbon,) = distil(store, new("I live in Lisbon", sources=["msg-1"]), make=lambda turns: outcome(
+        derived("The user lives in Lisbon", *turns, slot="user|residence")))
+    (second,), written = distil(store, new("I live in Lisbon", sources=["msg-2"], day=2), day=3,
+                                make=lambda turns: outcome(confirmations={lisbon.id: (turns[0].id,)}))
+    assert written == []
+    assert sorted(store.get(lisbon.id).sources) == ["msg-1", "msg-2"]
+    first = store.records_by_ids([lisbon.id], "alice")  # unchanged otherwise
+    assert [v.event for v in store.history(lisbon.id)] == ["add"] and first[0].text == lisbon.text
+
+    turns = [r for r in store.list(Scope("alice"), parse({"kind": "turn"}), 10, 0)]
+    assert store.delete(turns[0].id, at=ts(9), actor="alice")  # one source erased: the other remains
+    assert store.get(lisbon.id).sources == ["msg-2"]
+    assert store.delete(second.id, at=ts(10), actor="alice")  # the last one: the memory goes too
+    assert store.get(lisbon.id) is None
+    assert store.slot_memories("alice", ["user|residence"]) == []
+    history = store.history(lisbon.id)
+    assert [(v.event, v.reason) for v in history] == [("add", None), ("delete", "its sources were erased")]
+    assert all(v.text is None for v in history) and history[-1].at == ts(10)
+    assert store.keyword_search(Scope("alice"), "Lisbon", [], 10) == []
+    assert store.vector_search(Scope("alice"), vec("The user lives in Lisbon"), [], 10) == []
+
+
+def test_erasing_a_turn_undoes_what_its_memories_did(store):
+    _, (paris, rex) = distil(store, new("I live in Paris with my dog Rex"), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence"),
+        derived("The user has a dog named Rex", *turns, slot="user|pet|rex"),
+    ))
+    berlin_id = new_id()
+    (turn,), (berlin,) = distil(store, new("I moved to Berlin; Rex died", day=5), day=6, make=lambda turns: outcome(
+        replace(derived("The user lives in Berlin", *turns, slot="user|residence", day=5), id=berlin_id),
+        retirements=(Retirement(paris.id, ts(5), "supersede", f"superseded by {berlin_id}"),
+                     Retirement(rex.id, ts(4), "retract", f"retracted by {turns[0].id}"))))
+    assert store.delete(turn.id, at=ts(9), actor="alice")
+    assert store.get(berlin.id) is None
+    assert [v.event for v in store.history(berlin.id)] == ["add", "delete"]
+    for memory in (paris, rex):  # true again: what retired them was erased
+        again = store.get(memory.id)
+        assert (again.valid_to, again.expired_at, again.updated_at) == (None, None, ts(9))
+        assert [(v.event, v.reason) for v in store.history(memory.id)][-1] == ("reinstate",
+                                                                              "what retired it was erased")
+    assert store.slot_memories("alice", ["user|residence", "user|pet|rex"]) == [store.get(paris.id),
+                                                                                 store.get(rex.id)]
+
+
+def test_a_job_forgotten_before_it_completes_writes_nothing(store):
+    _, (paris,) = distil(store, new("I live in Paris", session="s0"), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence")))
+    (turn,) = enqueue(store, new("I moved to Rome", session="s1", day=3))
+    job = claim(store, 4)
+    assert store.forget(Scope("alice", session_id="s1")) == 1  # the job's turn, and the job with it
+    assert store.job_stats() == NO_JOBS
+    rome = derived("The user lives in Rome", turn, slot="user|residence", day=3)
+    got = store.complete_job(job, outcome(rome, retirements=(
+        Retirement(paris.id, ts(3), "supersede", f"superseded by {rome.id}"),), confirmations={paris.id: (turn.id,)}),
+        at=ts(4, 1), actor="distill:test")
+    assert got == []
+    assert store.get(rome.id) is None and store.history(rome.id) == []
+    assert store.get(paris.id) == paris and len(store.history(paris.id)) == 1
+    assert store.count(Scope("alice")) == 2
+
+    (turn,) = enqueue(store, new("I moved to Oslo", day=5))
+    job = claim(store, 6)
+    assert store.forget(Scope("alice")) == 3  # the whole user
+    oslo = derived("The user lives in Oslo", turn, slot="user|residence", day=5)
+    assert store.complete_job(job, outcome(oslo), at=ts(6, 1), actor=None) == []
+    assert store.count(Scope("alice")) == 0 and store.job_stats() == NO_JOBS
+
+
+def test_complete_job_skips_memories_of_turns_erased_meanwhile(store):
+    one, two = enqueue(store, new("I live in Paris", session="s1"), new("I work at Airbus", session="s1"))
+    job = claim(store)
+    assert store.delete(one.id, at=ts(2), actor="alice")
+    written = store.complete_job(job, outcome(
+        derived("The user lives in Paris", one, slot="user|residence"),
+        derived("The user works at Airbus", two, slot="user|employer"),
+        derived("The user lives in Paris and works at Airbus", one, two, kind="summary"),
+    ), at=ts(2, 1), actor=None)
+    assert [r.text for r in written] == ["The user works at Airbus", "The user lives in Paris and works at Airbus"]
+    summary = written[1]
+    assert store.delete(two.id, at=ts(3), actor="alice")  # its one live source: it goes too
+    assert store.get(summary.id) is None and store.get(written[0].id) is None
+
+
+def test_forget_clears_jobs_and_unlinks_turns_outside_the_scope(store):
+    _, (cat,) = distil(store, new("We have a cat named Luna", session="s1"), make=lambda turns: outcome(
+        derived("The user has a cat named Luna", *turns, slot="user|pet|luna")))
+    (again,), (tea,) = distil(store, new("Luna the cat loves tea", session="s2", sources=["m2"]), day=3,
+                              make=lambda turns: outcome(derived("The user likes tea", *turns),
+                                                         confirmations={cat.id: (turns[0].id,)}))
+    assert len(store.get(cat.id).sources) == 2
+    enqueue(store, new("queued in s1", session="s1", day=4))
+    enqueue(store, new("queued in s2", session="s2", day=4))
+    enqueue(store, new("bob's queued turn", user="bob", session="s2"))
+    assert store.job_stats("alice")["pending"] == 2
+
+    assert store.forget(Scope("alice", session_id="s2")) == 3  # a turn, its memory, a queued turn
+    assert store.get(tea.id) is None and store.get(again.id) is None
+    kept = store.get(cat.id)  # in s1: keeps its own source, loses the one forgotten
+    assert kept is not None and "m2" not in kept.sources and len(kept.sources) == 1
+    assert store.job_stats("alice")["pending"] == 1 and store.job_stats("bob")["pending"] == 1
+    assert claim(store, 5).scope == Scope("alice", session_id="s1")
+
+    assert store.forget(Scope("alice")) == 3
+    assert store.job_stats("alice") == NO_JOBS and store.job_stats("bob")["pending"] == 1
+    assert store.slot_memories("alice", ["user|pet|luna"]) == []
+
+
+def test_reset_clears_derivations_and_jobs(store):
+    _, (fact,) = distil(store, new("I live in Paris"), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence")))
+    enqueue(store, new("pending", user="bob"))
+    store.reset()
+    assert store.job_stats() == NO_JOBS and claim(store) is None
+    assert store.slot_memories("alice", ["user|residence"]) == []
+    # a memory made again after a reset is not tied to links of the erased one
+    (turn,), (again,) = distil(store, new("I live in Rome"), make=lambda turns: outcome(
+        derived("The user lives in Rome", *turns, slot="user|residence")))
+    assert store.delete(turn.id, at=ts(3), actor=None) and store.get(again.id) is None

@@ -73,4 +73,4 @@ def open_postgres(url: str, config: Config, *, tenant: str | None = None) -> Sto
             "pip install 'engramdb[postgres]'"
         ) from exc
     schema = None if tenant is None else "engram_" + tenant_slug(tenant)
-    return PostgresStore(url, schema=schema, ann_threshold=config.ann_threshold)
+    return PostgresStore(url, schema=schema, ann_threshold=config.ann_threshold, pool_timeout=config.pool_timeout_s)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -28,7 +29,7 @@ from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, InvalidInputError, NotFoundError, StorageError, UsageError
 from ..keys import index_text
 from ..types import Record, Scope, ScoredId, Version
-from .base import ExportedRecord, NewRecord
+from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .filters import Condition, to_postgres
 from .postgres_schema import MIGRATIONS
 from .sqlite import STOPWORDS, content_hash
@@ -44,10 +45,13 @@ MAX_HNSW_DIM = 2000  # pgvector cannot index more dimensions of `vector`
 MIGRATION_LOCK = 0x656E6772616D  # "engram"
 RECORD_COLUMNS = (
     "r.rowid, r.id, r.user_id, r.agent_id, r.session_id, r.kind, r.role, r.name, r.text, r.sources, r.metadata, "
-    "r.created_at, r.valid_to, r.recorded_at, r.updated_at"
+    "r.created_at, r.valid_to, r.recorded_at, r.updated_at, r.expired_at"
 )
 VERSION_COLUMNS = "memory_id, version, event, text, content_hash, at, actor, reason"
+JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
+              "created_at", "updated_at")
 _WORD = re.compile(r"\w+", re.UNICODE)
+BIG_SCOPE_TTL_S = 60.0
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
@@ -79,6 +83,7 @@ class PostgresStore:
         self._closed = False
         self._state_lock = threading.Lock()
         self._indexed_dim: int | None = None
+        self._big_scopes: dict[tuple, float] = {}  # scope -> until when it is known to be past ann_threshold
         try:
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -258,38 +263,61 @@ class PostgresStore:
 
     # -- writes -----------------------------------------------------------------------
 
-    def insert(self, records: Sequence[NewRecord], vectors: np.ndarray, *, actor: str | None) -> list[Record]:
+    def insert(self, records: Sequence[NewRecord], vectors: np.ndarray, *, actor: str | None,
+               enqueue: bool = False) -> list[Record]:
+        """Store records; with `enqueue`, also a job to distil them, in the same
+        transaction (a crash can lose neither the turns nor their distillation)."""
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
         def work(conn: psycopg.Connection) -> list[Record]:
-            out = []
-            for rec, vec in zip(records, vectors):
-                out.append(self._insert_one(conn, rec, vec, rec.recorded_at))
+            out = self._insert_many(conn, records, vectors, actor)
+            if enqueue and records:
+                first = records[0]
                 conn.execute(
-                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                    "VALUES (%s, 1, %s, 'add', NULL, %s, %s, %s, NULL)",
-                    (rec.id, rec.scope.user_id, content_hash(rec.text), rec.recorded_at, actor),
+                    "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s)",
+                    (first.scope.user_id, first.scope.agent_id, first.scope.session_id,
+                     json.dumps([r.id for r in records]), first.recorded_at, first.recorded_at, first.recorded_at),
                 )
             return out
 
         return self._write(work)
 
+    def _insert_many(self, conn: psycopg.Connection, records: Sequence[NewRecord], vectors: np.ndarray,
+                     actor: str | None) -> list[Record]:
+        out = []
+        for rec, vec in zip(records, vectors):
+            out.append(self._insert_one(conn, rec, vec, rec.recorded_at))
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (%s, 1, %s, 'add', NULL, %s, %s, %s, %s)",
+                (rec.id, rec.scope.user_id, content_hash(rec.text), rec.recorded_at, actor,
+                 rec.metadata.get("reason") if rec.kind != "turn" else None),
+            )
+        return out
+
     def _insert_one(self, conn: psycopg.Connection, rec: NewRecord, vec: np.ndarray | None,
-                    updated_at: str) -> Record | None:
-        """Insert one record (None if its id exists), returning it as stored."""
+                    updated_at: str, expired_at: str | None = None) -> Record | None:
+        """Insert one record (None if its id exists), returning it as stored, and link it
+        to the turns it was derived from."""
         scope = rec.scope
         row = conn.execute(
             "INSERT INTO records AS r (id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
-            "created_at, valid_to, recorded_at, updated_at, content_hash, tsv, vec) "
+            "created_at, valid_to, recorded_at, updated_at, content_hash, tsv, vec, slot, expired_at) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, "
-            f"to_tsvector('{TEXT_CONFIG}', %s), %s) ON CONFLICT (id) DO NOTHING RETURNING {RECORD_COLUMNS}",
+            f"to_tsvector('{TEXT_CONFIG}', %s), %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING {RECORD_COLUMNS}",
             (
                 rec.id, scope.user_id, scope.agent_id, scope.session_id, rec.kind, rec.role, rec.name, rec.text,
                 json.dumps(rec.sources), json.dumps(rec.metadata), rec.created_at, rec.valid_to, rec.recorded_at,
-                updated_at, content_hash(rec.text), index_text(rec.text, rec.name), _vector(vec),
+                updated_at, content_hash(rec.text), index_text(rec.text, rec.name), _vector(vec), rec.slot,
+                expired_at,
             ),
         ).fetchone()
-        return _record(row) if row else None
+        if row is None:
+            return None
+        for turn_id in rec.derived_from:
+            _link(conn, rec.id, turn_id)
+        return _record(row)
 
     def update(self, id: str, text: str, vector: np.ndarray, *, at: str, actor: str | None,
                reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
@@ -331,13 +359,9 @@ class PostgresStore:
             if row is None:
                 return False
             user_id, text = row
-            conn.execute("UPDATE versions SET text = NULL WHERE memory_id = %s", (id,))
-            conn.execute("DELETE FROM records WHERE id = %s", (id,))
-            conn.execute(
-                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                "VALUES (%s, %s, %s, 'delete', NULL, %s, %s, %s, 'deleted')",
-                (id, _last_version(conn, id) + 1, user_id, content_hash(text), at, actor),
-            )
+            _erase(conn, [id])
+            _tombstone(conn, id, user_id, text, at, actor, "deleted")
+            self._unlink_turns(conn, user_id, [id], at, actor)
             return True
 
         return self._write(work)
@@ -345,19 +369,32 @@ class PostgresStore:
     def forget(self, scope: Scope) -> int:
         def work(conn: psycopg.Connection) -> int:
             where, params = _scope_sql(scope)
-            ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
+            # The scope's jobs go first: a worker completing one of them either finishes
+            # before this (and its memories are erased below) or finds its job gone.
+            job_where, job_params = _scope_sql(scope, "jobs")
+            conn.execute(f"DELETE FROM jobs WHERE {job_where}", job_params)
             if scope.agent_id is None and scope.session_id is None:
+                conn.execute(
+                    "DELETE FROM derivations d USING records r WHERE r.user_id = %s "
+                    "AND (d.memory_id = r.id OR d.turn_id = r.id)",
+                    (scope.user_id,),
+                )
+                ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
                 conn.execute("DELETE FROM versions WHERE user_id = %s", (scope.user_id,))
-            elif ids:
-                conn.execute("DELETE FROM versions WHERE memory_id = ANY(%s)", (ids,))
+            else:
+                ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
+                if ids:
+                    conn.execute("DELETE FROM versions WHERE memory_id = ANY(%s)", (ids,))
+                    conn.execute("DELETE FROM derivations WHERE memory_id = ANY(%s)", (ids,))
+                    self._unlink_turns(conn, scope.user_id, ids, _now(), None)
             return len(ids)
 
         return self._write(work)
 
     def reset(self) -> None:
         def work(conn: psycopg.Connection) -> None:
-            conn.execute("DELETE FROM records")
-            conn.execute("DELETE FROM versions")
+            for table in ("jobs", "derivations", "records", "versions"):
+                conn.execute(f"DELETE FROM {table}")
 
         self._write(work)
 
@@ -365,8 +402,193 @@ class PostgresStore:
         """VACUUM the tables, so erased rows leave the data files (as far as PostgreSQL
         lets them: old WAL segments and backups are the server's business)."""
         with self._connection() as conn:
-            for table in ("records", "versions"):
+            for table in ("records", "versions", "derivations", "jobs"):
                 conn.execute(sql.SQL("VACUUM {}.{}").format(sql.Identifier(self.schema), sql.Identifier(table)))
+
+    # -- derived memories and their jobs ----------------------------------------------
+    #
+    # As SQLite's, statement for statement; where SQLite's single writer makes an order
+    # safe, rows are locked here: a job's row while it completes (forget deletes jobs
+    # first), its turns (KEY SHARE, against delete), and a memory before its sources
+    # are recomputed from its derivations.
+
+    def _unlink_turns(self, conn: psycopg.Connection, user_id: str, turn_ids: list[str], at: str,
+                      actor: str | None) -> None:
+        """Erased turns leave the memories derived from them: a memory with no source
+        left is erased too (and what it superseded is true again); one with other live
+        sources keeps them and drops these. Retractions the turns caused are undone."""
+        if not turn_ids:
+            return
+        affected = {row[0] for row in conn.execute(
+            "DELETE FROM derivations WHERE turn_id = ANY(%s) RETURNING memory_id", (turn_ids,))}
+        self._reinstate(conn, user_id, [f"retracted by {turn_id}" for turn_id in turn_ids], at, actor)
+        for memory_id in sorted(affected):
+            row = conn.execute(
+                "SELECT user_id, text FROM records WHERE id = %s FOR UPDATE", (memory_id,)
+            ).fetchone()
+            if row is None:
+                continue
+            remaining = [r[0] for r in conn.execute(
+                "SELECT turn_sources FROM derivations WHERE memory_id = %s ORDER BY turn_id", (memory_id,))]
+            if not remaining:
+                _erase(conn, [memory_id])
+                _tombstone(conn, memory_id, row[0], row[1], at, actor, "its sources were erased")
+                self._reinstate(conn, row[0], [f"superseded by {memory_id}"], at, actor)
+            else:
+                sources = list(dict.fromkeys(s for group in remaining for s in group))
+                conn.execute("UPDATE records SET sources = %s::jsonb WHERE id = %s", (json.dumps(sources), memory_id))
+
+    def _reinstate(self, conn: psycopg.Connection, user_id: str, reasons: list[str], at: str,
+                   actor: str | None) -> None:
+        """Memories whose latest version retired them for one of `reasons` (a cause since
+        erased) are true again: what erasure removed must not keep acting on other memories."""
+        candidates = [row[0] for row in conn.execute(
+            "SELECT v.memory_id FROM versions v WHERE v.user_id = %s AND v.reason = ANY(%s) "
+            "AND v.event IN ('supersede', 'retract') "
+            "AND v.version = (SELECT max(version) FROM versions WHERE memory_id = v.memory_id) ORDER BY 1",
+            (user_id, reasons),
+        )]
+        for memory_id in candidates:
+            digest = conn.execute(
+                "SELECT content_hash FROM records WHERE id = %s FOR UPDATE", (memory_id,)
+            ).fetchone()
+            if digest is None:
+                continue
+            last = conn.execute(  # again, under the lock: still retired for this reason?
+                "SELECT version, event, reason FROM versions WHERE memory_id = %s ORDER BY version DESC LIMIT 1",
+                (memory_id,),
+            ).fetchone()
+            if last[1] not in ("supersede", "retract") or last[2] not in reasons:
+                continue
+            conn.execute("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = %s WHERE id = %s",
+                         (at, memory_id))
+            conn.execute(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (%s, %s, %s, 'reinstate', NULL, %s, %s, %s, 'what retired it was erased')",
+                (memory_id, last[0] + 1, user_id, digest[0], at, actor),
+            )
+
+    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
+        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
+        to the caller until `lease_until`. Workers never claim the same job: a job
+        another transaction holds is skipped."""
+        def work(conn: psycopg.Connection) -> Job | None:
+            row = conn.execute(
+                "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
+                "WHERE state IN ('pending', 'running') AND not_before <= %s ORDER BY id LIMIT 1 "
+                "FOR UPDATE SKIP LOCKED", (now,)
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute(
+                "UPDATE jobs SET state = 'running', not_before = %s, attempts = attempts + 1, updated_at = %s "
+                "WHERE id = %s", (lease_until, now, row[0]),
+            )
+            return Job(row[0], Scope(row[1], row[2], row[3]), list(row[4]), row[5] + 1)
+
+        return self._write(work)
+
+    def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
+        if not ids:
+            return []
+        return self._records_where("r.id = ANY(%s) AND r.user_id = %s", [list(ids), user_id], "ORDER BY r.rowid")
+
+    def slot_memories(self, user_id: str, slots: Sequence[str]) -> list[Record]:
+        """Current (not retired) memories of these subject|attribute slots."""
+        if not slots:
+            return []
+        return self._records_where(
+            "r.user_id = %s AND r.slot = ANY(%s) AND r.valid_to IS NULL", [user_id, list(slots)], "ORDER BY r.rowid"
+        )
+
+    def current_derived(self, user_id: str, content_hashes: Sequence[str]) -> list[Record]:
+        """Current derived memories with one of these texts (by content hash)."""
+        if not content_hashes:
+            return []
+        return self._records_where(
+            "r.user_id = %s AND r.kind <> 'turn' AND r.content_hash = ANY(%s) AND r.valid_to IS NULL",
+            [user_id, list(content_hashes)], "ORDER BY r.rowid",
+        )
+
+    def complete_job(self, job: Job, outcome: JobOutcome, *, at: str, actor: str | None) -> list[Record]:
+        """Write a job's memories, retire what they supersede, and end the job, in one
+        transaction. A job that is gone (its scope was forgotten) writes nothing, and
+        turns erased meanwhile are not linked."""
+        vectors = np.ascontiguousarray(outcome.vectors, dtype=np.float32)
+
+        def work(conn: psycopg.Connection) -> list[Record]:
+            if conn.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job.id,)).fetchone() is None:
+                return []
+            live = {row[0] for row in conn.execute(
+                "SELECT id FROM records WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", (list(job.record_ids),))}
+            keep = [i for i, rec in enumerate(outcome.inserts) if any(t in live for t in rec.derived_from)]
+            written = self._insert_many(conn, [outcome.inserts[i] for i in keep], vectors[keep], actor)
+            for retired in outcome.retirements:
+                row = conn.execute(
+                    "SELECT user_id, content_hash FROM records WHERE id = %s AND valid_to IS NULL FOR UPDATE",
+                    (retired.id,),
+                ).fetchone()
+                if row is None:
+                    continue
+                conn.execute(
+                    "UPDATE records SET valid_to = %s, expired_at = %s, updated_at = %s WHERE id = %s",
+                    (retired.valid_to, at, at, retired.id),
+                )
+                conn.execute(
+                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                    "VALUES (%s, %s, %s, %s, NULL, %s, %s, %s, %s)",
+                    (retired.id, _last_version(conn, retired.id) + 1, row[0], retired.event, row[1], at, actor,
+                     retired.reason),
+                )
+            for memory_id, turn_ids in outcome.confirmations.items():
+                if conn.execute("SELECT 1 FROM records WHERE id = %s FOR UPDATE", (memory_id,)).fetchone() is None:
+                    continue  # erased meanwhile: nothing to confirm
+                for turn_id in turn_ids:
+                    if turn_id in live:
+                        _link(conn, memory_id, turn_id)
+                groups = [r[0] for r in conn.execute(
+                    "SELECT turn_sources FROM derivations WHERE memory_id = %s ORDER BY turn_id", (memory_id,))]
+                if groups:
+                    sources = list(dict.fromkeys(s for group in groups for s in group))
+                    conn.execute("UPDATE records SET sources = %s::jsonb WHERE id = %s",
+                                 (json.dumps(sources), memory_id))
+            conn.execute("DELETE FROM jobs WHERE id = %s", (job.id,))
+            return [rec for rec in written if rec is not None]
+
+        return self._write(work)
+
+    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
+        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
+        self._write(lambda conn: conn.execute(
+            "UPDATE jobs SET state = %s, error = %s, not_before = %s, updated_at = %s WHERE id = %s",
+            ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job.id),
+        ))
+
+    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
+        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
+        due: not waiting out a retry backoff)."""
+        where, params = ("WHERE user_id = %s", [user_id]) if user_id is not None else ("", [])
+        also = "AND" if where else "WHERE"
+        with self._read() as conn:
+            rows = conn.execute(
+                f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params
+            ).fetchall()
+            ready = None
+            if now is not None:
+                ready = conn.execute(
+                    f"SELECT count(*) FROM jobs {where} {also} "
+                    "(state = 'running' OR (state = 'pending' AND not_before <= %s))", [*params, now],
+                ).fetchone()[0]
+            errors = conn.execute(
+                f"SELECT id, error FROM jobs {where} {also} error IS NOT NULL ORDER BY id DESC LIMIT 5", params,
+            ).fetchall()
+        counts = {state: n for state, n, _ in rows}
+        return {
+            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
+            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
+            "oldest": min((oldest for _, _, oldest in rows), default=None),
+            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
+        }
 
     # -- reads ------------------------------------------------------------------------
 
@@ -409,6 +631,25 @@ class PostgresStore:
         )
         return [ScoredId(rowid, float(score)) for rowid, score in rows]
 
+    def _is_big(self, conn: psycopg.Connection, where: str, params: list[Any]) -> bool:
+        """Whether the scope holds more than `ann_threshold` vectors. Counting them costs
+        ~20 ms at the threshold (a heap visit per row), so a scope found big is taken as
+        big for BIG_SCOPE_TTL_S without counting again: scopes rarely shrink, and a stale
+        answer only picks the index scan for a scope that has just been cut down."""
+        key = (where, tuple(params))
+        now = time.monotonic()
+        if self._big_scopes.get(key, 0.0) > now:
+            return True
+        big = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM records r WHERE {where} LIMIT %s) t",
+            params + [self.ann_threshold + 1],
+        ).fetchone()[0] > self.ann_threshold
+        if big:
+            if len(self._big_scopes) > 10_000:
+                self._big_scopes.clear()
+            self._big_scopes[key] = now + BIG_SCOPE_TTL_S
+        return big
+
     def vector_search(self, scope: Scope, vector: np.ndarray, conditions: list[Condition], limit: int) -> list[ScoredId]:
         """Exact cosine over the scope while it holds at most `ann_threshold` vectors
         (an index scan with a filter can miss a small scope's rows); past it, the HNSW
@@ -417,12 +658,7 @@ class PostgresStore:
         where, params = _where(scope, conditions)
         where += " AND r.vec IS NOT NULL"
         with self._connection() as conn, conn.transaction():
-            indexed = self._indexed_dim == len(vector)
-            if indexed:
-                indexed = conn.execute(
-                    f"SELECT count(*) FROM (SELECT 1 FROM records r WHERE {where} LIMIT %s) t",
-                    params + [self.ann_threshold + 1],
-                ).fetchone()[0] > self.ann_threshold
+            indexed = self._indexed_dim == len(vector) and self._is_big(conn, where, params)
             if indexed:
                 conn.execute(
                     "SELECT set_config('hnsw.ef_search', %s, true), "
@@ -484,7 +720,7 @@ class PostgresStore:
                     text=rec.text, created_at=rec.created_at, recorded_at=rec.recorded_at, role=rec.role,
                     name=rec.name, sources=rec.sources, metadata=rec.metadata, valid_to=rec.valid_to,
                 )
-                if self._insert_one(conn, new, vec, rec.updated_at) is None:
+                if self._insert_one(conn, new, vec, rec.updated_at, rec.expired_at) is None:
                     continue  # that id exists: skipped
                 conn.execute("DELETE FROM versions WHERE memory_id = %s", (rec.id,))
                 versions = item.versions or [
@@ -495,6 +731,51 @@ class PostgresStore:
             return written
 
         return self._write(work)
+
+    def export_derived(self, user_id: str) -> dict[str, Any]:
+        """What a user's records do not carry of their distillation, for moving a whole
+        store: each derived memory's slot, the turns it came from (with the sources it
+        took from each), and the queued jobs. Plain JSON values, the same from every store."""
+        with self._read() as conn:
+            slots = dict(conn.execute(
+                "SELECT id, slot FROM records WHERE user_id = %s AND slot IS NOT NULL ORDER BY rowid", (user_id,)
+            ).fetchall())
+            derivations = [list(row) for row in conn.execute(
+                "SELECT d.memory_id, d.turn_id, d.turn_sources FROM derivations d JOIN records r ON r.id = d.memory_id "
+                "WHERE r.user_id = %s ORDER BY d.memory_id, d.turn_id", (user_id,)
+            )]
+            jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
+                f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = %s ORDER BY id", (user_id,)
+            )]
+        return {"slots": slots, "derivations": derivations, "jobs": jobs}
+
+    def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
+        """Write what `export_derived` gave, after the user's records: slots and links of
+        the memories that are here; the jobs only if the user has none here yet (so that
+        a re-run copies them once)."""
+        def work(conn: psycopg.Connection) -> None:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE records SET slot = %s WHERE id = %s AND user_id = %s",
+                    [(slot, memory_id, user_id) for memory_id, slot in data.get("slots", {}).items()],
+                )
+                cur.executemany(
+                    "INSERT INTO derivations (memory_id, turn_id, turn_sources) SELECT %s, %s, %s::jsonb "
+                    "WHERE EXISTS (SELECT 1 FROM records WHERE id = %s AND user_id = %s) ON CONFLICT DO NOTHING",
+                    [(memory_id, turn_id, json.dumps(sources), memory_id, user_id)
+                     for memory_id, turn_id, sources in data.get("derivations", [])],
+                )
+                jobs = data.get("jobs", [])
+                queued = conn.execute("SELECT 1 FROM jobs WHERE user_id = %s LIMIT 1", (user_id,)).fetchone()
+                if jobs and queued is None:
+                    cur.executemany(
+                        f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) "
+                        "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s)",
+                        [(user_id, *(json.dumps(job[f]) if f == "record_ids" else job[f] for f in JOB_FIELDS[1:]))
+                         for job in jobs],
+                    )
+
+        self._write(work)
 
     def users(self) -> list[str]:
         """Every user with records or history, for moving a whole store."""
@@ -607,6 +888,35 @@ def _last_version(conn: psycopg.Connection, id: str) -> int:
     return conn.execute("SELECT coalesce(max(version), 0) FROM versions WHERE memory_id = %s", (id,)).fetchone()[0]
 
 
+def _now() -> str:
+    return format_ts(SystemClock().now())
+
+
+def _erase(conn: psycopg.Connection, ids: list[str]) -> None:
+    """Remove records, their links to turns and the texts in their history (a hash stays)."""
+    conn.execute("UPDATE versions SET text = NULL WHERE memory_id = ANY(%s)", (ids,))
+    conn.execute("DELETE FROM derivations WHERE memory_id = ANY(%s)", (ids,))
+    conn.execute("DELETE FROM records WHERE id = ANY(%s)", (ids,))
+
+
+def _tombstone(conn: psycopg.Connection, id: str, user_id: str, text: str, at: str, actor: str | None,
+               reason: str) -> None:
+    conn.execute(
+        "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+        "VALUES (%s, %s, %s, 'delete', NULL, %s, %s, %s, %s)",
+        (id, _last_version(conn, id) + 1, user_id, content_hash(text), at, actor, reason),
+    )
+
+
+def _link(conn: psycopg.Connection, memory_id: str, turn_id: str) -> None:
+    """Record that a derived memory came from a turn (and which sources it took)."""
+    conn.execute(
+        "INSERT INTO derivations (memory_id, turn_id, turn_sources) SELECT %s, id, sources FROM records "
+        "WHERE id = %s ON CONFLICT DO NOTHING",
+        (memory_id, turn_id),
+    )
+
+
 def _histories(conn: psycopg.Connection, ids: list[str]) -> dict[str, list[Version]]:
     """Versions of these memories, oldest first; the last live version's text is the record's."""
     if not ids:
@@ -680,9 +990,9 @@ def _where(scope: Scope, conditions: list[Condition]) -> tuple[str, list[Any]]:
 
 def _record(row: tuple) -> Record:
     (rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata,
-     created_at, valid_to, recorded_at, updated_at) = row
+     created_at, valid_to, recorded_at, updated_at, expired_at) = row
     return Record(
         id=id, user_id=user_id, agent_id=agent_id, session_id=session_id, kind=kind, text=text, role=role,
         name=name, sources=sources, metadata=metadata, created_at=created_at, valid_to=valid_to,
-        recorded_at=recorded_at, updated_at=updated_at, seq=rowid,
+        recorded_at=recorded_at, updated_at=updated_at, seq=rowid, expired_at=expired_at,
     )

@@ -35,6 +35,8 @@ RECORD_COLUMNS = (
     "rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
     "created_at, valid_to, recorded_at, updated_at, expired_at"
 )
+JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
+              "created_at", "updated_at")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to help BM25 rank; dropped from keyword queries that have others.
 STOPWORDS = frozenset(
@@ -844,7 +846,8 @@ class SQLiteStore:
                     ),
                     vec,
                 )
-                conn.execute("UPDATE records SET updated_at = ? WHERE id = ?", (rec.updated_at, rec.id))
+                conn.execute("UPDATE records SET updated_at = ?, expired_at = ? WHERE id = ?",
+                             (rec.updated_at, rec.expired_at, rec.id))
                 conn.execute("DELETE FROM versions WHERE memory_id = ?", (rec.id,))
                 versions = item.versions or [
                     Version(rec.id, 1, "add", None, content_hash(rec.text), rec.recorded_at, None, None)
@@ -860,6 +863,38 @@ class SQLiteStore:
             return written
 
         return self._write(work)
+
+    def export_derived(self, user_id: str) -> dict[str, Any]:
+        """What a user's records do not carry of their distillation (slots, links to
+        turns, queued jobs), for moving a whole store; the same from every store."""
+        with self._read() as conn:
+            slots = dict(conn.execute(
+                "SELECT id, slot FROM records WHERE user_id = ? AND slot IS NOT NULL ORDER BY rowid", (user_id,)))
+            derivations = [[m, t, json.loads(s)] for m, t, s in conn.execute(
+                "SELECT d.memory_id, d.turn_id, d.turn_sources FROM derivations d JOIN records r ON r.id = d.memory_id "
+                "WHERE r.user_id = ? ORDER BY d.memory_id, d.turn_id", (user_id,))]
+            jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
+                f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = ? ORDER BY id", (user_id,))]
+        for job in jobs:
+            job["record_ids"] = json.loads(job["record_ids"])
+        return {"slots": slots, "derivations": derivations, "jobs": jobs}
+
+    def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany("UPDATE records SET slot = ? WHERE id = ? AND user_id = ?",
+                             [(slot, m, user_id) for m, slot in data.get("slots", {}).items()])
+            conn.executemany(
+                "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources) SELECT ?, ?, ? "
+                "WHERE EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?)",
+                [(m, t, json.dumps(src), m, user_id) for m, t, src in data.get("derivations", [])])
+            jobs = data.get("jobs", [])
+            if jobs and conn.execute("SELECT 1 FROM jobs WHERE user_id = ? LIMIT 1", (user_id,)).fetchone() is None:
+                conn.executemany(
+                    f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) VALUES ({', '.join('?' * len(JOB_FIELDS))})",
+                    [(user_id, *(json.dumps(job[f]) if f == "record_ids" else job[f] for f in JOB_FIELDS[1:]))
+                     for job in jobs])
+
+        self._write(work)
 
     def users(self) -> list[str]:
         """Every user with records or history, for moving a whole store."""

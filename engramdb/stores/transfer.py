@@ -1,7 +1,9 @@
 """Moving a whole store to another (`engram migrate`), losslessly: every user's records
 with their ids, timestamps, metadata and vectors, every version of their history, the
-tombstones of deleted memories, and the embedder's name. Works between any two stores
-(SQLite and PostgreSQL either way), through Store methods only."""
+tombstones of deleted memories, and the embedder's name; and what distillation keeps
+beside the records (each derived memory's slot, the turns it came from, the queued jobs),
+so that erasing a turn still erases what was derived from it. Works between any two
+stores (SQLite and PostgreSQL either way), through Store methods only."""
 
 from __future__ import annotations
 
@@ -42,16 +44,36 @@ def copy_store(source: Any, target: Any) -> Moved:
     users = source.users()
     if set(target.users()) - set(users):
         raise UsageError("the target store holds other users' memories; migrate into an empty store")
+    derived = _carries_derived(source) and _carries_derived(target)
+    if not derived and _has_derived(source):
+        lacking = source if not _carries_derived(source) else target
+        raise UsageError(
+            f"{lacking.url} cannot move derived memories' links to their turns (export_derived/import_derived); "
+            "without them erasing a turn would not erase what was distilled from it, so nothing was copied"
+        )
     if embedder is not None:
         target.set_embedder_name(*embedder)
     records = 0
     for user in users:
         for batch in _batches(source.export(Scope(user))):
             records += target.import_records(batch, _vectors(batch))
+        if derived:
+            target.import_derived(user, source.export_derived(user))
     tombstones = 0
     for chunk in _batches(source.tombstones()):
         tombstones += target.import_tombstones(chunk)
     return Moved(len(users), records, tombstones, embedder[0] if embedder else None)
+
+
+def _carries_derived(store: Any) -> bool:
+    return callable(getattr(store, "export_derived", None)) and callable(getattr(store, "import_derived", None))
+
+
+def _has_derived(store: Any) -> bool:
+    """Whether the store holds anything of distillation: derived memories or jobs."""
+    jobs = store.job_stats()
+    return any(kind != "turn" for kind in store.stats()["by_kind"]) or any(
+        jobs[state] for state in ("pending", "running", "failed"))
 
 
 def _vectors(items: list[ExportedRecord]) -> np.ndarray:
