@@ -300,3 +300,13 @@ print("ok")
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "ok"
     assert list(tmp_path.iterdir()) == []  # nothing written to $HOME
+
+
+def test_present_perfect_and_role_at_employer(extractor):
+    assert facts(run(extractor, "I've been living in Lisbon for two weeks now!")) == [
+        ("residence", "assert", "Lisbon", None)]
+    assert facts(run(extractor, "I've been vegetarian for about six years.")) == [
+        ("diet", "assert", "vegetarian", None)]
+    assert [f[:3] for f in facts(run(extractor, "I work as a data engineer at Sunlane, a solar energy startup."))] == [
+        ("job_title", "assert", "data engineer"), ("employer", "assert", "Sunlane")]
+    assert facts(run(extractor, "I've been living in fear.")) == []

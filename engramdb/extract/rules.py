@@ -111,7 +111,8 @@ def _r(name: str, pattern: str, attribute: str, value: str, **kw) -> Rule:
 
 RULES: list[Rule] = [
     # residence
-    _r("live_in", rf"{S}{ADV}(?:\s+live|{AM}{ADV}\s+(?:living|based|settled))\s+in\s+", "residence", "place"),
+    _r("live_in", rf"{S}{ADV}(?:\s+live|{AM}{ADV}\s+(?:living|based|settled)|{HAVE}{ADV}\s+been\s+(?:living|based))"
+       r"\s+in\s+", "residence", "place"),
     _r("moved_to", rf"{SW}{ADV}(?:{HAVE}{ADV})?\s+(?:moved|relocated)(?:\s+back)?(?:\s+from\s+[A-Z][\w .]{{0,30}}?)?"
        r"\s+to\s+", "residence", "place"),
     _r("no_longer_live", rf"{S}{ADV}\s+no\s+longer\s+live\s+in\s+", "residence", "place", operation="retract"),
@@ -142,6 +143,8 @@ RULES: list[Rule] = [
     _r("unemployed", rf"{S}{AM}{ADV}\s+unemployed\b", "employer", "none", operation="retract", confidence=0.7),
     # job title
     _r("work_as", rf"{S}{ADV}(?:\s+work|{AM}{ADV}\s+working)\s+as\s+(?:a|an)\s+", "job_title", "role"),
+    _r("work_as_at", rf"{S}{ADV}(?:\s+work|{AM}{ADV}\s+working)\s+as\s+(?:a|an)\s+[a-z][a-z -]{{1,40}}?\s+(?:at|for)\s+",
+       "employer", "org"),
     _r("promoted_to", rf"{S}{ADV}(?:{HAVE}{ADV})?(?:\s+got|\s+been|\s+was)\s+promoted\s+to\s+(?:a\s+|an\s+)?",
        "job_title", "role"),
     _r("i_am_a", rf"{S}{AM}{ADV}\s+(?:a|an)\s+", "job_title", "occupation", confidence=0.7),
@@ -215,7 +218,8 @@ RULES: list[Rule] = [
        operation="retract", after=ANYMORE),
     _r("not_into_anymore", rf"{S}{AM}\s+(?:not|no\s+longer)\s+into\s+", "likes", "phrase", operation="retract"),
     # diet and health
-    _r("diet_am", rf"{S}{AM}{ADV}\s+(?:a\s+|fully\s+|strictly\s+|mostly\s+)?(?P<fixed>{DIETS})\b(?![-\w])", "diet",
+    _r("diet_am", rf"{S}(?:{AM}|{HAVE}{ADV}\s+been){ADV}\s+(?:a\s+|fully\s+|strictly\s+|mostly\s+)?(?P<fixed>{DIETS})"
+       r"\b(?![-\w])", "diet",
        "none", not_after=r"^\s+(?!now\b|too\b|again\b|and\b|but\b|so\b|since\b|because\b|for\b)[a-z]"),
     _r("went_diet", rf"{SW}{ADV}(?:{HAVE}{ADV})?\s+(?:went|gone|become|became|turned)\s+(?:fully\s+)?"
        rf"(?P<fixed>{DIETS})\b(?![-\w])", "diet", "none"),
