@@ -558,15 +558,24 @@ def _run_demo(memory: Memory, sample_demo: Any, as_json: bool) -> None:
         added = sample_demo.ingest(memory, sample)
     console.print(f"Stored {added} turns for user {user_id} in {memory.store.url}"
                   + (" (the sample was already there)" if added == 0 else "") + ".")
+    with console.status("distilling facts and preferences in the background…"):
+        derived = sample_demo.distilled(memory, user_id)
     answers = sample_demo.ask(memory, user_id)
     block = memory.context(sample_demo.CONTEXT_QUESTION, user_id=user_id, budget_tokens=sample_demo.CONTEXT_BUDGET)
     if as_json:
         _print_json({
             "store": memory.store.url, "user_id": user_id, "added": added,
+            "distilled": [r.to_dict() for r in derived],
             "answers": [a.to_dict() for a in answers],
             "context": {"query": sample_demo.CONTEXT_QUESTION, "budget": sample_demo.CONTEXT_BUDGET, "context": block},
         })
         return
+    console.print()
+    console.print("Distilled from the turns (offline, no LLM):", style="bold")
+    for record in derived:
+        status = f"until {record.valid_to[:10]}" if record.valid_to else "current"
+        console.print(f"  {record.kind}: {record.text}  [{record.created_at[:10]}, {status}; "
+                      f"from {', '.join(record.sources)}]")
     for answer in answers:
         console.print()
         console.print(f"Q: {answer.question}", style="bold")

@@ -56,5 +56,13 @@ def ingest(memory: Memory, sample: dict[str, Any]) -> int:
     return added
 
 
+def distilled(memory: Memory, user_id: str, timeout: float = 120.0) -> list:
+    """Wait for the background distillation, then the facts and preferences it keeps
+    (current ones first, then those a newer one retired), in time order."""
+    memory.flush(timeout)
+    kinds = {"kind": {"in": ["fact", "preference"]}}
+    return memory.list(user_id=user_id, filters=kinds, include_retired=True, limit=100)
+
+
 def ask(memory: Memory, user_id: str, questions: tuple[str, ...] = QUESTIONS, limit: int = TOP_HITS) -> list[Answer]:
     return [Answer(q, memory.search(q, user_id=user_id, limit=limit)) for q in questions]

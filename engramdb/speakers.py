@@ -36,5 +36,10 @@ def said_by(ranking: Sequence[ScoredId], records: Mapping[int, Record], names: f
     of them or all of them (a list that keeps everything does not discriminate)."""
     if not names:
         return []
-    kept = [item for item in ranking if item.rowid in records and records[item.rowid].name in names]
+    kept = [item for item in ranking if item.rowid in records and _about(records[item.rowid]) in names]
     return kept if len(kept) < len(ranking) else []
+
+
+def _about(record: Record) -> str | None:
+    """Who a record speaks for: a turn's speaker, a derived memory's subject."""
+    return record.name if record.kind == "turn" else record.metadata.get("subject")
