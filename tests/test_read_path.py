@@ -52,6 +52,31 @@ def test_said_by_keeps_the_named_speakers_turns_only_when_that_discriminates():
     assert said_by(ranking, records, frozenset()) == []
 
 
+def test_said_by_counts_a_derived_memory_as_its_subjects():
+    from dataclasses import replace
+
+    fact = replace(_record(4, "s"), kind="fact", role=None, metadata={"subject": "Tim"})
+    other = replace(_record(5, "s"), kind="fact", role=None, metadata={"subject": "John"})
+    records = {1: _record(1, "s", name="Tim"), 2: _record(2, "s", name="John"), 4: fact, 5: other}
+    ranking = [ScoredId(5, 0.95), ScoredId(4, 0.9), ScoredId(2, 0.8), ScoredId(1, 0.7)]
+    assert [item.rowid for item in said_by(ranking, records, frozenset({"Tim"}))] == [4, 1]
+
+
+def test_without_echoes_drops_derived_memories_whose_sources_are_shown():
+    from dataclasses import replace
+
+    from engramdb.retrieval import without_echoes
+
+    turn = _record(1, "s")
+    echo = replace(_record(2, "s"), kind="event", sources=["m1"])
+    new = replace(_record(3, "s"), kind="fact", sources=["m1", "m9"])
+    records = {1: turn, 2: echo, 3: new}
+    ranking = [ScoredId(1, 0.9), ScoredId(2, 0.8), ScoredId(3, 0.7)]
+    assert [item.rowid for item in without_echoes(ranking, records)] == [1, 3]
+    # a derived memory ranked above its turn stays, and so does the turn (the evidence itself)
+    assert [item.rowid for item in without_echoes([ScoredId(2, 1.0), ScoredId(1, 0.5)], records)] == [2, 1]
+
+
 def test_fuse_prefers_the_turns_of_the_speaker_the_query_names():
     records = {1: _record(1, "a", name="John"), 2: _record(2, "b", name="Tim"), 3: _record(3, "c", name="John")}
     dense = [ScoredId(1, 0.9), ScoredId(2, 0.8), ScoredId(3, 0.1)]  # the embedding does not see who spoke
