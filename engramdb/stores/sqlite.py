@@ -24,7 +24,7 @@ from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, StorageError, UsageError
 from ..keys import index_text
 from ..types import Record, Scope, ScoredId, Version
-from .base import ExportedRecord, Job, JobOutcome, NewRecord
+from .base import ExportedRecord, Job, JobOutcome, NewRecord, retired_by
 from .filters import Condition, to_sql
 from .sqlite_schema import MIGRATIONS
 from .vectors import Delta, ScopeState, VectorCache
@@ -69,6 +69,9 @@ def fts_terms(text: str) -> list[str]:
 def fts_query(text: str) -> str | None:
     """An FTS5 MATCH expression: the query's words, quoted, ORed; stopwords dropped."""
     return " OR ".join(fts_terms(text)) or None
+
+
+OVERFETCH = 4  # a narrowed search first asks the unnarrowed one for this many times the hits
 
 
 class SQLiteStore:
@@ -295,11 +298,11 @@ class SQLiteStore:
                reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
         def work(conn: sqlite3.Connection) -> int | None:
             row = conn.execute(
-                "SELECT rowid, user_id, text, metadata, name FROM records WHERE id = ?", (id,)
+                "SELECT rowid, user_id, text, metadata, name, content_hash FROM records WHERE id = ?", (id,)
             ).fetchone()
             if row is None:
                 return None
-            rowid, user_id, old_text, old_meta, name = row
+            rowid, user_id, old_text, old_meta, name, old_hash = row
             key = user_key(user_id)
             merged = json.loads(old_meta) if metadata is None else metadata
             conn.execute(
@@ -314,8 +317,9 @@ class SQLiteStore:
                 (rowid, key, np.ascontiguousarray(vector, dtype=np.float32).tobytes()),
             )
             last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?", (id,)).fetchone()[0] or 0
-            conn.execute(
-                "UPDATE versions SET text = ? WHERE memory_id = ? AND version = ?", (old_text, id, last)
+            conn.execute(  # the versions that showed the old text from the record keep it
+                "UPDATE versions SET text = ? WHERE memory_id = ? AND text IS NULL AND content_hash = ?",
+                (old_text, id, old_hash),
             )
             conn.execute(
                 "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
@@ -369,6 +373,9 @@ class SQLiteStore:
                 f"UPDATE versions SET text = NULL WHERE memory_id IN (SELECT id FROM records WHERE rowid IN ({marks}))",
                 chunk,
             )
+            conn.execute(
+                f"DELETE FROM derivations WHERE memory_id IN (SELECT id FROM records WHERE rowid IN ({marks}))", chunk
+            )
             conn.execute(f"DELETE FROM fts WHERE rowid IN ({marks})", chunk)
             self._remove_vectors(conn, key, f"record_rowid IN ({marks})", chunk)
             conn.execute(f"DELETE FROM records WHERE rowid IN ({marks})", chunk)
@@ -387,8 +394,9 @@ class SQLiteStore:
                 conn.execute("DELETE FROM vectors WHERE user_key = ?", (key,))
                 conn.execute("DELETE FROM vector_removals WHERE user_key = ?", (key,))
                 conn.execute(
-                    "DELETE FROM derivations WHERE memory_id IN (SELECT id FROM records WHERE user_id = ?)",
-                    (scope.user_id,),
+                    "DELETE FROM derivations WHERE memory_id IN (SELECT id FROM records WHERE user_id = ?) "
+                    "OR turn_id IN (SELECT id FROM records WHERE user_id = ?)",
+                    (scope.user_id, scope.user_id),
                 )
                 conn.execute("DELETE FROM records WHERE user_id = ?", (scope.user_id,))
                 conn.execute("DELETE FROM versions WHERE user_id = ?", (scope.user_id,))
@@ -404,7 +412,6 @@ class SQLiteStore:
                 for start in range(0, len(ids), 500):
                     chunk = ids[start:start + 500]
                     conn.execute(f"DELETE FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk)
-                    conn.execute(f"DELETE FROM derivations WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk)
                 self._unlink_turns(conn, scope.user_id, ids, _now(), None)
                 job_where, job_params = _scope_sql(scope, "jobs")
                 conn.execute(f"DELETE FROM jobs WHERE {job_where}", job_params)
@@ -437,53 +444,66 @@ class SQLiteStore:
     # -- derived memories and their jobs ----------------------------------------------
 
     def _link(self, conn: sqlite3.Connection, memory_id: str, turn_id: str) -> None:
-        """Record that a derived memory came from a turn (and which sources it took)."""
-        row = conn.execute("SELECT sources FROM records WHERE id = ?", (turn_id,)).fetchone()
-        if row is not None:
-            conn.execute(
-                "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources) VALUES (?, ?, ?)",
-                (memory_id, turn_id, row[0]),
-            )
+        """Record that a derived memory came from a turn (and which sources it took), if
+        both still exist."""
+        conn.execute(
+            "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources) SELECT ?, id, sources "
+            "FROM records WHERE id = ? AND EXISTS (SELECT 1 FROM records WHERE id = ?)",
+            (memory_id, turn_id, memory_id),
+        )
 
-    def _unlink_turns(self, conn: sqlite3.Connection, user_id: str, turn_ids: list[str], at: str,
+    def _sources_from_links(self, conn: sqlite3.Connection, memory_id: str) -> None:
+        """A derived memory's sources: those of the turns it is linked to (if any)."""
+        groups = [json.loads(r[0]) for r in conn.execute(
+            "SELECT turn_sources FROM derivations WHERE memory_id = ? ORDER BY turn_id", (memory_id,))]
+        if groups:
+            sources = list(dict.fromkeys(s for group in groups for s in group))
+            conn.execute("UPDATE records SET sources = ? WHERE id = ?", (json.dumps(sources), memory_id))
+
+    def _unlink_turns(self, conn: sqlite3.Connection, user_id: str, erased: list[str], at: str,
                       actor: str | None) -> None:
-        """Erased turns leave the memories derived from them: a memory with no source
-        left is erased too (and what it superseded is true again); one with other live
-        sources keeps them and drops these. Retractions the turns caused are undone."""
+        """After records were erased (turns, memories): a memory with no source left is
+        erased too; one with other live sources keeps them and drops these. What the
+        erased records retired (superseded, retracted) is true again."""
         key = user_key(user_id)
         affected: set[str] = set()
-        for start in range(0, len(turn_ids), 500):
-            chunk = turn_ids[start:start + 500]
+        for start in range(0, len(erased), 500):
+            chunk = erased[start:start + 500]
             marks = ",".join("?" * len(chunk))
             affected.update(row[0] for row in conn.execute(
                 f"SELECT memory_id FROM derivations WHERE turn_id IN ({marks})", chunk))
             conn.execute(f"DELETE FROM derivations WHERE turn_id IN ({marks})", chunk)
-        for turn_id in turn_ids:
-            self._reinstate(conn, user_id, f"retracted by {turn_id}", at, actor)
+        gone = set(erased)
         for memory_id in sorted(affected):
             row = conn.execute("SELECT rowid, user_id, text FROM records WHERE id = ?", (memory_id,)).fetchone()
             if row is None:
                 continue
-            remaining = [json.loads(r[0]) for r in conn.execute(
-                "SELECT turn_sources FROM derivations WHERE memory_id = ?", (memory_id,))]
-            if not remaining:
+            if conn.execute("SELECT 1 FROM derivations WHERE memory_id = ?", (memory_id,)).fetchone() is None:
                 self._erase_rows(conn, key, [row[0]])
                 self._tombstone(conn, memory_id, row[1], row[2], at, actor, "its sources were erased")
-                self._reinstate(conn, row[1], f"superseded by {memory_id}", at, actor)
+                gone.add(memory_id)
             else:
-                sources = list(dict.fromkeys(s for group in remaining for s in group))
-                conn.execute("UPDATE records SET sources = ? WHERE rowid = ?", (json.dumps(sources), row[0]))
+                self._sources_from_links(conn, memory_id)
+        self._reinstate(conn, user_id, gone, at, actor)
 
-    def _reinstate(self, conn: sqlite3.Connection, user_id: str, reason: str, at: str, actor: str | None) -> None:
-        """Memories whose latest version retired them for `reason` (a cause since erased)
-        are true again: what erasure removed must not keep acting on other memories."""
+    def _reinstate(self, conn: sqlite3.Connection, user_id: str, erased: set[str], at: str,
+                   actor: str | None) -> None:
+        """Memories whose latest version retired them for a cause among `erased`, and
+        whose causes are all erased now, are true again: what erasure removed must not
+        keep acting on other memories (a retraction said by two turns holds while one is left)."""
         rows = conn.execute(
-            "SELECT v.memory_id, v.version FROM versions v WHERE v.user_id = ? AND v.reason = ? "
+            "SELECT v.memory_id, v.version, v.reason FROM versions v WHERE v.user_id = ? "
             "AND v.event IN ('supersede', 'retract') "
-            "AND v.version = (SELECT max(version) FROM versions WHERE memory_id = v.memory_id)",
-            (user_id, reason),
+            "AND v.version = (SELECT max(version) FROM versions WHERE memory_id = v.memory_id) ORDER BY 1",
+            (user_id,),
         ).fetchall()
-        for memory_id, version in rows:
+        for memory_id, version, reason in rows:
+            causes = retired_by(reason)
+            if not causes & erased:
+                continue
+            marks = ",".join("?" * len(causes))
+            if conn.execute(f"SELECT 1 FROM records WHERE id IN ({marks}) LIMIT 1", sorted(causes)).fetchone():
+                continue  # a cause is still there
             digest = conn.execute("SELECT content_hash FROM records WHERE id = ?", (memory_id,)).fetchone()
             if digest is None:
                 continue
@@ -554,6 +574,9 @@ class SQLiteStore:
                 f"SELECT id FROM records WHERE id IN ({','.join('?' * len(job.record_ids))})", job.record_ids)}
             keep = [i for i, rec in enumerate(outcome.inserts) if any(t in live for t in rec.derived_from)]
             rowids = self._insert_many(conn, [outcome.inserts[i] for i in keep], vectors[keep], actor)
+            for i in keep:  # a turn erased meanwhile is not linked: its sources are not the memory's
+                if not all(t in live for t in outcome.inserts[i].derived_from):
+                    self._sources_from_links(conn, outcome.inserts[i].id)
             for retired in outcome.retirements:
                 row = conn.execute(
                     "SELECT user_id FROM records WHERE id = ? AND valid_to IS NULL", (retired.id,)
@@ -575,12 +598,8 @@ class SQLiteStore:
             for memory_id, turn_ids in outcome.confirmations.items():
                 for turn_id in turn_ids:
                     if turn_id in live:
-                        self._link(conn, memory_id, turn_id)
-                groups = [json.loads(r[0]) for r in conn.execute(
-                    "SELECT turn_sources FROM derivations WHERE memory_id = ?", (memory_id,))]
-                if groups:
-                    sources = list(dict.fromkeys(s for group in groups for s in group))
-                    conn.execute("UPDATE records SET sources = ? WHERE id = ?", (json.dumps(sources), memory_id))
+                        self._link(conn, memory_id, turn_id)  # not if the memory was erased meanwhile
+                self._sources_from_links(conn, memory_id)
             conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
             return rowids
 
@@ -664,7 +683,12 @@ class SQLiteStore:
         narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
         try:
             conn = self._conn()
-            if narrowed:  # exact BM25 over every match, narrowed by a join (as before)
+            if narrowed:  # the user's best matches, narrowed after: enough when the narrowing is broad
+                wide = self._keyword_bounded(conn, owner, terms, limit * OVERFETCH)
+                kept = self._narrow(conn, scope, conditions, [rowid for rowid, _ in wide])
+                if len(kept) >= limit or len(wide) < limit * OVERFETCH:
+                    return [ScoredId(rowid, -score) for rowid, score in wide if rowid in kept][:limit]
+            if narrowed:  # exact BM25 over every match, narrowed by a join
                 where, params = _where(scope, conditions)
                 sql = (
                     "SELECT f.rowid, bm25(fts, 1.0, 0.0) AS s FROM fts f JOIN records r ON r.rowid = f.rowid "
@@ -728,6 +752,11 @@ class SQLiteStore:
         key = user_key(scope.user_id)
         mirror = self._cache(len(vector)).scope(key)
         narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
+        if narrowed:  # the nearest of the whole scope, narrowed after: enough when the narrowing is broad
+            wide = self.vector_search(Scope(scope.user_id), vector, [], limit * OVERFETCH)
+            kept = self._narrow(self._conn(), scope, conditions, [item.rowid for item in wide])
+            if len(kept) >= limit or len(wide) < limit * OVERFETCH:
+                return [item for item in wide if item.rowid in kept][:limit]
         with mirror.lock:
             with self._read() as conn:
                 mirror.catch_up(self._scope_state(conn, key), lambda after, seq: self._delta(conn, key, after, seq))
@@ -752,6 +781,18 @@ class SQLiteStore:
             ).fetchall()
         )
         return [ScoredId(owners[vid], score) for vid, score in found if vid in owners]
+
+    def _narrow(self, conn: sqlite3.Connection, scope: Scope, conditions: list[Condition],
+                rowids: list[int]) -> set[int]:
+        """Which of `rowids` are in the scope and pass the conditions."""
+        if not rowids:
+            return set()
+        # "+r": no index for the scope and the conditions, or SQLite walks the user's index
+        # (1M rows) instead of looking the few rowids up.
+        where, params = _where(scope, conditions, "+r")
+        marks = ",".join("?" * len(rowids))
+        return {row[0] for row in conn.execute(
+            f"SELECT r.rowid FROM records r WHERE r.rowid IN ({marks}) AND {where}", [*rowids, *params])}
 
     def _scope_state(self, conn: sqlite3.Connection, key: str) -> ScopeState:
         row = conn.execute("SELECT generation FROM scopes WHERE user_key = ?", (key,)).fetchone()
@@ -793,13 +834,14 @@ class SQLiteStore:
                 "WHERE memory_id = ? ORDER BY version",
                 (id,),
             ).fetchall()
-            current = conn.execute("SELECT text FROM records WHERE id = ?", (id,)).fetchone()
-        out = []
-        for version, event, text, digest, at, actor, reason in rows:
-            if text is None and current is not None and version == rows[-1][0]:
-                text = current[0]
-            out.append(Version(id, version, event, text, digest, at, actor, reason))
-        return out
+            current = conn.execute("SELECT text, content_hash FROM records WHERE id = ?", (id,)).fetchone()
+        # Versions are written without text: those with the live text show it (a retired
+        # memory keeps its text); older ones show what update() kept of theirs.
+        return [
+            Version(id, version, event, current[0] if current and digest == current[1] else text, digest, at,
+                    actor, reason)
+            for version, event, text, digest, at, actor, reason in rows
+        ]
 
     def history_owner(self, id: str) -> str | None:
         row = self._conn().execute("SELECT user_id FROM versions WHERE memory_id = ? LIMIT 1", (id,)).fetchone()
@@ -1066,10 +1108,10 @@ def _scope_sql(scope: Scope, alias: str = "r") -> tuple[str, list[Any]]:
     return " AND ".join(parts), params
 
 
-def _where(scope: Scope, conditions: list[Condition]) -> tuple[str, list[Any]]:
-    where, params = _scope_sql(scope)
+def _where(scope: Scope, conditions: list[Condition], alias: str = "r") -> tuple[str, list[Any]]:
+    where, params = _scope_sql(scope, alias)
     if conditions:
-        extra, extra_params = to_sql(conditions)
+        extra, extra_params = to_sql(conditions, alias)
         where, params = f"{where} AND {extra}", params + extra_params
     return where, params
 
