@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
+
 from engramdb import Memory
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.retrieval import fuse, rrf
@@ -140,3 +142,18 @@ def test_every_month_name_and_abbreviation_parses():
             assert frame.month == number, name
     (sept,) = timeframes("What happened in Sept. 2023?")
     assert (sept.start.month, sept.start.year) == (9, 2023)
+
+
+@pytest.mark.parametrize("modulus", [2, 50])  # a broad narrowing (post-filtered) and a selective one (exact path)
+def test_a_narrowed_search_is_the_unnarrowed_one_filtered(tmp_path, modulus):
+    with Memory(tmp_path / "n.db", embedder=FakeEmbedder()) as mem:
+        for start in range(0, 300, 100):
+            mem.add([{"content": f"note {i} about the garden and the {['roses', 'tulips', 'ferns'][i % 3]}"}
+                     for i in range(start, start + 100)], user_id="u", metadata={"batch": start})
+        records = {r.id: r for r in mem.list(user_id="u", limit=1000)}
+        for query in ("garden roses", "tulips note 17"):
+            everything = mem.search(query, user_id="u", limit=1000)
+            wanted = [h.id for h in everything if int(h.text.split()[1]) % modulus == 0]
+            narrowed = mem.search(query, user_id="u", limit=5, filters={"id": {"in": [
+                rid for rid, r in records.items() if int(r.text.split()[1]) % modulus == 0]}})
+            assert [h.id for h in narrowed] == wanted[:5]
