@@ -114,8 +114,8 @@ def test_keys_cli_read_only_and_errors(tmp_path):
     missing = cli(store, "keys", "revoke", "0123456789ab")
     assert missing.exit_code == 2 and "error: NotFoundError" in missing.stderr
     assert cli(store, "keys", "create").exit_code == 2  # --tenant is required
-    on_postgres = cli("postgresql://localhost/engram", "keys", "list")
-    assert on_postgres.exit_code == 2 and "ConfigError" in on_postgres.stderr
+    unknown = cli("mysql://localhost/engram", "keys", "list")
+    assert unknown.exit_code == 2 and "ConfigError" in unknown.stderr and "mysql" in unknown.stderr
 
 
 def test_serve_names_the_extra_when_the_web_stack_is_missing(tmp_path, monkeypatch):

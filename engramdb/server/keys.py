@@ -2,8 +2,9 @@
 
 A key reads `egk_<key id>_<secret>`. The key id (12 hex digits) finds the row; the
 SHA-256 of the whole key must match the stored hash. Keys live in a small control
-store beside the main one (for SQLite, `<name>.keys.db` next to `<name>.db`), behind
-the `KeyStore` protocol so that a PostgreSQL variant can follow.
+store beside the main one, behind the `KeyStore` protocol: for SQLite, `<name>.keys.db`
+next to `<name>.db`; for PostgreSQL, the schema `engram_control` of the store's database
+(keys_postgres.py), so that every server on that database shares them.
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ class NewKey:
 class KeyStore(Protocol):
     def create(self, tenant: str, *, read_only: bool = False, name: str | None = None) -> NewKey: ...
     def list(self, tenant: str | None = None) -> list[ApiKey]: ...
+    def get(self, key_id: str) -> ApiKey: ...
     def revoke(self, key_id: str) -> ApiKey: ...
     def verify(self, secret: str) -> ApiKey: ...
     def ping(self) -> None: ...
@@ -89,6 +91,56 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def mint(tenant: str, *, read_only: bool, name: str | None, now: str) -> NewKey:
+    """A new random key for a tenant (not yet stored)."""
+    _check_id("tenant", tenant, required=True)
+    _check_id("name", name, required=False)
+    key_id = secrets.token_hex(6)
+    secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(key_id=key_id, tenant=tenant, name=name, read_only=bool(read_only), created_at=now,
+                 last_used_at=None, revoked_at=None)
+    return NewKey(key=key, secret=secret)
+
+
+def key_id_of(secret: str) -> str:
+    """The key id a presented secret names, or AuthenticationError when it is malformed."""
+    match = _KEY.match(secret) if isinstance(secret, str) else None
+    if match is None:
+        raise AuthenticationError("the API key is malformed")
+    return match.group(1)
+
+
+def is_key_id(key_id: object) -> bool:
+    return isinstance(key_id, str) and _KEY_ID.match(key_id) is not None
+
+
+def check_secret(key: ApiKey | None, stored_hash: str | None, secret: str) -> ApiKey:
+    """The stored key if the secret hashes to its hash (compared in constant time) and it
+    is not revoked; else AuthenticationError."""
+    if key is None or stored_hash is None or not hmac.compare_digest(stored_hash, hash_key(secret)):
+        raise AuthenticationError("the API key is not valid")
+    if key.revoked_at is not None:
+        raise AuthenticationError("the API key has been revoked")
+    return key
+
+
+class TouchThrottle:
+    """Which keys are due a last_used_at write: at most one per key every TOUCH_EVERY_S in
+    this process, so verifying a key is not a write per request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+
+    def due(self, key_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._last.get(key_id, -TOUCH_EVERY_S) < TOUCH_EVERY_S:
+                return False
+            self._last[key_id] = now
+            return True
+
+
 def keys_path(store_path: Path) -> Path:
     """The control store of a SQLite store file: `<stem>.keys.db` beside it."""
     return store_path.parent / f"{store_path.stem}.keys.db"
@@ -96,18 +148,34 @@ def keys_path(store_path: Path) -> Path:
 
 def open_key_store(url: str | os.PathLike | None, keys_file: str | os.PathLike | None = None) -> KeyStore:
     """The key store that goes with a store URL: `keys_file` when given (a SQLite file,
-    wherever the store lives), else the file beside a SQLite store."""
+    wherever the store lives), else the file beside a SQLite store, or the schema
+    `engram_control` of a PostgreSQL store's database."""
     from ..stores import sqlite_path
 
     if keys_file is not None:
         return SQLiteKeyStore(Path(keys_file).expanduser())
     text = os.fspath(url) if url is not None else None
     if text is not None and "://" in text and not text.startswith("sqlite:"):
-        raise ConfigError(
-            f"API keys are kept in a SQLite file; for a {text.split('://', 1)[0]!r} store name one with "
-            "--keys FILE (or ENGRAM_KEYS)"
-        )
+        scheme = text.split("://", 1)[0]
+        if scheme not in ("postgresql", "postgres"):
+            raise ConfigError(f"unknown store URL scheme {scheme!r}; use sqlite:///path.db or postgresql://...")
+        return _postgres_key_store(text)
     return SQLiteKeyStore(keys_path(sqlite_path(text)))
+
+
+def _postgres_key_store(url: str) -> KeyStore:
+    try:
+        from .keys_postgres import PostgresKeyStore
+    except ImportError as exc:
+        from ..errors import MissingDependencyError
+
+        if exc.name and exc.name.split(".")[0] not in ("psycopg", "psycopg_pool", "pgvector", "numpy"):
+            raise
+        raise MissingDependencyError(
+            f"API keys on PostgreSQL need psycopg and psycopg-pool ({exc.name} is missing): "
+            "pip install 'engramdb[postgres]'"
+        ) from exc
+    return PostgresKeyStore(url)
 
 
 class SQLiteKeyStore:
@@ -115,7 +183,7 @@ class SQLiteKeyStore:
         self.path = Path(path)
         self._clock = clock or SystemClock()
         self._lock = threading.Lock()
-        self._touched: dict[str, float] = {}
+        self._touch_due = TouchThrottle()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=busy_timeout_ms / 1000, isolation_level=None,
@@ -159,17 +227,13 @@ class SQLiteKeyStore:
         return format_ts(self._clock.now())
 
     def create(self, tenant: str, *, read_only: bool = False, name: str | None = None) -> NewKey:
-        _check_id("tenant", tenant, required=True)
-        _check_id("name", name, required=False)
-        key_id = secrets.token_hex(6)
-        secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
-        key = ApiKey(key_id=key_id, tenant=tenant, name=name, read_only=bool(read_only), created_at=self._now(),
-                     last_used_at=None, revoked_at=None)
+        made = mint(tenant, read_only=read_only, name=name, now=self._now())
+        key = made.key
         self._run(lambda conn: conn.execute(
             "INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (key.key_id, key.tenant, key.name, hash_key(secret), int(key.read_only), key.created_at),
+            (key.key_id, key.tenant, key.name, hash_key(made.secret), int(key.read_only), key.created_at),
         ), write=True)
-        return NewKey(key=key, secret=secret)
+        return made
 
     def list(self, tenant: str | None = None) -> list[ApiKey]:
         where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
@@ -180,7 +244,7 @@ class SQLiteKeyStore:
 
     def get(self, key_id: str) -> ApiKey:
         row = None
-        if isinstance(key_id, str) and _KEY_ID.match(key_id):
+        if is_key_id(key_id):
             row = self._run(lambda conn: conn.execute(
                 f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)
             ).fetchone())
@@ -198,30 +262,16 @@ class SQLiteKeyStore:
 
     def verify(self, secret: str) -> ApiKey:
         """The live key behind a presented secret, or AuthenticationError."""
-        match = _KEY.match(secret) if isinstance(secret, str) else None
-        if match is None:
-            raise AuthenticationError("the API key is malformed")
-        key_id = match.group(1)
+        key_id = key_id_of(secret)
         row = self._run(lambda conn: conn.execute(
             f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE key_id = ?", (key_id,)
         ).fetchone())
-        if row is None or not hmac.compare_digest(row[-1], hash_key(secret)):
-            raise AuthenticationError("the API key is not valid")
-        key = _key(row[:-1])
-        if key.revoked_at is not None:
-            raise AuthenticationError("the API key has been revoked")
-        self._touch(key_id)
+        key = check_secret(None if row is None else _key(row[:-1]), None if row is None else row[-1], secret)
+        if self._touch_due.due(key_id):  # last use, at most once a minute per key
+            self._run(lambda conn: conn.execute(
+                "UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (self._now(), key_id)
+            ), write=True)
         return key
-
-    def _touch(self, key_id: str) -> None:
-        """Record last use, at most once a minute per key (no write per request)."""
-        now = time.monotonic()
-        if now - self._touched.get(key_id, -TOUCH_EVERY_S) < TOUCH_EVERY_S:
-            return
-        self._touched[key_id] = now
-        self._run(lambda conn: conn.execute(
-            "UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (self._now(), key_id)
-        ), write=True)
 
     def ping(self) -> None:
         self._run(lambda conn: conn.execute("SELECT 1").fetchone())
