@@ -26,7 +26,7 @@ from .clock import normalize_ts
 from .extract.base import Candidate
 from .extract.vocab import normalize_value, same_slot, slot_of
 from .ids import new_id
-from .stores.base import NewRecord, Retirement
+from .stores.base import NewRecord, Retirement, retracted_by, superseded_by
 from .types import Record, Scope
 
 
@@ -112,15 +112,6 @@ def plan(candidates: Sequence[Candidate], stored: Sequence[Record], duplicates: 
         by_text[text_key(c.text)] = new
         out.decisions.append(("UPDATE" if superseded else "ADD", c.text))
     return out
-
-
-def superseded_by(memory_id: str) -> str:
-    """A retirement's reason names its cause by id only: no text that erasure must chase."""
-    return f"superseded by {memory_id}"
-
-
-def retracted_by(turn_ids: Sequence[str]) -> str:
-    return f"retracted by {', '.join(turn_ids)}"
 
 
 def _same_value(c: Candidate, s: Stored) -> bool:

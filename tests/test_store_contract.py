@@ -14,7 +14,7 @@ import pytest
 from engramdb.ids import new_id
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.stores import NewRecord
-from engramdb.stores.base import JobOutcome, Retirement
+from engramdb.stores.base import JobOutcome, Retirement, retracted_by, superseded_by
 from engramdb.stores.filters import current, parse, valid_at
 from engramdb.stores.sqlite import content_hash
 from engramdb.types import Record, Scope, ScoredId
@@ -659,3 +659,140 @@ def test_reset_clears_derivations_and_jobs(store):
     (turn,), (again,) = distil(store, new("I live in Rome"), make=lambda turns: outcome(
         derived("The user lives in Rome", *turns, slot="user|residence")))
     assert store.delete(turn.id, at=ts(3), actor=None) and store.get(again.id) is None
+
+
+def links(store) -> list[tuple[str, str]]:
+    """Every (memory, turn) derivation row. No Store method lists stray ones (export_derived
+    joins the live memories), so this reads the table itself."""
+    query = "SELECT memory_id, turn_id FROM derivations ORDER BY 1, 2"
+    rows = store._conn().execute(query).fetchall() if hasattr(store, "_conn") else store._all(query)
+    return [tuple(row) for row in rows]
+
+
+def dangling(store) -> list[tuple[str, str]]:
+    return [(m, t) for m, t in links(store) if store.get(m) is None or store.get(t) is None]
+
+
+def test_no_link_outlives_its_memory_or_its_turn(store):
+    (one, two), (paris, summary) = distil(
+        store, new("I live in Paris", session="s1"), new("I work at Airbus", session="s2"),
+        make=lambda turns: outcome(derived("The user lives in Paris", turns[0], slot="user|residence"),
+                                   derived("The user lives in Paris and works at Airbus", *turns, kind="summary")))
+    assert links(store) == sorted([(paris.id, one.id), (summary.id, one.id), (summary.id, two.id)])
+
+    assert store.delete(paris.id, at=ts(3), actor="alice")  # a derived memory itself
+    assert dangling(store) == [] and links(store) == sorted([(summary.id, one.id), (summary.id, two.id)])
+
+    (three,) = enqueue(store, new("I live in Paris, really", session="s1", day=4))
+    job = claim(store, 5)
+    assert store.delete(summary.id, at=ts(5), actor="alice")  # deleted while the job confirms it
+    assert store.complete_job(job, outcome(confirmations={summary.id: (three.id,)}), at=ts(5, 1), actor=None) == []
+    assert store.get(summary.id) is None and links(store) == [] and dangling(store) == []
+
+    _, (tea,) = distil(store, new("I like tea", session="s2", day=6), day=7, make=lambda turns: outcome(
+        derived("The user likes tea", one, *turns)))
+    store.forget(Scope("alice", session_id="s2"))
+    assert dangling(store) == [] and links(store) == [(tea.id, one.id)]  # s1's turn still says it
+    store.delete(one.id, at=ts(8), actor="alice")
+    assert store.get(tea.id) is None and links(store) == []
+    _, (oslo,) = distil(store, new("I live in Oslo", user="bob"), day=9, make=lambda turns: outcome(
+        derived("The user lives in Oslo", *turns)))
+    store.forget(Scope("bob"))
+    assert links(store) == []
+
+
+def test_history_shows_the_live_text_of_every_version_that_has_it(store):
+    _, (paris,) = distil(store, new("I live in Paris"), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence")))
+    berlin_id = new_id()
+    (turn,), _ = distil(store, new("I moved to Berlin", day=5), day=6, make=lambda turns: outcome(
+        replace(derived("The user lives in Berlin", *turns, slot="user|residence", day=5), id=berlin_id),
+        retirements=(Retirement(paris.id, ts(5), "supersede", superseded_by(berlin_id)),)))
+    assert [(v.event, v.text) for v in store.history(paris.id)] == [
+        ("add", paris.text), ("supersede", paris.text)]  # retired, not erased: its text stays
+    assert store.delete(turn.id, at=ts(7), actor="alice")  # Berlin goes, Paris is true again
+    assert [(v.event, v.text) for v in store.history(paris.id)] == [
+        ("add", paris.text), ("supersede", paris.text), ("reinstate", paris.text)]
+    store.update(paris.id, "The user lives in Paris, France", vec("Paris, France"), at=ts(8), actor="alice",
+                 reason="fix")
+    assert [(v.event, v.text) for v in store.history(paris.id)] == [
+        ("add", paris.text), ("supersede", paris.text), ("reinstate", paris.text),
+        ("update", "The user lives in Paris, France")]
+    store.delete(paris.id, at=ts(9), actor="alice")
+    assert [v.text for v in store.history(paris.id)] == [None] * 5
+
+
+def test_a_retraction_by_several_turns_is_undone_when_all_of_them_are_erased(store):
+    _, (rex, luna) = distil(store, new("My dogs are Rex and Luna"), make=lambda turns: outcome(
+        derived("The user has a dog named Rex", *turns, slot="user|pet|rex"),
+        derived("The user has a dog named Luna", *turns, slot="user|pet|luna")))
+    (one, two), _ = distil(store, new("Sadly Rex", session="s1", day=3), new("died last week", session="s2", day=3),
+                           day=4, make=lambda turns: outcome(retirements=(
+                               Retirement(rex.id, ts(3), "retract", retracted_by([t.id for t in turns])),)))
+    (three, four), _ = distil(store, new("Luna", session="s1", day=5), new("ran away", session="s2", day=5),
+                              day=6, make=lambda turns: outcome(retirements=(
+                                  Retirement(luna.id, ts(5), "retract", retracted_by([t.id for t in turns])),)))
+    assert store.history(rex.id)[-1].reason == f"retracted by {one.id}, {two.id}"  # ids only, no text
+    assert store.delete(one.id, at=ts(7), actor="alice")  # one of the two: still said by the other
+    assert store.get(rex.id).valid_to == ts(3)
+    assert store.delete(two.id, at=ts(8), actor="alice")  # and the other: nothing retracts it now
+    assert store.get(rex.id).valid_to is None and store.history(rex.id)[-1].event == "reinstate"
+
+    store.forget(Scope("alice", session_id="s2"))  # erases `four`; `three` still says it
+    assert store.get(luna.id).valid_to == ts(5)
+    store.forget(Scope("alice", session_id="s1"))  # erases `three`
+    assert store.get(luna.id).valid_to is None and store.history(luna.id)[-1].event == "reinstate"
+
+
+def test_forgetting_a_session_undoes_what_its_memories_did_elsewhere(store):
+    _, (paris, rex) = distil(store, new("I live in Paris with my dog Rex", session="s1"),
+                             make=lambda turns: outcome(
+                                 derived("The user lives in Paris", *turns, slot="user|residence"),
+                                 derived("The user has a dog named Rex", *turns, slot="user|pet|rex")))
+    berlin_id = new_id()
+    (turn,), (berlin,) = distil(store, new("I moved to Berlin; Rex died", session="s2", day=5), day=6,
+                                make=lambda turns: outcome(
+        replace(derived("The user lives in Berlin", *turns, slot="user|residence", day=5), id=berlin_id),
+        retirements=(Retirement(paris.id, ts(5), "supersede", superseded_by(berlin_id)),
+                     Retirement(rex.id, ts(4), "retract", retracted_by([turns[0].id])))))
+    assert store.forget(Scope("alice", session_id="s2")) == 2
+    assert store.get(berlin.id) is None
+    for memory in (paris, rex):  # true again: what retired them was forgotten
+        again = store.get(memory.id)
+        assert (again.valid_to, again.expired_at) == (None, None)
+        assert [(v.event, v.reason) for v in store.history(memory.id)][-1] == ("reinstate",
+                                                                              "what retired it was erased")
+    assert store.slot_memories("alice", ["user|residence", "user|pet|rex"]) == [store.get(paris.id),
+                                                                                 store.get(rex.id)]
+
+
+def test_a_memory_written_after_one_of_its_turns_was_erased_has_only_the_live_sources(store):
+    one, two = enqueue(store, new("I live in Paris", sources=["msg-1"]), new("I work at Airbus", sources=["msg-2"]))
+    job = claim(store)
+    assert store.delete(one.id, at=ts(2), actor="alice")
+    (summary,) = store.complete_job(job, outcome(
+        derived("The user lives in Paris and works at Airbus", one, two, kind="summary")), at=ts(2, 1), actor=None)
+    assert summary.sources == ["msg-2"] and store.get(summary.id).sources == ["msg-2"]
+
+
+def test_a_cube_keeps_when_a_memory_stopped_being_true(store_factory, tmp_path):
+    from engramdb import cube
+
+    source, target = store_factory(), store_factory()
+    _, (paris,) = distil(source, new("I live in Paris"), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence")))
+    distil(source, new("I moved to Berlin", day=5), day=6, make=lambda turns: outcome(
+        derived("The user lives in Berlin", *turns, slot="user|residence", day=5),
+        retirements=(Retirement(paris.id, ts(5), "supersede", superseded_by("mem_berlin")),)))
+    path = tmp_path / "alice.cube.jsonl"
+    assert cube.write(path, source.export(Scope("alice")), scope=Scope("alice"), embedder=(EMBED.name, EMBED.dim),
+                      exported_at=AT) == 4
+    _, items = cube.read(path)
+    assert target.import_records(items, np.stack([i.vector for i in items])) == 4
+    for item in items:
+        got, original = target.get(item.record.id), source.get(item.record.id)
+        assert (got.valid_to, got.expired_at, got.updated_at) == (original.valid_to, original.expired_at,
+                                                                  original.updated_at)
+        assert target.history(item.record.id) == source.history(item.record.id)
+    assert (target.get(paris.id).valid_to, target.get(paris.id).expired_at) == (ts(5), ts(6, 1))
+    assert [v.text for v in target.history(paris.id)] == [paris.text, paris.text]

@@ -49,7 +49,28 @@ class Retirement:
     id: str
     valid_to: str  # world time it stopped being true
     event: str  # "supersede" or "retract"
-    reason: str
+    reason: str  # superseded_by(...) or retracted_by(...): the cause by id, never by text
+
+
+# A retirement's reason names its cause by ids only (no text that erasure must chase);
+# stores parse it back with `retired_by` to undo the retirement once its cause is erased.
+SUPERSEDED_BY, RETRACTED_BY, ID_SEPARATOR = "superseded by ", "retracted by ", ", "
+
+
+def superseded_by(memory_id: str) -> str:
+    return SUPERSEDED_BY + memory_id
+
+
+def retracted_by(turn_ids: Sequence[str]) -> str:
+    return RETRACTED_BY + ID_SEPARATOR.join(dict.fromkeys(turn_ids))
+
+
+def retired_by(reason: str | None) -> frozenset[str]:
+    """The ids a retirement's reason names as its cause: all of them erased undoes it."""
+    for prefix in (SUPERSEDED_BY, RETRACTED_BY):
+        if reason and reason.startswith(prefix):
+            return frozenset(i for i in reason[len(prefix):].split(ID_SEPARATOR) if i)
+    return frozenset()
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, InvalidInputError, NotFoundError, StorageError, UsageError
 from ..keys import index_text
 from ..types import Record, Scope, ScoredId, Version
-from .base import ExportedRecord, Job, JobOutcome, NewRecord
+from .base import ExportedRecord, Job, JobOutcome, NewRecord, retired_by
 from .filters import Condition, to_postgres
 from .postgres_schema import MIGRATIONS
 from .sqlite import STOPWORDS, content_hash
@@ -323,11 +323,11 @@ class PostgresStore:
                reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
         def work(conn: psycopg.Connection) -> Record | None:
             row = conn.execute(
-                "SELECT rowid, user_id, text, name FROM records WHERE id = %s FOR UPDATE", (id,)
+                "SELECT rowid, user_id, text, name, content_hash FROM records WHERE id = %s FOR UPDATE", (id,)
             ).fetchone()
             if row is None:
                 return None
-            rowid, user_id, old_text, name = row
+            rowid, user_id, old_text, name, old_hash = row
             updated = conn.execute(
                 "UPDATE records r SET text = %s, metadata = coalesce(%s::jsonb, r.metadata), updated_at = %s, "
                 f"content_hash = %s, tsv = to_tsvector('{TEXT_CONFIG}', %s), vec = %s "
@@ -338,8 +338,9 @@ class PostgresStore:
                 ),
             ).fetchone()
             last = _last_version(conn, id)
-            conn.execute(
-                "UPDATE versions SET text = %s WHERE memory_id = %s AND version = %s", (old_text, id, last)
+            conn.execute(  # the versions that showed the old text from the record keep it
+                "UPDATE versions SET text = %s WHERE memory_id = %s AND text IS NULL AND content_hash = %s",
+                (old_text, id, old_hash),
             )
             conn.execute(
                 "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
@@ -412,43 +413,44 @@ class PostgresStore:
     # first), its turns (KEY SHARE, against delete), and a memory before its sources
     # are recomputed from its derivations.
 
-    def _unlink_turns(self, conn: psycopg.Connection, user_id: str, turn_ids: list[str], at: str,
+    def _unlink_turns(self, conn: psycopg.Connection, user_id: str, erased: list[str], at: str,
                       actor: str | None) -> None:
-        """Erased turns leave the memories derived from them: a memory with no source
-        left is erased too (and what it superseded is true again); one with other live
-        sources keeps them and drops these. Retractions the turns caused are undone."""
-        if not turn_ids:
+        """After records were erased (turns, memories): a memory with no source left is
+        erased too; one with other live sources keeps them and drops these. What the
+        erased records retired (superseded, retracted) is true again."""
+        if not erased:
             return
         affected = {row[0] for row in conn.execute(
-            "DELETE FROM derivations WHERE turn_id = ANY(%s) RETURNING memory_id", (turn_ids,))}
-        self._reinstate(conn, user_id, [f"retracted by {turn_id}" for turn_id in turn_ids], at, actor)
+            "DELETE FROM derivations WHERE turn_id = ANY(%s) RETURNING memory_id", (erased,))}
+        gone = set(erased)
         for memory_id in sorted(affected):
             row = conn.execute(
                 "SELECT user_id, text FROM records WHERE id = %s FOR UPDATE", (memory_id,)
             ).fetchone()
             if row is None:
                 continue
-            remaining = [r[0] for r in conn.execute(
-                "SELECT turn_sources FROM derivations WHERE memory_id = %s ORDER BY turn_id", (memory_id,))]
-            if not remaining:
+            if conn.execute("SELECT 1 FROM derivations WHERE memory_id = %s LIMIT 1", (memory_id,)).fetchone() is None:
                 _erase(conn, [memory_id])
                 _tombstone(conn, memory_id, row[0], row[1], at, actor, "its sources were erased")
-                self._reinstate(conn, row[0], [f"superseded by {memory_id}"], at, actor)
+                gone.add(memory_id)
             else:
-                sources = list(dict.fromkeys(s for group in remaining for s in group))
-                conn.execute("UPDATE records SET sources = %s::jsonb WHERE id = %s", (json.dumps(sources), memory_id))
+                _sources_from_links(conn, memory_id)
+        self._reinstate(conn, user_id, gone, at, actor)
 
-    def _reinstate(self, conn: psycopg.Connection, user_id: str, reasons: list[str], at: str,
+    def _reinstate(self, conn: psycopg.Connection, user_id: str, erased: set[str], at: str,
                    actor: str | None) -> None:
-        """Memories whose latest version retired them for one of `reasons` (a cause since
-        erased) are true again: what erasure removed must not keep acting on other memories."""
-        candidates = [row[0] for row in conn.execute(
-            "SELECT v.memory_id FROM versions v WHERE v.user_id = %s AND v.reason = ANY(%s) "
+        """Memories whose latest version retired them for a cause among `erased`, and
+        whose causes are all erased now, are true again: what erasure removed must not
+        keep acting on other memories (a retraction said by two turns holds while one is left).
+        Each is locked before its causes are looked up: of two transactions erasing the
+        last two causes, the second sees the first's erasure."""
+        candidates = [row for row in conn.execute(
+            "SELECT v.memory_id, v.reason FROM versions v WHERE v.user_id = %s "
             "AND v.event IN ('supersede', 'retract') "
             "AND v.version = (SELECT max(version) FROM versions WHERE memory_id = v.memory_id) ORDER BY 1",
-            (user_id, reasons),
-        )]
-        for memory_id in candidates:
+            (user_id,),
+        ) if retired_by(row[1]) & erased]
+        for memory_id, reason in candidates:
             digest = conn.execute(
                 "SELECT content_hash FROM records WHERE id = %s FOR UPDATE", (memory_id,)
             ).fetchone()
@@ -458,8 +460,11 @@ class PostgresStore:
                 "SELECT version, event, reason FROM versions WHERE memory_id = %s ORDER BY version DESC LIMIT 1",
                 (memory_id,),
             ).fetchone()
-            if last[1] not in ("supersede", "retract") or last[2] not in reasons:
+            if last[1] not in ("supersede", "retract") or last[2] != reason:
                 continue
+            if conn.execute("SELECT 1 FROM records WHERE id = ANY(%s) LIMIT 1", (sorted(retired_by(reason)),)
+                            ).fetchone():
+                continue  # a cause is still there
             conn.execute("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = %s WHERE id = %s",
                          (at, memory_id))
             conn.execute(
@@ -523,6 +528,9 @@ class PostgresStore:
                 "SELECT id FROM records WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", (list(job.record_ids),))}
             keep = [i for i, rec in enumerate(outcome.inserts) if any(t in live for t in rec.derived_from)]
             written = self._insert_many(conn, [outcome.inserts[i] for i in keep], vectors[keep], actor)
+            for i in keep:  # a turn erased meanwhile is not linked: its sources are not the memory's
+                if not all(t in live for t in outcome.inserts[i].derived_from):
+                    _sources_from_links(conn, outcome.inserts[i].id)
             for retired in outcome.retirements:
                 row = conn.execute(
                     "SELECT user_id, content_hash FROM records WHERE id = %s AND valid_to IS NULL FOR UPDATE",
@@ -546,14 +554,11 @@ class PostgresStore:
                 for turn_id in turn_ids:
                     if turn_id in live:
                         _link(conn, memory_id, turn_id)
-                groups = [r[0] for r in conn.execute(
-                    "SELECT turn_sources FROM derivations WHERE memory_id = %s ORDER BY turn_id", (memory_id,))]
-                if groups:
-                    sources = list(dict.fromkeys(s for group in groups for s in group))
-                    conn.execute("UPDATE records SET sources = %s::jsonb WHERE id = %s",
-                                 (json.dumps(sources), memory_id))
+                _sources_from_links(conn, memory_id)
             conn.execute("DELETE FROM jobs WHERE id = %s", (job.id,))
-            return [rec for rec in written if rec is not None]
+            ids = [rec.id for rec in written if rec is not None]  # as stored now, sources included
+            return [_record(row) for row in conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM records r WHERE r.id = ANY(%s) ORDER BY r.rowid", (ids,))]
 
         return self._write(work)
 
@@ -909,29 +914,42 @@ def _tombstone(conn: psycopg.Connection, id: str, user_id: str, text: str, at: s
 
 
 def _link(conn: psycopg.Connection, memory_id: str, turn_id: str) -> None:
-    """Record that a derived memory came from a turn (and which sources it took)."""
+    """Record that a derived memory came from a turn (and which sources it took), if both
+    still exist."""
     conn.execute(
         "INSERT INTO derivations (memory_id, turn_id, turn_sources) SELECT %s, id, sources FROM records "
-        "WHERE id = %s ON CONFLICT DO NOTHING",
-        (memory_id, turn_id),
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM records WHERE id = %s) ON CONFLICT DO NOTHING",
+        (memory_id, turn_id, memory_id),
     )
 
 
+def _sources_from_links(conn: psycopg.Connection, memory_id: str) -> None:
+    """A derived memory's sources: those of the turns it is linked to (if any)."""
+    groups = [r[0] for r in conn.execute(
+        "SELECT turn_sources FROM derivations WHERE memory_id = %s ORDER BY turn_id", (memory_id,))]
+    if groups:
+        sources = list(dict.fromkeys(s for group in groups for s in group))
+        conn.execute("UPDATE records SET sources = %s::jsonb WHERE id = %s", (json.dumps(sources), memory_id))
+
+
 def _histories(conn: psycopg.Connection, ids: list[str]) -> dict[str, list[Version]]:
-    """Versions of these memories, oldest first; the last live version's text is the record's."""
+    """Versions of these memories, oldest first. Versions are written without text: those
+    with the live text show it (a retired memory keeps its text); older ones show what
+    update() kept of theirs."""
     if not ids:
         return {}
     rows = conn.execute(
         f"SELECT {VERSION_COLUMNS} FROM versions WHERE memory_id = ANY(%s) ORDER BY memory_id, version", (ids,)
     ).fetchall()
-    current = dict(conn.execute("SELECT id, text FROM records WHERE id = ANY(%s)", (ids,)).fetchall())
+    current = {id: (text, digest) for id, text, digest in conn.execute(
+        "SELECT id, text, content_hash FROM records WHERE id = ANY(%s)", (ids,))}
     out: dict[str, list[Version]] = {}
     for row in rows:
-        out.setdefault(row[0], []).append(Version(*row))
-    for memory_id, versions in out.items():
-        last = versions[-1]
-        if last.text is None and memory_id in current:
-            versions[-1] = replace(last, text=current[memory_id])
+        version = Version(*row)
+        live = current.get(version.memory_id)
+        if live is not None and version.content_hash == live[1]:
+            version = replace(version, text=live[0])
+        out.setdefault(version.memory_id, []).append(version)
     return out
 
 
