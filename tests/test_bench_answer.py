@@ -3,10 +3,8 @@ an LLM judge, against a real OpenAI-compatible chat server on 127.0.0.1 (scripte
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 from contextlib import contextmanager
 
 import pytest
@@ -17,6 +15,7 @@ from engramdb.bench.cli import bench
 from engramdb.errors import ProviderError
 from engramdb.providers.chat import ChatClient
 
+from http_stub import chat_completion, json_server
 from test_bench_smoke import _tiny_locomo
 
 @contextmanager
@@ -25,44 +24,23 @@ def chat_server(mode: str = "ok", gold: dict[str, str] | None = None):
     prompt hold it (so the score depends on what recall() gave), judges by comparison."""
     requests: list[dict] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            requests.append({"path": self.path, "body": body})
-            if mode == "down":
-                self.send_response(503)
-                self.end_headers()
-                return
-            prompt = body["messages"][-1]["content"]
-            if "Gold answer:" in prompt:
-                expected = re.search(r"Gold answer: (.*)\n", prompt).group(1)
-                answer = prompt.rsplit("Answer: ", 1)[1]
-                text = json.dumps({"label": "CORRECT" if answer.lower() == expected.lower() else "WRONG"})
-            else:
-                question = re.search(r"Question: (.*)\n", prompt).group(1)
-                known = (gold or {}).get(question, "unknown")
-                text = known if known in prompt.split("Question:")[0] else "I do not know"
-            reply = {"choices": [{"message": {"role": "assistant", "content": text}}],
-                     "usage": {"prompt_tokens": len(prompt) // 4, "completion_tokens": 3}}
-            data = json.dumps(reply).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(path: str, body: dict) -> tuple[int, object]:
+        requests.append({"path": path, "body": body})
+        if mode == "down":
+            return 503, {"error": {"message": "loading"}}
+        prompt = body["messages"][-1]["content"]
+        if "Gold answer:" in prompt:
+            expected = re.search(r"Gold answer: (.*)\n", prompt).group(1)
+            answer = prompt.rsplit("Answer: ", 1)[1]
+            text = json.dumps({"label": "CORRECT" if answer.lower() == expected.lower() else "WRONG"})
+        else:
+            question = re.search(r"Question: (.*)\n", prompt).group(1)
+            known = (gold or {}).get(question, "unknown")
+            text = known if known in prompt.split("Question:")[0] else "I do not know"
+        return 200, chat_completion(text, prompt_tokens=len(prompt) // 4, completion_tokens=3)
 
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}/v1", requests
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with json_server(respond) as url:
+        yield url, requests
 
 
 def test_locomo_f1_follows_the_reference_scoring():

@@ -282,58 +282,36 @@ def test_the_llm_extractor_through_memory_survives_a_dead_server(db_path):
     """Config(extractor="llm:<model>") against a real OpenAI-compatible server on
     127.0.0.1 whose scripted model reads "I live in X" lines from the prompt; while it
     answers 503 nothing is lost, and once it is back the queued job is distilled."""
-    import http.server
     import json
     import re
 
+    from http_stub import chat_completion, json_server
+
     state = {"down": True, "calls": 0}
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state["calls"] += 1
-            if state["down"]:
-                status, payload = 503, b'{"error": {"message": "loading model"}}'
-            else:
-                prompt = body["messages"][-1]["content"]
-                items = [{"kind": "fact", "turn_ids": [m.group(1)], "subject": "user", "attribute": "lives in",
-                          "value": m.group(2), "operation": "assert", "text": f"The user lives in {m.group(2)}"}
-                         for m in re.finditer(r"\[(\S+)\][^\n|]*\| [^:\n]+: I live in (\w+)", prompt)]
-                content = json.dumps({"memories": items})
-                payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}],
-                                      "usage": {"prompt_tokens": 50, "completion_tokens": 10}}).encode()
-                status = 200
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+    def respond(path: str, body: dict) -> tuple[int, object]:
+        state["calls"] += 1
+        if state["down"]:
+            return 503, {"error": {"message": "loading model"}}
+        prompt = body["messages"][-1]["content"]
+        items = [{"kind": "fact", "turn_ids": [m.group(1)], "subject": "user", "attribute": "lives in",
+                  "value": m.group(2), "operation": "assert", "text": f"The user lives in {m.group(2)}"}
+                 for m in re.finditer(r"\[(\S+)\][^\n|]*\| [^:\n]+: I live in (\w+)", prompt)]
+        return 200, chat_completion(json.dumps({"memories": items}))
 
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
     clock = ManualClock()
-    config = Config(extractor="llm:scripted", llm_base_url=f"http://127.0.0.1:{httpd.server_address[1]}/v1",
-                    llm_timeout_s=5)
-    try:
-        with Memory(db_path, embedder=FakeEmbedder(), config=config, clock=clock) as mem:
-            added = mem.add([{"content": "I live in Quito.", "timestamp": "2023-01-01T00:00:00Z"}], user_id="alice")
-            assert mem.flush(10)
-            jobs = mem.jobs()
-            assert jobs["pending"] == 1 and "503" in jobs["recent_errors"][0]["error"]
-            assert mem.get(added.ids[0]).text == "I live in Quito."
-            state["down"] = False
-            clock.at += timedelta(minutes=1)
-            mem._distill().wake()  # the idle worker polls once a second; wake it now
-            assert mem.flush(30)
-            [fact] = mem.list(user_id="alice", filters={"kind": "fact"})
-            assert fact.text == "The user lives in Quito" and fact.metadata["attribute"] == "residence"
-            assert fact.sources == added.records[0].sources and fact.metadata["extractor"].startswith("llm")
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(5)
+    with json_server(respond) as url, \
+            Memory(db_path, embedder=FakeEmbedder(), config=Config(extractor="llm:scripted", llm_base_url=url,
+                                                                   llm_timeout_s=5), clock=clock) as mem:
+        added = mem.add([{"content": "I live in Quito.", "timestamp": "2023-01-01T00:00:00Z"}], user_id="alice")
+        assert mem.flush(10)
+        jobs = mem.jobs()
+        assert jobs["pending"] == 1 and "503" in jobs["recent_errors"][0]["error"]
+        assert mem.get(added.ids[0]).text == "I live in Quito."
+        state["down"] = False
+        clock.at += timedelta(minutes=1)
+        assert mem.flush(30)
+        [fact] = mem.list(user_id="alice", filters={"kind": "fact"})
+        assert fact.text == "The user lives in Quito" and fact.metadata["attribute"] == "residence"
+        assert fact.sources == added.records[0].sources and fact.metadata["extractor"].startswith("llm")
     assert state["calls"] >= 2
