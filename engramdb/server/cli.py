@@ -1,6 +1,7 @@
 """`engram serve` and `engram keys`: the server's commands, added to the main CLI.
 
-`keys` needs only SQLite; `serve` needs the `server` extra and says so when it is missing."""
+`keys` needs only SQLite (or the `postgres` extra for a PostgreSQL store); `serve` needs the
+`server` extra and says so when it is missing."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from rich.table import Table
 from ..errors import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-KEYS_HELP = ("The API keys file (SQLite) [env ENGRAM_KEYS; default: beside a SQLite store, "
-             "e.g. engram.keys.db next to engram.db; required for a PostgreSQL store].")
+KEYS_HELP = ("An API keys file (SQLite) [env ENGRAM_KEYS; default: beside a SQLite store, e.g. "
+             "engram.keys.db next to engram.db; for a PostgreSQL store, the schema engram_control of its database].")
 
 
 def _app():
@@ -89,7 +90,9 @@ def _serve_http(registry, url: str | None, keys_file: str | None, host: str, por
     configure(sys.stderr)
     app = create_app(registry, Authenticator(keys), host=host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are
+    # TCP; without it, Nagle holds each response's body for the client's delayed ACK (+40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
