@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import sqlite3
 import threading
@@ -71,7 +72,9 @@ def fts_query(text: str) -> str | None:
     return " OR ".join(fts_terms(text)) or None
 
 
-OVERFETCH = 4  # a narrowed search first asks the unnarrowed one for this many times the hits
+# A narrowed search first asks the unnarrowed one for this many times the hits (a little
+# more: the default narrowing, current memories without summaries, drops few; then 4x).
+OVERFETCH = (1.25, 4)
 
 
 class SQLiteStore:
@@ -683,10 +686,10 @@ class SQLiteStore:
         narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
         try:
             conn = self._conn()
-            if narrowed:  # the user's best matches, narrowed after: enough when the narrowing is broad
-                wide = self._keyword_bounded(conn, owner, terms, limit * OVERFETCH)
+            for factor in OVERFETCH if narrowed else ():  # the user's best, narrowed after: enough if broad
+                wide = self._keyword_bounded(conn, owner, terms, math.ceil(limit * factor))
                 kept = self._narrow(conn, scope, conditions, [rowid for rowid, _ in wide])
-                if len(kept) >= limit or len(wide) < limit * OVERFETCH:
+                if len(kept) >= limit or len(wide) < math.ceil(limit * factor):
                     return [ScoredId(rowid, -score) for rowid, score in wide if rowid in kept][:limit]
             if narrowed:  # exact BM25 over every match, narrowed by a join
                 where, params = _where(scope, conditions)
@@ -752,10 +755,10 @@ class SQLiteStore:
         key = user_key(scope.user_id)
         mirror = self._cache(len(vector)).scope(key)
         narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
-        if narrowed:  # the nearest of the whole scope, narrowed after: enough when the narrowing is broad
-            wide = self.vector_search(Scope(scope.user_id), vector, [], limit * OVERFETCH)
+        for factor in OVERFETCH if narrowed else ():  # the scope's nearest, narrowed after: enough if broad
+            wide = self.vector_search(Scope(scope.user_id), vector, [], math.ceil(limit * factor))
             kept = self._narrow(self._conn(), scope, conditions, [item.rowid for item in wide])
-            if len(kept) >= limit or len(wide) < limit * OVERFETCH:
+            if len(kept) >= limit or len(wide) < math.ceil(limit * factor):
                 return [item for item in wide if item.rowid in kept][:limit]
         with mirror.lock:
             with self._read() as conn:
