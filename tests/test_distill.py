@@ -252,22 +252,26 @@ def test_a_job_that_keeps_failing_is_parked_as_failed(db_path, monkeypatch):
 
 
 def test_a_job_leased_by_a_dead_worker_is_claimed_again(db_path, monkeypatch):
+    from engramdb.stores.base import NewRecord
+    from engramdb.types import Scope
+
     gate, clock = Gate(), ManualClock()
     gate.release.set()
+    at = "2024-01-01T00:00:00.000000Z"
     with Memory(db_path, embedder=FakeEmbedder(), config=Config(extractor="none"), clock=clock) as mem:
-        mem.store.insert  # a writer without distillation leaves no job; enqueue one as add would
-        mem.add("the spare key is under the mat", user_id="alice")
-        assert mem.jobs()["pending"] == 0
+        text = "the car is parked on level 3"
+        turn = NewRecord(id="mem_car", scope=Scope("alice"), kind="turn", text=text, created_at=at, recorded_at=at,
+                         role="user", sources=["car-1"])
+        mem.store.insert([turn], mem.embedder.embed([text]), actor="alice", enqueue=True)  # as add() would
+        job = mem.store.claim_job(now=at, lease_until="2024-01-01T00:05:00.000000Z")
+        assert job is not None and job.record_ids == ["mem_car"]  # "a worker" took it, then died unfinished
+        assert mem.store.claim_job(now=at, lease_until=at) is None  # leased: nobody else gets it meanwhile
     gated(monkeypatch, gate)
-    with Memory(db_path, embedder=FakeEmbedder(), config=GATED, clock=clock) as mem:
-        mem.add("the car is parked on level 3", user_id="alice")
-        job = mem.store.claim_job(now="2024-01-01T00:00:00.000000Z", lease_until="2024-01-01T00:05:00.000000Z")
-        assert job is not None  # "a worker" took it, then died without finishing
-    clock.at += timedelta(minutes=6)
+    clock.at += timedelta(minutes=6)  # past the lease
     with Memory(db_path, embedder=FakeEmbedder(), config=GATED, clock=clock) as mem:
         assert mem.flush(30)
-        assert [r.text for r in mem.list(user_id="alice", filters={"kind": "fact"})] == [
-            "The user said: the car is parked on level 3"]
+        [fact] = mem.list(user_id="alice", filters={"kind": "fact"})
+        assert fact.text == "The user said: the car is parked on level 3" and fact.sources == ["car-1"]
 
 
 @pytest.mark.distill
