@@ -456,6 +456,7 @@ def test_an_older_postgresql_schema_is_migrated(pg_url, monkeypatch):
         assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
         (old,) = store.records_by_ids(["mem_old"], "alice")
         assert (old.text, old.expired_at, old.sources) == ("I live in Lima", None, ["mem_old"])
+        assert [h.rowid for h in store.keyword_search(Scope("alice"), "Lima", [], 10)] == [old.seq]  # backfilled
         store.insert([], np.zeros((0, 64), dtype=np.float32), actor=None)
         # the old turn can be distilled (as a job would name it) and erasure follows it
         fact = derived("The user lives in Lima", old, slot="user|residence")
@@ -463,6 +464,8 @@ def test_an_older_postgresql_schema_is_migrated(pg_url, monkeypatch):
         assert store.slot_memories("alice", ["user|residence"]) == [written]
         assert store.delete("mem_old", at=ts(2), actor=None)
         assert store.get(written.id) is None
+        with psycopg.connect(pg_url) as conn:  # erasure takes the words too
+            assert conn.execute("SELECT count(*) FROM engram.keywords").fetchone()[0] == 0
     finally:
         store.close()
 

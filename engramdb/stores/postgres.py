@@ -1,9 +1,9 @@
 """The server store: PostgreSQL with pgvector, for many processes and machines.
 
 Every table lives in one PostgreSQL schema of the store's own (a tenant's store has its
-own schema), which is first on each pooled connection's search_path. Keywords in a
-tsvector column (GIN index, ts_rank_cd); vectors in a pgvector column with an HNSW index
-(cosine). Writes commit with PostgreSQL's synchronous commit: durable when they return.
+own schema), which is first on each pooled connection's search_path. Keywords in a narrow
+table of tsvectors (GIN index, ts_rank_cd over a bounded set of matches); vectors in a
+pgvector column with an HNSW index (cosine). Writes commit with PostgreSQL's synchronous commit: durable when they return.
 Concurrent writers lock the rows they change; nothing is read-modify-written unlocked.
 """
 
@@ -32,7 +32,7 @@ from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord, retired_by
 from .filters import Condition, to_postgres
 from .postgres_schema import MIGRATIONS
-from .sqlite import STOPWORDS, content_hash
+from .sqlite import KEYWORD_WINDOW, STOPWORDS, content_hash
 
 T = TypeVar("T")
 
@@ -52,16 +52,24 @@ JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attem
               "created_at", "updated_at")
 _WORD = re.compile(r"\w+", re.UNICODE)
 BIG_SCOPE_TTL_S = 60.0
+# A narrowed keyword search ranks this many times the hits of the user's bounded search,
+# then narrows them (one pass: ranking every bounded candidate costs the same for any limit).
+KEYWORD_OVERFETCH = 4
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
-def ts_query(text: str) -> str | None:
-    """A to_tsquery expression: the query's words, quoted, ORed; stopwords dropped unless
-    all are (as SQLite's fts_query), so a long natural question still matches."""
+def ts_terms(text: str) -> list[str]:
+    """The query's words as quoted tsquery terms; stopwords dropped unless all are (as
+    SQLite's fts_terms), so a long natural question still matches."""
     words = [w.lower() for w in _WORD.findall(text)]
     kept = [w for w in words if w not in STOPWORDS] or words
     # \w+ holds no quote, backslash or operator: each word is one quoted tsquery term.
-    return " | ".join(f"'{w}'" for w in list(dict.fromkeys(kept))[:64]) or None
+    return [f"'{w}'" for w in list(dict.fromkeys(kept))[:64]]
+
+
+def ts_query(text: str) -> str | None:
+    """A to_tsquery expression: the query's words, quoted, ORed."""
+    return " | ".join(ts_terms(text)) or None
 
 
 def check_schema_name(schema: str) -> str:
@@ -303,18 +311,21 @@ class PostgresStore:
         scope = rec.scope
         row = conn.execute(
             "INSERT INTO records AS r (id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
-            "created_at, valid_to, recorded_at, updated_at, content_hash, tsv, vec, slot, expired_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, "
-            f"to_tsvector('{TEXT_CONFIG}', %s), %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING {RECORD_COLUMNS}",
+            "created_at, valid_to, recorded_at, updated_at, content_hash, vec, slot, expired_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s, %s, %s) "
+            f"ON CONFLICT (id) DO NOTHING RETURNING {RECORD_COLUMNS}",
             (
                 rec.id, scope.user_id, scope.agent_id, scope.session_id, rec.kind, rec.role, rec.name, rec.text,
                 json.dumps(rec.sources), json.dumps(rec.metadata), rec.created_at, rec.valid_to, rec.recorded_at,
-                updated_at, content_hash(rec.text), index_text(rec.text, rec.name), _vector(vec), rec.slot,
-                expired_at,
+                updated_at, content_hash(rec.text), _vector(vec), rec.slot, expired_at,
             ),
         ).fetchone()
         if row is None:
             return None
+        conn.execute(
+            f"INSERT INTO keywords (rowid, user_id, tsv) VALUES (%s, %s, to_tsvector('{TEXT_CONFIG}', %s))",
+            (row[0], scope.user_id, index_text(rec.text, rec.name)),
+        )
         for turn_id in rec.derived_from:
             _link(conn, rec.id, turn_id)
         return _record(row)
@@ -330,13 +341,13 @@ class PostgresStore:
             rowid, user_id, old_text, name, old_hash = row
             updated = conn.execute(
                 "UPDATE records r SET text = %s, metadata = coalesce(%s::jsonb, r.metadata), updated_at = %s, "
-                f"content_hash = %s, tsv = to_tsvector('{TEXT_CONFIG}', %s), vec = %s "
-                f"WHERE r.rowid = %s RETURNING {RECORD_COLUMNS}",
-                (
-                    text, None if metadata is None else json.dumps(metadata), at, content_hash(text),
-                    index_text(text, name), _vector(vector), rowid,
-                ),
+                f"content_hash = %s, vec = %s WHERE r.rowid = %s RETURNING {RECORD_COLUMNS}",
+                (text, None if metadata is None else json.dumps(metadata), at, content_hash(text), _vector(vector), rowid),
             ).fetchone()
+            conn.execute(
+                f"UPDATE keywords SET tsv = to_tsvector('{TEXT_CONFIG}', %s) WHERE rowid = %s",
+                (index_text(text, name), rowid),
+            )
             last = _last_version(conn, id)
             conn.execute(  # the versions that showed the old text from the record keep it
                 "UPDATE versions SET text = %s WHERE memory_id = %s AND text IS NULL AND content_hash = %s",
@@ -403,7 +414,7 @@ class PostgresStore:
         """VACUUM the tables, so erased rows leave the data files (as far as PostgreSQL
         lets them: old WAL segments and backups are the server's business)."""
         with self._connection() as conn:
-            for table in ("records", "versions", "derivations", "jobs"):
+            for table in ("records", "keywords", "versions", "derivations", "jobs"):
                 conn.execute(sql.SQL("VACUUM {}.{}").format(sql.Identifier(self.schema), sql.Identifier(table)))
 
     # -- derived memories and their jobs ----------------------------------------------
@@ -625,16 +636,59 @@ class PostgresStore:
         return self._all(f"SELECT count(*) FROM records r WHERE {where}", params)[0][0]
 
     def keyword_search(self, scope: Scope, query: str, conditions: list[Condition], limit: int) -> list[ScoredId]:
-        expression = ts_query(query)
-        if expression is None:
+        terms = ts_terms(query)
+        if not terms:
             return []
+        if scope.agent_id is None and scope.session_id is None and not conditions:
+            rows = self._keyword_bounded(scope.user_id, terms, limit)
+            return [ScoredId(rowid, float(score)) for rowid, score in rows]
+        # The user's best matches, narrowed after: enough when the narrowing is broad (a
+        # search's default conditions: current memories, no summaries), as SQLite's.
         where, params = _where(scope, conditions)
-        rows = self._all(
-            f"SELECT r.rowid, ts_rank_cd(r.tsv, q, 1) AS s FROM records r, to_tsquery('{TEXT_CONFIG}', %s) q "
-            f"WHERE r.tsv @@ q AND {where} ORDER BY s DESC, r.rowid DESC LIMIT %s",
-            [expression] + params + [limit],
-        )
+        wide = self._keyword_bounded(scope.user_id, terms, limit * KEYWORD_OVERFETCH)
+        kept = {row[0] for row in self._all(
+            f"SELECT r.rowid FROM records r WHERE r.rowid = ANY(%s) AND {where}", [[rowid for rowid, _ in wide]] + params
+        )}
+        if len(kept) >= limit or len(wide) < limit * KEYWORD_OVERFETCH:
+            rows = [(rowid, score) for rowid, score in wide if rowid in kept][:limit]
+        else:  # a narrow scope or filter: exact, over every match, narrowed by a join
+            rows = self._all(
+                f"SELECT k.rowid, ts_rank_cd(k.tsv, q, 1) AS s FROM keywords k JOIN records r ON r.rowid = k.rowid, "
+                f"to_tsquery('{TEXT_CONFIG}', %s) q WHERE k.tsv @@ q AND k.user_id = %s AND {where} "
+                "ORDER BY s DESC, k.rowid DESC LIMIT %s",
+                [" | ".join(terms), scope.user_id] + params + [limit],
+            )
         return [ScoredId(rowid, float(score)) for rowid, score in rows]
+
+    def _keyword_bounded(self, user_id: str, terms: list[str], limit: int) -> list[tuple]:
+        """ts_rank_cd over a user's matches, at a cost that does not grow with the user's size.
+
+        As SQLite's `_keyword_bounded`: up to KEYWORD_WINDOW matches per word, exact.
+        Words that match more than KEYWORD_WINDOW of the user's rows are dropped from the
+        match (not from the score) if rarer words remain; if none do, only the user's
+        newest KEYWORD_WINDOW matches are ranked. Candidates are scored against the whole
+        query, so among the matches of the rare words those that also hold common ones
+        rank higher. Counting a word stops at KEYWORD_WINDOW + 1 rows, and the rows are
+        the narrow `keywords` rows, so each step visits a bounded number of small rows.
+        """
+        kept, cap = terms, KEYWORD_WINDOW
+        with self._connection() as conn:
+            if len(terms) > 1:
+                counts = [row[0] for row in conn.execute(
+                    f"SELECT (SELECT count(*) FROM (SELECT 1 FROM keywords WHERE tsv @@ to_tsquery('{TEXT_CONFIG}', t) "
+                    "AND user_id = %s LIMIT %s) m) FROM unnest(%s::text[]) WITH ORDINALITY AS w (t, i) ORDER BY i",
+                    (user_id, KEYWORD_WINDOW + 1, terms),
+                )]
+                rare = [term for term, n in zip(terms, counts) if 0 < n <= KEYWORD_WINDOW]
+                if rare:
+                    kept, cap = rare, KEYWORD_WINDOW * len(rare)
+            return conn.execute(
+                f"WITH c AS MATERIALIZED (SELECT rowid, tsv FROM keywords WHERE tsv @@ to_tsquery('{TEXT_CONFIG}', %s) "
+                "AND user_id = %s ORDER BY rowid DESC LIMIT %s) "
+                f"SELECT c.rowid, ts_rank_cd(c.tsv, to_tsquery('{TEXT_CONFIG}', %s), 1) AS s FROM c "
+                "ORDER BY s DESC, c.rowid DESC LIMIT %s",
+                (" | ".join(kept), user_id, cap, " | ".join(terms), limit),
+            ).fetchall()
 
     def _is_big(self, conn: psycopg.Connection, where: str, params: list[Any]) -> bool:
         """Whether the scope holds more than `ann_threshold` vectors. Counting them costs
