@@ -115,10 +115,7 @@ def serve(name: str) -> None:
     out, sys.stdout = sys.stdout, sys.stderr  # stdout is the protocol: nothing else may print there
     from . import make_extractor
 
-    try:
-        os.nice(10)
-    except (AttributeError, OSError):
-        pass
+    _idle_priority()
     extractor = make_extractor(name)
     for line in sys.stdin:
         try:
@@ -128,6 +125,20 @@ def serve(name: str) -> None:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply) + "\n")
         out.flush()
+
+
+def _idle_priority() -> None:
+    """Run only on CPU time nobody else wants (Linux SCHED_IDLE), else at the lowest nice:
+    distillation may wait; the caller's adds and searches may not."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        return
+    except (AttributeError, OSError):
+        pass
+    try:
+        os.nice(19)
+    except (AttributeError, OSError):
+        pass
 
 
 if __name__ == "__main__":
