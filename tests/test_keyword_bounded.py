@@ -27,7 +27,8 @@ def mem(request, tmp_path, monkeypatch):
 
 
 def exact_ids(mem: Memory, words: list[str], user: str) -> list[str]:
-    """The store's exact ranking of every match (BM25 on SQLite, ts_rank_cd on PostgreSQL)."""
+    """The store's exact ranking of every match (BM25 on both stores: FTS5's on SQLite,
+    Engram's SQL BM25 on PostgreSQL, here with every word counted in full)."""
     if isinstance(mem.store, sqlite_store.SQLiteStore):
         phrases = " OR ".join(f'"{w}"' for w in words)
         rows = mem.store._conn().execute(
@@ -36,12 +37,21 @@ def exact_ids(mem: Memory, words: list[str], user: str) -> list[str]:
             (f"owner : {sqlite_store.user_key(user)} AND text : ({phrases})", user),
         ).fetchall()
     else:
+        from engramdb.stores.postgres import _bm25_sql, bm25_weights
+
+        terms = [f"'{w}'" for w in words]
         with mem.store._connection() as conn:
-            rows = conn.execute(
-                "SELECT r.id FROM keywords k JOIN records r ON r.rowid = k.rowid, to_tsquery('english', %s) q "
-                "WHERE k.tsv @@ q AND k.user_id = %s ORDER BY ts_rank_cd(k.tsv, q, 1) DESC, k.rowid DESC",
-                (" | ".join(f"'{w}'" for w in words), user),
+            counts = {t: conn.execute("SELECT count(*) FROM keywords WHERE tsv @@ to_tsquery('english', %s) "
+                                      "AND user_id = %s", (t, user)).fetchone()[0] for t in terms}
+            total = conn.execute("SELECT count(*) FROM records WHERE user_id = %s", (user,)).fetchone()[0]
+            ranked = conn.execute(
+                _bm25_sql("SELECT rowid, tsv FROM keywords WHERE tsv @@ to_tsquery('english', %s) AND user_id = %s",
+                          "TRUE"),
+                [terms, bm25_weights(terms, counts, total), " | ".join(terms), user, None],
             ).fetchall()
+            ids = dict(conn.execute("SELECT rowid, id FROM records WHERE rowid = ANY(%s)",
+                                    ([row[0] for row in ranked],)).fetchall())
+        return [ids[row[0]] for row in ranked]
     return [row[0] for row in rows]
 
 
@@ -79,3 +89,52 @@ def test_a_narrow_search_past_the_window_falls_back_to_every_match(mem):
     mem.add([f"boat trip again {i}" for i in range(100)], user_id="alice", session_id="s3")
     found = mem.store.keyword_search(Scope("alice", session_id="s2"), "boat", [], 3)
     assert [r.id for r in mem.store.by_rowids([h.rowid for h in found], Scope("alice")).values()] == [old]
+
+
+def test_a_word_that_was_common_before_a_forget_is_counted_again(mem):
+    """A word found common is remembered as common for a while (PostgreSQL); erasing the
+    user's rows forgets that, or the word's new matches would be left out of the match."""
+    mem.add([f"apple crate {i}" for i in range(60)], user_id="alice")
+    mem.add("a banana boat", user_id="alice")
+    assert len(keyword_ids(mem, "apple banana", limit=100)) >= 1  # counts apple: common
+    mem.forget(user_id="alice")
+    fresh = set(mem.add(["apple pie", "apple tart", "banana split"], user_id="alice").ids)
+    assert set(keyword_ids(mem, "apple banana", limit=100)) == fresh
+
+
+def test_a_narrowed_search_keeps_only_the_rows_that_pass_in_rank_order(mem):
+    """The narrowing is part of the bounded ranking statement: ranked as the unnarrowed
+    search, minus the rows the conditions reject."""
+    from engramdb.stores.filters import parse
+
+    mem.add([f"red boat number {i}" for i in range(8)], user_id="alice", metadata={"colour": "red"})
+    mem.add([f"red red boat {i}" for i in range(8)], user_id="alice", metadata={"colour": "blue"})
+    everything = mem.store.keyword_search(Scope("alice"), "red boat", [], 16)
+    blue = mem.store.keyword_search(Scope("alice"), "red boat", parse({"metadata.colour": "blue"}), 4)
+    records = mem.store.by_rowids([h.rowid for h in everything], Scope("alice"))
+    expected = [h.rowid for h in everything if records[h.rowid].metadata["colour"] == "blue"][:4]
+    assert [h.rowid for h in blue] == expected and len(expected) == 4
+
+
+def test_postgresql_scores_are_bm25(pg_url):
+    """PostgreSQL's keyword score is BM25 as FTS5 computes it (k1 1.2, b 0.75), with a
+    match counted once per row and a row's length in distinct words against the
+    candidates' mean: worked out by hand here for four short rows."""
+    import math
+
+    with Memory(pg_url, embedder=FakeEmbedder()) as mem:
+        ids = mem.add(["red boat", "red red car", "blue boat sail harbour", "green bike"], user_id="alice").ids
+        found = mem.store.keyword_search(Scope("alice"), "red boat", [], 10)
+        records = mem.store.by_rowids([h.rowid for h in found], Scope("alice"))
+        got = {records[h.rowid].id: h.score for h in found}
+    idf = math.log(1 + (4 - 2 + 0.5) / (2 + 0.5))  # N = 4 rows; red and boat each in 2
+    mean = (2 + 2 + 4) / 3  # distinct words of the three candidates ("red red car": red, car)
+
+    def norm(length: int) -> float:
+        return 2.2 / (1 + 1.2 * (0.25 + 0.75 * length / mean))
+
+    assert set(got) == set(ids[:3])
+    assert got[ids[0]] == pytest.approx(2 * idf * norm(2))
+    assert got[ids[1]] == pytest.approx(idf * norm(2))
+    assert got[ids[2]] == pytest.approx(idf * norm(4))
+    assert [records[h.rowid].id for h in found] == [ids[0], ids[1], ids[2]]

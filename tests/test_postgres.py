@@ -18,7 +18,7 @@ from engramdb.errors import ConfigError, MissingDependencyError, NotFoundError, 
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.stores import tenant_slug
 from engramdb.stores.filters import parse
-from engramdb.stores.postgres import PostgresStore, ts_query
+from engramdb.stores.postgres import HNSW_EF_SEARCH, PostgresStore, ts_query
 from engramdb.stores.postgres_schema import MIGRATIONS
 from engramdb.stores.sqlite import SQLiteStore
 from engramdb.stores.transfer import copy_store
@@ -137,6 +137,30 @@ def test_ann_path_keeps_scope_and_filters(postgres_url):
                 "EXPLAIN SELECT rowid FROM records r ORDER BY r.vec <=> %s LIMIT 5", [q]
             ))
         assert "records_vec_hnsw" in plan
+    finally:
+        store.close()
+
+
+def test_ann_path_at_the_default_depth_uses_the_connection_settings(postgres_url):
+    """A search of the default depth (limit 100: ef_search 200) runs as one statement on
+    the connection's own settings; they must hold an iterative scan, or a narrow filter
+    would starve the HNSW result."""
+    emb = FakeEmbedder(dim=32)
+    store = PostgresStore(postgres_url, schema="test_ann_default", ann_threshold=0)
+    try:
+        store.reset()
+        store.set_embedder_name(emb.name, emb.dim)
+        recs = [new(f"line {i} on subject {i % 11}", user="alice", session="rare" if i % 25 == 0 else "common")
+                for i in range(1000)]
+        store.insert(recs, emb.embed([r.text for r in recs]), actor=None)
+        with store._connection() as conn:
+            assert conn.execute("SHOW hnsw.iterative_scan").fetchone()[0] == "relaxed_order"
+            assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == str(HNSW_EF_SEARCH)
+        q = emb.embed(["line 3 on subject 3"])[0]
+        found = store.vector_search(Scope("alice", session_id="rare"), q, [], 100)
+        rows = store.by_rowids([h.rowid for h in found], Scope("alice", session_id="rare"))
+        assert len(found) == len(rows) == 40  # every row of the narrow session, none outside it
+        assert [h.score for h in found] == sorted((h.score for h in found), reverse=True)
     finally:
         store.close()
 

@@ -120,10 +120,13 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
               help="Answer only this many questions, spread evenly (default: all).")
 @click.option("--extractor", default="offline", show_default=True,
               help="How turns are distilled (the library default: offline); none: turns alone.")
+@click.option("--backend", type=click.Choice(["sqlite", "postgresql"]), default="sqlite", show_default=True,
+              help="postgresql: into an embedded PostgreSQL started here (its data cached under .bench/); "
+                   "--store is then ignored.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
-           answer_budget: int, answer_questions: int | None, extractor: str, as_json: bool) -> None:
+           answer_budget: int, answer_questions: int | None, extractor: str, backend: str, as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too."""
     from . import locomo as data
@@ -134,11 +137,24 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
         if not llm_model:
             raise click.UsageError("--llm-model is required with --llm-base-url")
         answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget)
-    if store is None:
-        store = Path(".bench") / ("locomo.db" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}.db")
+    name = "locomo" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}"
     loaded = data.load(locomo)[:conversations]
-    result = run(store, loaded, embedder=embedder, answering=answering, answer_questions=answer_questions,
-                 extractor=extractor)
+    if backend == "postgresql":
+        from .load import EmbeddedPostgres
+
+        folder = (Path(".bench") / f"{name}-pg").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        folder.chmod(0o755)  # the PostgreSQL server runs as its own user and must reach its data
+        server = EmbeddedPostgres(folder / "pgdata")
+        try:
+            result = run(server.url, loaded, embedder=embedder, answering=answering,
+                         answer_questions=answer_questions, extractor=extractor)
+        finally:
+            server.close()
+        result["backend"] = "postgresql"
+    else:
+        result = run(store or Path(".bench") / f"{name}.db", loaded, embedder=embedder, answering=answering,
+                     answer_questions=answer_questions, extractor=extractor)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -164,13 +164,14 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
     return {key: round(float(np.mean([i[key] for i in items])), 3) for key in items[0]} | {"n": len(items)}
 
 
-def run(store: Path, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
+def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
         embedder: str = "minilm", answering: Callable[[Memory, list], dict[str, Any]] | None = None,
         answer_questions: int | None = None, extractor: str = "none") -> dict[str, Any]:
     """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a spread
     sample of `answer_questions` questions (all when None). With an `extractor`, the
     turns are distilled too and the derived memories compete for the budget."""
-    store.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(store, Path):
+        store.parent.mkdir(parents=True, exist_ok=True)
     with Memory(store, config=Config(embedder=embedder, extractor=extractor)) as mem:
         seconds, added = ingest(mem, conversations)
         flush_start = time.perf_counter()

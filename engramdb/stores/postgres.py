@@ -2,14 +2,16 @@
 
 Every table lives in one PostgreSQL schema of the store's own (a tenant's store has its
 own schema), which is first on each pooled connection's search_path. Keywords in a narrow
-table of tsvectors (GIN index, ts_rank_cd over a bounded set of matches); vectors in a
-pgvector column with an HNSW index (cosine). Writes commit with PostgreSQL's synchronous commit: durable when they return.
+table of tsvectors (GIN index; BM25, computed in SQL, over a bounded set of matches);
+vectors in a pgvector column with an HNSW index (cosine). Writes commit with
+PostgreSQL's synchronous commit: durable when they return.
 Concurrent writers lock the rows they change; nothing is read-modify-written unlocked.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 import time
@@ -52,6 +54,12 @@ JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attem
               "created_at", "updated_at")
 _WORD = re.compile(r"\w+", re.UNICODE)
 BIG_SCOPE_TTL_S = 60.0
+HNSW_EF_SEARCH = 200  # per connection; a search of another depth sets its own in a transaction
+COMMON_TERM_TTL_S = 60.0  # how long a common word's count and a user's row count are reused
+BM25_K1, BM25_B = 1.2, 0.75  # FTS5's bm25() defaults, so both stores rank alike
+# A query's tsquery as an InitPlan: computed once per statement even in a generic plan
+# (as a plain call it is computed again for every row the GIN index hands back to recheck).
+TSQUERY = f"(SELECT to_tsquery('{TEXT_CONFIG}', %s))"
 # A narrowed keyword search ranks this many times the hits of the user's bounded search,
 # then narrows them (one pass: ranking every bounded candidate costs the same for any limit).
 KEYWORD_OVERFETCH = 4
@@ -70,6 +78,46 @@ def ts_terms(text: str) -> list[str]:
 def ts_query(text: str) -> str | None:
     """A to_tsquery expression: the query's words, quoted, ORed."""
     return " | ".join(ts_terms(text)) or None
+
+
+def bm25_weights(terms: list[str], counts: dict[str, int], rows: int) -> list[float]:
+    """Each term's BM25 idf, ln(1 + (N - n + 0.5) / (n + 0.5)), from the user's row count
+    N and the term's matches n (FTS5's formula, over the user's rows)."""
+    total = max(rows, max(counts.values(), default=0))
+    return [math.log(1.0 + (total - counts[t] + 0.5) / (counts[t] + 0.5)) for t in terms]
+
+
+def _candidates(terms: list[str], counts: dict[str, int]) -> tuple[list[str], int]:
+    """The terms whose matches are ranked, and how many matches at most: as SQLite's
+    `_keyword_bounded`. Words that match more than KEYWORD_WINDOW of the user's rows
+    are dropped from the match (not from the score) if rarer words remain; if none do,
+    only the user's newest KEYWORD_WINDOW matches are ranked. So the ranking visits a
+    bounded number of small rows, whatever the user's size."""
+    rare = [t for t in terms if 0 < counts[t] <= KEYWORD_WINDOW]
+    return (rare, KEYWORD_WINDOW * len(rare)) if rare else (terms, KEYWORD_WINDOW)
+
+
+def _bm25_sql(candidates: str, mark: str) -> str:
+    """A statement ranking the rows of `candidates` (rowid, tsv; its parameters follow
+    the terms and their weights) by BM25, best first, LIMIT the last parameter; each row
+    with `mark` (a condition on `k`). A match counts once per row (chat turns rarely
+    repeat a word), and a row's length is its distinct words against the candidates'
+    mean, with FTS5's k1 = 1.2 and b = 0.75.
+
+    Run it with prepare=False: which plan is right depends on the values (a rare word:
+    its GIN matches, sorted; only common ones: the newest rows by rowid, filtered), and a
+    generic plan guesses one for every value."""
+    k1, b = BM25_K1, BM25_B
+    return (
+        f"WITH q AS MATERIALIZED (SELECT to_tsquery('{TEXT_CONFIG}', t) AS tq, w "
+        "FROM unnest(%s::text[], %s::float8[]) AS x (t, w)), "
+        f"c AS MATERIALIZED ({candidates}), "
+        "d AS MATERIALIZED (SELECT greatest(avg(length(tsv)), 1)::float8 AS mean FROM c), "
+        "ranked AS (SELECT c.rowid, (SELECT coalesce(sum(q.w), 0) FROM q WHERE c.tsv @@ q.tq) "
+        f"* {k1 + 1} / (1 + {k1} * ({1 - b} + {b} * length(c.tsv) / d.mean)) AS s FROM c, d "
+        "ORDER BY s DESC, c.rowid DESC LIMIT %s) "
+        f"SELECT k.rowid, k.s, {mark} FROM ranked k ORDER BY k.s DESC, k.rowid DESC"
+    )
 
 
 def check_schema_name(schema: str) -> str:
@@ -92,6 +140,8 @@ class PostgresStore:
         self._state_lock = threading.Lock()
         self._indexed_dim: int | None = None
         self._big_scopes: dict[tuple, float] = {}  # scope -> until when it is known to be past ann_threshold
+        self._common_terms: dict[tuple[str, str], tuple[float, int]] = {}  # (user, term) -> (until, matches)
+        self._user_sizes: dict[str, tuple[float, int]] = {}  # user -> (until, rows)
         try:
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -184,6 +234,10 @@ class PostgresStore:
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(self._search_path)
+        # Iterative scans, so that a filter does not starve an HNSW search's result;
+        # ef_search for the default depth (2 x Config.candidates).
+        conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', false), "
+                     "set_config('hnsw.ef_search', %s, false)", (str(HNSW_EF_SEARCH),))
         register_vector_info(conn, self._vector_info)
 
     @contextmanager
@@ -401,14 +455,29 @@ class PostgresStore:
                     self._unlink_turns(conn, scope.user_id, ids, _now(), None)
             return len(ids)
 
-        return self._write(work)
+        try:
+            return self._write(work)
+        finally:
+            self._forget_counts(scope.user_id)
 
     def reset(self) -> None:
         def work(conn: psycopg.Connection) -> None:
             for table in ("jobs", "derivations", "records", "versions"):
                 conn.execute(f"DELETE FROM {table}")
 
-        self._write(work)
+        try:
+            self._write(work)
+        finally:
+            self._forget_counts(None)
+
+    def _forget_counts(self, user_id: str | None) -> None:
+        """Drop what this process remembers of the sizes of a user's (None: every
+        user's) rows, after erasing many of them."""
+        with self._state_lock:
+            self._big_scopes = {k: v for k, v in list(self._big_scopes.items()) if user_id is not None and user_id not in k[1]}
+            self._common_terms = {k: v for k, v in list(self._common_terms.items())
+                                  if user_id is not None and k[0] != user_id}
+            self._user_sizes = {k: v for k, v in list(self._user_sizes.items()) if user_id is not None and k != user_id}
 
     def compact(self) -> None:
         """VACUUM the tables, so erased rows leave the data files (as far as PostgreSQL
@@ -636,59 +705,74 @@ class PostgresStore:
         return self._all(f"SELECT count(*) FROM records r WHERE {where}", params)[0][0]
 
     def keyword_search(self, scope: Scope, query: str, conditions: list[Condition], limit: int) -> list[ScoredId]:
+        """BM25 over the user's matches (`_bm25_sql`), bounded as SQLite's (`_candidates`)."""
         terms = ts_terms(query)
         if not terms:
             return []
-        if scope.agent_id is None and scope.session_id is None and not conditions:
-            rows = self._keyword_bounded(scope.user_id, terms, limit)
-            return [ScoredId(rowid, float(score)) for rowid, score in rows]
-        # The user's best matches, narrowed after: enough when the narrowing is broad (a
-        # search's default conditions: current memories, no summaries), as SQLite's.
-        where, params = _where(scope, conditions)
-        wide = self._keyword_bounded(scope.user_id, terms, limit * KEYWORD_OVERFETCH)
-        kept = {row[0] for row in self._all(
-            f"SELECT r.rowid FROM records r WHERE r.rowid = ANY(%s) AND {where}", [[rowid for rowid, _ in wide]] + params
-        )}
-        if len(kept) >= limit or len(wide) < limit * KEYWORD_OVERFETCH:
-            rows = [(rowid, score) for rowid, score in wide if rowid in kept][:limit]
-        else:  # a narrow scope or filter: exact, over every match, narrowed by a join
-            rows = self._all(
-                f"SELECT k.rowid, ts_rank_cd(k.tsv, q, 1) AS s FROM keywords k JOIN records r ON r.rowid = k.rowid, "
-                f"to_tsquery('{TEXT_CONFIG}', %s) q WHERE k.tsv @@ q AND k.user_id = %s AND {where} "
-                "ORDER BY s DESC, k.rowid DESC LIMIT %s",
-                [" | ".join(terms), scope.user_id] + params + [limit],
-            )
-        return [ScoredId(rowid, float(score)) for rowid, score in rows]
-
-    def _keyword_bounded(self, user_id: str, terms: list[str], limit: int) -> list[tuple]:
-        """ts_rank_cd over a user's matches, at a cost that does not grow with the user's size.
-
-        As SQLite's `_keyword_bounded`: up to KEYWORD_WINDOW matches per word, exact.
-        Words that match more than KEYWORD_WINDOW of the user's rows are dropped from the
-        match (not from the score) if rarer words remain; if none do, only the user's
-        newest KEYWORD_WINDOW matches are ranked. Candidates are scored against the whole
-        query, so among the matches of the rare words those that also hold common ones
-        rank higher. Counting a word stops at KEYWORD_WINDOW + 1 rows, and the rows are
-        the narrow `keywords` rows, so each step visits a bounded number of small rows.
-        """
-        kept, cap = terms, KEYWORD_WINDOW
+        narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
+        where, params = _where(scope, conditions) if narrowed else ("TRUE", [])
         with self._connection() as conn:
-            if len(terms) > 1:
-                counts = [row[0] for row in conn.execute(
-                    f"SELECT (SELECT count(*) FROM (SELECT 1 FROM keywords WHERE tsv @@ to_tsquery('{TEXT_CONFIG}', t) "
-                    "AND user_id = %s LIMIT %s) m) FROM unnest(%s::text[]) WITH ORDINALITY AS w (t, i) ORDER BY i",
-                    (user_id, KEYWORD_WINDOW + 1, terms),
-                )]
-                rare = [term for term, n in zip(terms, counts) if 0 < n <= KEYWORD_WINDOW]
-                if rare:
-                    kept, cap = rare, KEYWORD_WINDOW * len(rare)
-            return conn.execute(
-                f"WITH c AS MATERIALIZED (SELECT rowid, tsv FROM keywords WHERE tsv @@ to_tsquery('{TEXT_CONFIG}', %s) "
-                "AND user_id = %s ORDER BY rowid DESC LIMIT %s) "
-                f"SELECT c.rowid, ts_rank_cd(c.tsv, to_tsquery('{TEXT_CONFIG}', %s), 1) AS s FROM c "
-                "ORDER BY s DESC, c.rowid DESC LIMIT %s",
-                (" | ".join(kept), user_id, cap, " | ".join(terms), limit),
+            counts = self._term_counts(conn, scope.user_id, terms) if len(terms) > 1 else {terms[0]: 1}
+            weights = bm25_weights(terms, counts, self._user_rows(conn, scope.user_id))
+            match, cap = _candidates(terms, counts)
+            # The user's best matches, each marked with whether it passes the narrowing:
+            # enough when the narrowing is broad (a search's default conditions: current
+            # memories, no summaries), as SQLite's.
+            depth = limit * KEYWORD_OVERFETCH if narrowed else limit
+            wide = conn.execute(
+                _bm25_sql(f"SELECT rowid, tsv FROM keywords WHERE tsv @@ {TSQUERY} "
+                          "AND user_id = %s ORDER BY rowid DESC LIMIT %s",
+                          f"EXISTS (SELECT 1 FROM records r WHERE r.rowid = k.rowid AND {where})"),
+                [terms, weights, " | ".join(match), scope.user_id, cap, depth] + params, prepare=False,
             ).fetchall()
+            kept = [(rowid, score) for rowid, score, ok in wide if ok]
+            if not narrowed or len(kept) >= limit or len(wide) < depth:
+                return _scored(kept[:limit])
+            # A narrow scope or filter: every match of the whole query, narrowed by a join.
+            return _scored(conn.execute(
+                _bm25_sql(f"SELECT k.rowid, k.tsv FROM keywords k JOIN records r ON r.rowid = k.rowid "
+                          f"WHERE k.tsv @@ {TSQUERY} AND k.user_id = %s AND {where}", "TRUE"),
+                [terms, weights, " | ".join(terms), scope.user_id] + params + [limit], prepare=False,
+            ).fetchall())
+
+    def _term_counts(self, conn: psycopg.Connection, user_id: str, terms: list[str]) -> dict[str, int]:
+        """How many of the user's rows match each term. A term is counted up to
+        KEYWORD_WINDOW + 1 rows (a bounded cost); one past that is common, counted in
+        full once and remembered for COMMON_TERM_TTL_S (its share changes slowly), so a
+        common word costs a full count once, not on every search."""
+        now = time.monotonic()
+        counts = {}
+        for term in terms:
+            known = self._common_terms.get((user_id, term))
+            if known is not None and known[0] > now:
+                counts[term] = known[1]
+        unknown = [t for t in terms if t not in counts]
+        count = (f"SELECT (SELECT count(*) FROM (SELECT 1 FROM keywords WHERE tsv @@ to_tsquery('{TEXT_CONFIG}', t) "
+                 "AND user_id = %s LIMIT %s) m) FROM unnest(%s::text[]) WITH ORDINALITY AS w (t, i) ORDER BY i")
+        if unknown:
+            rows = conn.execute(count, (user_id, KEYWORD_WINDOW + 1, unknown)).fetchall()
+            counts.update((term, n) for term, (n,) in zip(unknown, rows))
+        common = [t for t in unknown if counts[t] > KEYWORD_WINDOW]
+        if common:
+            rows = conn.execute(count, (user_id, None, common)).fetchall()  # LIMIT NULL: all
+            if len(self._common_terms) > 100_000:
+                self._common_terms.clear()
+            for term, (n,) in zip(common, rows):
+                counts[term] = n
+                self._common_terms[(user_id, term)] = (now + COMMON_TERM_TTL_S, n)
+        return counts
+
+    def _user_rows(self, conn: psycopg.Connection, user_id: str) -> int:
+        """The user's row count (BM25's N), remembered for COMMON_TERM_TTL_S."""
+        now = time.monotonic()
+        known = self._user_sizes.get(user_id)
+        if known is not None and known[0] > now:
+            return known[1]
+        n = conn.execute("SELECT count(*) FROM records WHERE user_id = %s", (user_id,)).fetchone()[0]
+        if len(self._user_sizes) > 100_000:
+            self._user_sizes.clear()
+        self._user_sizes[user_id] = (now + COMMON_TERM_TTL_S, n)
+        return n
 
     def _is_big(self, conn: psycopg.Connection, where: str, params: list[Any]) -> bool:
         """Whether the scope holds more than `ann_threshold` vectors. Counting them costs
@@ -716,26 +800,22 @@ class PostgresStore:
         vector = np.asarray(vector, dtype=np.float32).reshape(-1)
         where, params = _where(scope, conditions)
         where += " AND r.vec IS NOT NULL"
-        with self._connection() as conn, conn.transaction():
-            indexed = self._indexed_dim == len(vector) and self._is_big(conn, where, params)
-            if indexed:
-                conn.execute(
-                    "SELECT set_config('hnsw.ef_search', %s, true), "
-                    "set_config('hnsw.iterative_scan', 'relaxed_order', true)",
-                    (str(min(1000, max(64, 2 * limit))),),
-                )
-                rows = conn.execute(
-                    f"SELECT rowid, 1 - d FROM (SELECT r.rowid, r.vec <=> %s AS d FROM records r WHERE {where} "
-                    "ORDER BY r.vec <=> %s LIMIT %s) t ORDER BY d, rowid",
-                    [vector] + params + [vector, limit],
-                ).fetchall()
-            else:
-                rows = conn.execute(
+        with self._connection() as conn:
+            if not (self._indexed_dim == len(vector) and self._is_big(conn, where, params)):
+                return _scored(conn.execute(
                     f"WITH c AS MATERIALIZED (SELECT r.rowid, r.vec FROM records r WHERE {where}) "
                     "SELECT rowid, 1 - (vec <=> %s) AS s FROM c ORDER BY vec <=> %s, rowid LIMIT %s",
                     params + [vector, vector, limit],
-                ).fetchall()
-        return [ScoredId(rowid, float(score)) for rowid, score in rows]
+                ).fetchall())
+            query = (f"SELECT rowid, 1 - d FROM (SELECT r.rowid, r.vec <=> %s AS d FROM records r WHERE {where} "
+                     "ORDER BY r.vec <=> %s LIMIT %s) t ORDER BY d, rowid")
+            args = [vector] + params + [vector, limit]
+            ef = min(1000, max(64, 2 * limit))
+            if ef == HNSW_EF_SEARCH:  # the connection's own setting (_configure): one statement
+                return _scored(conn.execute(query, args).fetchall())
+            with conn.transaction():
+                conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+                return _scored(conn.execute(query, args).fetchall())
 
     def history(self, id: str) -> list[Version]:
         with self._read() as conn:
@@ -1058,6 +1138,11 @@ def _where(scope: Scope, conditions: list[Condition]) -> tuple[str, list[Any]]:
         extra, extra_params = to_postgres(conditions)
         where, params = f"{where} AND {extra}", params + extra_params
     return where, params
+
+
+def _scored(rows: Sequence[tuple]) -> list[ScoredId]:
+    """(rowid, score, …) rows as ScoredIds."""
+    return [ScoredId(row[0], float(row[1])) for row in rows]
 
 
 def _record(row: tuple) -> Record:
