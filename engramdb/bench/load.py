@@ -5,7 +5,7 @@ on PostgreSQL (an embedded PostgreSQL 18 + pgvector started here in a temporary 
 unless a URL is given), with an API key made by `engram keys create`. Optionally the
 tenant's store is pre-loaded with synthetic turns through `Memory.add` with search.py's
 `PoolEmbedder` (real MiniLM vectors, reused with noise), cached under `.bench/load/`.
-Then C clients, each a thread with its own HTTP connection, send adds and searches for
+Then C clients, each a thread with its own HTTP connection (http.client), send adds and searches for
 D seconds. Afterwards every acknowledged add is read back by id: a write the server
 acknowledged and cannot return is a lost write.
 
@@ -15,9 +15,11 @@ fault tests in tests/test_server_faults.py use.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -220,21 +223,50 @@ def _add_body(client: int, n: int, turn: dict, reply: dict) -> dict:
     }
 
 
+class Connection:
+    """One kept-alive HTTP/1.1 connection to the server, JSON in and out. It is
+    http.client, not httpx: a client costs a fraction of httpx's CPU per request, and
+    here the clients share the server's 2 cores. A failed request closes the connection;
+    the next one opens another."""
+
+    def __init__(self, url: str, secret: str, timeout: float) -> None:
+        parts = urllib.parse.urlsplit(url)
+        self.host, self.port, self.timeout = parts.hostname, parts.port, timeout
+        self.headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        """(status, body); OSError or http.client.HTTPException when no answer came."""
+        if self._conn is not None and self._conn.sock is not None and select.select([self._conn.sock], [], [], 0)[0]:
+            self.close()  # readable while idle: the server closed it (keep-alive timeout); as httpcore does
+        if self._conn is None:
+            self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        try:
+            self._conn.request(method, path, None if body is None else json.dumps(body).encode(), self.headers)
+            response = self._conn.getresponse()
+            return response.status, response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 def drive(url: str, secret: str, *, clients: int, seconds: float, search_share: float, rate: float = 0.0,
           timeout: float = 30.0, seed: int = 0, stop: threading.Event | None = None,
           on_op: Callable[[Op], None] | None = None) -> list[Op]:
     """`clients` threads, each with its own connection, send adds and searches for
     `seconds` (or until `stop` is set). With `rate` > 0, requests are paced to `rate`
     per second in all; otherwise each client sends its next request when the last returns."""
-    import httpx
-
     stop = stop or threading.Event()
     ops: list[Op] = []
     lock = threading.Lock()
     questions = synthetic.questions(500, seed=seed + 1)
-    # Every client builds its HTTP client and connects before the clock starts: 50
-    # httpx.Client constructions cost ~1 s of CPU, which would otherwise be timed as the
-    # server's latency in the first seconds.
+    # Every client connects before the clock starts, so that setting up 50 clients is
+    # not timed as the server's latency in the first seconds.
     clock: dict[str, float] = {}
 
     def start_clock() -> None:  # run once, when every client is connected
@@ -247,14 +279,13 @@ def drive(url: str, secret: str, *, clients: int, seconds: float, search_share: 
     def client_loop(index: int) -> None:
         rng = random.Random(seed * 1000 + index)
         turns = synthetic.turns(10**9, seed=seed * 1000 + index + 1)
-        headers = {"Authorization": f"Bearer {secret}"}
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        conn = Connection(url, secret, timeout)
         n = 0
-        with httpx.Client(base_url=url, headers=headers, timeout=timeout, limits=limits) as http:
+        try:
             try:
-                http.get("/healthz")  # open the connection now
-            except httpx.HTTPError:
-                pass  # the first request will tell
+                conn.request("GET", "/healthz")  # open the connection now
+            except (OSError, http.client.HTTPException):
+                pass  # the first timed request will tell
             ready.wait(120)
             began, end = clock["began"], clock["end"]
             next_at = began + rng.random() * interval
@@ -277,19 +308,20 @@ def drive(url: str, secret: str, *, clients: int, seconds: float, search_share: 
                 error_type = None
                 ids: list[str] = []
                 try:
-                    response = http.post(path, json=body)
-                    status: int | str = response.status_code
+                    status, data = conn.request("POST", path, body)
                     if kind == "add" and status == 201:
-                        ids = [r["id"] for r in response.json()["records"]]
+                        ids = [r["id"] for r in json.loads(data)["records"]]
                     elif status >= 400:
-                        error_type = _error_type(response)
-                except httpx.HTTPError as exc:
+                        error_type = _error_type(data)
+                except (OSError, http.client.HTTPException) as exc:
                     status = type(exc).__name__
                 op = Op(kind, started - began, time.monotonic() - started, status, ids, error_type)
                 with lock:
                     ops.append(op)
                 if on_op is not None:
                     on_op(op)
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(clients)]
     for thread in threads:
@@ -300,27 +332,31 @@ def drive(url: str, secret: str, *, clients: int, seconds: float, search_share: 
     return ops
 
 
-def _error_type(response) -> str | None:
+
+def _error_type(data: bytes) -> str | None:
     """The `type` of our JSON error body, or None if the body is not one."""
     try:
-        return response.json()["error"]["type"]
+        return json.loads(data)["error"]["type"]
     except (ValueError, KeyError, TypeError):
         return None
 
 
 def verify(url: str, secret: str, ids: list[str], *, threads: int = 8, timeout: float = 30.0) -> dict[str, Any]:
     """Read back every id: how many are missing (404) and how many reads failed otherwise."""
-    import httpx
 
     def check(chunk: list[str]) -> Counter:
         seen: Counter = Counter()
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=timeout) as http:
+        conn = Connection(url, secret, timeout)
+        try:
             for memory_id in chunk:
+                query = urllib.parse.urlencode({"user_id": USER})
                 try:
-                    status = http.get(f"/v1/memories/{memory_id}", params={"user_id": USER}).status_code
-                except httpx.HTTPError as exc:
+                    status: int | str = conn.request("GET", f"/v1/memories/{urllib.parse.quote(memory_id)}?{query}")[0]
+                except (OSError, http.client.HTTPException) as exc:
                     status = type(exc).__name__
                 seen["found" if status == 200 else "missing" if status == 404 else f"error {status}"] += 1
+        finally:
+            conn.close()
         return seen
 
     total: Counter = Counter()
