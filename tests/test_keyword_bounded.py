@@ -138,3 +138,24 @@ def test_postgresql_scores_are_bm25(pg_url):
     assert got[ids[1]] == pytest.approx(idf * norm(2))
     assert got[ids[2]] == pytest.approx(idf * norm(4))
     assert [records[h.rowid].id for h in found] == [ids[0], ids[1], ids[2]]
+
+
+def test_postgresql_estimates_a_common_words_count_from_its_statistics(pg_url, monkeypatch):
+    """A word past the window is not counted in full: its count is PostgreSQL's own
+    estimate (ANALYZE's share of rows holding it, times the user's rows), so its idf is
+    that of a common word, not of one just past the window."""
+    import engramdb.stores.postgres as postgres_store
+
+    monkeypatch.setattr(postgres_store, "KEYWORD_WINDOW", 20)
+    with Memory(pg_url, embedder=FakeEmbedder()) as mem:
+        mem.add([f"apple crate {i}" for i in range(150)] + [f"pear box {i}" for i in range(50)], user_id="alice")
+        store = mem.store
+        with store._connection() as conn:
+            assert store._term_counts(conn, "alice", ["'apple'", "'pear'"]) == {"'apple'": 21, "'pear'": 21}
+            conn.execute("ANALYZE keywords")
+            store._forget_counts(None)
+            store._shares = (0.0, {})
+            counts = store._term_counts(conn, "alice", ["'apple'", "'pear'", "'crate'"])
+    assert counts["'apple'"] == pytest.approx(150, rel=0.1)
+    assert counts["'pear'"] == pytest.approx(50, rel=0.1)
+    assert counts["'crate'"] == pytest.approx(150, rel=0.1)

@@ -56,6 +56,7 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 BIG_SCOPE_TTL_S = 60.0
 HNSW_EF_SEARCH = 200  # per connection; a search of another depth sets its own in a transaction
 COMMON_TERM_TTL_S = 60.0  # how long a common word's count and a user's row count are reused
+WORD_SHARES_TTL_S = 600.0  # how long PostgreSQL's word statistics are reused (ANALYZE renews them)
 BM25_K1, BM25_B = 1.2, 0.75  # FTS5's bm25() defaults, so both stores rank alike
 # A query's tsquery as an InitPlan: computed once per statement even in a generic plan
 # (as a plain call it is computed again for every row the GIN index hands back to recheck).
@@ -142,6 +143,7 @@ class PostgresStore:
         self._big_scopes: dict[tuple, float] = {}  # scope -> until when it is known to be past ann_threshold
         self._common_terms: dict[tuple[str, str], tuple[float, int]] = {}  # (user, term) -> (until, matches)
         self._user_sizes: dict[str, tuple[float, int]] = {}  # user -> (until, rows)
+        self._shares: tuple[float, dict[str, float]] = (0.0, {})  # (until, word -> share of keywords rows)
         try:
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -737,9 +739,10 @@ class PostgresStore:
 
     def _term_counts(self, conn: psycopg.Connection, user_id: str, terms: list[str]) -> dict[str, int]:
         """How many of the user's rows match each term. A term is counted up to
-        KEYWORD_WINDOW + 1 rows (a bounded cost); one past that is common, counted in
-        full once and remembered for COMMON_TERM_TTL_S (its share changes slowly), so a
-        common word costs a full count once, not on every search."""
+        KEYWORD_WINDOW + 1 rows (a bounded cost). One past that is common: its count is
+        estimated from PostgreSQL's own statistics (the share of rows holding the word,
+        `_word_shares`, times the user's rows), never counted in full, and remembered
+        for COMMON_TERM_TTL_S, so a common word costs nothing on later searches."""
         now = time.monotonic()
         counts = {}
         for term in terms:
@@ -747,20 +750,39 @@ class PostgresStore:
             if known is not None and known[0] > now:
                 counts[term] = known[1]
         unknown = [t for t in terms if t not in counts]
-        count = (f"SELECT (SELECT count(*) FROM (SELECT 1 FROM keywords WHERE tsv @@ to_tsquery('{TEXT_CONFIG}', t) "
-                 "AND user_id = %s LIMIT %s) m) FROM unnest(%s::text[]) WITH ORDINALITY AS w (t, i) ORDER BY i")
-        if unknown:
-            rows = conn.execute(count, (user_id, KEYWORD_WINDOW + 1, unknown)).fetchall()
-            counts.update((term, n) for term, (n,) in zip(unknown, rows))
-        common = [t for t in unknown if counts[t] > KEYWORD_WINDOW]
+        if not unknown:
+            return counts
+        rows = conn.execute(
+            f"SELECT to_tsquery('{TEXT_CONFIG}', t)::text, (SELECT count(*) FROM (SELECT 1 FROM keywords "
+            f"WHERE tsv @@ to_tsquery('{TEXT_CONFIG}', t) AND user_id = %s LIMIT %s) m) "
+            "FROM unnest(%s::text[]) WITH ORDINALITY AS w (t, i) ORDER BY i",
+            (user_id, KEYWORD_WINDOW + 1, unknown),
+        ).fetchall()
+        common = [(term, lexeme.strip("'"), n) for term, (lexeme, n) in zip(unknown, rows) if n > KEYWORD_WINDOW]
+        counts.update((term, n) for term, (_, n) in zip(unknown, rows))
         if common:
-            rows = conn.execute(count, (user_id, None, common)).fetchall()  # LIMIT NULL: all
+            shares, total = self._word_shares(conn), self._user_rows(conn, user_id)
             if len(self._common_terms) > 100_000:
                 self._common_terms.clear()
-            for term, (n,) in zip(common, rows):
-                counts[term] = n
-                self._common_terms[(user_id, term)] = (now + COMMON_TERM_TTL_S, n)
+            for term, lexeme, n in common:
+                counts[term] = min(total, max(n, round(shares.get(lexeme, 0.0) * total)))
+                self._common_terms[(user_id, term)] = (now + COMMON_TERM_TTL_S, counts[term])
         return counts
+
+    def _word_shares(self, conn: psycopg.Connection) -> dict[str, float]:
+        """The share of `keywords` rows holding each of the store's most common words,
+        from the statistics ANALYZE keeps (pg_stats.most_common_elems); remembered for
+        WORD_SHARES_TTL_S. Empty before the first ANALYZE."""
+        now = time.monotonic()
+        if self._shares[0] > now:
+            return self._shares[1]
+        row = conn.execute(
+            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+            "WHERE schemaname = current_schema() AND tablename = 'keywords' AND attname = 'tsv'"
+        ).fetchone()
+        shares = dict(zip(row[0], row[1])) if row is not None and row[0] is not None else {}
+        self._shares = (now + WORD_SHARES_TTL_S, shares)
+        return shares
 
     def _user_rows(self, conn: psycopg.Connection, user_id: str) -> int:
         """The user's row count (BM25's N), remembered for COMMON_TERM_TTL_S."""
