@@ -8,6 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -68,6 +69,7 @@ class Memory:
         self._ready_lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
+        self._keyword_pool: ThreadPoolExecutor | None = None  # keyword search beside the dense one
         self._distiller: Distiller | None = None
         if self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
@@ -256,8 +258,11 @@ class Memory:
         _check_int("limit", limit, 1, self.config.max_limit)
         conditions = _searchable(_in_time(parse_filters(filters), as_of, include_retired))
         depth = max(self.config.candidates, 2 * limit)
+        # The keyword search needs no embedding: it runs in another thread while this
+        # one embeds the query and searches vectors (both wait on the model or the store).
+        pending = self._keywords().submit(self._store.keyword_search, scope, query, conditions, depth)
         dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
-        keyword = self._store.keyword_search(scope, query, conditions, depth)
+        keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
         fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k), records)[:limit]
         return [_hit(records[item.rowid], item.score) for item in fused if item.rowid in records]
@@ -303,6 +308,12 @@ class Memory:
         if sum(estimate_tokens(r.text) for r in records) > budget_tokens:
             return None
         return [_hit(r, 1.0) for r in records]
+
+    def _keywords(self) -> ThreadPoolExecutor:
+        with self._query_lock:
+            if self._keyword_pool is None:
+                self._keyword_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="engram-keywords")
+            return self._keyword_pool
 
     def _embed_query(self, query: str) -> np.ndarray:
         with self._query_lock:
@@ -383,6 +394,8 @@ class Memory:
     def close(self) -> None:
         if self._distiller is not None:
             self._distiller.stop()
+        if self._keyword_pool is not None:
+            self._keyword_pool.shutdown(wait=True)
         self._store.close()
         close = getattr(self._embedder, "close", None)
         if self._owns_embedder and callable(close):
