@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, NotFoundError, StorageError, UsageError
-from ..stores.postgres import MIGRATION_LOCK, _message, _redact, _statements, check_schema_name
+from ..stores.postgres import _message, _redact, apply_migrations, check_schema_name
 from .keys import ApiKey, NewKey, TouchThrottle, check_secret, hash_key, is_key_id, key_id_of, mint
 
 CONTROL_SCHEMA = "engram_control"
@@ -81,23 +81,8 @@ class PostgresKeyStore:
             raise StorageError(f"cannot connect to {self.url}: {_message(exc)}") from exc
         try:
             with conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
                 conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-                )
-                done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-                unknown = done - {name for name, _ in MIGRATIONS}
-                if unknown:
-                    raise ConfigError(f"the API keys in {self.url} were written by a newer Engram "
-                                      f"(migrations {sorted(unknown)}); upgrade engramdb")
-                for name, script in MIGRATIONS:
-                    if name not in done:
-                        for statement in _statements(script):
-                            conn.execute(statement)
-                        conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
-                                     (name, self._now()))
+                apply_migrations(conn, self.schema, MIGRATIONS, owner=f"the API keys in {self.url}")
         except psycopg.Error as exc:
             raise StorageError(f"cannot prepare the API keys in {self.url}: {_message(exc)}") from exc
 

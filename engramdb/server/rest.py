@@ -103,6 +103,10 @@ def create_app(registry: TenantRegistry, auth: Authenticator, *, mcp: bool = Tru
 
     app = FastAPI(
         title="Engram", version=__version__, lifespan=lifespan,
+        # FastAPI's own OpenTelemetry (0.16x): off, whatever the environment says
+        # (FASTAPI_OTEL_AUTO_CONFIGURE would add exporters). Engram's logs are its own.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                   "auto_configure": False},
         description="Long-term memory for LLM agents. Every route under /v1 needs `Authorization: Bearer <key>` "
                     "unless the server runs with --no-auth. Errors are `{\"error\": {\"type\", \"message\", "
                     "\"request_id\"}}`.",

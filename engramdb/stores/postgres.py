@@ -121,6 +121,29 @@ def _bm25_sql(candidates: str, mark: str) -> str:
     )
 
 
+def apply_migrations(conn: psycopg.Connection, schema: str, migrations: Sequence[tuple[str, str]], *,
+                     owner: str) -> None:
+    """Create `schema` and apply the `migrations` it lacks, each recorded in its
+    `schema_migrations`, inside the caller's transaction and under the lock every
+    Engram schema change takes (so concurrent openers apply each migration once). The
+    caller puts `schema` first on the search_path. `owner` names the store in the error
+    raised when a newer Engram wrote it."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+    unknown = done - {name for name, _ in migrations}
+    if unknown:
+        raise ConfigError(f"{owner} was written by a newer Engram (migrations {sorted(unknown)}); upgrade engramdb")
+    for name, script in migrations:
+        if name in done:
+            continue
+        for statement in _statements(script):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
+                     (name, format_ts(SystemClock().now())))
+
+
 def check_schema_name(schema: str) -> str:
     if not isinstance(schema, str) or not SCHEMA_NAME.match(schema):
         raise ConfigError(
@@ -212,27 +235,7 @@ class PostgresStore:
 
     def _migrate(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
-            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-            known = [name for name, _ in MIGRATIONS]
-            if done - set(known):
-                raise ConfigError(
-                    f"{self.url} was written by a newer Engram (migrations {sorted(done - set(known))}); "
-                    "upgrade engramdb"
-                )
-            for name, script in MIGRATIONS:
-                if name in done:
-                    continue
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
-                    (name, format_ts(SystemClock().now())),
-                )
+            apply_migrations(conn, self.schema, MIGRATIONS, owner=self.url)
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(self._search_path)
