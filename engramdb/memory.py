@@ -34,6 +34,20 @@ from .types import AddResult, Hit, Recall, Record, Scope, Version
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
 REEMBED_BATCH = 256
+KEYWORD_THREADS = 16  # keyword searches running beside dense ones, for every Memory of the process
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): made on first search, anew after a fork
+_pool_lock = threading.Lock()
+
+
+def _keyword_pool() -> ThreadPoolExecutor:
+    """The process's threads for keyword searches (one pool however many Memory
+    objects, e.g. a server's tenants, share the process)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(max_workers=KEYWORD_THREADS, thread_name_prefix="engram-keywords"))
+        return _pool[1]
 
 
 class Memory:
@@ -69,7 +83,6 @@ class Memory:
         self._ready_lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
-        self._keyword_pool: ThreadPoolExecutor | None = None  # keyword search beside the dense one
         self._distiller: Distiller | None = None
         if self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
@@ -260,7 +273,7 @@ class Memory:
         depth = max(self.config.candidates, 2 * limit)
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
-        pending = self._keywords().submit(self._store.keyword_search, scope, query, conditions, depth)
+        pending = _keyword_pool().submit(self._store.keyword_search, scope, query, conditions, depth)
         dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
         keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
@@ -308,12 +321,6 @@ class Memory:
         if sum(estimate_tokens(r.text) for r in records) > budget_tokens:
             return None
         return [_hit(r, 1.0) for r in records]
-
-    def _keywords(self) -> ThreadPoolExecutor:
-        with self._query_lock:
-            if self._keyword_pool is None:
-                self._keyword_pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="engram-keywords")
-            return self._keyword_pool
 
     def _embed_query(self, query: str) -> np.ndarray:
         with self._query_lock:
@@ -394,8 +401,6 @@ class Memory:
     def close(self) -> None:
         if self._distiller is not None:
             self._distiller.stop()
-        if self._keyword_pool is not None:
-            self._keyword_pool.shutdown(wait=True)
         self._store.close()
         close = getattr(self._embedder, "close", None)
         if self._owns_embedder and callable(close):

@@ -184,3 +184,26 @@ def test_reader_process_mirror_follows_other_process(tmp_path, threshold):
         reader.close()
         writer.close()
     assert integrity(db) == "ok"
+
+
+def _search_in_child(db: str, out) -> None:
+    with Memory(db, embedder=FakeEmbedder()) as mem:
+        out.put(len(mem.search("berlin", user_id="u")))
+
+
+def test_search_in_a_forked_child_gets_threads_of_its_own(tmp_path):
+    """Searches run their keyword part on a process-wide thread pool; a child forked
+    after the parent used it must not wait on the parent's threads (it has none)."""
+    import multiprocessing
+
+    db = str(tmp_path / "fork.db")
+    with Memory(db, embedder=FakeEmbedder()) as mem:
+        mem.add(["we moved to berlin", "the weather is nice"], user_id="u")
+        assert mem.search("berlin", user_id="u")  # the parent's pool exists now
+    context = multiprocessing.get_context("fork")
+    out = context.Queue()
+    child = context.Process(target=_search_in_child, args=(db, out))
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    assert out.get(timeout=5) >= 1
