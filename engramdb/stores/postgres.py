@@ -716,6 +716,7 @@ class PostgresStore:
             return []
         narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
         where, params = _where(scope, conditions) if narrowed else ("TRUE", [])
+        passes = f"EXISTS (SELECT 1 FROM records r WHERE r.rowid = k.rowid AND {where})" if narrowed else "TRUE"
         with self._connection() as conn:
             counts = self._term_counts(conn, scope.user_id, terms) if len(terms) > 1 else {terms[0]: 1}
             weights = bm25_weights(terms, counts, self._user_rows(conn, scope.user_id))
@@ -726,8 +727,7 @@ class PostgresStore:
             depth = limit * KEYWORD_OVERFETCH if narrowed else limit
             wide = conn.execute(
                 _bm25_sql(f"SELECT rowid, tsv FROM keywords WHERE tsv @@ {TSQUERY} "
-                          "AND user_id = %s ORDER BY rowid DESC LIMIT %s",
-                          f"EXISTS (SELECT 1 FROM records r WHERE r.rowid = k.rowid AND {where})"),
+                          "AND user_id = %s ORDER BY rowid DESC LIMIT %s", passes),
                 [terms, weights, " | ".join(match), scope.user_id, cap, depth] + params, prepare=False,
             ).fetchall()
             kept = [(rowid, score) for rowid, score, ok in wide if ok]
