@@ -8,7 +8,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from typing import Any
 
@@ -274,7 +274,11 @@ class Memory:
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
         pending = _keyword_pool().submit(self._store.keyword_search, scope, query, conditions, depth)
-        dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
+        try:
+            dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
+        except BaseException:
+            wait([pending])  # leave no keyword search behind, e.g. queued for a connection to a dead server
+            raise
         keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
         fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k), records)[:limit]
