@@ -24,17 +24,17 @@ import numpy as np
 from .clock import Clock, format_ts
 from .errors import ProviderError
 from .extract.base import Extractor, TurnInput
-from .keys import index_text
+from .keys import content_hash, index_text
 from .reconcile import Plan, plan, slot_key
 from .retrieval import same_text_key
 from .stores.base import Job, JobOutcome, Store
-from .stores.sqlite import content_hash
 
 log = logging.getLogger("engramdb.distill")
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
 IDLE_POLL_S = 1.0
+STOP_S = 4.0  # a process stops within 5 s of SIGTERM, whatever its jobs are doing
 
 
 def backoff(attempts: int) -> timedelta:
@@ -80,15 +80,17 @@ class Distiller:
                 return False
             self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def stop(self, timeout: float = STOP_S) -> None:
+        """Stop within `timeout`: a job being distilled is not waited for (the extractor
+        is closed under it) but released to the queue, for this or another process."""
         self._stop.set()
         self._wake.set()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
         close = getattr(self._extractor, "close", None)
         if callable(close):
             close()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
 
     def _ready_jobs(self) -> int:
         return self._store.job_stats(now=self._now())["ready"] if self._thread_alive() else 0
@@ -121,6 +123,12 @@ class Distiller:
             self.processed += 1
             return done
         except Exception as exc:  # a dead LLM, bad output that slipped through, a bug
+            if self._stop.is_set():  # stopping closed the extractor under it: not the job's fault
+                try:
+                    self._store.release_job(job, at=self._now())
+                except Exception:
+                    log.exception("releasing job %s failed; its lease runs out instead", job.id)
+                return None
             kind = "provider" if isinstance(exc, ProviderError) else type(exc).__name__
             give_up = job.attempts >= MAX_ATTEMPTS
             if not isinstance(exc, ProviderError):
@@ -141,13 +149,17 @@ class Distiller:
         keys = {same_text_key(c.text): content_hash(c.text) for c in candidates if slot_key(c) is None}
         duplicates = {same_text_key(r.text): r for r in self._store.current_derived(job.scope.user_id,
                                                                                      sorted(set(keys.values())))}
+        linked = {same_text_key(r.text): (r, event)
+                  for r, event in self._store.derived_of(job.scope.user_id, [t.id for t in turns])}
         decided = plan(
             candidates, stored, duplicates, scope=job.scope, recorded_at=self._now(),
             turn_sources={t.id: t.sources for t in turns}, extractor=self._extractor.name, text_key=same_text_key,
+            linked=linked,
         )
         vectors = (self._embed([index_text(r.text, r.name) for r in decided.inserts]) if decided.inserts
                    else np.zeros((0, 0), dtype=np.float32))
-        outcome = JobOutcome(decided.inserts, vectors, decided.retirements, decided.confirmations)
+        outcome = JobOutcome(decided.inserts, vectors, decided.retirements, decided.confirmations,
+                             decided.revivals, frozenset(decided.sufficient))
         self._store.complete_job(job, outcome, at=self._now(), actor=f"distill:{self._extractor.name}")
         return decided
 

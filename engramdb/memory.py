@@ -192,19 +192,31 @@ class Memory:
             raise InvalidInputError(f"text has {len(text)} characters; the limit is {self.config.max_message_chars}")
         meta = None if metadata is None else _check_metadata(metadata)
         vector = self.embedder.embed([index_text(text, current.name)])[0]
-        return self._store.update(
+        updated = self._store.update(
             current.id, text, vector, at=format_ts(self._clock.now()), actor=user_id or current.user_id,
             reason=reason, metadata=meta,
         )
+        self._rederive()
+        return updated
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
         """Erase a memory: its text leaves the store, its indexes and its history."""
         current = self.get(id, user_id=user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
+        self._rederive()
 
     def forget(self, *, user_id: str, agent_id: str | None = None, session_id: str | None = None) -> int:
         """Erase a whole scope. Returns how many memories were erased."""
-        return self._store.forget(Scope(user_id, agent_id, session_id))
+        erased = self._store.forget(Scope(user_id, agent_id, session_id))
+        if agent_id is not None or session_id is not None:
+            self._rederive()
+        return erased
+
+    def _rederive(self) -> None:
+        """An erasure or an update may have queued what its derived memories' other
+        sources say, to distil again (lifecycle/): the worker takes it up."""
+        if self._extractor_name() != "none":
+            self._distill().wake()
 
     def reset(self, *, confirm: bool = False) -> None:
         """Erase every memory of every user. Refused unless confirm=True."""

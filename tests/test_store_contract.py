@@ -393,9 +393,14 @@ def derived(text: str, *turns: Record, slot: str | None = None, day: int = 1, se
 
 
 def outcome(*inserts: NewRecord, retirements: tuple[Retirement, ...] = (),
-            confirmations: dict[str, tuple[str, ...]] | None = None) -> JobOutcome:
+            confirmations: dict[str, tuple[str, ...]] | None = None,
+            sufficient: set[tuple[str, str]] | None = None, revivals: tuple[str, ...] = ()) -> JobOutcome:
+    """As reconciliation hands it over: a memory distilled from one turn is said by that
+    turn alone (its link suffices)."""
     vectors = EMBED.embed([r.text for r in inserts]) if inserts else np.zeros((0, EMBED.dim), dtype=np.float32)
-    return JobOutcome(list(inserts), vectors, list(retirements), confirmations or {})
+    alone = {(r.id, r.derived_from[0]) for r in inserts if len(r.derived_from) == 1}
+    return JobOutcome(list(inserts), vectors, list(retirements), confirmations or {}, list(revivals),
+                      frozenset(alone | (sufficient or set())))
 
 
 def enqueue(store, *records: NewRecord) -> list[Record]:
@@ -541,26 +546,59 @@ def test_complete_job_retires_superseded_and_retracted_memories(store):
 
 
 def test_confirmations_add_sources_and_erasure_follows_them(store):
+    """A turn that says a memory's very text again (a link that suffices) keeps the memory
+    when its first source is erased; the last one erased takes it too."""
     _, (lisbon,) = distil(store, new("I live in Lisbon", sources=["msg-1"]), make=lambda turns: outcome(
         derived("The user lives in Lisbon", *turns, slot="user|residence")))
     (second,), written = distil(store, new("I live in Lisbon", sources=["msg-2"], day=2), day=3,
-                                make=lambda turns: outcome(confirmations={lisbon.id: (turns[0].id,)}))
+                                make=lambda turns: outcome(confirmations={lisbon.id: (turns[0].id,)},
+                                                           sufficient={(lisbon.id, turns[0].id)}))
     assert written == []
     assert sorted(store.get(lisbon.id).sources) == ["msg-1", "msg-2"]
     first = store.records_by_ids([lisbon.id], "alice")  # unchanged otherwise
     assert [v.event for v in store.history(lisbon.id)] == ["add"] and first[0].text == lisbon.text
 
     turns = [r for r in store.list(Scope("alice"), parse({"kind": "turn"}), 10, 0)]
-    assert store.delete(turns[0].id, at=ts(9), actor="alice")  # one source erased: the other remains
+    assert store.delete(turns[0].id, at=ts(9), actor="alice")  # one source erased: the other says it alone
     assert store.get(lisbon.id).sources == ["msg-2"]
+    assert store.job_stats()["pending"] == 0  # nothing to re-derive
     assert store.delete(second.id, at=ts(10), actor="alice")  # the last one: the memory goes too
     assert store.get(lisbon.id) is None
     assert store.slot_memories("alice", ["user|residence"]) == []
     history = store.history(lisbon.id)
-    assert [(v.event, v.reason) for v in history] == [("add", None), ("delete", "its sources were erased")]
+    assert [(v.event, v.reason) for v in history] == [("add", None), ("delete", "a source was erased")]
     assert all(v.text is None for v in history) and history[-1].at == ts(10)
     assert store.keyword_search(Scope("alice"), "Lisbon", [], 10) == []
     assert store.vector_search(Scope("alice"), vec("The user lives in Lisbon"), [], 10) == []
+
+
+def test_a_memory_no_live_source_says_alone_is_erased_and_its_other_sources_queued_again(store):
+    """A memory of two turns (a summary, a fact said over two turns) may quote either:
+    erasing one erases it, and what is left is distilled again."""
+    t1, t2 = enqueue(store, new("I adopted a cat", session="s1"), new("Her name is Zuzu", session="s1"))
+    job = claim(store)
+    store.complete_job(job, outcome(derived("The user has a cat named Zuzu", t1, t2)), at=ts(2, 1), actor="d")
+    zuzu = [r for r in store.list(Scope("alice"), parse({"kind": "fact"}), 10, 0)][0]
+    assert store.job_stats()["pending"] == 0
+    assert store.delete(t2.id, at=ts(9), actor="alice")
+    assert store.get(zuzu.id) is None
+    assert [(v.event, v.reason) for v in store.history(zuzu.id)] == [("add", None), ("delete", "a source was erased")]
+    assert store.keyword_search(Scope("alice"), "Zuzu", [], 10) == []
+    again = claim(store, 10)
+    assert again is not None and again.record_ids == [t1.id] and again.scope == Scope("alice", None, "s1")
+
+
+def test_a_memory_with_an_erased_turn_is_not_written_by_its_job(store):
+    """A turn erased while its job runs: what was distilled from it is not written (its
+    text may quote the erased turn); the job's other turns are distilled again."""
+    t1, t2 = enqueue(store, new("I adopted a cat"), new("Her name is Zuzu"))
+    job = claim(store)
+    assert store.delete(t2.id, at=ts(2), actor="alice")
+    written = store.complete_job(job, outcome(derived("The user has a cat named Zuzu", t1, t2),
+                                              derived("The user adopted a cat", t1)), at=ts(2, 1), actor="d")
+    assert [r.text for r in written] == ["The user adopted a cat"]
+    again = claim(store, 10)
+    assert again is not None and again.record_ids == [t1.id]
 
 
 def test_erasing_a_turn_undoes_what_its_memories_did(store):
@@ -618,10 +656,12 @@ def test_complete_job_skips_memories_of_turns_erased_meanwhile(store):
         derived("The user works at Airbus", two, slot="user|employer"),
         derived("The user lives in Paris and works at Airbus", one, two, kind="summary"),
     ), at=ts(2, 1), actor=None)
-    assert [r.text for r in written] == ["The user works at Airbus", "The user lives in Paris and works at Airbus"]
-    summary = written[1]
-    assert store.delete(two.id, at=ts(3), actor="alice")  # its one live source: it goes too
-    assert store.get(summary.id) is None and store.get(written[0].id) is None
+    # the summary may quote the erased turn: not written; its live turn is distilled again
+    assert [r.text for r in written] == ["The user works at Airbus"]
+    again = claim(store, 3)
+    assert again is not None and again.record_ids == [two.id] and again.scope == Scope("alice", None, "s1")
+    assert store.delete(two.id, at=ts(3), actor="alice")
+    assert store.get(written[0].id) is None
 
 
 def test_forget_clears_jobs_and_unlinks_turns_outside_the_scope(store):
@@ -629,7 +669,8 @@ def test_forget_clears_jobs_and_unlinks_turns_outside_the_scope(store):
         derived("The user has a cat named Luna", *turns, slot="user|pet|luna")))
     (again,), (tea,) = distil(store, new("Luna the cat loves tea", session="s2", sources=["m2"]), day=3,
                               make=lambda turns: outcome(derived("The user likes tea", *turns),
-                                                         confirmations={cat.id: (turns[0].id,)}))
+                                                         confirmations={cat.id: (turns[0].id,)},
+                                                         sufficient={(cat.id, turns[0].id)}))
     assert len(store.get(cat.id).sources) == 2
     enqueue(store, new("queued in s1", session="s1", day=4))
     enqueue(store, new("queued in s2", session="s2", day=4))
@@ -691,10 +732,10 @@ def test_no_link_outlives_its_memory_or_its_turn(store):
 
     _, (tea,) = distil(store, new("I like tea", session="s2", day=6), day=7, make=lambda turns: outcome(
         derived("The user likes tea", one, *turns)))
-    store.forget(Scope("alice", session_id="s2"))
-    assert dangling(store) == [] and links(store) == [(tea.id, one.id)]  # s1's turn still says it
-    store.delete(one.id, at=ts(8), actor="alice")
-    assert store.get(tea.id) is None and links(store) == []
+    store.forget(Scope("alice", session_id="s2"))  # tea may quote the forgotten turn: erased, s1's distilled again
+    assert dangling(store) == [] and links(store) == [] and store.get(tea.id) is None
+    later = store.claim_job(now="2999-01-01T00:00:00.000000Z", lease_until="2999-01-01T01:00:00.000000Z")
+    assert later.record_ids == [one.id]  # queued as forget ran (the clock's now)
     _, (oslo,) = distil(store, new("I live in Oslo", user="bob"), day=9, make=lambda turns: outcome(
         derived("The user lives in Oslo", *turns)))
     store.forget(Scope("bob"))
@@ -766,13 +807,14 @@ def test_forgetting_a_session_undoes_what_its_memories_did_elsewhere(store):
                                                                                  store.get(rex.id)]
 
 
-def test_a_memory_written_after_one_of_its_turns_was_erased_has_only_the_live_sources(store):
+def test_a_memory_of_a_turn_erased_before_its_job_ends_is_not_written(store):
     one, two = enqueue(store, new("I live in Paris", sources=["msg-1"]), new("I work at Airbus", sources=["msg-2"]))
     job = claim(store)
     assert store.delete(one.id, at=ts(2), actor="alice")
-    (summary,) = store.complete_job(job, outcome(
-        derived("The user lives in Paris and works at Airbus", one, two, kind="summary")), at=ts(2, 1), actor=None)
-    assert summary.sources == ["msg-2"] and store.get(summary.id).sources == ["msg-2"]
+    assert store.complete_job(job, outcome(
+        derived("The user lives in Paris and works at Airbus", one, two, kind="summary")), at=ts(2, 1),
+        actor=None) == []  # it may quote the erased turn
+    assert claim(store, 3).record_ids == [two.id]  # what is left is distilled again
 
 
 def test_a_cube_keeps_when_a_memory_stopped_being_true(store_factory, tmp_path):

@@ -71,6 +71,11 @@ class IsolatedExtractor:
             self._process = None
 
     def close(self) -> None:
+        """End the child. An extraction in flight is not waited for: the child is killed
+        and that extraction fails (its job goes back to the queue)."""
+        process = self._process
+        if process is not None and self._lock.locked():
+            process.kill()
         with self._lock:
             process, self._process = self._process, None
         if process is not None and process.poll() is None:

@@ -29,12 +29,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, InvalidInputError, NotFoundError, StorageError, UsageError
-from ..keys import index_text
+from ..keys import content_hash, index_text
+from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
-from .base import ExportedRecord, Job, JobOutcome, NewRecord, retired_by
+from .base import ExportedRecord, Job, JobOutcome, NewRecord
+from .lifecycle_sql import POSTGRES, SQLLifecycle
 from .filters import Condition, to_postgres
 from .postgres_schema import MIGRATIONS
-from .sqlite import KEYWORD_WINDOW, STOPWORDS, content_hash
+from .sqlite import KEYWORD_WINDOW, STOPWORDS
 
 T = TypeVar("T")
 
@@ -408,19 +410,21 @@ class PostgresStore:
             f"INSERT INTO keywords (rowid, user_id, tsv) VALUES (%s, %s, to_tsvector('{TEXT_CONFIG}', %s))",
             (row[0], scope.user_id, index_text(rec.text, rec.name)),
         )
-        for turn_id in rec.derived_from:
-            _link(conn, rec.id, turn_id)
+        if rec.derived_from:
+            tx = self._lifecycle(conn)
+            for turn_id in rec.derived_from:
+                tx.link(rec.id, turn_id)
         return _record(row)
 
     def update(self, id: str, text: str, vector: np.ndarray, *, at: str, actor: str | None,
                reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
         def work(conn: psycopg.Connection) -> Record | None:
             row = conn.execute(
-                "SELECT rowid, user_id, text, name, content_hash FROM records WHERE id = %s FOR UPDATE", (id,)
+                "SELECT rowid, user_id, text, name, content_hash, kind FROM records WHERE id = %s FOR UPDATE", (id,)
             ).fetchone()
             if row is None:
                 return None
-            rowid, user_id, old_text, name, old_hash = row
+            rowid, user_id, old_text, name, old_hash, kind = row
             updated = conn.execute(
                 "UPDATE records r SET text = %s, metadata = coalesce(%s::jsonb, r.metadata), updated_at = %s, "
                 f"content_hash = %s, vec = %s WHERE r.rowid = %s RETURNING {RECORD_COLUMNS}",
@@ -440,6 +444,8 @@ class PostgresStore:
                 "VALUES (%s, %s, %s, 'update', NULL, %s, %s, %s, %s)",
                 (id, last + 1, user_id, content_hash(text), at, actor, reason),
             )
+            if kind == "turn" and old_hash != content_hash(text):
+                lifecycle.outdate(self._lifecycle(conn), user_id, _record(updated), at=at, actor=actor)
             return _record(updated)
 
         record = self._write(work)
@@ -449,13 +455,10 @@ class PostgresStore:
 
     def delete(self, id: str, *, at: str, actor: str | None) -> bool:
         def work(conn: psycopg.Connection) -> bool:
-            row = conn.execute("SELECT user_id, text FROM records WHERE id = %s FOR UPDATE", (id,)).fetchone()
+            row = conn.execute("SELECT user_id FROM records WHERE id = %s FOR UPDATE", (id,)).fetchone()
             if row is None:
                 return False
-            user_id, text = row
-            _erase(conn, [id])
-            _tombstone(conn, id, user_id, text, at, actor, "deleted")
-            self._unlink_turns(conn, user_id, [id], at, actor)
+            lifecycle.erase(self._lifecycle(conn), row[0], [id], at=at, actor=actor)
             return True
 
         return self._write(work)
@@ -476,11 +479,9 @@ class PostgresStore:
                 ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
                 conn.execute("DELETE FROM versions WHERE user_id = %s", (scope.user_id,))
             else:
-                ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
-                if ids:
-                    conn.execute("DELETE FROM versions WHERE memory_id = ANY(%s)", (ids,))
-                    conn.execute("DELETE FROM derivations WHERE memory_id = ANY(%s)", (ids,))
-                    self._unlink_turns(conn, scope.user_id, ids, _now(), None)
+                ids = [row[0] for row in conn.execute(
+                    f"SELECT r.id FROM records r WHERE {where} ORDER BY r.id FOR UPDATE", params)]
+                lifecycle.erase(self._lifecycle(conn), scope.user_id, ids, at=_now(), actor=None, tombstone=False)
             return len(ids)
 
         try:
@@ -517,70 +518,13 @@ class PostgresStore:
 
     # -- derived memories and their jobs ----------------------------------------------
     #
-    # As SQLite's, statement for statement; where SQLite's single writer makes an order
-    # safe, rows are locked here: a job's row while it completes (forget deletes jobs
-    # first), its turns (KEY SHARE, against delete), and a memory before its sources
-    # are recomputed from its derivations.
+    # The lifecycle's statements are lifecycle_sql's, shared with SQLite; where SQLite's
+    # single writer makes an order safe, rows are locked here (the dialect's FOR UPDATE /
+    # FOR KEY SHARE): a job's row while it completes (forget deletes jobs first), its
+    # turns (against delete), a memory before it is confirmed or reinstated.
 
-    def _unlink_turns(self, conn: psycopg.Connection, user_id: str, erased: list[str], at: str,
-                      actor: str | None) -> None:
-        """After records were erased (turns, memories): a memory with no source left is
-        erased too; one with other live sources keeps them and drops these. What the
-        erased records retired (superseded, retracted) is true again."""
-        if not erased:
-            return
-        affected = {row[0] for row in conn.execute(
-            "DELETE FROM derivations WHERE turn_id = ANY(%s) RETURNING memory_id", (erased,))}
-        gone = set(erased)
-        for memory_id in sorted(affected):
-            row = conn.execute(
-                "SELECT user_id, text FROM records WHERE id = %s FOR UPDATE", (memory_id,)
-            ).fetchone()
-            if row is None:
-                continue
-            if conn.execute("SELECT 1 FROM derivations WHERE memory_id = %s LIMIT 1", (memory_id,)).fetchone() is None:
-                _erase(conn, [memory_id])
-                _tombstone(conn, memory_id, row[0], row[1], at, actor, "its sources were erased")
-                gone.add(memory_id)
-            else:
-                _sources_from_links(conn, memory_id)
-        self._reinstate(conn, user_id, gone, at, actor)
-
-    def _reinstate(self, conn: psycopg.Connection, user_id: str, erased: set[str], at: str,
-                   actor: str | None) -> None:
-        """Memories whose latest version retired them for a cause among `erased`, and
-        whose causes are all erased now, are true again: what erasure removed must not
-        keep acting on other memories (a retraction said by two turns holds while one is left).
-        Each is locked before its causes are looked up: of two transactions erasing the
-        last two causes, the second sees the first's erasure."""
-        candidates = [row for row in conn.execute(
-            "SELECT v.memory_id, v.reason FROM versions v WHERE v.user_id = %s "
-            "AND v.event IN ('supersede', 'retract') "
-            "AND v.version = (SELECT max(version) FROM versions WHERE memory_id = v.memory_id) ORDER BY 1",
-            (user_id,),
-        ) if retired_by(row[1]) & erased]
-        for memory_id, reason in candidates:
-            digest = conn.execute(
-                "SELECT content_hash FROM records WHERE id = %s FOR UPDATE", (memory_id,)
-            ).fetchone()
-            if digest is None:
-                continue
-            last = conn.execute(  # again, under the lock: still retired for this reason?
-                "SELECT version, event, reason FROM versions WHERE memory_id = %s ORDER BY version DESC LIMIT 1",
-                (memory_id,),
-            ).fetchone()
-            if last[1] not in ("supersede", "retract") or last[2] != reason:
-                continue
-            if conn.execute("SELECT 1 FROM records WHERE id = ANY(%s) LIMIT 1", (sorted(retired_by(reason)),)
-                            ).fetchone():
-                continue  # a cause is still there
-            conn.execute("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = %s WHERE id = %s",
-                         (at, memory_id))
-            conn.execute(
-                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                "VALUES (%s, %s, %s, 'reinstate', NULL, %s, %s, %s, 'what retired it was erased')",
-                (memory_id, last[0] + 1, user_id, digest[0], at, actor),
-            )
+    def _lifecycle(self, conn: psycopg.Connection) -> SQLLifecycle:
+        return SQLLifecycle(conn, POSTGRES, read=_read_records, remove_rows=_remove_rows)
 
     def claim_job(self, *, now: str, lease_until: str) -> Job | None:
         """The oldest job that is ready (or whose worker's lease ran out: it died), leased
@@ -626,50 +570,24 @@ class PostgresStore:
 
     def complete_job(self, job: Job, outcome: JobOutcome, *, at: str, actor: str | None) -> list[Record]:
         """Write a job's memories, retire what they supersede, and end the job, in one
-        transaction. A job that is gone (its scope was forgotten) writes nothing, and
-        turns erased meanwhile are not linked."""
-        vectors = np.ascontiguousarray(outcome.vectors, dtype=np.float32)
+        transaction (lifecycle_sql.SQLLifecycle.complete_job)."""
+        def insert(conn: psycopg.Connection, records: list[NewRecord], vectors: np.ndarray) -> None:
+            self._insert_many(conn, records, vectors, actor)
 
         def work(conn: psycopg.Connection) -> list[Record]:
-            if conn.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (job.id,)).fetchone() is None:
-                return []
-            live = {row[0] for row in conn.execute(
-                "SELECT id FROM records WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE", (list(job.record_ids),))}
-            keep = [i for i, rec in enumerate(outcome.inserts) if any(t in live for t in rec.derived_from)]
-            written = self._insert_many(conn, [outcome.inserts[i] for i in keep], vectors[keep], actor)
-            for i in keep:  # a turn erased meanwhile is not linked: its sources are not the memory's
-                if not all(t in live for t in outcome.inserts[i].derived_from):
-                    _sources_from_links(conn, outcome.inserts[i].id)
-            for retired in outcome.retirements:
-                row = conn.execute(
-                    "SELECT user_id, content_hash FROM records WHERE id = %s AND valid_to IS NULL FOR UPDATE",
-                    (retired.id,),
-                ).fetchone()
-                if row is None:
-                    continue
-                conn.execute(
-                    "UPDATE records SET valid_to = %s, expired_at = %s, updated_at = %s WHERE id = %s",
-                    (retired.valid_to, at, at, retired.id),
-                )
-                conn.execute(
-                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                    "VALUES (%s, %s, %s, %s, NULL, %s, %s, %s, %s)",
-                    (retired.id, _last_version(conn, retired.id) + 1, row[0], retired.event, row[1], at, actor,
-                     retired.reason),
-                )
-            for memory_id, turn_ids in outcome.confirmations.items():
-                if conn.execute("SELECT 1 FROM records WHERE id = %s FOR UPDATE", (memory_id,)).fetchone() is None:
-                    continue  # erased meanwhile: nothing to confirm
-                for turn_id in turn_ids:
-                    if turn_id in live:
-                        _link(conn, memory_id, turn_id)
-                _sources_from_links(conn, memory_id)
-            conn.execute("DELETE FROM jobs WHERE id = %s", (job.id,))
-            ids = [rec.id for rec in written if rec is not None]  # as stored now, sources included
-            return [_record(row) for row in conn.execute(
-                f"SELECT {RECORD_COLUMNS} FROM records r WHERE r.id = ANY(%s) ORDER BY r.rowid", (ids,))]
+            ids = self._lifecycle(conn).complete_job(job, outcome, insert, at=at, actor=actor)
+            return _read_records(conn, ids)
 
         return self._write(work)
+
+    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
+        """The memories already derived from these turns, each with its latest history event."""
+        with self._read() as conn:
+            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]
+
+    def release_job(self, job: Job, *, at: str) -> None:
+        """Give a claimed job back to the queue (the process is stopping)."""
+        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
 
     def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
@@ -918,8 +836,8 @@ class PostgresStore:
                 "SELECT id, slot FROM records WHERE user_id = %s AND slot IS NOT NULL ORDER BY rowid", (user_id,)
             ).fetchall())
             derivations = [list(row) for row in conn.execute(
-                "SELECT d.memory_id, d.turn_id, d.turn_sources FROM derivations d JOIN records r ON r.id = d.memory_id "
-                "WHERE r.user_id = %s ORDER BY d.memory_id, d.turn_id", (user_id,)
+                "SELECT d.memory_id, d.turn_id, d.turn_sources, d.suffices FROM derivations d "
+                "JOIN records r ON r.id = d.memory_id WHERE r.user_id = %s ORDER BY d.memory_id, d.turn_id", (user_id,)
             )]
             jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
                 f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = %s ORDER BY id", (user_id,)
@@ -937,10 +855,10 @@ class PostgresStore:
                     [(slot, memory_id, user_id) for memory_id, slot in data.get("slots", {}).items()],
                 )
                 cur.executemany(
-                    "INSERT INTO derivations (memory_id, turn_id, turn_sources) SELECT %s, %s, %s::jsonb "
+                    "INSERT INTO derivations (memory_id, turn_id, turn_sources, suffices) SELECT %s, %s, %s::jsonb, %s "
                     "WHERE EXISTS (SELECT 1 FROM records WHERE id = %s AND user_id = %s) ON CONFLICT DO NOTHING",
-                    [(memory_id, turn_id, json.dumps(sources), memory_id, user_id)
-                     for memory_id, turn_id, sources in data.get("derivations", [])],
+                    [(link[0], link[1], json.dumps(link[2]), int(link[3]) if len(link) > 3 else 0, link[0], user_id)
+                     for link in data.get("derivations", [])],
                 )
                 jobs = data.get("jobs", [])
                 queued = conn.execute("SELECT 1 FROM jobs WHERE user_id = %s LIMIT 1", (user_id,)).fetchone()
@@ -1069,39 +987,18 @@ def _now() -> str:
     return format_ts(SystemClock().now())
 
 
-def _erase(conn: psycopg.Connection, ids: list[str]) -> None:
-    """Remove records, their links to turns and the texts in their history (a hash stays)."""
-    conn.execute("UPDATE versions SET text = NULL WHERE memory_id = ANY(%s)", (ids,))
-    conn.execute("DELETE FROM derivations WHERE memory_id = ANY(%s)", (ids,))
-    conn.execute("DELETE FROM records WHERE id = ANY(%s)", (ids,))
+def _read_records(conn: psycopg.Connection, ids: Sequence[str]) -> list[Record]:
+    if not ids:
+        return []
+    return [_record(row) for row in conn.execute(
+        f"SELECT {RECORD_COLUMNS} FROM records r WHERE r.id = ANY(%s) ORDER BY r.rowid", (list(ids),))]
 
 
-def _tombstone(conn: psycopg.Connection, id: str, user_id: str, text: str, at: str, actor: str | None,
-               reason: str) -> None:
-    conn.execute(
-        "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-        "VALUES (%s, %s, %s, 'delete', NULL, %s, %s, %s, %s)",
-        (id, _last_version(conn, id) + 1, user_id, content_hash(text), at, actor, reason),
-    )
-
-
-def _link(conn: psycopg.Connection, memory_id: str, turn_id: str) -> None:
-    """Record that a derived memory came from a turn (and which sources it took), if both
-    still exist."""
-    conn.execute(
-        "INSERT INTO derivations (memory_id, turn_id, turn_sources) SELECT %s, id, sources FROM records "
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM records WHERE id = %s) ON CONFLICT DO NOTHING",
-        (memory_id, turn_id, memory_id),
-    )
-
-
-def _sources_from_links(conn: psycopg.Connection, memory_id: str) -> None:
-    """A derived memory's sources: those of the turns it is linked to (if any)."""
-    groups = [r[0] for r in conn.execute(
-        "SELECT turn_sources FROM derivations WHERE memory_id = %s ORDER BY turn_id", (memory_id,))]
-    if groups:
-        sources = list(dict.fromkeys(s for group in groups for s in group))
-        conn.execute("UPDATE records SET sources = %s::jsonb WHERE id = %s", (json.dumps(sources), memory_id))
+def _remove_rows(conn: psycopg.Connection, ids: list[str]) -> None:
+    """Remove records' rows (their keywords go with them: ON DELETE CASCADE; the vector is
+    in the row); the lifecycle does their history and links."""
+    if ids:
+        conn.execute("DELETE FROM records WHERE id = ANY(%s)", (list(ids),))
 
 
 def _histories(conn: psycopg.Connection, ids: list[str]) -> dict[str, list[Version]]:

@@ -102,4 +102,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         ANALYZE keywords
         """,
     ),
+    (
+        "0004_lifecycle",
+        """
+        ALTER TABLE derivations ADD COLUMN suffices INTEGER NOT NULL DEFAULT 0
+        """,
+    ),
 ]

@@ -23,9 +23,11 @@ import numpy as np
 
 from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, StorageError, UsageError
-from ..keys import index_text
+from ..keys import content_hash, index_text
+from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
-from .base import ExportedRecord, Job, JobOutcome, NewRecord, retired_by
+from .base import ExportedRecord, Job, JobOutcome, NewRecord
+from .lifecycle_sql import SQLITE, SQLLifecycle
 from .filters import Condition, to_sql
 from .sqlite_schema import MIGRATIONS
 from .vectors import Delta, ScopeState, VectorCache
@@ -54,10 +56,6 @@ KEYWORD_WINDOW = 2_000
 def user_key(user_id: str) -> str:
     """The token that names a user inside indexes (FTS owner column, vector mirrors)."""
     return "u" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
-
-
-def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def fts_terms(text: str) -> list[str]:
@@ -283,8 +281,10 @@ class SQLiteStore:
             ),
         )
         rowid = cursor.lastrowid
-        for turn_id in rec.derived_from:
-            self._link(conn, rec.id, turn_id)
+        if rec.derived_from:
+            tx = self._lifecycle(conn)
+            for turn_id in rec.derived_from:
+                tx.link(rec.id, turn_id)
         key = user_key(scope.user_id)
         conn.execute(
             "INSERT INTO fts (rowid, text, owner) VALUES (?, ?, ?)", (rowid, index_text(rec.text, rec.name), key)
@@ -301,11 +301,11 @@ class SQLiteStore:
                reason: str | None, metadata: dict[str, Any] | None = None) -> Record:
         def work(conn: sqlite3.Connection) -> int | None:
             row = conn.execute(
-                "SELECT rowid, user_id, text, metadata, name, content_hash FROM records WHERE id = ?", (id,)
+                "SELECT rowid, user_id, text, metadata, name, content_hash, kind FROM records WHERE id = ?", (id,)
             ).fetchone()
             if row is None:
                 return None
-            rowid, user_id, old_text, old_meta, name, old_hash = row
+            rowid, user_id, old_text, old_meta, name, old_hash, kind = row
             key = user_key(user_id)
             merged = json.loads(old_meta) if metadata is None else metadata
             conn.execute(
@@ -329,6 +329,9 @@ class SQLiteStore:
                 "VALUES (?, ?, ?, 'update', NULL, ?, ?, ?, ?)",
                 (id, last + 1, user_id, content_hash(text), at, actor, reason),
             )
+            if kind == "turn" and old_hash != content_hash(text):
+                turn = self._read_records(conn, [id])[0]
+                lifecycle.outdate(self._lifecycle(conn), user_id, turn, at=at, actor=actor)
             return rowid
 
         rowid = self._write(work)
@@ -347,41 +350,40 @@ class SQLiteStore:
 
     def delete(self, id: str, *, at: str, actor: str | None) -> bool:
         def work(conn: sqlite3.Connection) -> bool:
-            row = conn.execute("SELECT rowid, user_id, text FROM records WHERE id = ?", (id,)).fetchone()
+            row = conn.execute("SELECT user_id FROM records WHERE id = ?", (id,)).fetchone()
             if row is None:
                 return False
-            rowid, user_id, text = row
-            self._erase_rows(conn, user_key(user_id), [rowid])
-            self._tombstone(conn, id, user_id, text, at, actor, "deleted")
-            self._unlink_turns(conn, user_id, [id], at, actor)
+            lifecycle.erase(self._lifecycle(conn), row[0], [id], at=at, actor=actor)
             return True
 
         return self._write(work)
 
-    def _tombstone(self, conn: sqlite3.Connection, id: str, user_id: str, text: str, at: str, actor: str | None,
-                   reason: str) -> None:
-        last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?", (id,)).fetchone()[0] or 0
-        conn.execute(
-            "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-            "VALUES (?, ?, ?, 'delete', NULL, ?, ?, ?, ?)",
-            (id, last + 1, user_id, content_hash(text), at, actor, reason),
-        )
+    def _lifecycle(self, conn: sqlite3.Connection) -> SQLLifecycle:
+        return SQLLifecycle(conn, SQLITE, read=self._read_records, remove_rows=self._remove_rows)
 
-    def _erase_rows(self, conn: sqlite3.Connection, key: str, rowids: list[int]) -> None:
-        """Remove records everywhere: row, keywords, vectors, and the texts in history."""
-        for start in range(0, len(rowids), 500):
-            chunk = rowids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            conn.execute(
-                f"UPDATE versions SET text = NULL WHERE memory_id IN (SELECT id FROM records WHERE rowid IN ({marks}))",
-                chunk,
-            )
-            conn.execute(
-                f"DELETE FROM derivations WHERE memory_id IN (SELECT id FROM records WHERE rowid IN ({marks}))", chunk
-            )
-            conn.execute(f"DELETE FROM fts WHERE rowid IN ({marks})", chunk)
-            self._remove_vectors(conn, key, f"record_rowid IN ({marks})", chunk)
-            conn.execute(f"DELETE FROM records WHERE rowid IN ({marks})", chunk)
+    def _read_records(self, conn: sqlite3.Connection, ids: Sequence[str]) -> list[Record]:
+        out: list[Record] = []
+        for start in range(0, len(ids), 500):
+            chunk = list(ids[start:start + 500])
+            out += [_record(row) for row in conn.execute(
+                f"SELECT {RECORD_COLUMNS} FROM records r WHERE r.id IN ({','.join('?' * len(chunk))}) ORDER BY r.rowid",
+                chunk)]
+        return out
+
+    def _remove_rows(self, conn: sqlite3.Connection, ids: list[str]) -> None:
+        """Remove records' rows, keywords and vectors (the lifecycle does their history)."""
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            rows = conn.execute(
+                f"SELECT rowid, user_id FROM records WHERE id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+            by_user: dict[str, list[int]] = {}
+            for rowid, user_id in rows:
+                by_user.setdefault(user_id, []).append(rowid)
+            for user_id, rowids in by_user.items():
+                marks = ",".join("?" * len(rowids))
+                conn.execute(f"DELETE FROM fts WHERE rowid IN ({marks})", rowids)
+                self._remove_vectors(conn, user_key(user_id), f"record_rowid IN ({marks})", rowids)
+                conn.execute(f"DELETE FROM records WHERE rowid IN ({marks})", rowids)
 
     def forget(self, scope: Scope) -> int:
         key = user_key(scope.user_id)
@@ -410,14 +412,10 @@ class SQLiteStore:
                     (key,),
                 )
             else:
-                ids = [row[0] for row in conn.execute(f"SELECT r.id FROM records r WHERE {where}", params)]
-                self._erase_rows(conn, key, rowids)
-                for start in range(0, len(ids), 500):
-                    chunk = ids[start:start + 500]
-                    conn.execute(f"DELETE FROM versions WHERE memory_id IN ({','.join('?' * len(chunk))})", chunk)
-                self._unlink_turns(conn, scope.user_id, ids, _now(), None)
                 job_where, job_params = _scope_sql(scope, "jobs")
                 conn.execute(f"DELETE FROM jobs WHERE {job_where}", job_params)
+                ids = [row[0] for row in conn.execute(f"SELECT r.id FROM records r WHERE {where}", params)]
+                lifecycle.erase(self._lifecycle(conn), scope.user_id, ids, at=_now(), actor=None, tombstone=False)
             return len(rowids)
 
         count = self._write(work)
@@ -445,78 +443,6 @@ class SQLiteStore:
             raise StorageError(f"compacting {self.path} failed: {exc}") from exc
 
     # -- derived memories and their jobs ----------------------------------------------
-
-    def _link(self, conn: sqlite3.Connection, memory_id: str, turn_id: str) -> None:
-        """Record that a derived memory came from a turn (and which sources it took), if
-        both still exist."""
-        conn.execute(
-            "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources) SELECT ?, id, sources "
-            "FROM records WHERE id = ? AND EXISTS (SELECT 1 FROM records WHERE id = ?)",
-            (memory_id, turn_id, memory_id),
-        )
-
-    def _sources_from_links(self, conn: sqlite3.Connection, memory_id: str) -> None:
-        """A derived memory's sources: those of the turns it is linked to (if any)."""
-        groups = [json.loads(r[0]) for r in conn.execute(
-            "SELECT turn_sources FROM derivations WHERE memory_id = ? ORDER BY turn_id", (memory_id,))]
-        if groups:
-            sources = list(dict.fromkeys(s for group in groups for s in group))
-            conn.execute("UPDATE records SET sources = ? WHERE id = ?", (json.dumps(sources), memory_id))
-
-    def _unlink_turns(self, conn: sqlite3.Connection, user_id: str, erased: list[str], at: str,
-                      actor: str | None) -> None:
-        """After records were erased (turns, memories): a memory with no source left is
-        erased too; one with other live sources keeps them and drops these. What the
-        erased records retired (superseded, retracted) is true again."""
-        key = user_key(user_id)
-        affected: set[str] = set()
-        for start in range(0, len(erased), 500):
-            chunk = erased[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            affected.update(row[0] for row in conn.execute(
-                f"SELECT memory_id FROM derivations WHERE turn_id IN ({marks})", chunk))
-            conn.execute(f"DELETE FROM derivations WHERE turn_id IN ({marks})", chunk)
-        gone = set(erased)
-        for memory_id in sorted(affected):
-            row = conn.execute("SELECT rowid, user_id, text FROM records WHERE id = ?", (memory_id,)).fetchone()
-            if row is None:
-                continue
-            if conn.execute("SELECT 1 FROM derivations WHERE memory_id = ?", (memory_id,)).fetchone() is None:
-                self._erase_rows(conn, key, [row[0]])
-                self._tombstone(conn, memory_id, row[1], row[2], at, actor, "its sources were erased")
-                gone.add(memory_id)
-            else:
-                self._sources_from_links(conn, memory_id)
-        self._reinstate(conn, user_id, gone, at, actor)
-
-    def _reinstate(self, conn: sqlite3.Connection, user_id: str, erased: set[str], at: str,
-                   actor: str | None) -> None:
-        """Memories whose latest version retired them for a cause among `erased`, and
-        whose causes are all erased now, are true again: what erasure removed must not
-        keep acting on other memories (a retraction said by two turns holds while one is left)."""
-        rows = conn.execute(
-            "SELECT v.memory_id, v.version, v.reason FROM versions v WHERE v.user_id = ? "
-            "AND v.event IN ('supersede', 'retract') "
-            "AND v.version = (SELECT max(version) FROM versions WHERE memory_id = v.memory_id) ORDER BY 1",
-            (user_id,),
-        ).fetchall()
-        for memory_id, version, reason in rows:
-            causes = retired_by(reason)
-            if not causes & erased:
-                continue
-            marks = ",".join("?" * len(causes))
-            if conn.execute(f"SELECT 1 FROM records WHERE id IN ({marks}) LIMIT 1", sorted(causes)).fetchone():
-                continue  # a cause is still there
-            digest = conn.execute("SELECT content_hash FROM records WHERE id = ?", (memory_id,)).fetchone()
-            if digest is None:
-                continue
-            conn.execute("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = ? WHERE id = ?",
-                         (at, memory_id))
-            conn.execute(
-                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                "VALUES (?, ?, ?, 'reinstate', NULL, ?, ?, ?, 'what retired it was erased')",
-                (memory_id, version + 1, user_id, digest[0], at, actor),
-            )
 
     def claim_job(self, *, now: str, lease_until: str) -> Job | None:
         """The oldest job that is ready (or whose worker's lease ran out: it died), leased
@@ -566,47 +492,21 @@ class SQLiteStore:
 
     def complete_job(self, job: Job, outcome: JobOutcome, *, at: str, actor: str | None) -> list[Record]:
         """Write a job's memories, retire what they supersede, and end the job, in one
-        transaction. A job that is gone (its scope was forgotten) writes nothing, and
-        turns erased meanwhile are not linked."""
-        vectors = np.ascontiguousarray(outcome.vectors, dtype=np.float32)
+        transaction (lifecycle_sql.SQLLifecycle.complete_job)."""
+        def insert(conn: sqlite3.Connection, records: list[NewRecord], vectors: np.ndarray) -> None:
+            self._insert_many(conn, records, vectors, actor)
 
-        def work(conn: sqlite3.Connection) -> list[int]:
-            if conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job.id,)).fetchone() is None:
-                return []
-            live = {row[0] for row in conn.execute(
-                f"SELECT id FROM records WHERE id IN ({','.join('?' * len(job.record_ids))})", job.record_ids)}
-            keep = [i for i, rec in enumerate(outcome.inserts) if any(t in live for t in rec.derived_from)]
-            rowids = self._insert_many(conn, [outcome.inserts[i] for i in keep], vectors[keep], actor)
-            for i in keep:  # a turn erased meanwhile is not linked: its sources are not the memory's
-                if not all(t in live for t in outcome.inserts[i].derived_from):
-                    self._sources_from_links(conn, outcome.inserts[i].id)
-            for retired in outcome.retirements:
-                row = conn.execute(
-                    "SELECT user_id FROM records WHERE id = ? AND valid_to IS NULL", (retired.id,)
-                ).fetchone()
-                if row is None:
-                    continue
-                conn.execute(
-                    "UPDATE records SET valid_to = ?, expired_at = ?, updated_at = ? WHERE id = ?",
-                    (retired.valid_to, at, at, retired.id),
-                )
-                last = conn.execute("SELECT max(version) FROM versions WHERE memory_id = ?",
-                                    (retired.id,)).fetchone()[0] or 0
-                digest = conn.execute("SELECT content_hash FROM records WHERE id = ?", (retired.id,)).fetchone()[0]
-                conn.execute(
-                    "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
-                    "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
-                    (retired.id, last + 1, row[0], retired.event, digest, at, actor, retired.reason),
-                )
-            for memory_id, turn_ids in outcome.confirmations.items():
-                for turn_id in turn_ids:
-                    if turn_id in live:
-                        self._link(conn, memory_id, turn_id)  # not if the memory was erased meanwhile
-                self._sources_from_links(conn, memory_id)
-            conn.execute("DELETE FROM jobs WHERE id = ?", (job.id,))
-            return rowids
+        ids = self._write(lambda conn: self._lifecycle(conn).complete_job(job, outcome, insert, at=at, actor=actor))
+        return self.records_by_ids(ids, job.scope.user_id)
 
-        return self._by_rowid_order(self._write(work))
+    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
+        """The memories already derived from these turns, each with its latest history event."""
+        with self._read() as conn:
+            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]
+
+    def release_job(self, job: Job, *, at: str) -> None:
+        """Give a claimed job back to the queue (the process is stopping)."""
+        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
 
     def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
@@ -915,9 +815,9 @@ class SQLiteStore:
         with self._read() as conn:
             slots = dict(conn.execute(
                 "SELECT id, slot FROM records WHERE user_id = ? AND slot IS NOT NULL ORDER BY rowid", (user_id,)))
-            derivations = [[m, t, json.loads(s)] for m, t, s in conn.execute(
-                "SELECT d.memory_id, d.turn_id, d.turn_sources FROM derivations d JOIN records r ON r.id = d.memory_id "
-                "WHERE r.user_id = ? ORDER BY d.memory_id, d.turn_id", (user_id,))]
+            derivations = [[m, t, json.loads(s), n] for m, t, s, n in conn.execute(
+                "SELECT d.memory_id, d.turn_id, d.turn_sources, d.suffices FROM derivations d "
+                "JOIN records r ON r.id = d.memory_id WHERE r.user_id = ? ORDER BY d.memory_id, d.turn_id", (user_id,))]
             jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
                 f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = ? ORDER BY id", (user_id,))]
         for job in jobs:
@@ -929,9 +829,10 @@ class SQLiteStore:
             conn.executemany("UPDATE records SET slot = ? WHERE id = ? AND user_id = ?",
                              [(slot, m, user_id) for m, slot in data.get("slots", {}).items()])
             conn.executemany(
-                "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources) SELECT ?, ?, ? "
+                "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources, suffices) SELECT ?, ?, ?, ? "
                 "WHERE EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?)",
-                [(m, t, json.dumps(src), m, user_id) for m, t, src in data.get("derivations", [])])
+                [(link[0], link[1], json.dumps(link[2]), int(link[3]) if len(link) > 3 else 0, link[0], user_id)
+                 for link in data.get("derivations", [])])
             jobs = data.get("jobs", [])
             if jobs and conn.execute("SELECT 1 FROM jobs WHERE user_id = ? LIMIT 1", (user_id,)).fetchone() is None:
                 conn.executemany(

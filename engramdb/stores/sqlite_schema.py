@@ -96,4 +96,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX jobs_user ON jobs (user_id);
         """,
     ),
+    (
+        "0004_lifecycle",
+        """
+        ALTER TABLE derivations ADD COLUMN suffices INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

@@ -1,0 +1,320 @@
+"""The lifecycle's statements, written once for SQLite and PostgreSQL over a small
+dialect (placeholders, lists, JSON, row locks). A store hands `SQLLifecycle` its open
+write transaction and the two things that are its own: how to read records on that
+connection and how to remove a record's rows from its indexes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..keys import content_hash
+from ..lifecycle.engine import retired_entry
+from ..lifecycle.policy import Derived, Link, Retired
+from ..types import Record, Scope
+from .base import Job, JobOutcome, NewRecord
+
+CHUNK = 500
+REDERIVED = "re-derived from its sources"
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the backends in these statements."""
+
+    name: str
+    mark: str  # "?" or "%s"
+    lock: str  # appended to a SELECT that must lock its rows ("" where one writer holds the file)
+    share_lock: str  # the same, for rows that must only not be deleted meanwhile
+    json_mark: str  # a placeholder for a JSON value
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", self.mark).replace("{json}", self.json_mark)
+
+    def in_list(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        if self.name == "postgresql":
+            return f"{column} = ANY({self.mark})", [list(values)]
+        return f"{column} IN ({','.join(self.mark * 1 for _ in values)})", list(values)
+
+    def load_json(self, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+
+SQLITE = Dialect("sqlite", "?", "", "", "?")
+POSTGRES = Dialect("postgresql", "%s", " FOR UPDATE", " FOR KEY SHARE", "%s::jsonb")
+
+
+def chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
+    values = list(values)
+    for start in range(0, len(values), CHUNK):
+        yield values[start:start + CHUNK]
+
+
+class SQLLifecycle:
+    """`lifecycle.LifecycleTx` over one open write transaction."""
+
+    def __init__(self, conn: Any, dialect: Dialect, *, read: Callable[[Any, Sequence[str]], list[Record]],
+                 remove_rows: Callable[[Any, list[str]], None]) -> None:
+        self.conn = conn
+        self.d = dialect
+        self._read = read
+        self._remove_rows = remove_rows
+
+    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return list(self.conn.execute(self.d.sql(statement), list(params)).fetchall())
+
+    def _run(self, statement: str, params: Sequence[Any] = ()) -> None:
+        self.conn.execute(self.d.sql(statement), list(params))
+
+    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
+        where, params = self.d.in_list(column, values)
+        return where.replace(self.d.mark, "?"), params
+
+    # -- links --------------------------------------------------------------------------
+
+    def link(self, memory_id: str, source_id: str, *, suffices: bool = False) -> None:
+        """Record that a memory was derived from a source (and which sources the source
+        carried), if both exist; a link that suffices stays so."""
+        self._run(
+            "INSERT INTO derivations (memory_id, turn_id, turn_sources, suffices) SELECT ?, id, sources, ? "
+            "FROM records WHERE id = ? AND EXISTS (SELECT 1 FROM records WHERE id = ?) "
+            "ON CONFLICT (memory_id, turn_id) DO UPDATE SET suffices = "
+            "CASE WHEN excluded.suffices = 1 THEN 1 ELSE derivations.suffices END",
+            (memory_id, 1 if suffices else 0, source_id, memory_id),
+        )
+
+    def links_of(self, memory_ids: Sequence[str]) -> list[Link]:
+        out = []
+        for chunk in chunks(memory_ids):
+            where, params = self._in("memory_id", chunk)
+            out += [Link(m, t, bool(s)) for m, t, s in self._rows(
+                f"SELECT memory_id, turn_id, suffices FROM derivations WHERE {where} ORDER BY memory_id, turn_id",
+                params)]
+        return out
+
+    def derived_from_any(self, source_ids: Sequence[str]) -> list[Derived]:
+        ids: list[str] = []
+        for chunk in chunks(source_ids):
+            where, params = self._in("turn_id", chunk)
+            ids += [row[0] for row in self._rows(f"SELECT DISTINCT memory_id FROM derivations WHERE {where}", params)]
+        ids = sorted(set(ids))
+        if not ids:
+            return []
+        links: dict[str, list[Link]] = {}
+        for link in self.links_of(ids):
+            links.setdefault(link.memory_id, []).append(link)
+        return [
+            Derived(r.id, r.kind, Scope(r.user_id, r.agent_id, r.session_id), tuple(links.get(r.id, ())),
+                    current=r.valid_to is None)
+            for r in self._read(self.conn, ids)
+        ]
+
+    def narrow_sources(self, memory_ids: Sequence[str]) -> None:
+        for memory_id in memory_ids:
+            groups = [self.d.load_json(row[0]) for row in self._rows(
+                "SELECT turn_sources FROM derivations WHERE memory_id = ? ORDER BY turn_id", (memory_id,))]
+            if groups:
+                sources = list(dict.fromkeys(s for group in groups for s in group))
+                self._run("UPDATE records SET sources = {json} WHERE id = ?", (json.dumps(sources), memory_id))
+
+    def unlink(self, memory_ids: Sequence[str], source_id: str) -> None:
+        for chunk in chunks(memory_ids):
+            where, params = self._in("memory_id", chunk)
+            self._run(f"DELETE FROM derivations WHERE turn_id = ? AND {where}", [source_id, *params])
+
+    # -- erasure and history ------------------------------------------------------------
+
+    def _last_versions(self, ids: Sequence[str]) -> dict[str, tuple[int, str, str | None]]:
+        """Each memory's latest version: (number, event, reason)."""
+        out = {}
+        for chunk in chunks(ids):
+            where, params = self._in("v.memory_id", chunk)
+            out.update({m: (n, e, r) for m, n, e, r in self._rows(
+                f"SELECT v.memory_id, v.version, v.event, v.reason FROM versions v WHERE {where} "
+                "AND v.version = (SELECT max(w.version) FROM versions w WHERE w.memory_id = v.memory_id)", params)})
+        return out
+
+    def _add_versions(self, rows: Sequence[tuple[str, str, str, str, str, str | None, str | None]]) -> None:
+        """Versions (memory id, user id, event, content hash, at, actor, reason), each
+        numbered after the memory's latest."""
+        last = self._last_versions([row[0] for row in rows])
+        for memory_id, user_id, event, digest, at, actor, reason in rows:
+            number = last.get(memory_id, (0, "", None))[0] + 1
+            last[memory_id] = (number, event, reason)
+            self._run(
+                "INSERT INTO versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+                "VALUES (?, ?, ?, ?, NULL, ?, ?, ?, ?)",
+                (memory_id, number, user_id, event, digest, at, actor, reason),
+            )
+
+    def erase_records(self, ids: Sequence[str], *, at: str, actor: str | None, reason: str | None) -> None:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return
+        found = []
+        for chunk in chunks(ids):
+            where, params = self._in("id", chunk)
+            found += self._rows(f"SELECT id, user_id, text FROM records WHERE {where} ORDER BY id{self.d.lock}", params)
+        for chunk in chunks(ids):
+            where, params = self._in("memory_id", chunk)
+            if reason is None:
+                self._run(f"DELETE FROM versions WHERE {where}", params)
+            else:
+                self._run(f"UPDATE versions SET text = NULL WHERE {where}", params)
+            self._run(f"DELETE FROM derivations WHERE {where}", params)
+            where, params = self._in("turn_id", chunk)
+            self._run(f"DELETE FROM derivations WHERE {where}", params)
+        self._remove_rows(self.conn, [row[0] for row in found])
+        if reason is not None:
+            self._add_versions([(id, user_id, "delete", content_hash(text), at, actor, reason)
+                                for id, user_id, text in found])
+
+    def outdate(self, ids: Sequence[str], *, at: str, actor: str | None, reason: str) -> None:
+        self._retire(ids, "outdate", at=at, actor=actor, reason=reason, valid_to=at)
+
+    def _retire(self, ids: Sequence[str], event: str, *, at: str, actor: str | None, reason: str,
+                valid_to: str) -> list[str]:
+        """Current memories among `ids` stop being true at `valid_to`; returns those retired."""
+        rows = []
+        for chunk in chunks(ids):
+            where, params = self._in("id", chunk)
+            rows += self._rows(
+                f"SELECT id, user_id, content_hash FROM records WHERE {where} AND valid_to IS NULL ORDER BY id"
+                f"{self.d.lock}", params)
+        for id, _, _ in rows:
+            self._run("UPDATE records SET valid_to = ?, expired_at = ?, updated_at = ? WHERE id = ?",
+                      (valid_to, at, at, id))
+        self._add_versions([(id, user_id, event, digest, at, actor, reason) for id, user_id, digest in rows])
+        return [row[0] for row in rows]
+
+    def retire(self, id: str, event: str, *, valid_to: str, at: str, actor: str | None, reason: str) -> None:
+        self._retire([id], event, at=at, actor=actor, reason=reason, valid_to=valid_to)
+
+    def retired_for(self, user_id: str, causes: set[str]) -> list[Retired]:
+        rows = self._rows(
+            "SELECT v.memory_id, v.reason FROM versions v WHERE v.user_id = ? AND v.event IN ('supersede', 'retract') "
+            "AND v.version = (SELECT max(w.version) FROM versions w WHERE w.memory_id = v.memory_id) ORDER BY 1",
+            (user_id,),
+        )
+        from .base import retired_by
+
+        wanted = {memory_id: reason for memory_id, reason in rows if retired_by(reason) & causes}
+        if not wanted:
+            return []
+        if self.d.lock:  # lock, then look again: of two erasures of a memory's last two causes, the second sees the first
+            for chunk in chunks(sorted(wanted)):
+                where, params = self._in("id", chunk)
+                self._rows(f"SELECT id FROM records WHERE {where} ORDER BY id{self.d.lock}", params)
+            latest = self._last_versions(sorted(wanted))
+            wanted = {m: r for m, r in wanted.items() if latest.get(m, (0, "", None))[1:] in
+                      (("supersede", r), ("retract", r))}
+        return [retired_entry(record, wanted[record.id]) for record in self._read(self.conn, sorted(wanted))]
+
+    def holding(self, ids: set[str]) -> set[str]:
+        if not ids:
+            return set()
+        present = []
+        for chunk in chunks(sorted(ids)):
+            where, params = self._in("id", chunk)
+            present += [row[0] for row in self._rows(f"SELECT id FROM records WHERE {where}", params)]
+        latest = self._last_versions(present)
+        return {id for id in present if latest.get(id, (0, "", None))[1] != "outdate"}
+
+    def slot_current(self, user_id: str, slots: Sequence[str]) -> list[Record]:
+        if not slots:
+            return []
+        ids = []
+        for chunk in chunks(slots):
+            where, params = self._in("slot", chunk)
+            ids += [row[0] for row in self._rows(
+                f"SELECT id FROM records WHERE user_id = ? AND {where} AND valid_to IS NULL", [user_id, *params])]
+        return self._read(self.conn, ids)
+
+    def reinstate(self, ids: Sequence[str], *, at: str, actor: str | None, reason: str) -> None:
+        rows = []
+        for chunk in chunks(ids):
+            where, params = self._in("id", chunk)
+            rows += self._rows(f"SELECT id, user_id, content_hash FROM records WHERE {where} ORDER BY id", params)
+        for id, _, _ in rows:
+            self._run("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = ? WHERE id = ?", (at, id))
+        self._add_versions([(id, user_id, "reinstate", digest, at, actor, reason) for id, user_id, digest in rows])
+
+    def derived_of(self, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
+        """The memories already derived from these turns, each with its latest event."""
+        ids: list[str] = []
+        for chunk in chunks(turn_ids):
+            where, params = self._in("turn_id", chunk)
+            ids += [row[0] for row in self._rows(f"SELECT DISTINCT memory_id FROM derivations WHERE {where}", params)]
+        records = self._read(self.conn, sorted(set(ids)))
+        events = self.latest_events([r.id for r in records])
+        return [(r, events.get(r.id, "add")) for r in records]
+
+    def latest_events(self, ids: Sequence[str]) -> dict[str, str]:
+        return {id: event for id, (_, event, _) in self._last_versions(ids).items()}
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def complete_job(self, job: Job, outcome: JobOutcome, insert: Callable[[Any, list[NewRecord], np.ndarray], None],
+                     *, at: str, actor: str | None) -> list[str]:
+        """Write a job's memories, retirements, revivals and confirmations and end the job,
+        in this transaction; returns the ids written. A job that is gone (its scope was
+        forgotten) writes nothing. A memory one of whose turns was erased meanwhile is not
+        written (its text may quote the erased turn): its live turns are distilled again."""
+        if not self._rows(f"SELECT 1 FROM jobs WHERE id = ?{self.d.lock}", (job.id,)):
+            return []
+        live: set[str] = set()
+        named = dict.fromkeys([*job.record_ids, *(t for rec in outcome.inserts for t in rec.derived_from),
+                               *(t for turns in outcome.confirmations.values() for t in turns)])
+        for chunk in chunks(sorted(named)):
+            where, params = self._in("id", chunk)
+            live.update(row[0] for row in self._rows(
+                f"SELECT id FROM records WHERE {where} ORDER BY id{self.d.share_lock}", params))
+        keep = [i for i, rec in enumerate(outcome.inserts) if all(t in live for t in rec.derived_from)]
+        again = {t: None for rec in outcome.inserts if not all(t in live for t in rec.derived_from)
+                 for t in rec.derived_from if t in live}
+        records = [outcome.inserts[i] for i in keep]
+        vectors = np.ascontiguousarray(outcome.vectors, dtype=np.float32)
+        insert(self.conn, records, vectors[keep] if keep else vectors[:0])
+        for rec in records:
+            for turn_id in rec.derived_from:
+                self.link(rec.id, turn_id, suffices=(rec.id, turn_id) in outcome.sufficient)
+        for retired in outcome.retirements:
+            self._retire([retired.id], retired.event, at=at, actor=actor, reason=retired.reason,
+                         valid_to=retired.valid_to)
+        revive = [id for id, event in self.latest_events(outcome.revivals).items() if event == "outdate"]
+        self.reinstate(revive, at=at, actor=actor, reason=REDERIVED)
+        for memory_id, turn_ids in outcome.confirmations.items():
+            if not self._rows(f"SELECT 1 FROM records WHERE id = ?{self.d.lock}", (memory_id,)):
+                continue  # erased meanwhile: nothing to confirm
+            for turn_id in turn_ids:
+                if turn_id in live:
+                    self.link(memory_id, turn_id, suffices=(memory_id, turn_id) in outcome.sufficient)
+            self.narrow_sources([memory_id])
+        if again:
+            self.enqueue(job.scope, list(again), at=at)
+        self._run("DELETE FROM jobs WHERE id = ?", (job.id,))
+        return [rec.id for rec in records]
+
+    def session_turns(self, scope: Scope, limit: int) -> list[str]:
+        where, params = "user_id = ? AND session_id = ? AND kind = 'turn'", [scope.user_id, scope.session_id]
+        if scope.agent_id is not None:
+            where, params = where + " AND agent_id = ?", params + [scope.agent_id]
+        rows = self._rows(f"SELECT id FROM records WHERE {where} ORDER BY created_at DESC, id LIMIT ?", [*params, limit])
+        return [row[0] for row in reversed(rows)]
+
+    def release_job(self, job_id: int, *, at: str) -> None:
+        """A claimed job goes back to the queue at once, its attempt not counted."""
+        self._run("UPDATE jobs SET state = 'pending', not_before = ?, updated_at = ?, "
+                  "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ? AND state = 'running'",
+                  (at, at, job_id))
+
+    def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str) -> None:
+        self._run(
+            "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
+            "VALUES (?, ?, ?, {json}, ?, ?, ?)",
+            (scope.user_id, scope.agent_id, scope.session_id, json.dumps(list(turn_ids)), at, at, at),
+        )
