@@ -119,8 +119,8 @@ def test_mcp_tools_of_another_tenant_find_nothing(world):
                                                       "filters": {"id": ids[0]}}),
                     await client.call_tool("list_memories", {"user_id": "alice"}),
                     await client.call_tool("context", {"query": "vault code", "user_id": "alice"}),
-                    await client.call_tool("forget", {"user_id": "alice", "memory_id": ids[0]}),
-                    await client.call_tool("forget", {"user_id": "alice"}),
+                    await client.call_tool("forget", {"user_id": "alice", "memory_id": ids[0], "confirm": True}),
+                    await client.call_tool("forget", {"user_id": "alice", "confirm": True}),
                 ]
 
     recall, recall_by_id, listed, block, forget_one, forget_all = asyncio.run(run())
