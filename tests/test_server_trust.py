@@ -304,3 +304,25 @@ def test_tenants_are_spelt_one_way(tmp_path):
     assert made.exit_code == 2 and "tenant" in made.stderr
     served = CliRunner(env=ENV).invoke(main, ["--store", store, "serve", "--mcp-stdio", "--tenant", " acme"])
     assert served.exit_code == 2 and "tenant" in served.stderr
+
+
+def test_skip_empty_leaves_out_empty_turns_or_says_why_it_cannot(server):
+    import inspect
+
+    from engramdb import Memory
+
+    acme = server.client("acme")
+    batch = {"messages": ["first", {"content": "   "}, "", "last"], "user_id": "alice"}
+    strict = acme.post("/v1/memories", json=batch)
+    assert_error(strict, 422, "InvalidInputError", "messages[1]")  # the strict default: nothing stored
+    assert acme.get("/v1/stats").json()["records"] == 0
+    lenient = acme.post("/v1/memories", json={**batch, "skip_empty": True})
+    if "skip_empty" in inspect.signature(Memory.add).parameters:
+        assert lenient.status_code == 201, lenient.text
+        assert [r["text"] for r in lenient.json()["records"]] == ["first", "last"]
+        assert lenient.json()["skipped"] == 2
+    else:  # an engramdb without it: a clear 400, nothing stored
+        assert_error(lenient, 400, "UsageError", "skip_empty")
+        assert acme.get("/v1/stats").json()["records"] == 0
+    assert_error(acme.post("/v1/memories", json={**batch, "skip_empty": "yes"}), 422, "InvalidInputError",
+                 "skip_empty")

@@ -203,12 +203,12 @@ def list_(tenant: str | None, as_json: bool) -> None:
         return
     table = Table()
     table.add_column("key id", no_wrap=True, min_width=12)  # whole: what `keys revoke` takes
-    for column in ("tenant", "name", "users", "default user", "access", "created", "last used", "revoked"):
-        table.add_column(column, overflow="fold")
+    for column in ("tenant", "name", "users", "access", "created", "last used", "revoked"):
+        table.add_column(column)
     for k in found:
-        table.add_row(k.key_id, k.tenant, k.name or "", k.scope.describe(), k.scope.default or "",
-                      "read-only" if k.read_only else "read-write", k.created_at[:19], (k.last_used_at or "")[:19],
-                      (k.revoked_at or "")[:19])
+        users = k.scope.describe() + (f" (default {k.scope.default})" if k.scope.default else "")
+        table.add_row(k.key_id, k.tenant, k.name or "", users, "read-only" if k.read_only else "read-write",
+                      k.created_at[:10], (k.last_used_at or "")[:16].replace("T", " "), (k.revoked_at or "")[:10])
     _console().print(table)
 
 
