@@ -82,3 +82,21 @@ def stop_deployment(live: LiveServer, deployment: Deployment) -> None:
     for client in deployment.clients:
         client.close()
     live.stop()
+
+
+def over_mcp(deployment: Deployment, who: str, calls):
+    """Run `calls(client)` (a coroutine function) in an MCP session over streamable HTTP,
+    authenticated with the key `who`; its result."""
+    import asyncio
+
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async def run():
+        headers = {"Authorization": f"Bearer {deployment.secrets[who]}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            async with Client(streamable_http_client(deployment.url + "/mcp", http_client=http)) as client:
+                return await calls(client)
+
+    return asyncio.run(run())

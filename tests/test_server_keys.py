@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -160,3 +161,121 @@ def test_engram_serve_listens_on_loopback_and_wants_keys(tmp_path):
     requests = [entry for entry in logs if entry.get("event") == "request"]
     assert [r["status"] for r in requests] == [200, 200, 401, 200]
     assert requests[-1]["tenant"] == "t" and secret not in stderr
+
+
+# -- keys that name their users ------------------------------------------------------------
+
+
+def test_a_key_keeps_the_users_it_reaches(keys):
+    from engramdb.server.scopes import UserScope
+
+    one = keys.create("acme", users=["alice"])
+    several = keys.create("acme", users=["alice", "bob", "alice"], default_user="bob")
+    prefix = keys.create("acme", user_prefix="app1:", name="app")
+    everyone = keys.create("acme", default_user="ops")
+    assert one.key.scope == UserScope(users=("alice",), default="alice")  # one user is its default
+    assert several.key.scope == UserScope(users=("alice", "bob"), default="bob")
+    assert prefix.key.scope == UserScope(prefix="app1:") and everyone.key.scope == UserScope(default="ops")
+    for made in (one, several, prefix, everyone):
+        assert keys.get(made.key.key_id) == made.key and keys.verify(made.secret) == made.key
+    assert {k.key_id: k.scope for k in keys.list()} == {m.key.key_id: m.key.scope
+                                                        for m in (one, several, prefix, everyone)}
+    assert prefix.key.to_dict()["users"] == [] and prefix.key.to_dict()["user_prefix"] == "app1:"
+    assert several.key.to_dict()["users"] == ["alice", "bob"] and several.key.to_dict()["default_user"] == "bob"
+    assert not everyone.key.scope.restricted and everyone.key.scope.allows("anyone")
+    assert prefix.key.scope.allows("app1:carol") and not prefix.key.scope.allows("app2:carol")
+
+
+@pytest.mark.parametrize("options,match", [
+    ({"users": ["alice"], "default_user": "bob"}, "default user"),
+    ({"user_prefix": "app1:", "default_user": "app2:x"}, "default user"),
+    ({"users": "alice"}, "list"),
+    ({"users": [""]}, "user id"),
+    ({"users": [" alice"]}, "blanks"),
+    ({"users": [7]}, "user id"),
+    ({"user_prefix": ""}, "prefix"),
+    ({"user_prefix": "app\n"}, "prefix"),
+    ({"users": [f"u{i}" for i in range(1001)]}, "prefix instead"),
+])
+def test_bad_user_scopes_are_refused_and_store_nothing(keys, options, match):
+    with pytest.raises(InvalidInputError, match=match):
+        keys.create("acme", **options)
+    assert keys.list() == []
+
+
+def test_a_key_store_made_before_user_scopes_is_migrated(tmp_path):
+    import sqlite3
+
+    from engramdb.server.keys import MIGRATIONS, hash_key
+
+    path = tmp_path / "old.keys.db"
+    secret = "egk_0123456789ab_" + "s" * 43
+    with sqlite3.connect(path) as conn:  # what the first release wrote
+        conn.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
+        conn.executescript(MIGRATIONS[0][1])
+        conn.execute("INSERT INTO schema_migrations VALUES ('0001_api_keys', '2024-01-01T00:00:00Z')")
+        conn.execute("INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at) VALUES "
+                     "('0123456789ab', 'acme', 'old', ?, 0, '2024-01-01T00:00:00.000000Z')", (hash_key(secret),))
+    store = SQLiteKeyStore(path)
+    try:
+        old = store.verify(secret)
+        assert old.tenant == "acme" and not old.scope.restricted and old.scope.default is None
+        assert store.create("acme", users=["alice"]).key.scope.only == "alice"
+    finally:
+        store.close()
+    with sqlite3.connect(path) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY name")] == [
+            name for name, _ in MIGRATIONS]
+        conn.execute("INSERT INTO schema_migrations VALUES ('9999_future', 'x')")
+    from engramdb.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="newer Engram"):
+        SQLiteKeyStore(path)
+
+
+def test_keys_cli_scopes_a_key_to_users_and_lists_them(tmp_path):
+    store = f"sqlite:///{tmp_path}/engram.db"
+    made = cli(store, "keys", "create", "--tenant", "acme", "--user", "alice", "--user", "bob",
+               "--default-user", "bob")
+    assert made.exit_code == 0, made.output
+    assert "users: alice, bob" in made.stderr
+    app = json.loads(cli(store, "keys", "create", "--tenant", "acme", "--user-prefix", "app1:", "--json").stdout)
+    assert app["users"] == [] and app["user_prefix"] == "app1:" and app["default_user"] is None
+    rows = {r["key_id"]: r for r in json.loads(cli(store, "keys", "list", "--json").stdout)}
+    mine = rows[made.stdout.strip().split("_")[1]]
+    assert mine["users"] == ["alice", "bob"] and mine["default_user"] == "bob"
+    listed = cli(store, "keys", "list").stdout
+    assert "alice, bob" in listed and "app1:*" in listed
+    bad = cli(store, "keys", "create", "--tenant", "acme", "--user", "alice", "--default-user", "carol")
+    assert bad.exit_code == 2 and "default user" in bad.stderr
+
+
+def test_keys_list_shows_whole_ids_and_revoke_takes_a_prefix(tmp_path):
+    store = f"sqlite:///{tmp_path}/engram.db"
+    ids = [json.loads(cli(store, "keys", "create", "--tenant", "acme", "--name", "a rather long key name",
+                          "--json").stdout)["key_id"] for _ in range(3)]
+    narrow = CliRunner(env={**ENV, "COLUMNS": "60"}).invoke(main, ["--store", store, "keys", "list"])
+    assert narrow.exit_code == 0
+    assert all(key_id in narrow.stdout for key_id in ids), narrow.stdout  # not cut to fit
+    revoked = cli(store, "keys", "revoke", ids[0][:6])
+    assert revoked.exit_code == 0 and f"Revoked key {ids[0]}" in revoked.stdout
+    assert cli(store, "keys", "revoke", ids[1] + "…").exit_code == 0  # as a cut-off table shows it
+    for too_short in (ids[2][:3], "", "zzzz"):
+        missing = cli(store, "keys", "revoke", too_short)
+        assert missing.exit_code == 2 and "NotFoundError" in missing.stderr
+    rows = {r["key_id"]: r["revoked_at"] for r in json.loads(cli(store, "keys", "list", "--json").stdout)}
+    assert rows[ids[0]] and rows[ids[1]] and rows[ids[2]] is None
+
+
+def test_revoke_refuses_an_ambiguous_prefix(keys, tmp_path):
+    from engramdb.errors import UsageError
+    from engramdb.server.keys import resolve_key_id
+
+    made = [keys.create("acme").key for _ in range(3)]
+    forged = [replace(made[0], key_id="abcd00000001"), replace(made[1], key_id="abcd00000002"), made[2]]
+    with pytest.raises(UsageError, match="2 keys"):
+        resolve_key_id("abcd", forged)
+    assert resolve_key_id("abcd00000002", forged) == "abcd00000002"
+    assert resolve_key_id("abcd0000000", forged[1:]) == "abcd00000002"
+    with pytest.raises(NotFoundError):
+        resolve_key_id("abc", forged)

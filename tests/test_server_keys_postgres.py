@@ -62,7 +62,7 @@ def test_keys_live_hashed_in_the_control_schema_with_named_migrations(pg_url):
         recorded = conn.execute("SELECT name, applied_at FROM engram_control.schema_migrations").fetchall()
     assert len(rows) == 1 and rows[0][1] == hashlib.sha256(made.secret.encode()).hexdigest()
     assert made.secret.split("_", 2)[2] not in rows[0][0]  # only the hash is stored
-    assert [name for name, _ in recorded] == ["0001_api_keys"]
+    assert [name for name, _ in recorded] == ["0001_api_keys", "0002_key_users"]
 
     again = PostgresKeyStore(pg_url)  # reopening applies nothing twice and keeps the keys
     try:
@@ -74,6 +74,50 @@ def test_keys_live_hashed_in_the_control_schema_with_named_migrations(pg_url):
         conn.execute("INSERT INTO engram_control.schema_migrations VALUES ('9999_future', 'x')")
     with pytest.raises(ConfigError, match="newer Engram"):
         PostgresKeyStore(pg_url)
+
+
+def test_keys_keep_their_users_in_postgres(pg_url):
+    from engramdb.server.scopes import UserScope
+
+    keys = PostgresKeyStore(pg_url)
+    try:
+        one = keys.create("acme", users=["alice"])
+        several = keys.create("acme", users=["alice", "bob"], default_user="bob", read_only=True)
+        prefix = keys.create("acme", user_prefix="app1:")
+        assert one.key.scope == UserScope(users=("alice",), default="alice")
+        for made in (one, several, prefix):
+            assert keys.get(made.key.key_id) == made.key and keys.verify(made.secret) == made.key
+        assert [k.scope for k in keys.list("acme")] == [one.key.scope, several.key.scope, prefix.key.scope]
+        with pytest.raises(InvalidInputError, match="default user"):
+            keys.create("acme", users=["alice"], default_user="carol")
+        with pytest.raises(InvalidInputError, match="tenant"):
+            keys.create("acme ")
+        assert len(keys.list()) == 3
+    finally:
+        keys.close()
+
+
+def test_a_control_schema_made_before_user_scopes_is_migrated(pg_url):
+    from engramdb.server.keys import hash_key
+
+    secret = "egk_0123456789ab_" + "s" * 43
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # what the first release wrote
+        conn.execute("CREATE SCHEMA engram_control")
+        conn.execute("SET search_path TO engram_control")
+        conn.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+        for statement in filter(str.strip, MIGRATIONS[0][1].split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO schema_migrations VALUES ('0001_api_keys', '2024-01-01T00:00:00Z')")
+        conn.execute("INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at) VALUES "
+                     "('0123456789ab', 'acme', 'old', %s, FALSE, '2024-01-01T00:00:00.000000Z')", (hash_key(secret),))
+    keys = PostgresKeyStore(pg_url)
+    try:
+        assert keys.applied_migrations() == ["0001_api_keys", "0002_key_users"]
+        old = keys.verify(secret)
+        assert old.tenant == "acme" and old.name == "old" and not old.scope.restricted and old.scope.default is None
+        assert keys.create("acme", user_prefix="app1:").key.scope.prefix == "app1:"
+    finally:
+        keys.close()
 
 
 def test_verify_refuses_wrong_revoked_and_malformed_keys(pg_url):
@@ -263,3 +307,20 @@ def test_engram_serve_on_postgres_needs_no_keys_file(pg_url):
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     assert secret not in stderr
+
+
+def test_a_scoped_key_made_on_postgres_holds_on_every_server(two_servers):
+    url, _, (a, b) = two_servers
+    admin = cli(url, "keys", "create", "--tenant", "acme").stdout.strip()
+    alice = cli(url, "keys", "create", "--tenant", "acme", "--user", "alice").stdout.strip()
+    assert a.post("/v1/memories", json={"messages": "bob's PIN is 1234", "user_id": "bob"},
+                  headers=bearer(admin)).status_code == 201
+    added = b.post("/v1/memories", json={"messages": "I moved to Lisbon"}, headers=bearer(alice))
+    assert added.status_code == 201 and added.json()["records"][0]["user_id"] == "alice"
+    for server in (a, b):
+        listed = server.get("/v1/memories", headers=bearer(alice)).json()["records"]
+        assert [r["text"] for r in listed] == ["I moved to Lisbon"]
+        denied = server.get("/v1/memories", params={"user_id": "bob"}, headers=bearer(alice))
+        assert denied.status_code == 403 and denied.json()["error"]["type"] == "PermissionDeniedError"
+    shown = cli(url, "keys", "list").stdout
+    assert "alice (default alice)" in shown

@@ -52,8 +52,9 @@ def test_tools_over_streamable_http(server):
                                                    "user_id": "alice"})
         listed = await client.call_tool("list_memories", {"user_id": "alice", "limit": 1})
         rest = await client.call_tool("list_memories", {"user_id": "alice", "limit": 1, "offset": 1})
-        one = await client.call_tool("forget", {"user_id": "alice", "memory_id": stored.structured_content["ids"][0]})
-        scope = await client.call_tool("forget", {"user_id": "alice"})
+        one = await client.call_tool("forget", {"user_id": "alice", "memory_id": stored.structured_content["ids"][0],
+                                                 "confirm": True})
+        scope = await client.call_tool("forget", {"user_id": "alice", "confirm": True})
         after = await client.call_tool("list_memories", {"user_id": "alice"})
         return names, stored, recalled, block, listed, rest, one, scope, after
 
@@ -75,7 +76,7 @@ def test_tools_over_streamable_http(server):
 
 def test_tool_errors_name_the_engram_error(server):
     async def calls(client):
-        return (await client.call_tool("forget", {"user_id": "alice", "memory_id": "mem_nope"}),
+        return (await client.call_tool("forget", {"user_id": "alice", "memory_id": "mem_nope", "confirm": True}),
                 await client.call_tool("recall", {"query": "   ", "user_id": "alice"}),
                 await client.call_tool("recall", {"query": "x", "user_id": "alice", "limit": "many"}))
 
@@ -91,7 +92,7 @@ def test_read_only_key_may_recall_but_not_remember_or_forget(server):
     async def calls(client):
         return (await client.call_tool("recall", {"query": "wifi password", "user_id": "alice"}),
                 await client.call_tool("remember", {"text": "sneaky", "user_id": "alice"}),
-                await client.call_tool("forget", {"user_id": "alice"}))
+                await client.call_tool("forget", {"user_id": "alice", "confirm": True}))
 
     recalled, remembered, forgot = over_http(server, "acme-ro", calls)
     assert recalled.structured_content["hits"][0]["text"] == "the wifi password is hunter2"

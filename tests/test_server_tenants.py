@@ -11,7 +11,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from server_helpers import start_deployment, stop_deployment
+from server_helpers import over_mcp, start_deployment, stop_deployment
 
 SECRET = "the acme vault code is 4711"
 
@@ -119,8 +119,8 @@ def test_mcp_tools_of_another_tenant_find_nothing(world):
                                                       "filters": {"id": ids[0]}}),
                     await client.call_tool("list_memories", {"user_id": "alice"}),
                     await client.call_tool("context", {"query": "vault code", "user_id": "alice"}),
-                    await client.call_tool("forget", {"user_id": "alice", "memory_id": ids[0]}),
-                    await client.call_tool("forget", {"user_id": "alice"}),
+                    await client.call_tool("forget", {"user_id": "alice", "memory_id": ids[0], "confirm": True}),
+                    await client.call_tool("forget", {"user_id": "alice", "confirm": True}),
                 ]
 
     recall, recall_by_id, listed, block, forget_one, forget_all = asyncio.run(run())
@@ -170,3 +170,218 @@ def test_registry_opens_one_memory_per_tenant_sharing_one_embedder(tmp_path):
         acme.list(user_id="u")
     with pytest.raises(ConfigError):
         registry.memory("acme")
+
+
+# -- users: keys scoped to some users of a tenant ---------------------------------------------
+
+BOB_SECRET = "bob's locker code is 9021"
+
+
+@pytest.fixture
+def users_world(tmp_path):
+    """One tenant, acme, with five users; keys that reach one user, two, or an app's prefix."""
+    live, server = start_deployment(tmp_path)
+    admin = server.client("acme")  # reaches every user of acme
+    ids: dict[str, list[str]] = {}
+    for user, texts in {"alice": ["alice likes teal", "alice runs on Tuesdays"], "bob": [BOB_SECRET],
+                        "app1:carol": ["carol plays chess"], "app1:dave": ["dave bakes bread"],
+                        "app2:erin": ["erin sails boats"]}.items():
+        records = admin.post("/v1/memories", json={"messages": texts, "user_id": user, "session_id": "s1"})
+        ids[user] = [r["id"] for r in records.json()["records"]]
+    made = {"alice-key": server.keys.create("acme", users=["alice"]),
+            "alice-bob": server.keys.create("acme", users=["alice", "bob"]),
+            "app1": server.keys.create("acme", user_prefix="app1:"),
+            "app1-default": server.keys.create("acme", user_prefix="app1:", default_user="app1:carol"),
+            "alice-ro": server.keys.create("acme", users=["alice"], read_only=True)}
+    server.secrets.update({name: m.secret for name, m in made.items()})
+    yield server, admin, ids
+    stop_deployment(live, server)
+
+
+def texts_of(admin, user: str) -> list[str]:
+    return [r["text"] for r in admin.get("/v1/memories", params={"user_id": user}).json()["records"]]
+
+
+def assert_everyone_intact(admin, ids):
+    for user, expected in ids.items():
+        listed = admin.get("/v1/memories", params={"user_id": user}).json()["records"]
+        assert [r["id"] for r in listed] == expected, user
+
+
+def refused(response, status: int = 403, kind: str = "PermissionDeniedError") -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["type"] == kind, response.text
+
+
+def test_a_key_for_one_user_needs_no_user_id_and_reaches_no_other(users_world):
+    server, admin, ids = users_world
+    alice = server.client("alice-key")
+    added = alice.post("/v1/memories", json={"messages": "alice moved to Porto"})
+    assert added.status_code == 201 and added.json()["records"][0]["user_id"] == "alice"
+    ids["alice"].append(added.json()["records"][0]["id"])
+    hits = alice.post("/v1/memories/search", json={"query": "likes teal"}).json()["hits"]
+    assert hits and {h["id"] for h in hits} <= set(ids["alice"])
+    assert "teal" in alice.post("/v1/context", json={"query": "teal"}).json()["context"]
+    recalled = alice.post("/v1/recall", json={"query": "teal"}).json()
+    assert "teal" in recalled["text"] and {h["id"] for h in recalled["hits"]} <= set(ids["alice"])
+    assert [r["id"] for r in alice.get("/v1/memories").json()["records"]] == ids["alice"]
+    assert alice.get("/v1/stats").json()["records"] == 3
+    assert alice.get("/v1/jobs").status_code == 200
+    cube = alice.post("/v1/export", json={}).text.splitlines()
+    assert len(cube) == 4 and BOB_SECRET not in "".join(cube)
+    assert alice.get(f"/v1/memories/{ids['alice'][0]}").json()["text"] == "alice likes teal"
+
+
+def test_a_scoped_key_is_refused_every_verb_on_another_user(users_world):
+    server, admin, ids = users_world
+    alice = server.client("alice-key")
+    for user in ("bob", "app1:carol", "alicex", "Alice", "alice "):
+        attempts = {
+            "add": alice.post("/v1/memories", json={"messages": "pwned", "user_id": user}),
+            "search": alice.post("/v1/memories/search", json={"query": "locker code", "user_id": user}),
+            "context": alice.post("/v1/context", json={"query": "locker code", "user_id": user}),
+            "recall": alice.post("/v1/recall", json={"query": "locker code", "user_id": user}),
+            "list": alice.get("/v1/memories", params={"user_id": user}),
+            "forget": alice.post("/v1/forget", json={"user_id": user, "confirm": True}),
+            "export": alice.post("/v1/export", json={"user_id": user}),
+            "import": alice.post("/v1/import", params={"user_id": user}, content=b'{"format": "engram-cube"}\n'),
+            "stats": alice.get("/v1/stats", params={"user_id": user}),
+            "jobs": alice.get("/v1/jobs", params={"user_id": user}),
+        }
+        for verb, response in attempts.items():
+            refused(response)
+            assert "9021" not in response.text, verb
+    assert_everyone_intact(admin, ids)
+
+
+def test_another_users_memory_is_404_by_id_for_a_scoped_key(users_world):
+    server, admin, ids = users_world
+    alice = server.client("alice-key")
+    bobs = ids["bob"][0]
+    for params in ({}, {"user_id": "alice"}):
+        for response in (alice.get(f"/v1/memories/{bobs}", params=params),
+                         alice.get(f"/v1/memories/{bobs}/history", params=params),
+                         alice.patch(f"/v1/memories/{bobs}", json={"text": "pwned", **params}),
+                         alice.delete(f"/v1/memories/{bobs}", params=params)):
+            refused(response, 404, "NotFoundError")
+            assert "9021" not in response.text
+    for response in (alice.get(f"/v1/memories/{bobs}", params={"user_id": "bob"}),
+                     alice.patch(f"/v1/memories/{bobs}", json={"text": "pwned", "user_id": "bob"}),
+                     alice.delete(f"/v1/memories/{bobs}", params={"user_id": "bob"})):
+        refused(response)
+    # A deleted memory keeps a history: still not another user's to read.
+    admin.delete(f"/v1/memories/{bobs}")
+    refused(alice.get(f"/v1/memories/{bobs}/history"), 404, "NotFoundError")
+    assert [v["event"] for v in admin.get(f"/v1/memories/{bobs}/history").json()["versions"]] == ["add", "delete"]
+    # Its own memories it may change, and does.
+    mine = ids["alice"][0]
+    assert alice.patch(f"/v1/memories/{mine}", json={"text": "alice likes navy"}).json()["text"] == "alice likes navy"
+    assert [v["event"] for v in alice.get(f"/v1/memories/{mine}/history").json()["versions"]] == ["add", "update"]
+    assert alice.delete(f"/v1/memories/{mine}").status_code == 200
+    assert texts_of(admin, "alice") == ["alice runs on Tuesdays"]
+    assert texts_of(admin, "app1:carol") == ["carol plays chess"]
+
+
+def test_forget_and_import_stay_inside_the_keys_users(users_world):
+    server, admin, ids = users_world
+    alice = server.client("alice-key")
+    bob_cube = admin.post("/v1/export", json={"user_id": "bob"}).content
+    alice_cube = admin.post("/v1/export", json={"user_id": "alice"}).content
+    # A cube of another user's memories is refused whole, unless moved into the key's user.
+    refused(alice.post("/v1/import", content=bob_cube))
+    mixed = alice_cube + b"\n".join(bob_cube.splitlines()[1:]) + b"\n"
+    refused(alice.post("/v1/import", content=mixed))
+    assert texts_of(admin, "alice") == ["alice likes teal", "alice runs on Tuesdays"]
+    assert texts_of(admin, "bob") == [BOB_SECRET]
+    moved = alice.post("/v1/import", params={"user_id": "alice"}, content=bob_cube)
+    assert moved.status_code == 200 and moved.json() == {"imported": 1}
+    assert texts_of(admin, "alice")[-1] == BOB_SECRET and texts_of(admin, "bob") == [BOB_SECRET]
+    # Without user_id, forget erases the key's user and nobody else.
+    refused(alice.post("/v1/forget", json={"confirm": False}), 400, "UsageError")
+    gone = alice.post("/v1/forget", json={"confirm": True})
+    assert gone.status_code == 200 and gone.json() == {"forgotten": 3}
+    assert texts_of(admin, "alice") == [] and texts_of(admin, "bob") == [BOB_SECRET]
+    del ids["alice"]
+    assert_everyone_intact(admin, ids)
+
+
+def test_a_key_for_two_users_must_name_one(users_world):
+    server, admin, ids = users_world
+    pair = server.client("alice-bob")
+    for response in (pair.get("/v1/memories"), pair.post("/v1/memories", json={"messages": "x"}),
+                     pair.post("/v1/memories/search", json={"query": "x"}), pair.get("/v1/stats"),
+                     pair.post("/v1/export", json={})):
+        refused(response, 422, "InvalidInputError")
+        assert "user_id" in response.json()["error"]["message"]
+    assert [r["text"] for r in pair.get("/v1/memories", params={"user_id": "bob"}).json()["records"]] == [BOB_SECRET]
+    assert pair.get(f"/v1/memories/{ids['bob'][0]}").status_code == 200
+    assert pair.get(f"/v1/memories/{ids['alice'][0]}").status_code == 200
+    refused(pair.get(f"/v1/memories/{ids['app1:carol'][0]}"), 404, "NotFoundError")
+    refused(pair.get("/v1/memories", params={"user_id": "app1:carol"}))
+
+
+def test_a_prefix_key_reaches_an_apps_users_only(users_world):
+    server, admin, ids = users_world
+    app1 = server.client("app1")
+    for user in ("app1:carol", "app1:dave", "app1:new"):
+        assert app1.post("/v1/memories", json={"messages": f"{user} joined", "user_id": user}).status_code == 201
+    for user in ("app2:erin", "app1", "alice", "xapp1:carol"):
+        refused(app1.get("/v1/memories", params={"user_id": user}))
+        refused(app1.post("/v1/memories/search", json={"query": "sails", "user_id": user}))
+    assert app1.get(f"/v1/memories/{ids['app1:dave'][0]}").json()["text"] == "dave bakes bread"
+    for other in (ids["app2:erin"][0], ids["bob"][0]):
+        refused(app1.get(f"/v1/memories/{other}"), 404, "NotFoundError")
+        refused(app1.delete(f"/v1/memories/{other}"), 404, "NotFoundError")
+    refused(app1.get("/v1/memories"), 422, "InvalidInputError")  # no default user
+    # A cube of the app's users imports under their own ids; one with any other user does not.
+    app_cube = admin.post("/v1/export", json={"user_id": "app1:carol"}).content
+    erin_cube = admin.post("/v1/export", json={"user_id": "app2:erin"}).content
+    app1.post("/v1/forget", json={"user_id": "app1:carol", "confirm": True})
+    assert app1.post("/v1/import", content=app_cube).json() == {"imported": 2}
+    assert texts_of(admin, "app1:carol") == ["carol plays chess", "app1:carol joined"]
+    refused(app1.post("/v1/import", content=erin_cube))
+    # With a default user, requests without user_id mean it.
+    default = server.client("app1-default")
+    assert [r["text"] for r in default.get("/v1/memories").json()["records"]] == texts_of(admin, "app1:carol")
+    refused(default.get("/v1/memories", params={"user_id": "app2:erin"}))
+    assert texts_of(admin, "app2:erin") == ["erin sails boats"]
+
+
+def test_a_read_only_scoped_key_neither_writes_nor_reaches_out(users_world):
+    server, admin, ids = users_world
+    ro = server.client("alice-ro")
+    assert [r["id"] for r in ro.get("/v1/memories").json()["records"]] == ids["alice"]
+    refused(ro.post("/v1/memories", json={"messages": "x"}))
+    refused(ro.post("/v1/forget", json={"confirm": True}))
+    refused(ro.get("/v1/memories", params={"user_id": "bob"}))
+    assert_everyone_intact(admin, ids)
+
+
+def test_mcp_with_a_scoped_key_reaches_its_user_only(users_world):
+    server, admin, ids = users_world
+
+    async def calls(client):
+        return {
+            "remember": await client.call_tool("remember", {"text": "alice plays the cello"}),
+            "recall": await client.call_tool("recall", {"query": "cello"}),
+            "listed": await client.call_tool("list_memories", {}),
+            "block": await client.call_tool("context", {"query": "what does alice play"}),
+            "recall_bob": await client.call_tool("recall", {"query": "locker code", "user_id": "bob"}),
+            "list_bob": await client.call_tool("list_memories", {"user_id": "bob"}),
+            "remember_bob": await client.call_tool("remember", {"text": "pwned", "user_id": "bob"}),
+            "forget_bob": await client.call_tool("forget", {"user_id": "bob", "confirm": True}),
+            "forget_bobs_id": await client.call_tool("forget", {"memory_id": ids["bob"][0], "confirm": True}),
+        }
+
+    got = over_mcp(server, "alice-key", calls)
+    assert not got["remember"].is_error
+    assert [h["text"] for h in got["recall"].structured_content["hits"]][0] == "alice plays the cello"
+    assert {r["user_id"] for r in got["listed"].structured_content["records"]} == {"alice"}
+    assert "cello" in "".join(c.text for c in got["block"].content)
+    for name in ("recall_bob", "list_bob", "remember_bob", "forget_bob"):
+        assert got[name].is_error and "PermissionDeniedError" in got[name].content[0].text, name
+    assert got["forget_bobs_id"].is_error and "NotFoundError" in got["forget_bobs_id"].content[0].text
+    assert "9021" not in json.dumps([c.text for r in got.values() for c in r.content])
+    assert texts_of(admin, "bob") == [BOB_SECRET]
+    prefixed = over_mcp(server, "app1", lambda c: c.call_tool("recall", {"query": "chess"}))
+    assert prefixed.is_error and "user_id" in prefixed.content[0].text

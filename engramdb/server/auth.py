@@ -27,4 +27,4 @@ class Authenticator:
         if scheme.lower() != "bearer" or not secret.strip():
             raise AuthenticationError("the Authorization header must read `Bearer <key>`")
         key = self.keys.verify(secret.strip())
-        return Principal(tenant=key.tenant, read_only=key.read_only, key_id=key.key_id)
+        return Principal(tenant=key.tenant, read_only=key.read_only, key_id=key.key_id, users=key.scope)

@@ -42,19 +42,32 @@ def _store_url(store: str | None) -> str | None:
               help="No API keys: every request is the local user's, on the untenanted store (local use only).")
 @click.option("--mcp-stdio", is_flag=True, help="Serve MCP over stdin/stdout for one local agent instead of HTTP.")
 @click.option("--tenant", help="With --mcp-stdio: serve this tenant's store (default: the untenanted one).")
+@click.option("--user", "user_id", metavar="ID",
+              help="With --mcp-stdio: the user whose memory the agent keeps; tools need no user_id and reach "
+                   "no other user.")
 @click.option("--keys", "keys_file", metavar="FILE", envvar="ENGRAM_KEYS", help=KEYS_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print where the server listens as one JSON line when ready.")
 def serve(host: str, port: int, store: str | None, no_auth: bool, mcp_stdio: bool, tenant: str | None,
-          keys_file: str | None, as_json: bool) -> None:
+          user_id: str | None, keys_file: str | None, as_json: bool) -> None:
     """Run the REST API (under /v1) and MCP (at /mcp) on HOST:PORT.
 
     Every request needs `Authorization: Bearer <key>` (see `engram keys create`) unless
     --no-auth is given. With --mcp-stdio, speak MCP on stdin/stdout instead."""
+    if not mcp_stdio:
+        if tenant is not None:
+            raise UsageError("--tenant goes with --mcp-stdio; over HTTP the API key names the tenant")
+        if user_id is not None:
+            raise UsageError("--user goes with --mcp-stdio; over HTTP the API key names its users "
+                             "(engram keys create --user)")
     from . import require_server_deps
 
     require_server_deps()
-    from .tenants import Principal, TenantRegistry
+    from .scopes import ANY_USER, UserScope
+    from .tenants import Principal, TenantRegistry, check_tenant
 
+    if mcp_stdio:
+        who = Principal(tenant=None if tenant is None else check_tenant(tenant),
+                        users=ANY_USER if user_id is None else UserScope.make([user_id]))
     app = _app()
     url = _store_url(store)
     registry = TenantRegistry(url, app.config)
@@ -63,10 +76,8 @@ def serve(host: str, port: int, store: str | None, no_auth: bool, mcp_stdio: boo
         from .mcp_server import run_stdio
 
         configure(sys.stderr)
-        run_stdio(registry, Principal(tenant=tenant))
+        run_stdio(registry, who)
         return
-    if tenant is not None:
-        raise UsageError("--tenant goes with --mcp-stdio; over HTTP the API key names the tenant")
     if no_auth and host not in LOOPBACK:
         raise UsageError(f"--no-auth serves every memory to whoever connects; it listens on loopback only, "
                          f"not {host}")
@@ -146,12 +157,20 @@ def _key_store():
 @click.option("--tenant", required=True, help="The tenant the key opens.")
 @click.option("--read-only", is_flag=True, help="The key may read but not write.")
 @click.option("--name", help="A label for the key, e.g. who holds it.")
+@click.option("--user", "users", metavar="ID", multiple=True,
+              help="The key reaches only this user id (repeat for several; one is also the default user).")
+@click.option("--user-prefix", metavar="P", help="The key reaches only user ids that begin with P (an app's users).")
+@click.option("--default-user", metavar="ID", help="The user a request without user_id means.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def create(tenant: str, read_only: bool, name: str | None, as_json: bool) -> None:
-    """Create a key for TENANT and print it. It is shown only this once."""
+def create(tenant: str, read_only: bool, name: str | None, users: tuple[str, ...], user_prefix: str | None,
+           default_user: str | None, as_json: bool) -> None:
+    """Create a key for TENANT and print it. It is shown only this once.
+
+    Without --user or --user-prefix the key reaches every user of the tenant."""
     store = _key_store()
     try:
-        made = store.create(tenant, read_only=read_only, name=name)
+        made = store.create(tenant, read_only=read_only, name=name, users=list(users), user_prefix=user_prefix,
+                            default_user=default_user)
     finally:
         store.close()
     if as_json:
@@ -159,7 +178,8 @@ def create(tenant: str, read_only: bool, name: str | None, as_json: bool) -> Non
         return
     click.echo(made.secret)
     access = "read-only" if read_only else "read-write"
-    click.echo(f"Created {access} key {made.key.key_id} for tenant {tenant}. Store the key now: "
+    reach = "" if not made.key.scope.restricted else f" (users: {made.key.scope.describe()})"
+    click.echo(f"Created {access} key {made.key.key_id} for tenant {tenant}{reach}. Store the key now: "
                "it is not shown again.", err=True)
 
 
@@ -182,11 +202,13 @@ def list_(tenant: str | None, as_json: bool) -> None:
         click.echo("No API keys.", err=True)
         return
     table = Table()
-    for column in ("key id", "tenant", "name", "access", "created", "last used", "revoked"):
+    table.add_column("key id", no_wrap=True, min_width=12)  # whole: what `keys revoke` takes
+    for column in ("tenant", "name", "users", "access", "created", "last used", "revoked"):
         table.add_column(column)
     for k in found:
-        table.add_row(k.key_id, k.tenant, k.name or "", "read-only" if k.read_only else "read-write",
-                      k.created_at[:19], (k.last_used_at or "")[:19], (k.revoked_at or "")[:19])
+        users = k.scope.describe() + (f" (default {k.scope.default})" if k.scope.default else "")
+        table.add_row(k.key_id, k.tenant, k.name or "", users, "read-only" if k.read_only else "read-write",
+                      k.created_at[:10], (k.last_used_at or "")[:16].replace("T", " "), (k.revoked_at or "")[:10])
     _console().print(table)
 
 
@@ -194,10 +216,15 @@ def list_(tenant: str | None, as_json: bool) -> None:
 @click.argument("key_id")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def revoke(key_id: str, as_json: bool) -> None:
-    """Revoke a key: requests with it get 401 from now on."""
+    """Revoke a key: requests with it get 401 from now on.
+
+    KEY_ID is the id `keys list` shows, or its first characters (at least 4) when no
+    other key's id begins with them."""
+    from .keys import is_key_id, resolve_key_id
+
     store = _key_store()
     try:
-        key = store.revoke(key_id)
+        key = store.revoke(key_id if is_key_id(key_id) else resolve_key_id(key_id, store.list()))
     finally:
         store.close()
     if as_json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import re
 import secrets
@@ -23,14 +24,17 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from ..clock import SystemClock, format_ts
-from ..errors import AuthenticationError, ConfigError, NotFoundError, StorageError
+from ..errors import AuthenticationError, ConfigError, NotFoundError, StorageError, UsageError
 from ..types import _check_id
+from .scopes import UserScope
+from .tenants import check_tenant
 
 T = TypeVar("T")
 
 PREFIX = "egk"
 _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,128}})$")
 _KEY_ID = re.compile(r"^[0-9a-f]{12}$")
+_KEY_ID_PREFIX = re.compile(r"^[0-9a-f]{4,12}$")
 TOUCH_EVERY_S = 60.0  # last_used_at is written at most this often per key
 
 MIGRATIONS: list[tuple[str, str]] = [
@@ -50,6 +54,16 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX api_keys_tenant ON api_keys (tenant);
         """,
     ),
+    (
+        # The users a key reaches (a JSON list of ids, and/or an id prefix; neither: every
+        # user of its tenant) and the user a request without user_id means.
+        "0002_key_users",
+        """
+        ALTER TABLE api_keys ADD COLUMN users TEXT;
+        ALTER TABLE api_keys ADD COLUMN user_prefix TEXT;
+        ALTER TABLE api_keys ADD COLUMN default_user TEXT;
+        """,
+    ),
 ]
 
 
@@ -64,9 +78,13 @@ class ApiKey:
     created_at: str
     last_used_at: str | None
     revoked_at: str | None
+    scope: UserScope = UserScope()
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["scope"]
+        return {**data, "users": list(self.scope.users), "user_prefix": self.scope.prefix,
+                "default_user": self.scope.default}
 
 
 @dataclass(frozen=True)
@@ -78,7 +96,9 @@ class NewKey:
 
 
 class KeyStore(Protocol):
-    def create(self, tenant: str, *, read_only: bool = False, name: str | None = None) -> NewKey: ...
+    def create(self, tenant: str, *, read_only: bool = False, name: str | None = None,
+               users: tuple[str, ...] | list[str] = (), user_prefix: str | None = None,
+               default_user: str | None = None) -> NewKey: ...
     def list(self, tenant: str | None = None) -> list[ApiKey]: ...
     def get(self, key_id: str) -> ApiKey: ...
     def revoke(self, key_id: str) -> ApiKey: ...
@@ -91,15 +111,54 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def mint(tenant: str, *, read_only: bool, name: str | None, now: str) -> NewKey:
-    """A new random key for a tenant (not yet stored)."""
-    _check_id("tenant", tenant, required=True)
+def mint(tenant: str, *, read_only: bool, name: str | None, now: str, users: Any = (),
+         user_prefix: str | None = None, default_user: str | None = None) -> NewKey:
+    """A new random key for a tenant (not yet stored), reaching `users` and the ids that
+    begin with `user_prefix` (neither: every user of the tenant)."""
+    check_tenant(tenant)
     _check_id("name", name, required=False)
+    scope = UserScope.make(users, user_prefix, default_user)
     key_id = secrets.token_hex(6)
     secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     key = ApiKey(key_id=key_id, tenant=tenant, name=name, read_only=bool(read_only), created_at=now,
-                 last_used_at=None, revoked_at=None)
+                 last_used_at=None, revoked_at=None, scope=scope)
     return NewKey(key=key, secret=secret)
+
+
+def scope_columns(key: ApiKey) -> tuple[str | None, str | None, str | None]:
+    """How a key's users are stored: (users as a JSON list or NULL, prefix, default user)."""
+    users = json.dumps(list(key.scope.users)) if key.scope.users else None
+    return users, key.scope.prefix, key.scope.default
+
+
+def row_key(row: tuple | Any) -> ApiKey:
+    """An ApiKey from a row of COLUMNS (both stores)."""
+    users = tuple(json.loads(row[7])) if row[7] else ()
+    return ApiKey(key_id=row[0], tenant=row[1], name=row[2], read_only=bool(row[3]), created_at=row[4],
+                  last_used_at=row[5], revoked_at=row[6], scope=UserScope(users=users, prefix=row[8], default=row[9]))
+
+
+COLUMNS = "key_id, tenant, name, read_only, created_at, last_used_at, revoked_at, users, user_prefix, default_user"
+
+
+def resolve_key_id(given: str, keys: list[ApiKey]) -> str:
+    """The full id of the one key whose id begins with `given` (at least 4 hex digits),
+    as `engram keys list` shows ids; NotFoundError for none, UsageError for several."""
+    if is_key_id(given):
+        return given
+    if not isinstance(given, str) or _KEY_ID_PREFIX.match(given.rstrip("…")) is None:
+        raise NotFoundError(f"no API key with id {given!r}")
+    given = given.rstrip("…")
+    matches = [k.key_id for k in keys if k.key_id.startswith(given)]
+    if not matches:
+        raise NotFoundError(f"no API key with id {given!r}")
+    if len(matches) > 1:
+        raise UsageError(f"{len(matches)} keys have ids beginning {given!r} ({', '.join(matches)}); give more of it")
+    return matches[0]
+
+
+def check_tenant_filter(tenant: str | None) -> str | None:
+    return None if tenant is None else check_tenant(tenant)
 
 
 def key_id_of(secret: str) -> str:
@@ -193,7 +252,11 @@ class SQLiteKeyStore:
             self._conn.execute("PRAGMA synchronous = FULL")
         except (OSError, sqlite3.Error) as exc:
             raise StorageError(f"cannot open the key store {self.path}: {exc}") from exc
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._conn.close()
+            raise
 
     def _run(self, work: Callable[[sqlite3.Connection], T], *, write: bool = False) -> T:
         with self._lock:
@@ -215,6 +278,10 @@ class SQLiteKeyStore:
         def apply(conn: sqlite3.Connection) -> None:
             conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
             done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+            unknown = done - {name for name, _ in MIGRATIONS}
+            if unknown:
+                raise ConfigError(f"the key store {self.path} was written by a newer Engram "
+                                  f"(migrations {sorted(unknown)}); upgrade engramdb")
             for name, script in MIGRATIONS:
                 if name not in done:
                     for statement in filter(str.strip, script.split(";")):
@@ -226,31 +293,36 @@ class SQLiteKeyStore:
     def _now(self) -> str:
         return format_ts(self._clock.now())
 
-    def create(self, tenant: str, *, read_only: bool = False, name: str | None = None) -> NewKey:
-        made = mint(tenant, read_only=read_only, name=name, now=self._now())
+    def create(self, tenant: str, *, read_only: bool = False, name: str | None = None, users: Any = (),
+               user_prefix: str | None = None, default_user: str | None = None) -> NewKey:
+        made = mint(tenant, read_only=read_only, name=name, now=self._now(), users=users, user_prefix=user_prefix,
+                    default_user=default_user)
         key = made.key
         self._run(lambda conn: conn.execute(
-            "INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (key.key_id, key.tenant, key.name, hash_key(made.secret), int(key.read_only), key.created_at),
+            "INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at, users, user_prefix, "
+            "default_user) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (key.key_id, key.tenant, key.name, hash_key(made.secret), int(key.read_only), key.created_at,
+             *scope_columns(key)),
         ), write=True)
         return made
 
     def list(self, tenant: str | None = None) -> list[ApiKey]:
+        tenant = check_tenant_filter(tenant)
         where, params = ("WHERE tenant = ?", [tenant]) if tenant is not None else ("", [])
         rows = self._run(lambda conn: conn.execute(
-            f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at, key_id", params
+            f"SELECT {COLUMNS} FROM api_keys {where} ORDER BY created_at, key_id", params
         ).fetchall())
-        return [_key(row) for row in rows]
+        return [row_key(row) for row in rows]
 
     def get(self, key_id: str) -> ApiKey:
         row = None
         if is_key_id(key_id):
             row = self._run(lambda conn: conn.execute(
-                f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)
+                f"SELECT {COLUMNS} FROM api_keys WHERE key_id = ?", (key_id,)
             ).fetchone())
         if row is None:
             raise NotFoundError(f"no API key with id {key_id!r}")
-        return _key(row)
+        return row_key(row)
 
     def revoke(self, key_id: str) -> ApiKey:
         current = self.get(key_id)
@@ -264,9 +336,9 @@ class SQLiteKeyStore:
         """The live key behind a presented secret, or AuthenticationError."""
         key_id = key_id_of(secret)
         row = self._run(lambda conn: conn.execute(
-            f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE key_id = ?", (key_id,)
+            f"SELECT {COLUMNS}, key_hash FROM api_keys WHERE key_id = ?", (key_id,)
         ).fetchone())
-        key = check_secret(None if row is None else _key(row[:-1]), None if row is None else row[-1], secret)
+        key = check_secret(None if row is None else row_key(row[:-1]), None if row is None else row[-1], secret)
         if self._touch_due.due(key_id):  # last use, at most once a minute per key
             self._run(lambda conn: conn.execute(
                 "UPDATE api_keys SET last_used_at = ? WHERE key_id = ?", (self._now(), key_id)
@@ -279,11 +351,3 @@ class SQLiteKeyStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-_COLUMNS = "key_id, tenant, name, read_only, created_at, last_used_at, revoked_at"
-
-
-def _key(row: tuple) -> ApiKey:
-    return ApiKey(key_id=row[0], tenant=row[1], name=row[2], read_only=bool(row[3]), created_at=row[4],
-                  last_used_at=row[5], revoked_at=row[6])

@@ -20,7 +20,20 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from ..clock import SystemClock, format_ts
 from ..errors import ConfigError, NotFoundError, StorageError, UsageError
 from ..stores.postgres import _message, _redact, apply_migrations, check_schema_name
-from .keys import ApiKey, NewKey, TouchThrottle, check_secret, hash_key, is_key_id, key_id_of, mint
+from .keys import (
+    COLUMNS,
+    ApiKey,
+    NewKey,
+    TouchThrottle,
+    check_secret,
+    check_tenant_filter,
+    hash_key,
+    is_key_id,
+    key_id_of,
+    mint,
+    row_key,
+    scope_columns,
+)
 
 CONTROL_SCHEMA = "engram_control"
 
@@ -41,9 +54,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX api_keys_tenant ON api_keys (tenant);
         """,
     ),
+    (
+        # The users a key reaches (a JSON list of ids, and/or an id prefix; neither: every
+        # user of its tenant) and the user a request without user_id means.
+        "0002_key_users",
+        """
+        ALTER TABLE api_keys ADD COLUMN users TEXT;
+        ALTER TABLE api_keys ADD COLUMN user_prefix TEXT;
+        ALTER TABLE api_keys ADD COLUMN default_user TEXT;
+        """,
+    ),
 ]
-
-_COLUMNS = "key_id, tenant, name, read_only, created_at, last_used_at, revoked_at"
 
 
 class PostgresKeyStore:
@@ -116,28 +137,32 @@ class PostgresKeyStore:
     def applied_migrations(self) -> list[str]:
         return [row[0] for row in self._all("SELECT name FROM schema_migrations ORDER BY name")]
 
-    def create(self, tenant: str, *, read_only: bool = False, name: str | None = None) -> NewKey:
-        made = mint(tenant, read_only=read_only, name=name, now=self._now())
+    def create(self, tenant: str, *, read_only: bool = False, name: str | None = None, users: Any = (),
+               user_prefix: str | None = None, default_user: str | None = None) -> NewKey:
+        made = mint(tenant, read_only=read_only, name=name, now=self._now(), users=users, user_prefix=user_prefix,
+                    default_user=default_user)
         key = made.key
         self._exec(
-            "INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s)",
-            (key.key_id, key.tenant, key.name, hash_key(made.secret), key.read_only, key.created_at),
+            "INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at, users, user_prefix, "
+            "default_user) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (key.key_id, key.tenant, key.name, hash_key(made.secret), key.read_only, key.created_at,
+             *scope_columns(key)),
         )
         return made
 
     def list(self, tenant: str | None = None) -> list[ApiKey]:
+        tenant = check_tenant_filter(tenant)
         where, params = ("WHERE tenant = %s", (tenant,)) if tenant is not None else ("", ())
-        rows = self._all(f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at, key_id", params)
-        return [_key(row) for row in rows]
+        rows = self._all(f"SELECT {COLUMNS} FROM api_keys {where} ORDER BY created_at, key_id", params)
+        return [row_key(row) for row in rows]
 
     def get(self, key_id: str) -> ApiKey:
         row = None
         if is_key_id(key_id):
-            row = self._one(f"SELECT {_COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,))
+            row = self._one(f"SELECT {COLUMNS} FROM api_keys WHERE key_id = %s", (key_id,))
         if row is None:
             raise NotFoundError(f"no API key with id {key_id!r}")
-        return _key(row)
+        return row_key(row)
 
     def revoke(self, key_id: str) -> ApiKey:
         self.get(key_id)
@@ -149,8 +174,8 @@ class PostgresKeyStore:
     def verify(self, secret: str) -> ApiKey:
         """The live key behind a presented secret, or AuthenticationError."""
         key_id = key_id_of(secret)
-        row = self._one(f"SELECT {_COLUMNS}, key_hash FROM api_keys WHERE key_id = %s", (key_id,))
-        key = check_secret(None if row is None else _key(row[:-1]), None if row is None else row[-1], secret)
+        row = self._one(f"SELECT {COLUMNS}, key_hash FROM api_keys WHERE key_id = %s", (key_id,))
+        key = check_secret(None if row is None else row_key(row[:-1]), None if row is None else row[-1], secret)
         if self._touch_due.due(key_id):  # last use, at most once a minute per key and server
             self._exec("UPDATE api_keys SET last_used_at = %s WHERE key_id = %s", (self._now(), key_id))
         return key
@@ -162,9 +187,3 @@ class PostgresKeyStore:
         if not self._closed:
             self._closed = True
             self._pool.close()
-
-
-def _key(row: tuple) -> ApiKey:
-    return ApiKey(key_id=row[0], tenant=row[1], name=row[2], read_only=bool(row[3]), created_at=row[4],
-                  last_used_at=row[5], revoked_at=row[6])
-

@@ -7,28 +7,45 @@ request; the tools read the principal from that request, never from their argume
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp
+from mcp.types import ToolAnnotations
+from pydantic import Field, StrictBool
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from ..errors import EngramError, InvalidInputError
+from ..errors import EngramError, InvalidInputError, UsageError
+from .access import ScopedMemory
 from .auth import Authenticator
 from .middleware import request_id_of, send_error, status_of
-from .schemas import shallow
+from .schemas import MessageIn, Role, shallow
 from .tenants import Principal, TenantRegistry
 
 INSTRUCTIONS = (
     "Engram is this user's long-term memory. Before answering, call `context` with the user's message "
     "to get what you already know about them. Call `remember` with what the user tells you that is "
-    "worth keeping. `recall` searches memories; `list_memories` pages through them; `forget` erases."
+    "worth keeping. `recall` searches memories; `list_memories` pages through them; `forget` erases, "
+    "only when the user asks for it, with confirm: true. Leave `user_id` out when the server has a "
+    "default user; never invent one."
 )
+
+UserId = Annotated[str | None, Field(description=(
+    "Whose memory. Leave it out to use this server's (or API key's) default user; do not invent one."))]
+
+
+def _hints(title: str, *, read_only: bool, destructive: bool = False, idempotent: bool) -> ToolAnnotations:
+    return ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=destructive,
+                           idempotent_hint=idempotent, open_world_hint=False)
+
+
+READS = {"read_only": True, "idempotent": True}
+StrictMessage = Annotated[str | MessageIn, Field(union_mode="left_to_right")]
 
 
 def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServer:
@@ -36,7 +53,7 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
     (stdio); over HTTP the principal always comes from the request's key."""
     server = MCPServer("engram", version=__version__, instructions=INSTRUCTIONS)
 
-    def memory(ctx: Context, *, write: bool = False) -> Any:
+    def memory(ctx: Context) -> ScopedMemory:
         request = ctx.request_context.request
         if request is None:
             who = default
@@ -44,23 +61,28 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
             who = request.scope.get("state", {}).get("principal")
         if who is None:
             raise ToolError("AuthenticationError: this transport has no API key")
-        if write and who.read_only:
-            raise ToolError("PermissionDeniedError: this API key is read-only")
-        return registry.memory(who.tenant)
+        return ScopedMemory(registry.memory(who.tenant), who)
 
-    @server.tool()
-    def remember(text: str, user_id: str, ctx: Context, session_id: str | None = None,
-                 agent_id: str | None = None, role: str = "user", metadata: dict[str, Any] | None = None,
-                 ) -> dict[str, Any]:
-        """Store something the user said (or a fact worth keeping) in the user's memory."""
+    @server.tool(annotations=_hints("Remember", read_only=False, idempotent=False))
+    def remember(ctx: Context, text: str | None = None,
+                 messages: Annotated[list[StrictMessage] | None, Field(description=(
+                     "Several turns at once, each a string or {role, content, name, id, timestamp}: "
+                     "name is the speaker, id your id for the turn, timestamp when it was said (ISO 8601)."
+                 ))] = None,
+                 user_id: UserId = None, session_id: str | None = None, agent_id: str | None = None,
+                 role: Role = "user", name: Annotated[str | None, Field(description="Who said `text`.")] = None,
+                 timestamp: Annotated[str | None, Field(description="When `text` was said (ISO 8601).")] = None,
+                 metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Store what the user said (or a fact worth keeping) in the user's memory: `text`
+        (one turn), or `messages` (several, with speakers, dates and ids)."""
         with _errors():
-            result = memory(ctx, write=True).add({"role": role, "content": text}, user_id=user_id,
-                                                 session_id=session_id, agent_id=agent_id,
-                                                 metadata=_shallow("metadata", metadata))
+            batch = _batch(text, messages, role=role, name=name, timestamp=timestamp)
+            result = memory(ctx).add(batch, user_id=user_id, session_id=session_id, agent_id=agent_id,
+                                     metadata=_shallow("metadata", metadata))
             return {"ids": result.ids}
 
-    @server.tool()
-    def recall(query: str, user_id: str, ctx: Context, limit: int = 10, session_id: str | None = None,
+    @server.tool(annotations=_hints("Recall", **READS))
+    def recall(query: str, ctx: Context, user_id: UserId = None, limit: int = 10, session_id: str | None = None,
                agent_id: str | None = None, filters: dict[str, Any] | None = None) -> dict[str, Any]:
         """Search the user's memories: the best matches for `query`, best first."""
         with _errors():
@@ -68,18 +90,18 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
                                       session_id=session_id, agent_id=agent_id)
             return {"hits": [h.to_dict() for h in hits]}
 
-    @server.tool()
-    def context(query: str, user_id: str, ctx: Context, budget_tokens: int = 1500, session_id: str | None = None,
-                agent_id: str | None = None) -> str:
+    @server.tool(annotations=_hints("Context for a reply", **READS))
+    def context(query: str, ctx: Context, user_id: UserId = None, budget_tokens: int = 1500,
+                session_id: str | None = None, agent_id: str | None = None) -> str:
         """Call before answering: a block of what you know about the user that matters for `query`,
         within `budget_tokens`, ready to put in your prompt."""
         with _errors():
             return memory(ctx).context(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
                                        agent_id=agent_id)
 
-    @server.tool()
-    def list_memories(user_id: str, ctx: Context, limit: int = 20, offset: int = 0, session_id: str | None = None,
-                      agent_id: str | None = None) -> dict[str, Any]:
+    @server.tool(annotations=_hints("List memories", **READS))
+    def list_memories(ctx: Context, user_id: UserId = None, limit: int = 20, offset: int = 0,
+                      session_id: str | None = None, agent_id: str | None = None) -> dict[str, Any]:
         """The user's memories in time order, a page at a time."""
         with _errors():
             records = memory(ctx).list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
@@ -87,19 +109,39 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
             return {"records": [r.to_dict() for r in records],
                     "next_offset": offset + len(records) if len(records) == limit else None}
 
-    @server.tool()
-    def forget(user_id: str, ctx: Context, memory_id: str | None = None, session_id: str | None = None,
+    @server.tool(annotations=_hints("Forget", read_only=False, destructive=True, idempotent=True))
+    def forget(ctx: Context, confirm: Annotated[StrictBool, Field(description=(
+                   "Must be true: erased text cannot be recovered. Set it only when the user asked to forget."
+               ))] = False,
+               user_id: UserId = None, memory_id: str | None = None, session_id: str | None = None,
                agent_id: str | None = None) -> dict[str, Any]:
         """Erase one memory (`memory_id`), or every memory of the user's scope (optionally one
-        session or agent). Erased text cannot be recovered."""
+        session or agent). Erased text cannot be recovered: only when the user asks, with
+        `confirm: true`."""
         with _errors():
-            target = memory(ctx, write=True)
+            if confirm is not True:
+                raise UsageError("forget erases memories for good; call it with confirm: true, "
+                                 "and only when the user asked to forget")
+            target = memory(ctx)
             if memory_id is not None:
                 target.delete(memory_id, user_id=user_id)
                 return {"forgotten": 1}
             return {"forgotten": target.forget(user_id=user_id, session_id=session_id, agent_id=agent_id)}
 
     return server
+
+
+def _batch(text: str | None, messages: list[str | MessageIn] | None, *, role: str, name: str | None,
+           timestamp: str | None) -> Any:
+    """What `remember` stores, as Memory.add takes it: one turn from `text`, or `messages`."""
+    if (text is None) == (messages is None):
+        raise InvalidInputError("give text (one turn) or messages (a list of turns), not both and not neither")
+    if messages is not None:
+        if name is not None or timestamp is not None:
+            raise InvalidInputError("name and timestamp go with text; in messages, give them per message")
+        return [m if isinstance(m, str) else m.model_dump(exclude_none=True) for m in messages]
+    turn = {"role": role, "content": text, "name": name, "timestamp": timestamp}
+    return {k: v for k, v in turn.items() if v is not None}
 
 
 def _shallow(name: str, value: Any) -> Any:

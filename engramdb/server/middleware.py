@@ -1,5 +1,6 @@
 """The ASGI layer every request passes first: a request id in and out, a cap on the
-body size (413), and one access-log line when the response is done."""
+body size (413), JSON bodies read as JSON whatever their content type says, and one
+access-log line when the response is done."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ from ..errors import (
 from .logs import log_request
 
 REQUEST_ID = "X-Request-ID"
+JSON_METHODS = ("POST", "PATCH", "PUT")
+NOT_JSON_ROUTES = ("/v1/import",)  # a cube: JSON lines, read as bytes
 _GOOD_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 # The HTTP status of each Engram error, most specific first.
 STATUS: list[tuple[type[EngramError], int]] = [
@@ -57,6 +60,27 @@ async def send_error(send: Send, status: int, kind: str, message: str, request_i
     await send({"type": "http.response.body", "body": body})
 
 
+def _json_content_type(scope: Scope) -> None:
+    """Every body the REST API reads is JSON: one sent without a content type, as
+    text/plain, or as a form (what `curl -d` says) is read as the JSON it is, not refused.
+    A body that is not JSON then gets the usual 400."""
+    if scope.get("method") not in JSON_METHODS:
+        return
+    path = scope.get("path", "")
+    if not path.startswith("/v1/") or path in NOT_JSON_ROUTES:
+        return
+    raw = [(k, v) for k, v in scope.get("headers", []) if k.lower() != b"content-type"]
+    declared = [v for k, v in scope.get("headers", []) if k.lower() == b"content-type"]
+    if declared and _is_json(declared[0]):
+        return
+    scope["headers"] = [*raw, (b"content-type", b"application/json")]
+
+
+def _is_json(content_type: bytes) -> bool:
+    kind = content_type.split(b";", 1)[0].strip().lower()
+    return kind == b"application/json" or (kind.startswith(b"application/") and kind.endswith(b"+json"))
+
+
 class RequestMiddleware:
     def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
         self.app = app
@@ -67,6 +91,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        _json_content_type(scope)
         headers = Headers(scope=scope)
         given = headers.get(REQUEST_ID, "")
         rid = given if _GOOD_ID.match(given) else uuid.uuid4().hex

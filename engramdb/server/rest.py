@@ -8,6 +8,7 @@ class as its type; bad input is a 4xx, never a 500."""
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import logging
 import shutil
@@ -28,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from ..errors import EngramError, InvalidInputError, UsageError
 from . import schemas as s
+from .access import ScopedMemory
 from .auth import Authenticator
 from .middleware import RequestMiddleware, request_id_of, status_of
 from .tenants import Principal, TenantRegistry
@@ -63,17 +65,20 @@ def writer(who: Annotated[Principal, Depends(principal)]) -> Principal:
     return who
 
 
-def reader_memory(request: Request, who: Annotated[Principal, Depends(principal)]):
-    return request.app.state.registry.memory(who.tenant)
+def reader_memory(request: Request, who: Annotated[Principal, Depends(principal)]) -> ScopedMemory:
+    return ScopedMemory(request.app.state.registry.memory(who.tenant), who)
 
 
-def writer_memory(request: Request, who: Annotated[Principal, Depends(writer)]):
-    return request.app.state.registry.memory(who.tenant)
+def writer_memory(request: Request, who: Annotated[Principal, Depends(writer)]) -> ScopedMemory:
+    return ScopedMemory(request.app.state.registry.memory(who.tenant), who)
 
 
-Reader = Annotated[Any, Depends(reader_memory)]
-Writer = Annotated[Any, Depends(writer_memory)]
-UserQuery = Annotated[str, Query(min_length=1, max_length=256)]
+# A tenant's Memory as the caller's key may use it: its users, and writes only with a
+# read-write key (access.ScopedMemory).
+Reader = Annotated[ScopedMemory, Depends(reader_memory)]
+Writer = Annotated[ScopedMemory, Depends(writer_memory)]
+UserId = Annotated[str | None, Query(min_length=1, max_length=256,
+                                     description="Whose memory; default: the API key's default user.")]
 OptionalId = Annotated[str | None, Query(min_length=1, max_length=256)]
 
 
@@ -149,7 +154,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = HTTP_TYPES.get(exc.status_code, "UsageError" if exc.status_code < 500 else "EngramError")
-        return error_response(request, exc.status_code, kind, str(exc.detail))
+        detail = str(exc.detail)
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            detail = "the request body is not valid JSON: it is not UTF-8 text"  # FastAPI's "error parsing the body"
+        return error_response(request, exc.status_code, kind, detail)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -188,9 +196,11 @@ def _add_routes(app: FastAPI) -> None:
 
     @app.post("/v1/memories", status_code=201, response_model=s.AddResponse, responses=ERRORS, tags=tags)
     def add(body: s.AddRequest, memory: Writer) -> Any:
-        """Store messages; each is searchable when this returns."""
+        """Store messages; each is searchable when this returns. The whole batch is checked
+        first: one bad message stores none (with `skip_empty`, empty ones are left out)."""
+        options = _skip_empty(memory, body.skip_empty)
         result = memory.add(body.as_messages(), user_id=body.user_id, session_id=body.session_id,
-                            agent_id=body.agent_id, metadata=body.metadata)
+                            agent_id=body.agent_id, metadata=body.metadata, **options)
         return result.to_dict()
 
     @app.post("/v1/memories/search", response_model=s.SearchResponse, responses=ERRORS, tags=tags)
@@ -207,8 +217,14 @@ def _add_routes(app: FastAPI) -> None:
                                session_id=body.session_id, agent_id=body.agent_id, filters=body.filters)
         return {"context": block}
 
+    @app.post("/v1/recall", response_model=s.RecallResponse, responses=ERRORS, tags=tags)
+    def recall(body: s.RecallRequest, memory: Reader) -> Any:
+        """The prompt block of /v1/context with the memories in it and their sources."""
+        return memory.recall(body.query, user_id=body.user_id, budget_tokens=body.budget_tokens,
+                             session_id=body.session_id, agent_id=body.agent_id, filters=body.filters).to_dict()
+
     @app.get("/v1/memories", response_model=s.ListResponse, responses=ERRORS, tags=tags)
-    def list_memories(memory: Reader, user_id: UserQuery, agent_id: OptionalId = None,
+    def list_memories(memory: Reader, user_id: UserId = None, agent_id: OptionalId = None,
                       session_id: OptionalId = None, limit: int = LIST_LIMIT,
                       cursor: Annotated[str | None, Query(max_length=512)] = None,
                       offset: Annotated[int | None, Query(ge=0)] = None,
@@ -266,6 +282,9 @@ def _add_routes(app: FastAPI) -> None:
         try:
             memory.export(folder / "cube.jsonl", user_id=body.user_id, agent_id=body.agent_id,
                           session_id=body.session_id)
+        except EngramError as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise _without_path(exc, folder / "cube.jsonl", "the cube") from None
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -276,7 +295,8 @@ def _add_routes(app: FastAPI) -> None:
               openapi_extra={"requestBody": {"required": True, "content": {CUBE_TYPE: {"schema": {"type": "string"}}}}})
     async def import_(request: Request, memory: Writer, user_id: OptionalId = None) -> Any:
         """Load a cube (the body of an export). With `user_id`, every record moves into that
-        user's scope under new ids. Records whose id already exists are skipped."""
+        user's scope under new ids. Records whose id already exists are skipped. A key
+        scoped to some users imports a cube only if it reaches every user in it."""
         data = await request.body()
         return {"imported": await run_in_threadpool(_import, memory, data, user_id)}
 
@@ -287,14 +307,39 @@ def _add_routes(app: FastAPI) -> None:
         data.pop("store", None)  # a path on the server: not the client's business
         return data
 
+    @app.get("/v1/jobs", response_model=s.JobsResponse, responses=ERRORS, tags=["housekeeping"])
+    def jobs(memory: Reader, user_id: OptionalId = None) -> Any:
+        """The distillation queue: pending, running and failed jobs, and the last errors."""
+        return memory.jobs(user_id=user_id)
 
-def _import(memory: Any, data: bytes, user_id: str | None) -> int:
+
+def _skip_empty(memory: ScopedMemory, skip: bool) -> dict[str, Any]:
+    """`{"skip_empty": True}` when asked for, if this engramdb's Memory.add takes it."""
+    if not skip:
+        return {}
+    if "skip_empty" not in inspect.signature(memory.memory.add).parameters:
+        raise UsageError("this server's engramdb cannot skip empty messages (Memory.add has no skip_empty)")
+    return {"skip_empty": True}
+
+
+def _import(memory: ScopedMemory, data: bytes, user_id: str | None) -> int:
     if not data.strip():
         raise InvalidInputError("the request body is empty; send an Engram cube (JSONL)")
     with tempfile.TemporaryDirectory(prefix="engram-import-") as folder:
         path = Path(folder) / "cube.jsonl"
         path.write_bytes(data)
-        return memory.import_(path, user_id=user_id)
+        try:
+            return memory.import_(path, user_id=user_id)
+        except EngramError as exc:
+            raise _without_path(exc, path, "the uploaded cube") from None
+
+
+def _without_path(exc: EngramError, path: Path, name: str) -> EngramError:
+    """The same error, its message naming `name` where it named a file of the server's."""
+    message = str(exc)
+    for where in (str(path), str(path.parent)):
+        message = message.replace(where, name)
+    return exc if message == str(exc) else type(exc)(message)
 
 
 def _json_filters(text: str | None) -> dict[str, Any] | None:

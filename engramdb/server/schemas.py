@@ -6,9 +6,11 @@ finally, by `Memory` itself."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..types import Hit, Record, Version
 
@@ -28,6 +30,29 @@ def shallow(value: Any, depth: int = 0) -> Any:
     return value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def invalid_unicode(value: Any, where: str = "") -> str | None:
+    """Where in `value` (a JSON document) a string, or a key, holds a lone surrogate
+    (JSON's `\\ud800` escapes decode to one; no UTF-8 text can hold it), else None."""
+    stack: list[tuple[str, Any]] = [(where, value)]
+    while stack:
+        at, item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return at or "the body"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                place = f"{at}.{key}" if at else str(key)
+                if isinstance(key, str) and _SURROGATE.search(key):
+                    return f"a key of {at}" if at else "a key of the body"
+                stack.append((place, inner))
+        elif isinstance(item, list):
+            stack.extend((f"{at}[{i}]", inner) for i, inner in enumerate(item))
+    return None
+
+
 Id = Annotated[StrictStr, Field(min_length=1, max_length=256)]
 Json = Annotated[dict[str, Any], AfterValidator(shallow)]
 Filters = Json
@@ -37,15 +62,31 @@ class Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Scoped(Request):
-    user_id: Id
+class Body(Request):
+    """A request body: refused whole when any string in it is not valid Unicode."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = invalid_unicode(data)
+        if where is not None:
+            raise PydanticCustomError("unicode", "{where} is not valid Unicode (it holds a lone surrogate)",
+                                      {"where": where})
+        return data
+
+
+class Scoped(Body):
+    user_id: Id | None = Field(default=None, description="Whose memory; default: the API key's default user.")
     agent_id: Id | None = None
     session_id: Id | None = None
 
 
+Role = Literal["user", "assistant", "system", "tool", "event"]
+
+
 class MessageIn(Request):
     content: StrictStr
-    role: Literal["user", "assistant", "system", "tool", "event"] = "user"
+    role: Role = "user"
     id: StrictStr | StrictInt | None = Field(default=None, description="The caller's id for the turn (its source).")
     name: StrictStr | None = Field(default=None, description="The speaker.")
     timestamp: StrictStr | None = Field(default=None, description="When it was said (ISO 8601); default: now.")
@@ -56,6 +97,8 @@ class AddRequest(Scoped):
         description="One message (a string or an object) or a list of them."
     )
     metadata: Json | None = None
+    skip_empty: StrictBool = Field(default=False, description=(
+        "Leave out messages whose content is empty or blank (counted in `skipped`) instead of refusing the batch."))
 
     def as_messages(self) -> Any:
         def one(item: str | MessageIn) -> Any:
@@ -76,7 +119,7 @@ class ContextRequest(Scoped):
     filters: Filters | None = None
 
 
-class UpdateRequest(Request):
+class UpdateRequest(Body):
     text: StrictStr
     user_id: Id | None = Field(default=None, description="Only if the memory belongs to this user.")
     metadata: Json | None = None
@@ -91,6 +134,10 @@ class ExportRequest(Scoped):
     pass
 
 
+class RecallRequest(ContextRequest):
+    pass
+
+
 # -- responses -------------------------------------------------------------------------
 
 
@@ -102,6 +149,7 @@ VersionOut = Version
 
 class AddResponse(BaseModel):
     records: list[RecordOut]
+    skipped: int = Field(default=0, description="Empty messages left out (with `skip_empty`).")
 
 
 class SearchResponse(BaseModel):
@@ -110,6 +158,13 @@ class SearchResponse(BaseModel):
 
 class ContextResponse(BaseModel):
     context: str
+
+
+class RecallResponse(BaseModel):
+    text: str = Field(description="The prompt block (what /v1/context returns).")
+    hits: list[HitOut] = Field(description="The memories in the block, in block order.")
+    complete: bool = Field(description="The whole scope fit the budget: nothing was left out.")
+    sources: list[str] = Field(description="The source ids of every memory in the block, once each.")
 
 
 class ListResponse(BaseModel):
@@ -132,6 +187,14 @@ class ForgetResponse(BaseModel):
 
 class ImportResponse(BaseModel):
     imported: int
+
+
+class JobsResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    pending: int
+    running: int
+    failed: int
 
 
 class StatsResponse(BaseModel):

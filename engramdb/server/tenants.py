@@ -14,18 +14,26 @@ from dataclasses import dataclass
 from ..config import Config
 from ..errors import ConfigError, PermissionDeniedError
 from ..providers import Embedder, make_embedder
+from .scopes import ANY_USER, UserScope, check_name
 
 # The tenant of `--no-auth` and stdio MCP: None, the untenanted store the CLI uses too.
 LOCAL = None
 
 
+def check_tenant(tenant: object) -> str:
+    """A tenant's name, spelt one way: `"acme "` is refused, never a second tenant."""
+    return check_name("tenant", tenant, required=True)  # type: ignore[return-value]
+
+
 @dataclass(frozen=True)
 class Principal:
-    """The caller behind a request: a tenant (None: the local, untenanted store)."""
+    """The caller behind a request: a tenant (None: the local, untenanted store), the
+    users of it the caller may reach, and whether it may write."""
 
     tenant: str | None
     read_only: bool = False
     key_id: str | None = None
+    users: UserScope = ANY_USER
 
     def require_write(self) -> None:
         if self.read_only:
