@@ -23,13 +23,13 @@ from .config import Config
 from .errors import ConfigError, InvalidInputError, NotFoundError, UsageError
 from .ids import new_id
 from .keys import index_text
-from .messages import normalize
+from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .retrieval import assemble, estimate_tokens, fuse, same_text_key, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import Condition, current, valid_at
 from .stores.filters import parse as parse_filters
-from .types import AddResult, Hit, Recall, Record, Scope, Version
+from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, Version, check_strings, check_text
 
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
@@ -156,14 +156,22 @@ class Memory:
         session_id: str | None = None,
         agent_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        skip_empty: bool = False,
     ) -> AddResult:
-        """Store every turn; each is searchable when this returns."""
+        """Store every turn; each is searchable when this returns. The whole batch is
+        validated first: one bad message stores nothing. With `skip_empty`, turns whose
+        content is empty or only whitespace are left out instead, counted in
+        `AddResult.skipped`."""
         scope = Scope(user_id, agent_id, session_id)
         meta = _check_metadata(metadata)
         now = self._clock.now()
-        batch = normalize(
-            messages, now=now, max_chars=self.config.max_message_chars, max_messages=self.config.max_messages_per_add
-        )
+        if not isinstance(skip_empty, bool):
+            raise InvalidInputError(f"skip_empty must be True or False, got {type(skip_empty).__name__}")
+        valid = read_batch(messages, now=now, max_chars=self.config.max_message_chars,
+                           max_messages=self.config.max_messages_per_add, skip_empty=skip_empty)
+        batch = valid.messages
+        if not batch:
+            return AddResult([], skipped=valid.skipped)
         vectors = self.embedder.embed([index_text(m.content, m.name) for m in batch])
         recorded_at = format_ts(now)
         records = []
@@ -180,7 +188,7 @@ class Memory:
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
         if distil:
             self._distill().wake()
-        return AddResult(stored)
+        return AddResult(stored, skipped=valid.skipped)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
                reason: str | None = None) -> Record:
@@ -190,6 +198,9 @@ class Memory:
             raise InvalidInputError("text must be a non-empty string")
         if len(text) > self.config.max_message_chars:
             raise InvalidInputError(f"text has {len(text)} characters; the limit is {self.config.max_message_chars}")
+        if "\x00" in text:
+            raise InvalidInputError("text contains a NUL character")
+        check_text("text", text)
         meta = None if metadata is None else _check_metadata(metadata)
         vector = self.embedder.embed([index_text(text, current.name)])[0]
         return self._store.update(
@@ -238,7 +249,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_int("limit", limit, 1, self.config.max_limit)
         _check_int("offset", offset, 0, 2**62)
-        conditions = _in_time(parse_filters(filters), as_of, include_retired)
+        conditions = _in_time(_filters(filters), as_of, include_retired)
         return self._store.list(scope, conditions, limit, offset)
 
     def history(self, id: str, *, user_id: str | None = None) -> list[Version]:
@@ -269,7 +280,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
-        conditions = _searchable(_in_time(parse_filters(filters), as_of, include_retired))
+        conditions = _searchable(_in_time(_filters(filters), as_of, include_retired))
         depth = max(self.config.candidates, 2 * limit)
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
@@ -301,7 +312,7 @@ class Memory:
         _check_int("budget_tokens", budget_tokens, 1, 10_000_000)
         _check_query(query, self.config.max_query_chars)
         scope = Scope(user_id, agent_id, session_id)
-        conditions = _in_time(parse_filters(filters), as_of)
+        conditions = _in_time(_filters(filters), as_of)
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
             text, hits = assemble(whole, budget_tokens)
@@ -441,6 +452,7 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+    check_strings("metadata", dict(metadata))
     try:
         encoded = json.dumps(dict(metadata))
     except (TypeError, ValueError) as exc:
@@ -451,8 +463,19 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_memory_id(id: Any) -> None:
-    if not isinstance(id, str) or not id or len(id) > 256:
-        raise InvalidInputError(f"a memory id must be a non-empty string, got {id!r}")
+    """A memory id is Engram's own ("mem_..."): any other well-formed string is simply
+    not found; what cannot be an id at all is named."""
+    if not isinstance(id, str):
+        raise InvalidInputError(f"memory id must be a string, got {type(id).__name__}")
+    if not id:
+        raise InvalidInputError("memory id must not be empty")
+    if len(id) > MAX_ID_CHARS:
+        raise InvalidInputError(f"memory id is {len(id)} characters long; the limit is {MAX_ID_CHARS}")
+    check_text("memory id", id)
+
+
+def _filters(filters: Mapping[str, Any] | None) -> list:
+    return parse_filters(check_strings("filters", filters))
 
 
 def _in_time(conditions: list, as_of: Any, include_retired: bool = False) -> list:
@@ -480,6 +503,7 @@ def _check_query(query: Any, max_chars: int) -> None:
         raise InvalidInputError("query must be a non-empty string")
     if len(query) > max_chars:
         raise InvalidInputError(f"query has {len(query)} characters; the limit is {max_chars}")
+    check_text("query", query)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

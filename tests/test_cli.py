@@ -186,7 +186,8 @@ def test_add_validates_the_whole_file_before_storing(cli, tmp_path):
     path.write_text("\n".join([*good, json.dumps({"role": "robot", "content": "bad"})]), encoding="utf-8")
     result = cli("add", "--user", "alice", "--file", str(path), "--batch-size", "1")
     assert_error(result, 2, "InvalidInputError", "messages[4].role")
-    assert cli.json("stats", "--user", "alice")["records"] == 0
+    assert "chat.jsonl line 5" in result.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before the store was even opened
 
 
 def test_bad_json_on_stdin_is_a_usage_error(cli):
