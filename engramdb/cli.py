@@ -49,11 +49,13 @@ class App:
             self._config = Config.load(self.config_path)
         return self._config
 
-    def memory(self, store: str | None = None) -> Memory:
+    def memory(self, store: str | None = None, *, read_only: bool = False) -> Memory:
+        """The Memory of this command; `read_only` for commands that only read, which
+        never create, migrate or write a store (a missing one is a ConfigError)."""
         if self._memory is None:
             from .memory import Memory
 
-            self._memory = Memory(store or self.store, config=self.config)
+            self._memory = Memory(store or self.store, config=self.config, read_only=read_only)
         return self._memory
 
     def close(self) -> None:
@@ -353,8 +355,9 @@ def search(query: str, user_id: str, limit: int, session_id: str | None, agent_i
            as_of: str | None, include_retired: bool, as_json: bool) -> None:
     """Find the memories that best match QUERY (keywords and meaning, fused)."""
     conditions = _json_object(filters, "--filters")
-    hits = _app().memory().search(query, user_id=user_id, limit=limit, filters=conditions, session_id=session_id,
-                                  agent_id=agent_id, as_of=as_of, include_retired=include_retired)
+    memory = _app().memory(read_only=True)
+    hits = memory.search(query, user_id=user_id, limit=limit, filters=conditions, session_id=session_id,
+                         agent_id=agent_id, as_of=as_of, include_retired=include_retired)
     if as_json:
         _print_json([h.to_dict() for h in hits])
     elif hits:
@@ -374,8 +377,8 @@ def search(query: str, user_id: str, limit: int, session_id: str | None, agent_i
 def list_(user_id: str, limit: int, offset: int, session_id: str | None, agent_id: str | None, filters: str | None,
           as_json: bool) -> None:
     """Show a user's memories in time order, a page at a time."""
-    records = _app().memory().list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
-                                   agent_id=agent_id, filters=_json_object(filters, "--filters"))
+    records = _app().memory(read_only=True).list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
+                                                 agent_id=agent_id, filters=_json_object(filters, "--filters"))
     if as_json:
         _print_json([r.to_dict() for r in records])
     elif records:
@@ -390,7 +393,7 @@ def list_(user_id: str, limit: int, offset: int, session_id: str | None, agent_i
 @json_option
 def get(memory_id: str, user_id: str | None, as_json: bool) -> None:
     """Show one memory."""
-    record = _app().memory().get(memory_id, user_id=user_id)
+    record = _app().memory(read_only=True).get(memory_id, user_id=user_id)
     if as_json:
         _print_json(record.to_dict())
         return
@@ -409,7 +412,7 @@ def get(memory_id: str, user_id: str | None, as_json: bool) -> None:
 @json_option
 def history(memory_id: str, user_id: str | None, as_json: bool) -> None:
     """Show every version of a memory, oldest first."""
-    versions = _app().memory().history(memory_id, user_id=user_id)
+    versions = _app().memory(read_only=True).history(memory_id, user_id=user_id)
     if as_json:
         _print_json([v.to_dict() for v in versions])
         return
@@ -432,8 +435,8 @@ def history(memory_id: str, user_id: str | None, as_json: bool) -> None:
 def context(query: str, user_id: str, budget: int, session_id: str | None, agent_id: str | None,
             as_json: bool) -> None:
     """Print a prompt block of what matters for QUERY, within --budget tokens."""
-    block = _app().memory().context(query, user_id=user_id, budget_tokens=budget, session_id=session_id,
-                                    agent_id=agent_id)
+    block = _app().memory(read_only=True).context(query, user_id=user_id, budget_tokens=budget,
+                                                  session_id=session_id, agent_id=agent_id)
     if as_json:
         _print_json({"query": query, "budget": budget, "context": block})
     elif block:
@@ -447,7 +450,7 @@ def context(query: str, user_id: str, budget: int, session_id: str | None, agent
 @json_option
 def stats(user_id: str | None, as_json: bool) -> None:
     """Show counts for the store (or one user)."""
-    data = _app().memory().stats(user_id=user_id)
+    data = _app().memory(read_only=True).stats(user_id=user_id)
     if as_json:
         _print_json(data)
         return
@@ -469,7 +472,7 @@ def stats(user_id: str | None, as_json: bool) -> None:
 @json_option
 def jobs(user_id: str | None, wait: bool, as_json: bool) -> None:
     """Show the distillation queue: pending, running and failed jobs, recent errors."""
-    memory = _app().memory()
+    memory = _app().memory(read_only=not wait)  # --wait runs the queue: it writes
     finished = memory.flush(None) if wait else None
     data = {**memory.jobs(user_id=user_id), **({"finished": finished} if wait else {})}
     if as_json:
@@ -503,7 +506,7 @@ def compact(as_json: bool) -> None:
 @json_option
 def export_(path: str, user_id: str, session_id: str | None, agent_id: str | None, as_json: bool) -> None:
     """Write a user's memories to PATH as a portable JSONL cube."""
-    count = _app().memory().export(path, user_id=user_id, session_id=session_id, agent_id=agent_id)
+    count = _app().memory(read_only=True).export(path, user_id=user_id, session_id=session_id, agent_id=agent_id)
     if as_json:
         _print_json({"exported": count, "path": path})
     else:
@@ -535,7 +538,7 @@ def migrate(source_url: str, target_url: str, as_json: bool) -> None:
     from .stores.transfer import copy_store
 
     config = _app().config
-    source = open_store(source_url, config)
+    source = open_store(source_url, config, read_only=True)
     try:
         target = open_store(target_url, config)
         try:

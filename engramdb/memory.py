@@ -20,7 +20,7 @@ from .distill import Distiller
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
-from .errors import ConfigError, InvalidInputError, NotFoundError, UsageError
+from .errors import ConfigError, InvalidInputError, NotFoundError, PermissionDeniedError, UsageError
 from .ids import new_id
 from .keys import index_text
 from .messages import read_batch
@@ -67,14 +67,19 @@ class Memory:
         clock: Clock | None = None,
         reembed: bool = False,
         tenant: str | None = None,
+        read_only: bool = False,
     ) -> None:
         if config is not None and not isinstance(config, Config):
             raise ConfigError(f"config must be an engramdb.Config, got {type(config).__name__}")
         self.config = config or Config()
         if store is not None and not isinstance(store, (str, os.PathLike)):
             raise ConfigError(f"store must be a URL or a path, got {type(store).__name__}")
+        if read_only and reembed:
+            raise ConfigError("a read-only Memory cannot re-embed its store; open it with read_only=False")
         self.tenant = tenant
-        self._store: Store = open_store(store if store is not None else self.config.store, self.config, tenant=tenant)
+        self.read_only = read_only  # opened only to read: never created, migrated or written
+        self._store: Store = open_store(store if store is not None else self.config.store, self.config, tenant=tenant,
+                                        read_only=read_only)
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._clock = clock or SystemClock()
@@ -84,7 +89,7 @@ class Memory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
-        if self._extractor_name() != "none" and self._store.job_stats()["pending"]:
+        if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
 
     def _extractor_name(self) -> str:
@@ -124,7 +129,8 @@ class Memory:
         name, dim = self._embedder.name, self._embedder.dim
         recorded = self._store.embedder_name()
         if recorded is None:
-            self._store.set_embedder_name(name, dim)
+            if not self.read_only:
+                self._store.set_embedder_name(name, dim)
         elif recorded != (name, dim):
             if not self._reembed:
                 raise ConfigError(
@@ -133,7 +139,8 @@ class Memory:
                 )
             self._store.clear_vectors()
             self._store.set_embedder_name(name, dim)
-        self._backfill_vectors()
+        if not self.read_only:
+            self._backfill_vectors()
         self._ready = True
 
     def _backfill_vectors(self) -> None:
@@ -162,6 +169,7 @@ class Memory:
         validated first: one bad message stores nothing. With `skip_empty`, turns whose
         content is empty or only whitespace are left out instead, counted in
         `AddResult.skipped`."""
+        self._check_writable("add")
         scope = Scope(user_id, agent_id, session_id)
         meta = _check_metadata(metadata)
         now = self._clock.now()
@@ -193,6 +201,7 @@ class Memory:
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
                reason: str | None = None) -> Record:
         """Replace a memory's text (the old text stays in history)."""
+        self._check_writable("update")
         current = self.get(id, user_id=user_id)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("text must be a non-empty string")
@@ -210,17 +219,20 @@ class Memory:
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
         """Erase a memory: its text leaves the store, its indexes and its history."""
+        self._check_writable("delete")
         current = self.get(id, user_id=user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
 
     def forget(self, *, user_id: str, agent_id: str | None = None, session_id: str | None = None) -> int:
         """Erase a whole scope. Returns how many memories were erased."""
+        self._check_writable("forget")
         return self._store.forget(Scope(user_id, agent_id, session_id))
 
     def reset(self, *, confirm: bool = False) -> None:
         """Erase every memory of every user. Refused unless confirm=True."""
         if confirm is not True:
             raise UsageError("reset() erases every memory of every user; call reset(confirm=True) to do it")
+        self._check_writable("reset")
         self._store.reset()
 
     # -- reads -------------------------------------------------------------------------
@@ -366,6 +378,7 @@ class Memory:
         """Load a cube. Same embedder: vectors are kept; another: texts are re-embedded.
         With `user_id`, every record moves into that user's scope under new ids.
         Records whose id already exists are skipped. Returns how many were written."""
+        self._check_writable("import_")
         if user_id is not None:
             Scope(user_id)
         header, items = cube.read(path)
@@ -397,7 +410,7 @@ class Memory:
         out a retry backoff are not waited for) and vector-index builds. Every write is
         already durable. True when nothing is left running."""
         start = time.monotonic()
-        if self._extractor_name() != "none" and not self._distill().wait(timeout):
+        if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return self._store.flush(left)
@@ -405,6 +418,7 @@ class Memory:
     def compact(self) -> None:
         """Rewrite the store so that erased text leaves the file itself (SQLite: FTS
         merge, WAL checkpoint and VACUUM; PostgreSQL: VACUUM). Slow on a big store."""
+        self._check_writable("compact")
         self._store.compact()
 
     def jobs(self, *, user_id: str | None = None) -> dict[str, Any]:
@@ -412,6 +426,11 @@ class Memory:
         if user_id is not None:
             Scope(user_id)
         return self._store.job_stats(user_id)
+
+    def _check_writable(self, operation: str) -> None:
+        if self.read_only:
+            raise PermissionDeniedError(f"this Memory is read-only (opened with read_only=True): {operation}() would "
+                                        "write to it")
 
     def close(self) -> None:
         if self._distiller is not None:

@@ -287,6 +287,7 @@ def test_get_respects_user(alice):
 
 
 def test_unknown_id_exits_2(cli):
+    cli.ok("add", "a first memory makes the store", "--user", "alice", "--no-wait")
     for command in ("get", "history", "delete"):
         result = cli(command, "mem_nope")
         assert_error(result, 2, "NotFoundError", "no memory with id 'mem_nope'")

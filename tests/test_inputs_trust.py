@@ -131,7 +131,8 @@ def test_update_text_with_nul_is_refused_as_add_refuses_it(seeded):
 def test_a_non_string_id_or_name_is_refused_like_a_non_string_content(seeded, db_path, field, value):
     memory, _ = seeded
     before = rows(db_path)
-    with pytest.raises(InvalidInputError, match=rf"^messages\[0\]\.{field} must be a string, got {type(value).__name__}"):
+    wrong = rf"^messages\[0\]\.{field} must be a string, got {type(value).__name__}"
+    with pytest.raises(InvalidInputError, match=wrong):
         memory.add({"content": "hello", field: value}, user_id="alice")
     with pytest.raises(InvalidInputError, match=r"^messages\[0\]\.content must be a string, got int"):
         memory.add({"content": 7}, user_id="alice")
@@ -298,9 +299,133 @@ def test_skip_empty_through_async_memory(tmp_path):
         async with AsyncMemory(tmp_path / "a.db", embedder=FakeEmbedder()) as memory:
             result = await memory.add(["one", "", "two"], user_id="alice", skip_empty=True)
             assert (len(result), result.skipped) == (2, 1)
+        async with AsyncMemory(tmp_path / "a.db", embedder=FakeEmbedder(), read_only=True) as reader:
+            assert reader.read_only
+            assert [r.text for r in await reader.list(user_id="alice")] == ["one", "two"]
+            with pytest.raises(PermissionDeniedError, match="read-only"):
+                await reader.add("three", user_id="alice")
 
     asyncio.run(run())
     assert rows(tmp_path / "a.db") == 2
+
+
+# -- read-only opening -------------------------------------------------------------------------
+
+
+def test_a_read_only_memory_never_creates_a_store(tmp_path):
+    missing = tmp_path / "typo" / "nested" / "engram.db"
+    with pytest.raises(ConfigError, match="no Engram store at"):
+        Memory(missing, embedder=FakeEmbedder(), read_only=True)
+    with pytest.raises(ConfigError, match="no Engram store at"):
+        Memory(tmp_path / "typo.db", embedder=FakeEmbedder(), read_only=True, tenant="acme")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_read_only_memory_reads_and_refuses_every_write(seeded, db_path):
+    memory, rid = seeded
+    memory.close()
+    before = digest(db_path)
+    with Memory(db_path, embedder=FakeEmbedder(), read_only=True) as reader:
+        assert reader.read_only
+        assert reader.get(rid).text == "alice likes tea"
+        assert [h.id for h in reader.search("tea", user_id="alice")] == [rid]
+        assert "alice likes tea" in reader.context("tea", user_id="alice")
+        assert reader.stats()["records"] == 1 and reader.jobs()["pending"] == 0
+        assert [v.event for v in reader.history(rid)] == ["add"]
+        assert reader.export(db_path.parent / "alice.jsonl", user_id="alice") == 1
+        writes = [
+            lambda: reader.add("more", user_id="alice"),
+            lambda: reader.update(rid, "changed"),
+            lambda: reader.delete(rid),
+            lambda: reader.forget(user_id="alice"),
+            lambda: reader.reset(confirm=True),
+            lambda: reader.import_(db_path.parent / "alice.jsonl"),
+            lambda: reader.compact(),
+        ]
+        for write in writes:
+            with pytest.raises(PermissionDeniedError, match="read-only"):
+                write()
+        assert reader.flush(5) is True
+    assert digest(db_path) == before
+    assert rows(db_path) == 1
+
+
+def test_a_read_only_memory_sees_what_a_writer_commits(seeded, db_path):
+    writer, _ = seeded
+    with Memory(db_path, embedder=FakeEmbedder(), read_only=True) as reader:
+        assert reader.stats()["records"] == 1
+        writer.add("alice likes rain", user_id="alice")
+        assert [r.text for r in reader.list(user_id="alice")] == ["alice likes tea", "alice likes rain"]
+
+
+def test_a_read_only_memory_on_a_store_of_a_newer_or_older_engram(seeded, db_path):
+    memory, _ = seeded
+    conn = memory.store._conn()
+    conn.execute("INSERT INTO schema_migrations VALUES ('9999_future', 'x')")
+    memory.close()
+    with pytest.raises(ConfigError, match="newer Engram"):
+        Memory(db_path, embedder=FakeEmbedder(), read_only=True)
+    conn = sqlite3.connect(db_path)
+    conn.execute("DELETE FROM schema_migrations WHERE name != '0001_records'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(ConfigError, match="older Engram"):
+        Memory(db_path, embedder=FakeEmbedder(), read_only=True)
+
+
+# -- another program's database -----------------------------------------------------------------
+
+
+def foreign_database(path: Path, *, wal: bool = False, migrations: bool = False) -> str:
+    conn = sqlite3.connect(path)
+    if wal:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    conn.execute("INSERT INTO notes (body) VALUES ('not yours')")
+    if migrations:  # Rails, sqlx and others keep a table of this name too
+        conn.execute("CREATE TABLE schema_migrations (version TEXT PRIMARY KEY)")
+        conn.execute("INSERT INTO schema_migrations VALUES ('20240101000000')")
+    conn.commit()
+    conn.close()
+    return digest(path)
+
+
+@pytest.mark.parametrize("kind", ["rollback", "wal", "own-schema_migrations"])
+@pytest.mark.parametrize("read_only", [False, True])
+def test_another_programs_database_is_never_touched(tmp_path, kind, read_only):
+    path = tmp_path / "app.db"
+    before = foreign_database(path, wal=kind == "wal", migrations=kind == "own-schema_migrations")
+    with pytest.raises(ConfigError, match="not an Engram store") as caught:
+        Memory(path, embedder=FakeEmbedder(), read_only=read_only)
+    assert "notes" in str(caught.value)
+    assert digest(path) == before
+    assert sorted(os.listdir(tmp_path)) == ["app.db"]
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    journal = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    conn.close()
+    assert tables == ({"notes", "schema_migrations"} if kind == "own-schema_migrations" else {"notes"})
+    assert journal == ("wal" if kind == "wal" else "delete")
+
+
+def test_an_empty_file_becomes_a_store_but_is_not_read_as_one(tmp_path):
+    path = tmp_path / "empty.db"
+    path.touch()
+    with pytest.raises(ConfigError, match="not an Engram store yet"):
+        Memory(path, embedder=FakeEmbedder(), read_only=True)
+    assert path.stat().st_size == 0
+    with Memory(path, embedder=FakeEmbedder()) as memory:
+        assert len(memory.add("hello", user_id="alice")) == 1
+
+
+def test_random_bytes_stay_a_corrupt_file_error(tmp_path):
+    path = tmp_path / "junk.db"
+    garbage = os.urandom(8192)
+    path.write_bytes(garbage)
+    for read_only in (False, True):
+        with pytest.raises(StorageError, match="corrupt"):
+            Memory(path, embedder=FakeEmbedder(), read_only=read_only)
+    assert path.read_bytes() == garbage
 
 
 # -- the CLI -----------------------------------------------------------------------------------
@@ -371,3 +496,117 @@ def test_cli_skip_empty(tmp_path):
     assert table.exit_code == 0, table.output
     assert "Added 1 memories" in table.stdout and "skipped 1 empty message" in table.stdout
     assert rows(store) == 3
+
+
+READS = [
+    ("stats",),
+    ("stats", "--user", "eve"),
+    ("search", "tea", "--user", "eve"),
+    ("list", "--user", "eve"),
+    ("get", "mem_x"),
+    ("history", "mem_x"),
+    ("context", "tea", "--user", "eve"),
+    ("jobs",),
+    ("export", "OUT", "--user", "eve"),
+]
+
+
+@pytest.mark.parametrize("command", READS, ids=" ".join)
+def test_cli_reads_on_a_mistyped_path_create_nothing(tmp_path, command):
+    typo = tmp_path / "tpyo" / "engram.db"
+    args = [str(tmp_path / "out.jsonl") if a == "OUT" else a for a in command]
+    result = engram("--store", f"sqlite:///{typo}", *args)
+    one_line_error(result, 2, "ConfigError", f"no Engram store at {typo}")
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_migrate_from_a_mistyped_source_creates_nothing(tmp_path):
+    result = engram("migrate", "--from", str(tmp_path / "nope.db"), "--to", str(tmp_path / "copy.db"))
+    one_line_error(result, 2, "ConfigError", "no Engram store at")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("command", [("stats",), ("list", "--user", "eve"), ("add", "hi", "--user", "eve")],
+                         ids=" ".join)
+def test_cli_never_touches_another_programs_database(tmp_path, command):
+    path = tmp_path / "app.db"
+    before = foreign_database(path)
+    result = engram("--store", str(path), *command)
+    one_line_error(result, 2, "ConfigError", "not an Engram store")
+    assert digest(path) == before and os.listdir(tmp_path) == ["app.db"]
+
+
+def test_cli_reads_leave_the_store_file_unchanged(tmp_path):
+    store = tmp_path / "s.db"
+    assert engram("--store", str(store), "add", "alice likes tea", "--user", "eve", "--no-wait").exit_code == 0
+    before = digest(store)
+    for command in READS[:-1]:
+        result = engram("--store", str(store), *command)
+        assert result.exit_code in (0, 2), result.output  # get/history of mem_x: NotFoundError
+    assert digest(store) == before
+
+
+# -- read-only media ----------------------------------------------------------------------------
+
+
+def on_read_only_media(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    """Run `engram ARGS` with `folder` mounted read-only, in a private mount namespace
+    (nothing outside the child sees the mount; needs root or user namespaces)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "ENGRAM_EMBEDDER": "fake",
+           "ENGRAM_CONFIG": "", "COLUMNS": "200"}
+    env.pop("ENGRAM_STORE", None)
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && shift && exec "$@"'
+    return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh", str(folder),
+                           sys.executable, "-m", "engramdb.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.fixture
+def read_only_media(tmp_path):
+    probe = on_read_only_media(tmp_path, "--version")
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount read-only here: {probe.stderr.strip()[:200]}")
+    return tmp_path
+
+
+def test_cli_reads_a_store_on_read_only_media(read_only_media):
+    folder = read_only_media / "media"
+    folder.mkdir()
+    store = folder / "engram.db"
+    with Memory(store, embedder=FakeEmbedder()) as memory:
+        memory.add(["alice likes tea", "alice likes rain"], user_id="alice")
+    assert sorted(os.listdir(folder)) == ["engram.db"]  # closed cleanly: no -wal, no -shm
+    listed = on_read_only_media(folder, "--store", str(store), "list", "--user", "alice", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [r["text"] for r in json.loads(listed.stdout)] == ["alice likes tea", "alice likes rain"]
+    found = on_read_only_media(folder, "--store", str(store), "search", "rain", "--user", "alice", "--json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)[0]["text"] == "alice likes rain"
+    stats = on_read_only_media(folder, "--store", str(store), "stats", "--json")
+    assert stats.returncode == 0 and json.loads(stats.stdout)["records"] == 2, stats.stderr
+    added = on_read_only_media(folder, "--store", str(store), "add", "more", "--user", "alice")
+    assert added.returncode == 2, added.stderr
+    assert len(added.stderr.splitlines()) == 1 and "read-only" in added.stderr, added.stderr
+    assert rows(store) == 2
+
+
+def test_a_store_on_read_only_media_with_an_unfinished_log_says_read_only(read_only_media):
+    """A -wal left without its -shm (a crash, a copy) cannot be read where nothing can be
+    written: the error says so, rather than reading the file without the log."""
+    folder = read_only_media / "media"
+    folder.mkdir()
+    store = folder / "engram.db"
+    memory = Memory(store, embedder=FakeEmbedder())
+    memory.add("alice likes tea", user_id="alice")
+    conn = memory.store._conn()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    memory.add("alice likes rain", user_id="alice")  # only in the -wal
+    copy = read_only_media / "copy"
+    copy.mkdir()
+    for name in ("engram.db", "engram.db-wal"):
+        (copy / name).write_bytes((folder / name).read_bytes())
+    memory.close()
+    listed = on_read_only_media(copy, "--store", str(copy / "engram.db"), "list", "--user", "alice")
+    assert listed.returncode == 1, listed.stdout + listed.stderr
+    assert "read-only" in listed.stderr and "-wal" in listed.stderr, listed.stderr
