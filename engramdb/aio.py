@@ -27,6 +27,11 @@ class AsyncMemory:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    @property
+    def read_only(self) -> bool:
+        """Opened with read_only=True: reads only, every write refused."""
+        return self.sync.read_only
+
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
 

@@ -49,11 +49,13 @@ class App:
             self._config = Config.load(self.config_path)
         return self._config
 
-    def memory(self, store: str | None = None) -> Memory:
+    def memory(self, store: str | None = None, *, read_only: bool = False) -> Memory:
+        """The Memory of this command; `read_only` for commands that only read, which
+        never create, migrate or write a store (a missing one is a ConfigError)."""
         if self._memory is None:
             from .memory import Memory
 
-            self._memory = Memory(store or self.store, config=self.config)
+            self._memory = Memory(store or self.store, config=self.config, read_only=read_only)
         return self._memory
 
     def close(self) -> None:
@@ -132,6 +134,11 @@ def _json_object(value: str | None, option: str) -> dict[str, Any] | None:
 
 def parse_messages(text: str, source: str) -> list[Any]:
     """Messages from JSON (a list, or one object) or JSONL (one message per line)."""
+    return _parse_messages(text, source)[0]
+
+
+def _parse_messages(text: str, source: str) -> tuple[list[Any], list[str] | None]:
+    """The messages, and for JSONL where each came from ("chat.jsonl line 12")."""
     if not text.strip():
         raise InvalidInputError(f"{source} holds no messages")
     try:
@@ -146,31 +153,43 @@ def parse_messages(text: str, source: str) -> list[Any]:
                 items.append(json.loads(line))
             except json.JSONDecodeError as exc:
                 raise InvalidInputError(f"{source} line {number} is not valid JSON: {exc}") from None
-        return items
+        return items, [f"{source} line {number}" for number, _ in lines]
     if isinstance(data, list):
-        return data
+        return data, None
     if isinstance(data, (dict, str)):
-        return [data]
+        return [data], None
     raise InvalidInputError(f"{source} must hold a list of messages, one message, or JSONL; got {type(data).__name__}")
 
 
-def _read_messages(texts: tuple[str, ...], role: str, file: str | None) -> tuple[list[Any], bool]:
-    """The messages to add, and whether they came from a file or stdin."""
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text, or an error naming the line of the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InvalidInputError(f"{source} is not valid UTF-8: byte 0x{data[exc.start]:02x} on line {line} "
+                                f"(byte {exc.start}); convert it to UTF-8 first") from None
+
+
+def _read_messages(texts: tuple[str, ...], role: str, file: str | None) -> tuple[list[Any], list[str] | None, bool]:
+    """The messages to add, where each came from (JSONL lines), and whether they came
+    from a file or stdin. Files and stdin are read as bytes and must be UTF-8."""
     if texts and file is not None:
         raise InvalidInputError("give messages as arguments or with --file, not both")
     if texts:
-        return [{"role": role, "content": t} for t in texts], False
+        return [{"role": role, "content": t} for t in texts], None, False
     if file is None or file == "-":
         stdin = sys.stdin
         if file is None and stdin.isatty():
             raise InvalidInputError("no messages: pass them as arguments, with --file, or as JSON on stdin")
-        return parse_messages(stdin.read(), "stdin"), True
+        raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read().encode("utf-8", "surrogateescape")
+        return (*_parse_messages(_decode(raw, "stdin"), "stdin"), True)
     try:
-        with open(file, encoding="utf-8") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(file, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
         raise InvalidInputError(f"cannot read {file}: {exc}") from None
-    return parse_messages(text, file), True
+    return (*_parse_messages(_decode(raw, file), file), True)
 
 
 @contextmanager
@@ -234,46 +253,55 @@ def _hits_table(hits: list[Hit], title: str | None = None) -> Table:
               help="Wait for the turns to be distilled into memories before exiting.")
 @click.option("--batch-size", default=ADD_BATCH, show_default=True, type=click.IntRange(1, 10_000),
               help="Messages per Memory.add call when ingesting a file.")
+@click.option("--skip-empty", is_flag=True,
+              help="Leave out messages whose content is empty or only whitespace (counted), instead of refusing "
+                   "the input.")
 @json_option
 def add(texts: tuple[str, ...], user_id: str, session_id: str | None, agent_id: str | None, metadata: str | None,
-        file: str | None, role: str, batch_size: int, wait: bool, as_json: bool) -> None:
+        file: str | None, role: str, batch_size: int, skip_empty: bool, wait: bool, as_json: bool) -> None:
     """Store messages: as arguments, from --file, or JSON/JSONL on stdin, then wait
     (at most a minute) for them to be distilled into memories.
 
     Each message in a file is a string or an object with `content` and optionally
     `role`, `id`, `name` and `timestamp`. The whole input is validated before anything
-    is stored."""
+    is stored; an empty message refuses it unless --skip-empty."""
     from .clock import SystemClock
-    from .messages import normalize
+    from .memory import _check_metadata
+    from .messages import read_batch
     from .types import Scope
 
     app = _app()
-    meta = _json_object(metadata, "--metadata")
-    items, from_file = _read_messages(texts, role, file)
+    meta = _check_metadata(_json_object(metadata, "--metadata"))
+    items, origins, from_file = _read_messages(texts, role, file)
     Scope(user_id, agent_id, session_id)
     config = app.config
-    normalize(items, now=SystemClock().now(), max_chars=config.max_message_chars, max_messages=max(len(items), 1))
+    read_batch(items, now=SystemClock().now(), max_chars=config.max_message_chars, max_messages=max(len(items), 1),
+               skip_empty=skip_empty, origins=origins)
     memory = app.memory()
     stored: list[Record] = []
+    skipped = 0
     show = from_file and len(items) > batch_size
     try:
         with _progress(len(items), "adding", show) as advance:
             for start in range(0, len(items), batch_size):
                 chunk = items[start:start + batch_size]
-                result = memory.add(chunk, user_id=user_id, session_id=session_id, agent_id=agent_id, metadata=meta)
+                result = memory.add(chunk, user_id=user_id, session_id=session_id, agent_id=agent_id, metadata=meta,
+                                    skip_empty=skip_empty)
                 stored.extend(result.records)
+                skipped += result.skipped
                 advance(len(chunk))
     except EngramError:
         if stored:
             click.echo(f"note: {len(stored)} of {len(items)} messages were stored before the error", err=True)
         raise
-    distilled = memory.flush(DISTILL_WAIT_S) if wait else None
+    distilled = memory.flush(DISTILL_WAIT_S) if wait and stored else None
     if as_json:
-        _print_json({"records": [r.to_dict() for r in stored], "distilled": distilled})
+        _print_json({"records": [r.to_dict() for r in stored], "skipped": skipped, "distilled": distilled})
         return
     console = _console()
     where = f"user {user_id}" + (f", session {session_id}" if session_id else "")
-    console.print(f"Added {len(stored)} memories ({where}).")
+    left_out = f"; skipped {skipped} empty message{'s' if skipped != 1 else ''}" if skipped else ""
+    console.print(f"Added {len(stored)} memories ({where}){left_out}.")
     if distilled is False:
         click.echo("note: distillation is still queued; it resumes with the next command (see engram jobs)", err=True)
     if len(stored) <= TABLE_ROWS:
@@ -327,8 +355,9 @@ def search(query: str, user_id: str, limit: int, session_id: str | None, agent_i
            as_of: str | None, include_retired: bool, as_json: bool) -> None:
     """Find the memories that best match QUERY (keywords and meaning, fused)."""
     conditions = _json_object(filters, "--filters")
-    hits = _app().memory().search(query, user_id=user_id, limit=limit, filters=conditions, session_id=session_id,
-                                  agent_id=agent_id, as_of=as_of, include_retired=include_retired)
+    memory = _app().memory(read_only=True)
+    hits = memory.search(query, user_id=user_id, limit=limit, filters=conditions, session_id=session_id,
+                         agent_id=agent_id, as_of=as_of, include_retired=include_retired)
     if as_json:
         _print_json([h.to_dict() for h in hits])
     elif hits:
@@ -348,8 +377,8 @@ def search(query: str, user_id: str, limit: int, session_id: str | None, agent_i
 def list_(user_id: str, limit: int, offset: int, session_id: str | None, agent_id: str | None, filters: str | None,
           as_json: bool) -> None:
     """Show a user's memories in time order, a page at a time."""
-    records = _app().memory().list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
-                                   agent_id=agent_id, filters=_json_object(filters, "--filters"))
+    records = _app().memory(read_only=True).list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
+                                                 agent_id=agent_id, filters=_json_object(filters, "--filters"))
     if as_json:
         _print_json([r.to_dict() for r in records])
     elif records:
@@ -364,7 +393,7 @@ def list_(user_id: str, limit: int, offset: int, session_id: str | None, agent_i
 @json_option
 def get(memory_id: str, user_id: str | None, as_json: bool) -> None:
     """Show one memory."""
-    record = _app().memory().get(memory_id, user_id=user_id)
+    record = _app().memory(read_only=True).get(memory_id, user_id=user_id)
     if as_json:
         _print_json(record.to_dict())
         return
@@ -383,7 +412,7 @@ def get(memory_id: str, user_id: str | None, as_json: bool) -> None:
 @json_option
 def history(memory_id: str, user_id: str | None, as_json: bool) -> None:
     """Show every version of a memory, oldest first."""
-    versions = _app().memory().history(memory_id, user_id=user_id)
+    versions = _app().memory(read_only=True).history(memory_id, user_id=user_id)
     if as_json:
         _print_json([v.to_dict() for v in versions])
         return
@@ -406,8 +435,8 @@ def history(memory_id: str, user_id: str | None, as_json: bool) -> None:
 def context(query: str, user_id: str, budget: int, session_id: str | None, agent_id: str | None,
             as_json: bool) -> None:
     """Print a prompt block of what matters for QUERY, within --budget tokens."""
-    block = _app().memory().context(query, user_id=user_id, budget_tokens=budget, session_id=session_id,
-                                    agent_id=agent_id)
+    block = _app().memory(read_only=True).context(query, user_id=user_id, budget_tokens=budget,
+                                                  session_id=session_id, agent_id=agent_id)
     if as_json:
         _print_json({"query": query, "budget": budget, "context": block})
     elif block:
@@ -421,7 +450,7 @@ def context(query: str, user_id: str, budget: int, session_id: str | None, agent
 @json_option
 def stats(user_id: str | None, as_json: bool) -> None:
     """Show counts for the store (or one user)."""
-    data = _app().memory().stats(user_id=user_id)
+    data = _app().memory(read_only=True).stats(user_id=user_id)
     if as_json:
         _print_json(data)
         return
@@ -443,7 +472,7 @@ def stats(user_id: str | None, as_json: bool) -> None:
 @json_option
 def jobs(user_id: str | None, wait: bool, as_json: bool) -> None:
     """Show the distillation queue: pending, running and failed jobs, recent errors."""
-    memory = _app().memory()
+    memory = _app().memory(read_only=not wait)  # --wait runs the queue: it writes
     finished = memory.flush(None) if wait else None
     data = {**memory.jobs(user_id=user_id), **({"finished": finished} if wait else {})}
     if as_json:
@@ -477,7 +506,7 @@ def compact(as_json: bool) -> None:
 @json_option
 def export_(path: str, user_id: str, session_id: str | None, agent_id: str | None, as_json: bool) -> None:
     """Write a user's memories to PATH as a portable JSONL cube."""
-    count = _app().memory().export(path, user_id=user_id, session_id=session_id, agent_id=agent_id)
+    count = _app().memory(read_only=True).export(path, user_id=user_id, session_id=session_id, agent_id=agent_id)
     if as_json:
         _print_json({"exported": count, "path": path})
     else:
@@ -509,7 +538,7 @@ def migrate(source_url: str, target_url: str, as_json: bool) -> None:
     from .stores.transfer import copy_store
 
     config = _app().config
-    source = open_store(source_url, config)
+    source = open_store(source_url, config, read_only=True)
     try:
         target = open_store(target_url, config)
         try:

@@ -22,10 +22,12 @@ class SystemClock:
 
 
 def format_ts(moment: datetime) -> str:
-    """Render an aware datetime as Engram's stored UTC form."""
+    """Render an aware datetime as Engram's stored UTC form: always four digits of year
+    (strftime's %Y gives "1" for the year 1 on glibc, which would break text order)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    m = moment.astimezone(timezone.utc)
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}Z"
 
 
 def parse_ts(value: object, *, field: str = "timestamp") -> datetime:
@@ -47,7 +49,10 @@ def parse_ts(value: object, *, field: str = "timestamp") -> datetime:
         raise InvalidInputError(f"{field} must be an ISO 8601 string, got {value!r}")
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidInputError(f"{field} {value!r} is out of range once converted to UTC (years 1-9999)") from None
 
 
 def normalize_ts(value: object, *, field: str = "timestamp") -> str:

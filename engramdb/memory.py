@@ -20,16 +20,16 @@ from .distill import Distiller
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
-from .errors import ConfigError, InvalidInputError, NotFoundError, UsageError
+from .errors import ConfigError, InvalidInputError, NotFoundError, PermissionDeniedError, UsageError
 from .ids import new_id
 from .keys import index_text
-from .messages import normalize
+from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .retrieval import assemble, estimate_tokens, fuse, same_text_key, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import Condition, current, valid_at
 from .stores.filters import parse as parse_filters
-from .types import AddResult, Hit, Recall, Record, Scope, Version
+from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, Version, check_strings, check_text
 
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
@@ -67,14 +67,19 @@ class Memory:
         clock: Clock | None = None,
         reembed: bool = False,
         tenant: str | None = None,
+        read_only: bool = False,
     ) -> None:
         if config is not None and not isinstance(config, Config):
             raise ConfigError(f"config must be an engramdb.Config, got {type(config).__name__}")
         self.config = config or Config()
         if store is not None and not isinstance(store, (str, os.PathLike)):
             raise ConfigError(f"store must be a URL or a path, got {type(store).__name__}")
+        if read_only and reembed:
+            raise ConfigError("a read-only Memory cannot re-embed its store; open it with read_only=False")
         self.tenant = tenant
-        self._store: Store = open_store(store if store is not None else self.config.store, self.config, tenant=tenant)
+        self.read_only = read_only  # opened only to read: never created, migrated or written
+        self._store: Store = open_store(store if store is not None else self.config.store, self.config, tenant=tenant,
+                                        read_only=read_only)
         self._embedder = embedder
         self._owns_embedder = embedder is None
         self._clock = clock or SystemClock()
@@ -84,7 +89,7 @@ class Memory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
-        if self._extractor_name() != "none" and self._store.job_stats()["pending"]:
+        if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
 
     def _extractor_name(self) -> str:
@@ -124,7 +129,8 @@ class Memory:
         name, dim = self._embedder.name, self._embedder.dim
         recorded = self._store.embedder_name()
         if recorded is None:
-            self._store.set_embedder_name(name, dim)
+            if not self.read_only:
+                self._store.set_embedder_name(name, dim)
         elif recorded != (name, dim):
             if not self._reembed:
                 raise ConfigError(
@@ -133,7 +139,8 @@ class Memory:
                 )
             self._store.clear_vectors()
             self._store.set_embedder_name(name, dim)
-        self._backfill_vectors()
+        if not self.read_only:
+            self._backfill_vectors()
         self._ready = True
 
     def _backfill_vectors(self) -> None:
@@ -156,14 +163,23 @@ class Memory:
         session_id: str | None = None,
         agent_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        skip_empty: bool = False,
     ) -> AddResult:
-        """Store every turn; each is searchable when this returns."""
+        """Store every turn; each is searchable when this returns. The whole batch is
+        validated first: one bad message stores nothing. With `skip_empty`, turns whose
+        content is empty or only whitespace are left out instead, counted in
+        `AddResult.skipped`."""
+        self._check_writable("add")
         scope = Scope(user_id, agent_id, session_id)
         meta = _check_metadata(metadata)
         now = self._clock.now()
-        batch = normalize(
-            messages, now=now, max_chars=self.config.max_message_chars, max_messages=self.config.max_messages_per_add
-        )
+        if not isinstance(skip_empty, bool):
+            raise InvalidInputError(f"skip_empty must be True or False, got {type(skip_empty).__name__}")
+        valid = read_batch(messages, now=now, max_chars=self.config.max_message_chars,
+                           max_messages=self.config.max_messages_per_add, skip_empty=skip_empty)
+        batch = valid.messages
+        if not batch:
+            return AddResult([], skipped=valid.skipped)
         vectors = self.embedder.embed([index_text(m.content, m.name) for m in batch])
         recorded_at = format_ts(now)
         records = []
@@ -180,16 +196,20 @@ class Memory:
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
         if distil:
             self._distill().wake()
-        return AddResult(stored)
+        return AddResult(stored, skipped=valid.skipped)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
                reason: str | None = None) -> Record:
         """Replace a memory's text (the old text stays in history)."""
+        self._check_writable("update")
         current = self.get(id, user_id=user_id)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("text must be a non-empty string")
         if len(text) > self.config.max_message_chars:
             raise InvalidInputError(f"text has {len(text)} characters; the limit is {self.config.max_message_chars}")
+        if "\x00" in text:
+            raise InvalidInputError("text contains a NUL character")
+        check_text("text", text)
         meta = None if metadata is None else _check_metadata(metadata)
         vector = self.embedder.embed([index_text(text, current.name)])[0]
         updated = self._store.update(
@@ -201,12 +221,14 @@ class Memory:
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
         """Erase a memory: its text leaves the store, its indexes and its history."""
+        self._check_writable("delete")
         current = self.get(id, user_id=user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
         self._rederive()
 
     def forget(self, *, user_id: str, agent_id: str | None = None, session_id: str | None = None) -> int:
         """Erase a whole scope. Returns how many memories were erased."""
+        self._check_writable("forget")
         erased = self._store.forget(Scope(user_id, agent_id, session_id))
         if agent_id is not None or session_id is not None:
             self._rederive()
@@ -215,13 +237,14 @@ class Memory:
     def _rederive(self) -> None:
         """An erasure or an update may have queued what its derived memories' other
         sources say, to distil again (lifecycle/): the worker takes it up."""
-        if self._extractor_name() != "none":
+        if self._extractor_name() != "none" and not self.read_only:
             self._distill().wake()
 
     def reset(self, *, confirm: bool = False) -> None:
         """Erase every memory of every user. Refused unless confirm=True."""
         if confirm is not True:
             raise UsageError("reset() erases every memory of every user; call reset(confirm=True) to do it")
+        self._check_writable("reset")
         self._store.reset()
 
     # -- reads -------------------------------------------------------------------------
@@ -250,7 +273,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_int("limit", limit, 1, self.config.max_limit)
         _check_int("offset", offset, 0, 2**62)
-        conditions = _in_time(parse_filters(filters), as_of, include_retired)
+        conditions = _in_time(_filters(filters), as_of, include_retired)
         return self._store.list(scope, conditions, limit, offset)
 
     def history(self, id: str, *, user_id: str | None = None) -> list[Version]:
@@ -281,7 +304,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
-        conditions = _searchable(_in_time(parse_filters(filters), as_of, include_retired))
+        conditions = _searchable(_in_time(_filters(filters), as_of, include_retired))
         depth = max(self.config.candidates, 2 * limit)
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
@@ -313,7 +336,7 @@ class Memory:
         _check_int("budget_tokens", budget_tokens, 1, 10_000_000)
         _check_query(query, self.config.max_query_chars)
         scope = Scope(user_id, agent_id, session_id)
-        conditions = _in_time(parse_filters(filters), as_of)
+        conditions = _in_time(_filters(filters), as_of)
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
             text, hits = assemble(whole, budget_tokens)
@@ -367,6 +390,7 @@ class Memory:
         """Load a cube. Same embedder: vectors are kept; another: texts are re-embedded.
         With `user_id`, every record moves into that user's scope under new ids.
         Records whose id already exists are skipped. Returns how many were written."""
+        self._check_writable("import_")
         if user_id is not None:
             Scope(user_id)
         header, items = cube.read(path)
@@ -398,7 +422,7 @@ class Memory:
         out a retry backoff are not waited for) and vector-index builds. Every write is
         already durable. True when nothing is left running."""
         start = time.monotonic()
-        if self._extractor_name() != "none" and not self._distill().wait(timeout):
+        if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return self._store.flush(left)
@@ -406,6 +430,7 @@ class Memory:
     def compact(self) -> None:
         """Rewrite the store so that erased text leaves the file itself (SQLite: FTS
         merge, WAL checkpoint and VACUUM; PostgreSQL: VACUUM). Slow on a big store."""
+        self._check_writable("compact")
         self._store.compact()
 
     def jobs(self, *, user_id: str | None = None) -> dict[str, Any]:
@@ -413,6 +438,11 @@ class Memory:
         if user_id is not None:
             Scope(user_id)
         return self._store.job_stats(user_id)
+
+    def _check_writable(self, operation: str) -> None:
+        if self.read_only:
+            raise PermissionDeniedError(f"this Memory is read-only (opened with read_only=True): {operation}() would "
+                                        "write to it")
 
     def close(self) -> None:
         if self._distiller is not None:
@@ -453,6 +483,7 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
         return {}
     if not isinstance(metadata, Mapping):
         raise InvalidInputError(f"metadata must be a dict, got {type(metadata).__name__}")
+    check_strings("metadata", dict(metadata))
     try:
         encoded = json.dumps(dict(metadata))
     except (TypeError, ValueError) as exc:
@@ -463,8 +494,19 @@ def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _check_memory_id(id: Any) -> None:
-    if not isinstance(id, str) or not id or len(id) > 256:
-        raise InvalidInputError(f"a memory id must be a non-empty string, got {id!r}")
+    """A memory id is Engram's own ("mem_..."): any other well-formed string is simply
+    not found; what cannot be an id at all is named."""
+    if not isinstance(id, str):
+        raise InvalidInputError(f"memory id must be a string, got {type(id).__name__}")
+    if not id:
+        raise InvalidInputError("memory id must not be empty")
+    if len(id) > MAX_ID_CHARS:
+        raise InvalidInputError(f"memory id is {len(id)} characters long; the limit is {MAX_ID_CHARS}")
+    check_text("memory id", id)
+
+
+def _filters(filters: Mapping[str, Any] | None) -> list:
+    return parse_filters(check_strings("filters", filters))
 
 
 def _in_time(conditions: list, as_of: Any, include_retired: bool = False) -> list:
@@ -492,6 +534,7 @@ def _check_query(query: Any, max_chars: int) -> None:
         raise InvalidInputError("query must be a non-empty string")
     if len(query) > max_chars:
         raise InvalidInputError(f"query has {len(query)} characters; the limit is {max_chars}")
+    check_text("query", query)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:

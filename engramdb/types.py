@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -9,8 +11,48 @@ from .errors import InvalidInputError
 
 MAX_ID_CHARS = 256
 
+# C0 and C1 control characters (NUL, tab, newline, escape, ...) and the two Unicode line
+# breaks: no id holds them (an id is a key, and it is printed in prompt blocks and logs).
+_ID_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def check_text(field: str, value: str) -> str:
+    """Refuse a string that is not valid Unicode: a lone surrogate, which is what bytes
+    that were not UTF-8 become in Python (and no store, JSON reply or terminal takes)."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")  # faster than a regex: only surrogates cannot be encoded
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{field} is not valid Unicode: a lone surrogate U+{ord(value[exc.start]):04X} at character {exc.start} "
+            "(was the input UTF-8?)"
+        ) from None
+    return value
+
+
+def check_strings(field: str, value: Any) -> Any:
+    """check_text on every string of a JSON-like value (keys included); errors name the
+    path, e.g. metadata['tags'][2]."""
+    if isinstance(value, str):
+        check_text(field, value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str):
+                check_text(f"{field} key {key!r}", key)
+            check_strings(f"{field}[{key!r}]", item)
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_strings(f"{field}[{index}]", item)
+    return value
+
 
 def _check_id(name: str, value: object, *, required: bool) -> str | None:
+    """The rule for every id (users, agents, sessions, tenants, message ids, speaker
+    names): a string of 1-256 characters, valid Unicode, without control characters or
+    line breaks, without leading or trailing whitespace. Ids are compared exactly, so
+    'acme ' and 'acme' would be two tenants: such ids are refused, never stripped (that
+    would merge two existing scopes)."""
     if value is None:
         if required:
             raise InvalidInputError(f"{name} is required")
@@ -19,8 +61,18 @@ def _check_id(name: str, value: object, *, required: bool) -> str | None:
         raise InvalidInputError(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise InvalidInputError(f"{name} must not be empty")
-    if len(value) > MAX_ID_CHARS or "\x00" in value:
-        raise InvalidInputError(f"{name} must be at most {MAX_ID_CHARS} characters, without NUL")
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidInputError(f"{name} is {len(value)} characters long; the limit is {MAX_ID_CHARS}")
+    check_text(name, value)
+    bad = _ID_FORBIDDEN.search(value)
+    if bad is not None:
+        char = bad.group()
+        what = "control character" if char not in "\u2028\u2029" else unicodedata.name(char).lower()
+        raise InvalidInputError(f"{name} contains a {what} U+{ord(char):04X} at character {bad.start()}; "
+                                "ids cannot hold control characters or line breaks")
+    if value != value.strip():
+        raise InvalidInputError(f"{name} {value!r} has leading or trailing whitespace; ids are compared exactly, "
+                                "so remove it (Engram does not strip ids)")
     return value
 
 
@@ -134,6 +186,7 @@ class AddResult:
     """What one add() wrote."""
 
     records: list[Record]
+    skipped: int = 0  # empty turns left out with add(..., skip_empty=True)
 
     @property
     def ids(self) -> list[str]:
@@ -146,7 +199,7 @@ class AddResult:
         return iter(self.records)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"records": [r.to_dict() for r in self.records]}
+        return {"records": [r.to_dict() for r in self.records], "skipped": self.skipped}
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,7 @@ def test_add_preserves_ids_sources_timestamps_name_scope_and_metadata(mem):
     result = mem.add(
         [
             {"id": "m1", "role": "user", "name": "Alice", "content": "hi", "timestamp": "2024-03-05T10:00:00+02:00"},
-            {"id": 42, "role": "assistant", "content": "hello", "timestamp": "2024-03-05 09:00:01"},
+            {"id": "42", "role": "assistant", "content": "hello", "timestamp": "2024-03-05 09:00:01"},
             {"role": "user", "content": "no id"},
         ],
         user_id="alice", session_id="s1", agent_id="bot", metadata={"topic": "greetings", "n": [1, 2]},

@@ -186,7 +186,8 @@ def test_add_validates_the_whole_file_before_storing(cli, tmp_path):
     path.write_text("\n".join([*good, json.dumps({"role": "robot", "content": "bad"})]), encoding="utf-8")
     result = cli("add", "--user", "alice", "--file", str(path), "--batch-size", "1")
     assert_error(result, 2, "InvalidInputError", "messages[4].role")
-    assert cli.json("stats", "--user", "alice")["records"] == 0
+    assert "chat.jsonl line 5" in result.stderr
+    assert not (tmp_path / "x.db").exists()  # refused before the store was even opened
 
 
 def test_bad_json_on_stdin_is_a_usage_error(cli):
@@ -286,6 +287,7 @@ def test_get_respects_user(alice):
 
 
 def test_unknown_id_exits_2(cli):
+    cli.ok("add", "a first memory makes the store", "--user", "alice", "--no-wait")
     for command in ("get", "history", "delete"):
         result = cli(command, "mem_nope")
         assert_error(result, 2, "NotFoundError", "no memory with id 'mem_nope'")

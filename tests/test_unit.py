@@ -30,7 +30,7 @@ def norm(messages, **kw):
 def test_normalize_shapes():
     assert norm("hi") == [Message("user", "hi", "2024-06-01T12:00:00.000000Z")]
     assert norm({"role": "assistant", "content": "yo"})[0].role == "assistant"
-    out = norm(("a", {"content": "b", "id": 7, "name": "Ann", "timestamp": "2024-01-01T00:00:00+01:00"}))
+    out = norm(("a", {"content": "b", "id": "7", "name": "Ann", "timestamp": "2024-01-01T00:00:00+01:00"}))
     assert [m.content for m in out] == ["a", "b"]
     assert out[1].source_id == "7" and out[1].name == "Ann"
     assert out[1].timestamp == "2023-12-31T23:00:00.000000Z"
@@ -66,8 +66,9 @@ def test_normalize_limits():
         ({"content": "x", "timestamp": "noon"}, "ISO 8601"),
         ([{"id": "a", "content": "x"}, {"id": "a", "content": "y"}], "appears twice"),
         ({"content": "x", "id": 1.5}, "must be a string"),
-        ({"content": "x", "name": " "}, "1-256"),
-        ({"content": "x", "name": "n" * 257}, "1-256"),
+        ({"content": "x", "id": 7}, r"messages\[0\]\.id must be a string, got int"),
+        ({"content": "x", "name": " "}, r"messages\[0\]\.name must not be empty"),
+        ({"content": "x", "name": "n" * 257}, "is 257 characters long; the limit is 256"),
     ],
 )
 def test_normalize_errors_name_the_field(bad, match):

@@ -40,10 +40,13 @@ def tenant_sqlite_path(path: Path, tenant: str) -> Path:
     return path.parent / f"{path.stem}.tenants" / f"{tenant_slug(tenant)}.db"
 
 
-def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | None = None) -> Store:
+def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | None = None,
+               read_only: bool = False) -> Store:
     """Open the store behind a URL. With a tenant, the store holds only that tenant's data:
     a file of its own for SQLite, a schema of its own for PostgreSQL, so no query can
-    reach another tenant's rows whatever its filters."""
+    reach another tenant's rows whatever its filters. `read_only` opens an existing
+    SQLite store without creating, migrating or writing anything (a missing one is a
+    ConfigError); on PostgreSQL it is enforced by Memory alone."""
     text = os.fspath(url) if url is not None else None
     if text is not None and "://" in text and not text.startswith("sqlite:"):
         scheme = text.split("://", 1)[0]
@@ -55,8 +58,8 @@ def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | N
     path = sqlite_path(text)
     if tenant is not None:
         path = tenant_sqlite_path(path, tenant)
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return SQLiteStore(path, busy_timeout_ms=config.busy_timeout_ms, ann_threshold=config.ann_threshold)
+    return SQLiteStore(path, busy_timeout_ms=config.busy_timeout_ms, ann_threshold=config.ann_threshold,
+                       read_only=read_only)
 
 
 def open_postgres(url: str, config: Config, *, tenant: str | None = None) -> Store:

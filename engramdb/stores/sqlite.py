@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 from typing import Any, TypeVar
 
 import numpy as np
@@ -76,8 +78,13 @@ OVERFETCH = (1.25, 4)
 
 
 class SQLiteStore:
-    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,
+                 read_only: bool = False) -> None:
+        """Open (or create) the store at `path`. `read_only` opens an existing store with
+        connections that cannot write: nothing is created, migrated or changed. Either way
+        a file that is not Engram's (another program's database) is refused untouched."""
         self.path = Path(path).expanduser()
+        self.read_only = read_only
         self.url = f"sqlite:///{self.path}"
         self.busy_timeout_ms = busy_timeout_ms
         self.ann_threshold = ann_threshold
@@ -87,11 +94,22 @@ class SQLiteStore:
         self._write_lock = threading.Lock()  # one writer per process; SQLite serialises processes
         self._closed = False
         self._vectors: VectorCache | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"cannot create the directory for {self.path}: {exc}") from exc
-        self._migrate()
+        if read_only:
+            if not self.path.is_file():
+                raise ConfigError(f"no Engram store at {self.path} (reading never creates one: check the path)")
+        else:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the directory for {self.path}: {exc}") from exc
+            if not os.access(self.path.parent, os.W_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+                raise ConfigError(f"{self.path} is read-only (a read-only file system or no write permission): "
+                                  "open it with read_only=True to read it")
+        self._refuse_foreign_file()
+        if read_only:
+            self._check_schema()
+        else:
+            self._migrate()
 
     # -- connections and transactions -------------------------------------------------
 
@@ -115,15 +133,20 @@ class SQLiteStore:
         while True:
             conn = None
             try:
-                conn = sqlite3.connect(
-                    self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
-                )
+                if self.read_only:
+                    conn = self._open_read_only()
+                    conn.execute("PRAGMA query_only = ON")
+                else:
+                    conn = sqlite3.connect(
+                        self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
+                    )
                 conn.create_function("engram_user_key", 1, user_key, deterministic=True)
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-                if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-                    raise StorageError(f"cannot put {self.path} in WAL mode")
-                conn.execute("PRAGMA synchronous = FULL")  # durable when add() returns
-                conn.execute("PRAGMA secure_delete = ON")  # deleted text is overwritten
+                if not self.read_only:
+                    if conn.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
+                        raise StorageError(f"cannot put {self.path} in WAL mode")
+                    conn.execute("PRAGMA synchronous = FULL")  # durable when add() returns
+                    conn.execute("PRAGMA secure_delete = ON")  # deleted text is overwritten
                 conn.execute("PRAGMA foreign_keys = ON")
                 conn.execute("PRAGMA cache_size = -65536")
                 conn.execute("PRAGMA temp_store = MEMORY")
@@ -136,6 +159,82 @@ class SQLiteStore:
                     delay = min(delay * 2, 0.1)
                     continue
                 raise StorageError(f"cannot open {self.path}: {exc}") from exc
+
+    def _open_read_only(self, *, inspect: bool = False) -> sqlite3.Connection:
+        """A connection that cannot write (SQLite's mode=ro). Reading a WAL database needs
+        its -shm index beside it, which SQLite creates when the folder can be written. On
+        read-only media it cannot: then, if no -wal holds changes not yet in the file, the
+        file is complete and is read as immutable. `inspect` (a first look at a file that
+        may be another program's) reads a WAL file without a -wal as immutable at once,
+        so that not even an empty -wal or -shm appears beside it."""
+        wal = Path(f"{self.path}-wal")
+        uri = f"file:{quote(str(self.path))}?mode=ro"
+        immutable = inspect and (_header(self.path) or b"")[18:19] == b"\x02" and not wal.exists()
+        try:
+            return self._probe(uri + ("&immutable=1" if immutable else ""))
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) or immutable or os.access(self.path.parent, os.W_OK):
+                raise
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StorageError(
+                    f"{self.path} is on read-only storage and its write-ahead log ({wal.name}) holds changes not yet "
+                    f"in the file; reading them needs {self.path.name}-shm written beside it. Copy the store and its "
+                    "-wal to writable storage, or open it once where it can be written"
+                ) from exc
+        return self._probe(uri + "&immutable=1")
+
+    def _probe(self, uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=self.busy_timeout_ms / 1000, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the file and its WAL index
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _refuse_foreign_file(self) -> None:
+        """Look at an existing file before any connection that could write to it (even
+        switching to WAL rewrites its header): bytes that are no SQLite database are a
+        StorageError, another program's database a ConfigError, and neither is changed."""
+        header = _header(self.path)
+        if header is None:
+            return  # a new store, made by _migrate
+        if not header:
+            if self.read_only:
+                raise ConfigError(f"{self.path} is empty: not an Engram store yet")
+            return
+        if not header.startswith(b"SQLite format 3\x00"):
+            raise StorageError(f"{self.path} is not an Engram database or is corrupt: it is not a SQLite file")
+        try:
+            conn = self._open_read_only(inspect=True)
+            try:
+                why = _not_engram(conn)
+                empty = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+            finally:
+                conn.close()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError) and _is_busy(exc):
+                return  # a writer is creating it; _migrate looks again inside its transaction
+            raise StorageError(f"{self.path} is not an Engram database or is corrupt: {exc}") from exc
+        if why is not None:
+            raise ConfigError(f"{self.path} is not an Engram store: {why}; Engram leaves it untouched")
+        if empty and self.read_only:
+            raise ConfigError(f"{self.path} is an empty database: not an Engram store yet")
+
+    def _check_schema(self) -> None:
+        """A store opened read-only cannot be migrated: it must be at this Engram's schema."""
+        with self._read() as conn:
+            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        known = [name for name, _ in MIGRATIONS]
+        if done - set(known):
+            raise ConfigError(
+                f"{self.path} was written by a newer Engram (migrations {sorted(done - set(known))}); upgrade engramdb"
+            )
+        missing = [name for name in known if name not in done]
+        if missing:
+            raise ConfigError(f"{self.path} was written by an older Engram (it lacks {', '.join(missing)}); open it "
+                              "once for writing to upgrade it, then read it")
 
     def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run `work` in one IMMEDIATE transaction; retry while another process writes."""
@@ -178,6 +277,9 @@ class SQLiteStore:
 
     def _migrate(self) -> None:
         def apply(conn: sqlite3.Connection) -> None:
+            why = _not_engram(conn)  # again, inside the transaction: nothing can change in between
+            if why is not None:
+                raise ConfigError(f"{self.path} is not an Engram store: {why}; Engram leaves it untouched")
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
             )
@@ -202,6 +304,8 @@ class SQLiteStore:
         except StorageError as exc:
             if "file is not a database" in str(exc) or "malformed" in str(exc):
                 raise StorageError(f"{self.path} is not an Engram database or is corrupt: {exc}") from exc
+            if "readonly" in str(exc):
+                raise ConfigError(f"{self.path} is read-only: {exc}; open it with read_only=True to read it") from exc
             raise
 
     def applied_migrations(self) -> list[str]:
@@ -223,7 +327,8 @@ class SQLiteStore:
 
     def _cache(self, dim: int) -> VectorCache:
         if self._vectors is None or self._vectors.dim != dim:
-            self._vectors = VectorCache(dim, self.ann_threshold, self.path.with_name(self.path.name + ".vectors"))
+            saved = None if self.read_only else self.path.with_name(self.path.name + ".vectors")  # reads save none
+            self._vectors = VectorCache(dim, self.ann_threshold, saved)
         return self._vectors
 
     # -- writes -----------------------------------------------------------------------
@@ -990,6 +1095,34 @@ def _count(conn: sqlite3.Connection, expression: str, at_most: int) -> int:
     return conn.execute(
         "SELECT count(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT ?)", (expression, at_most)
     ).fetchone()[0]
+
+
+def _header(path: Path) -> bytes | None:
+    """The first 100 bytes of a file (SQLite's header), or None when there is no file."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(100)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc}") from exc
+
+
+def _not_engram(conn: sqlite3.Connection) -> str | None:
+    """Why the database behind `conn` is not an Engram store, or None when it is one or
+    is empty. Engram's mark is its schema_migrations table holding its first migration
+    (other tools keep a table of that name too)."""
+    tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
+    if not tables:
+        return None
+    if "schema_migrations" in tables:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(schema_migrations)")}
+        if {"name", "applied_at"} <= columns and conn.execute(
+            "SELECT 1 FROM schema_migrations WHERE name = ?", (MIGRATIONS[0][0],)
+        ).fetchone():
+            return None
+    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    return f"it holds other tables ({shown}) and no record of Engram's migrations"
 
 
 def _statements(script: str) -> list[str]:
