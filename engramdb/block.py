@@ -48,7 +48,7 @@ _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augu
            "November", "December")
 _QUESTION_WORDS = frozenset("""what when where which who whom whose why how did does was were the and for you your
 with about from have has had that this there their they them are not but can could would should will shall into
-onto than then also any some all its it's has""".split())
+onto than then also any some all its""".split())
 
 
 @dataclass(frozen=True)
@@ -199,7 +199,7 @@ def said_at(hit: Hit) -> datetime | None:
     (metadata `said_at`), else its created_at unless that is the date it is about."""
     if hit.kind == "turn":
         return _parse(hit.created_at)
-    said = hit.metadata.get("said_at") if isinstance(hit.metadata, Mapping) else None
+    said = hit.metadata.get("said_at")
     if isinstance(said, str):
         return _parse(said)
     if hit.kind == "summary" or not hit.metadata.get("when"):

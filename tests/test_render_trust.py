@@ -16,6 +16,7 @@ from engramdb.errors import InvalidInputError
 from engramdb.extract.base import TurnInput
 from engramdb.extract.summary import summarize
 from engramdb.providers.fake import FakeEmbedder
+from engramdb.block import MAX_NAME_CHARS
 from engramdb.retrieval import MIN_BUDGET_TOKENS, PREAMBLE, estimate_tokens
 
 DAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday) \d{1,2} " \
@@ -203,12 +204,16 @@ def test_budget_200_keeps_the_best_long_turn(mem):
 
 
 def test_every_budget_that_can_hold_a_line_gets_one(mem):
-    mem.add([{"role": "user", "name": "Alice", "content": LONG, "timestamp": "2024-03-04T10:00:00Z"}],
-            user_id="u", session_id="s" * 200)
+    """The longest header and label there can be: a shortened session id, quoted, the
+    longest date, a speaker name of the longest length on an assistant's turn."""
+    name = "Bartholomew Montgomery-Fairfax Jr"[:MAX_NAME_CHARS]
+    mem.add([{"role": "assistant", "name": name, "content": LONG, "timestamp": "2023-09-27T10:00:00Z"}],
+            user_id="u", session_id="a session id with spaces " * 8)
     for budget in range(MIN_BUDGET_TOKENS, MIN_BUDGET_TOKENS + 80, 3):
         block = mem.context("Vancouver", user_id="u", budget_tokens=budget)
         assert block and estimate_tokens(block) <= budget, budget
-        assert len(lines_of(block, frozenset({"Alice"}))) == 1
+        assert [label for label, _ in lines_of(block, frozenset({name}))] == [f"{name} (assistant)"]
+        assert "(Wednesday 27 September 2023, 10:00)" in block
     for budget in (1, 10, MIN_BUDGET_TOKENS - 1):
         with pytest.raises(InvalidInputError, match=f"between {MIN_BUDGET_TOKENS} and"):
             mem.context("Vancouver", user_id="u", budget_tokens=budget)
