@@ -25,7 +25,7 @@ from .ids import new_id
 from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
-from .retrieval import assemble, estimate_tokens, fuse, same_text_key, without_echoes
+from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import Condition, current, valid_at
 from .stores.filters import parse as parse_filters
@@ -333,20 +333,20 @@ class Memory:
         """What matters for `query` within `budget_tokens`, as a prompt block and the
         memories in it. When the whole scope fits the budget, all of it comes back in
         time order (`complete`): on a small history full context beats retrieval."""
-        _check_int("budget_tokens", budget_tokens, 1, 10_000_000)
+        _check_int("budget_tokens", budget_tokens, MIN_BUDGET_TOKENS, 10_000_000)
         _check_query(query, self.config.max_query_chars)
         scope = Scope(user_id, agent_id, session_id)
         conditions = _in_time(_filters(filters), as_of)
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
-            text, hits = assemble(whole, budget_tokens)
-            if len(hits) == len({same_text_key(h.text) for h in whole}):  # all but repeats
+            text, hits, complete = assemble(whole, budget_tokens, query)
+            if complete:
                 return Recall(text, hits, complete=True)
         hits = self.search(
             query, user_id=user_id, limit=min(self.config.max_limit, max(20, budget_tokens // 10)),
             filters=filters, session_id=session_id, agent_id=agent_id, as_of=as_of,
         )
-        text, chosen = assemble(hits, budget_tokens)
+        text, chosen, _ = assemble(hits, budget_tokens, query)
         return Recall(text, chosen, complete=False)
 
     def _whole_scope(self, scope: Scope, conditions: list, budget_tokens: int) -> list[Hit] | None:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import NamedTuple
 
+from .block import MAX_NAME_CHARS, MAX_SESSION_CHARS, PREAMBLE, Item, Layout, item, render, snippet
 from .sessions import session_ranks
 from .speakers import named_speakers, said_by
 from .timeframe import timeframes, window_ranking
 from .types import Hit, Record, ScoredId
 
 CHARS_PER_TOKEN = 4  # the approximation LoCoMo-style budgets use
+CUT_MAX_CHARS = 480  # a memory cut to fit shows at most this much of itself
+CUT_MIN_CHARS = 96  # less room than this left: a memory that does not fit whole is left out
+FIRST_CUT_MIN_CHARS = 16  # ... unless the block holds nothing yet
+# The smallest budget that holds a line whatever is stored: the preamble, the longest
+# session header (a shortened id, quoted, with the longest date), and a bullet with the
+# longest label and FIRST_CUT_MIN_CHARS of text.
+MIN_BUDGET_TOKENS = -(-(len(PREAMBLE) + 1
+                        + len('## session "" (Wednesday 30 September 2000, 00:00)') + MAX_SESSION_CHARS + 1
+                        + len("- ") + MAX_NAME_CHARS + len(" (assistant): ") + FIRST_CUT_MIN_CHARS)
+                      // CHARS_PER_TOKEN)
 
 
 def rrf(rankings: Sequence[Sequence[ScoredId]], k: int = 60) -> list[ScoredId]:
@@ -82,55 +94,78 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN)
 
 
-def assemble(hits: Sequence[Hit], budget_tokens: int) -> tuple[str, list[Hit]]:
-    """Hits (best first) as a prompt block: deduplicated, within budget, grouped by
-    session, sessions and lines in time order, each line dated. Returns the block and
-    the hits it holds, best first; a hit whose text repeats one already in the block is
-    not shown again, its sources join those of the one shown."""
-    chosen: list[Hit] = []
+class Assembled(NamedTuple):
+    """A prompt block, the hits it holds (best first), and whether it holds every hit it
+    was given, whole (repeats and echoes aside: what they say is in the block)."""
+
+    text: str
+    hits: list[Hit]
+    complete: bool
+
+
+def assemble(hits: Sequence[Hit], budget_tokens: int, query: str = "") -> Assembled:
+    """Hits (best first) as a prompt block within budget (block.py renders it).
+
+    Taken in rank order: a hit whose text repeats one already in the block is not shown
+    again (its sources join those of the one shown); a derived memory whose every source
+    turn the block shows whole is an echo and is left out (one taken before its turns
+    came is dropped when they do); a hit too long for what is left of the budget is shown
+    cut around what matched `query` (at most CUT_MAX_CHARS, at least CUT_MIN_CHARS unless
+    the block is still empty), and only dropped when not even that fits."""
+    room = budget_tokens * CHARS_PER_TOKEN
+    chosen: list[Item | None] = []
     seen: dict[str, int] = {}
-    block = ""
+    covered: set[str] = set()  # sources of the turns shown whole
+    layout = Layout()
+    complete = True
     for hit in hits:
         key = same_text_key(hit.text)
         if key in seen:
             kept = chosen[seen[key]]
-            chosen[seen[key]] = replace(kept, sources=list(dict.fromkeys(kept.sources + hit.sources)))
+            if kept is not None:  # the repeat's sources join the one shown (a new Item, same length)
+                sources = list(dict.fromkeys(kept.hit.sources + hit.sources))
+                layout.remove(kept)
+                chosen[seen[key]] = replace(kept, hit=replace(kept.hit, sources=sources))
+                layout.add(chosen[seen[key]])
             continue
-        candidate = _render(chosen + [hit])
-        if estimate_tokens(candidate) > budget_tokens:
+        if _echoes(hit, covered):
             continue
+        entry = item(hit)
+        if layout.least_with(entry) > room or layout.length_with(entry) > room:
+            complete = False
+            entry = _cut(entry, layout, room, query)
+            if entry is None:
+                continue
         seen[key] = len(chosen)
-        chosen.append(hit)
-        block = candidate
-    return block, chosen
+        chosen.append(entry)
+        layout.add(entry)
+        if hit.kind == "turn" and not entry.cut:
+            covered.update(hit.sources)
+            for index, earlier in enumerate(chosen):
+                if earlier is not None and _echoes(earlier.hit, covered):
+                    layout.remove(earlier)
+                    chosen[index] = None
+    shown = [e for e in chosen if e is not None]
+    return Assembled(render(shown), [e.hit for e in shown], complete)
+
+
+def _echoes(hit: Hit, covered: set[str]) -> bool:
+    return hit.kind != "turn" and bool(hit.sources) and covered.issuperset(hit.sources)
+
+
+def _cut(entry: Item, layout: Layout, room: int, query: str) -> Item | None:
+    """`entry` cut to what is left of `room`, or None when too little is left."""
+    empty = entry.shortened("")
+    least = FIRST_CUT_MIN_CHARS if layout.empty else CUT_MIN_CHARS
+    if room - layout.least_with(empty) < least:
+        return None
+    left = room - layout.length_with(empty)
+    if left < least:
+        return None
+    text = snippet(entry.text, query, min(left, CUT_MAX_CHARS))
+    return None if text is None else entry.shortened(text)
 
 
 def same_text_key(text: str) -> str:
     """Texts with the same key say the same thing; a block holds one of them."""
     return " ".join(text.lower().split())
-
-
-def _render(hits: Sequence[Hit]) -> str:
-    """Sessions in time order, each headed by its name and the time of its first line;
-    a line repeats the time only where it differs from the line before (a date costs
-    tokens the budget could spend on memories)."""
-    sessions: dict[str | None, list[Hit]] = {}
-    for hit in sorted(hits, key=lambda h: h.created_at):
-        sessions.setdefault(hit.session_id, []).append(hit)
-    blocks = []
-    for session_id, items in sessions.items():
-        first = _minute(items[0].created_at)
-        title = f"## session {session_id}" if session_id else "## no session"
-        lines = [f"{title} ({first})"]
-        previous = first
-        for hit in items:
-            at = _minute(hit.created_at)
-            stamp = "" if at == previous else f"[{at[11:] if at[:10] == previous[:10] else at}] "
-            previous = at
-            lines.append(f"- {stamp}{hit.name or hit.role or hit.kind}: {hit.text}")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks)
-
-
-def _minute(timestamp: str) -> str:
-    return timestamp[:16].replace("T", " ")

@@ -11,7 +11,7 @@ import pytest
 from engramdb import ConfigError, Hit, InvalidInputError, Memory, NotFoundError, Record, UsageError
 from engramdb.clock import format_ts
 from engramdb.providers.fake import FakeEmbedder
-from engramdb.retrieval import estimate_tokens
+from engramdb.retrieval import MIN_BUDGET_TOKENS, PREAMBLE, estimate_tokens
 from engramdb.stores.sqlite import content_hash
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -331,42 +331,46 @@ def test_context_within_budget_grouped_by_session_in_time_order(mem):
     )
     block = mem.context("trip to Japan", user_id="alice", budget_tokens=1000)
     lines = block.splitlines()
-    assert lines[0] == "## session earlier (2024-01-01 10:00)"
+    assert lines[0] == PREAMBLE and lines[1] == "## session earlier (Monday 1 January 2024, 10:00)"
     earlier = block.index("## session earlier")
     later = block.index("## session later")
     assert earlier < later
     assert block.index("travel memory 1") < block.index("travel memory 2") < later
     assert later < block.index("travel note 1") < block.index("travel note 3")
-    assert "(2024-01-01 10:00)\n- user: travel memory 1 about the trip to Japan\n- [2024-01-02 10:00] user: travel memory 2" in block
-    for budget in (5, 20, 40, 60):
+    assert ("(Monday 1 January 2024, 10:00)\n- user: travel memory 1 about the trip to Japan\n"
+            "- [Tuesday 2 January 2024, 10:00] user: travel memory 2") in block
+    for budget in (MIN_BUDGET_TOKENS, 60, 80):
         small = mem.context("trip to Japan", user_id="alice", budget_tokens=budget)
-        assert len(small) / 4 <= budget
+        assert len(small) / 4 <= budget and "travel" in small
         assert estimate_tokens(small) <= budget
-    assert mem.context("trip to Japan", user_id="alice", budget_tokens=30).count("travel") < 4
+    assert mem.context("trip to Japan", user_id="alice", budget_tokens=60).count("travel") < 4
     assert mem.context("trip to Japan", user_id="bob") == ""
+
+
+PAINTED = "we painted the kitchen yellow, then the hallway, the stairs and the attic"
 
 
 def test_recall_returns_the_whole_small_memory_in_time_order(mem):
     """Small-memory mode: when every memory of the scope fits the budget, all come back,
     including ones the query shares no word with, and `complete` says so."""
     mem.add([{"content": "I adopted a cat called Miso", "timestamp": "2024-01-01T10:00:00Z"},
-             {"content": "we painted the kitchen yellow", "timestamp": "2024-01-02T10:00:00Z"}],
+             {"content": PAINTED, "timestamp": "2024-01-02T10:00:00Z"}],
             user_id="alice", session_id="s1")
     whole = mem.recall("what is my pet's name?", user_id="alice", budget_tokens=500)
     assert whole.complete
-    assert [h.text for h in whole.hits] == ["I adopted a cat called Miso", "we painted the kitchen yellow"]
+    assert [h.text for h in whole.hits] == ["I adopted a cat called Miso", PAINTED]
     assert "kitchen yellow" in whole.text and whole.text == mem.context(
         "what is my pet's name?", user_id="alice", budget_tokens=500)
     assert len(whole.sources) == 2 and set(whole.sources) == {s for h in whole.hits for s in h.sources}
     # Too small a budget for everything: retrieval chooses, and says it is not complete.
-    partial = mem.recall("cat called Miso", user_id="alice", budget_tokens=22)
+    partial = mem.recall("cat called Miso", user_id="alice", budget_tokens=MIN_BUDGET_TOKENS)
     assert not partial.complete
     assert [h.text for h in partial.hits] == ["I adopted a cat called Miso"]
-    assert estimate_tokens(partial.text) <= 22
+    assert estimate_tokens(partial.text) <= MIN_BUDGET_TOKENS
     # Filters and scope narrow the whole memory too.
     narrowed = mem.recall("anything", user_id="alice", budget_tokens=500,
                           filters={"created_at": {"gte": "2024-01-02T00:00:00Z"}})
-    assert narrowed.complete and [h.text for h in narrowed.hits] == ["we painted the kitchen yellow"]
+    assert narrowed.complete and [h.text for h in narrowed.hits] == [PAINTED]
     empty = mem.recall("anything", user_id="bob", budget_tokens=500)
     assert empty.text == "" and empty.hits == [] and not empty.complete
 

@@ -313,8 +313,9 @@ def test_context(alice):
     assert "Bob" not in block
     out = alice.ok("context", "Lisbon", "--user", "alice", "--budget", "500").stdout
     assert out.strip() == block.strip()
-    tiny = alice.json("context", "Lisbon", "--user", "alice", "--budget", "1")["context"]
-    assert tiny == ""
+    # a budget too small to hold a line is refused, not answered with an empty block
+    assert_error(alice("context", "Lisbon", "--user", "alice", "--budget", "10"), 2, "InvalidInputError",
+                 "budget_tokens must be between 50")
 
 
 def test_stats(alice):

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from engramdb import InvalidInputError
 from engramdb.clock import format_ts, normalize_ts, parse_ts
+from engramdb.block import Layout, item, render
 from engramdb.ids import PREFIX, new_id
 from engramdb.messages import normalize
-from engramdb.retrieval import assemble, estimate_tokens, rrf
+from engramdb.retrieval import MIN_BUDGET_TOKENS, PREAMBLE, assemble, estimate_tokens, rrf
 from engramdb.stores.filters import Condition, parse, to_sql
 from engramdb.stores.sqlite import fts_query
 from engramdb.types import Hit, Message, ScoredId
@@ -189,12 +191,14 @@ def test_assemble_groups_sessions_in_time_order():
         hit("loose", None, "2024-02-01T00:00:00.000000Z", role=None),
         hit("early in B", "B", "2024-03-01T08:00:00.000000Z", role="assistant"),
     ]
-    block, chosen = assemble(hits, 1000)
-    assert [h.text for h in chosen] == [h.text for h in hits]  # best first, as given
+    block, chosen, complete = assemble(hits, 1000)
+    assert [h.text for h in chosen] == [h.text for h in hits] and complete  # best first, as given
     assert block == (
-        "## session A (2024-01-01 09:30)\n- Ann: early in A\n\n"
-        "## no session (2024-02-01 00:00)\n- turn: loose\n\n"
-        "## session B (2024-03-01 08:00)\n- assistant: early in B\n- [2024-03-02 10:00] user: late in B"
+        f"{PREAMBLE}\n"
+        "## session A (Monday 1 January 2024, 09:30)\n- Ann: early in A\n\n"
+        "## no session (Thursday 1 February 2024)\n- turn: loose\n\n"
+        "## session B (Friday 1 March 2024, 08:00)\n- assistant: early in B\n"
+        "- [Saturday 2 March 2024, 10:00] user: late in B"
     )
 
 
@@ -204,28 +208,67 @@ def test_assemble_states_a_time_only_where_it_changes():
         hit("two", "A", "2024-01-01T09:30:40.000000Z"),
         hit("three", "A", "2024-01-01T11:05:00.000000Z"),
     ]
-    block, _ = assemble(hits, 1000)
-    assert block == "## session A (2024-01-01 09:30)\n- user: one\n- user: two\n- [11:05] user: three"
+    block, _, _ = assemble(hits, 1000)
+    assert block == f"{PREAMBLE}\n## session A (Monday 1 January 2024, 09:30)\n- user: one\n- user: two\n- [11:05] user: three"
 
 
 def test_assemble_dedups_and_respects_budget():
     hits = [
         hit("The same thing", "A", "2024-01-01T00:00:00.000000Z"),
         hit("the  SAME thing", "A", "2024-01-02T00:00:00.000000Z"),
-        hit("x" * 400, "A", "2024-01-03T00:00:00.000000Z"),  # too big for the budget: skipped
+        hit("x" * 400, "A", "2024-01-03T00:00:00.000000Z"),  # too big for the budget: cut
         hit("short one", "A", "2024-01-04T00:00:00.000000Z"),
     ]
-    block, chosen = assemble(hits, 30)
+    block, chosen, complete = assemble(hits, 80)
     assert block.count("same thing") + block.count("SAME thing") == 1
-    assert "x" * 400 not in block and "short one" in block
-    assert [h.text for h in chosen] == ["The same thing", "short one"]
+    # too long for what is left: cut ("…"), and it takes that room, before a lower-ranked hit
+    assert "x" * 400 not in block and "x" * 100 + "…" in block and "short one" not in block and not complete
+    assert [h.text for h in chosen] == ["The same thing", "x" * 400]
     assert chosen[0].sources == ["The same thing", "the  SAME thing"]  # the repeat's source is kept
-    assert estimate_tokens(block) <= 30
-    for budget in range(1, 60, 7):
-        text, _ = assemble(hits, budget)
-        assert estimate_tokens(text) <= budget or text == ""
-    assert assemble([], 100) == ("", [])
-    assert assemble(hits, 1) == ("", [])
+    assert estimate_tokens(block) <= 80
+    block, chosen, complete = assemble(hits, 55)  # too little left to be worth a cut: the next one fits
+    assert [h.text for h in chosen] == ["The same thing", "short one"] and "x" not in block.split("\n", 1)[1]
+    block, chosen, complete = assemble(hits, 200)
+    assert "x" * 400 in block and len(chosen) == 3 and complete
+    for budget in range(MIN_BUDGET_TOKENS, 200, 7):
+        text, shown, _ = assemble(hits, budget)
+        assert estimate_tokens(text) <= budget and shown
+    assert assemble([], 100) == ("", [], True)
+    assert assemble(hits, 1) == ("", [], False)
+
+
+def test_assemble_leaves_out_a_derived_memory_its_turns_already_say():
+    turn = hit("I moved to Lisbon in May", "A", "2024-03-04T10:00:00.000000Z")
+    event = Hit(id="e", text="Ann moved to Lisbon in May 2024", kind="event", score=1.0, sources=[turn.id],
+                session_id="A", created_at="2024-05-01T00:00:00.000000Z", valid_to=None,
+                metadata={"when": "2024-05", "said_at": turn.created_at})
+    other = replace(event, id="o", text="Ann likes Lisbon", sources=[turn.id, "elsewhere"])
+    for order in ([event, turn, other], [turn, event, other]):  # ranked before its turn, or after
+        block, chosen, complete = assemble(order, 1000)
+        assert [h.id for h in chosen] == [turn.id, other.id] and complete
+        assert "2024-05" not in block and block.split("\n")[1] == "## session A (Monday 4 March 2024, 10:00)"
+
+
+def test_layout_measures_what_render_writes():
+    import random
+
+    rng = random.Random(7)
+    for _ in range(200):
+        layout, items = Layout(), []
+        for i in range(rng.randint(1, 20)):
+            h = Hit(id=str(i), text="x" * rng.randint(1, 40), kind=rng.choice(["turn", "turn", "event"]), score=1.0,
+                    sources=[str(i)], session_id=rng.choice([None, "a", "b", "c d"]),
+                    created_at=f"2024-03-0{rng.randint(1, 5)}T{rng.choice(['00', '09', '17'])}:{rng.choice(['00', '30'])}:00Z",
+                    valid_to=None, role=rng.choice(["user", "assistant", None]), name=rng.choice([None, "Ann"]),
+                    metadata=rng.choice([{}, {"when": "2024-05"}]))
+            entry = item(h)
+            assert layout.length_with(entry) == len(render(items + [entry]))
+            layout.add(entry)
+            items.append(entry)
+            if rng.random() < 0.25:
+                gone = items.pop(rng.randrange(len(items)))
+                layout.remove(gone)
+            assert layout.length == len(render(items))
 
 
 def test_estimate_tokens():

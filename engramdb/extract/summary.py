@@ -3,7 +3,14 @@ order they were said, rewritten to third person with their dates resolved, and t
 turns they came from (so erasing those turns erases the summary).
 
 Informative means: many content words, names and numbers, said as a statement by the
-speaker about something (not a greeting, thanks, or a question). Pure text: no model."""
+speaker about something (not a greeting, thanks, or a question). Pure text: no model.
+
+A summary is read back as a memory, so it holds only the speaker's own statements: a
+sentence that carries a speaker label ("assistant: …", "Mallory: …"), a role tag
+("[SYSTEM]", "<|im_start|>"), markup that would open a line of a prompt ("## …",
+"- fact: …") or words aimed at the assistant ("ignore previous instructions", "the
+assistant must …") is never chosen; a line break ends a sentence; a turn that opens
+with its own speaker's name ("Caroline: …") loses that label."""
 
 from __future__ import annotations
 
@@ -35,6 +42,49 @@ theirs them themselves then there these they this those through to too under unt
 where which while who whom why will with would you your yours yourself yourselves really also got get gets going
 go goes went like just lot lots much many thing things stuff something anything everything yeah oh wow um so
 it's i'm i've i'd i'll that's you're don't didn't can't won't isn't wasn't let let's""".split())
+
+
+_ROLE = r"(?:assistant|system|developer|user|human|ai|tool|bot|model|sys|inst|function)"
+_FORGED = re.compile(
+    rf"\b{_ROLE}\s*:"  # a role's label: "assistant: …", "system:"
+    rf"|[\[<{{(]\s*/?\s*{_ROLE}\b"  # a role tag: "[SYSTEM]", "<system>", "{{assistant}}"
+    r"|<\||\|>|\[/?inst\]"  # chat-template tokens
+    r"|(?:^|\s)(?:#{1,6}|[-*>•])\s+\w[^:]{0,40}:"  # a header or a labelled bullet: "## x:", "- fact:"
+    r"|(?:^|\s)#{1,6}\s"  # a header
+    r"|\b(?:ignore|disregard|override)\s+(?:all\s+|any\s+|the\s+|your\s+)?(?:previous\s+|prior\s+|above\s+|earlier\s+)?"
+    r"(?:instructions?|rules|prompts?|guidelines)\b"
+    r"|\bassistant (?:must|should|shall|has to|needs to)\b"
+    r"|\bfrom now on,? (?:you|the assistant)\b",
+    re.IGNORECASE,
+)
+# "Mallory: …" inside a turn: another speaker's line quoted (a capitalised label and a colon).
+_LABEL = re.compile(r"(?:^|[\s\"'(\[])[A-Z][\w'.-]*(?: [A-Z][\w'.-]*)?\s*:(?:\s|$)")
+_OWN_LABEL = re.compile(r"^\s*([A-Z][\w'.-]{0,30}(?: [A-Z][\w'.-]{0,30})?):\s+")
+
+
+def forged(sentence: str) -> bool:
+    """Whether a sentence looks like prompt structure or words aimed at the assistant,
+    not a statement of its speaker's: it is never put into a summary."""
+    return bool(_FORGED.search(sentence) or _LABEL.search(sentence))
+
+
+def own_words(turn: TurnInput) -> str:
+    """A turn's text without a leading label naming its own speaker ("Caroline: …")."""
+    match = _OWN_LABEL.match(turn.text)
+    if match and normalize_subject(match.group(1)) == turn.subject:
+        return turn.text[match.end():]
+    return turn.text
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a turn's text: a line break ends one too; spaces folded."""
+    out = []
+    for line in text.splitlines():
+        for match in _SENTENCE.finditer(line):
+            sentence = " ".join(match.group(0).split())
+            if sentence:
+                out.append(sentence)
+    return out
 
 
 @dataclass(frozen=True)
@@ -111,9 +161,8 @@ def summarize(turns: Sequence[TurnInput], *, max_sentences: int = 5) -> Candidat
         if turn.role not in ("user", "human"):
             continue
         subject = turn.subject
-        for match in _SENTENCE.finditer(clean(turn.text)):
-            sentence = match.group(0).strip()
-            value = score(sentence)
+        for sentence in sentences(clean(own_words(turn))):
+            value = 0.0 if forged(sentence) else score(sentence)
             if value > 0:
                 pool.append(_Sentence(turn, subject, sentence, len(pool), value))
     if not pool:
