@@ -7,13 +7,12 @@ stored (reconcile.py), embeds the new memories and writes them, the retirements 
 job's end in one transaction. A dead LLM or a crash loses nothing: the job is retried
 with backoff, and parked as failed (visible in `Memory.jobs()`) after `MAX_ATTEMPTS`.
 
-The thread runs at a low CPU priority where the OS allows it, so that `add` and
-`search` in the same process keep the cores."""
+Every store's queue is a lane of the process's one runner (lifecycle/runner.py), whose
+thread runs at a low CPU priority, so that `add` and `search` keep the cores."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,14 +26,18 @@ from .extract.base import Extractor, TurnInput
 from .keys import content_hash, index_text
 from .reconcile import Plan, plan, slot_key
 from .retrieval import same_text_key
+from .lifecycle.runner import Runner, process_runner
 from .stores.base import Job, JobOutcome, Store
 
 log = logging.getLogger("engramdb.distill")
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
-IDLE_POLL_S = 1.0
 STOP_S = 4.0  # a process stops within 5 s of SIGTERM, whatever its jobs are doing
+
+
+class _Stopped(Exception):
+    """The lane stopped while its job ran."""
 
 
 def backoff(attempts: int) -> timedelta:
@@ -43,30 +46,29 @@ def backoff(attempts: int) -> timedelta:
 
 
 class Distiller:
+    """One store's distillation queue: a lane of the process's runner
+    (lifecycle/runner.py), which takes its jobs in turn with every other store's."""
+
     def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
-                 clock: Clock) -> None:
+                 clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None) -> None:
         self._store = store
         self._extractor = extractor
         self._embed = embed
         self._clock = clock
-        self._wake = threading.Event()
+        self._runner = runner or process_runner()
+        self._release = release  # lets go of a shared extractor
         self._stop = threading.Event()
         self._idle = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
         self.processed = 0
 
     # -- control ----------------------------------------------------------------------
 
     def wake(self) -> None:
-        """New work was queued: start the worker if needed, and wake it."""
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stop.clear()
-                self._thread = threading.Thread(target=self._run, name="engram-distill", daemon=True)
-                self._thread.start()
+        """New work was queued: join the runner if needed, and wake it."""
+        if self._stop.is_set():
+            return
         self._idle.clear()
-        self._wake.set()
+        self._runner.add(self)
 
     def wait(self, timeout: float | None) -> bool:
         """Until no job is ready to run (claimable now); False on timeout."""
@@ -82,39 +84,33 @@ class Distiller:
 
     def stop(self, timeout: float = STOP_S) -> None:
         """Stop within `timeout`: a job being distilled is not waited for (the extractor
-        is closed under it) but released to the queue, for this or another process."""
+        is closed under it: a shared child starts again on its next use) but released to
+        the queue, for this or another process."""
         self._stop.set()
-        self._wake.set()
-        close = getattr(self._extractor, "close", None)
-        if callable(close):
-            close()
-        thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+        if self._runner.running(self):
+            close = getattr(self._extractor, "close", None)
+            if callable(close):
+                close()
+        self._runner.remove(self, timeout)
+        if self._release is not None:
+            self._release()
+            self._release = None
 
     def _ready_jobs(self) -> int:
-        return self._store.job_stats(now=self._now())["ready"] if self._thread_alive() else 0
+        return self._store.job_stats(now=self._now())["ready"] if self._runner.alive(self) else 0
 
-    def _thread_alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+    # -- the runner's lane --------------------------------------------------------------
 
-    # -- the loop ---------------------------------------------------------------------
+    def claim(self) -> Job | None:
+        if self._stop.is_set():
+            return None
+        job = self._store.claim_job(now=self._now(), lease_until=self._now(LEASE))
+        if job is None and self._store.job_stats()["pending"] == 0:
+            self._idle.set()
+        return job
 
-    def _run(self) -> None:
-        _lower_priority()
-        while not self._stop.is_set():
-            try:
-                job = self._store.claim_job(now=self._now(), lease_until=self._now(LEASE))
-            except Exception:  # the store is closing or broken: stop quietly, jobs stay queued
-                log.exception("claiming a distillation job failed")
-                return
-            if job is None:
-                if self._store.job_stats()["pending"] == 0:
-                    self._idle.set()
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
-                continue
-            self.run_job(job)
+    def run(self, job: Job) -> None:
+        self.run_job(job)
 
     def run_job(self, job: Job) -> Plan | None:
         """Distil one job; failures are recorded on the job, never raised."""
@@ -160,17 +156,11 @@ class Distiller:
                    else np.zeros((0, 0), dtype=np.float32))
         outcome = JobOutcome(decided.inserts, vectors, decided.retirements, decided.confirmations,
                              decided.revivals, frozenset(decided.sufficient))
+        if self._stop.is_set():  # stopped meanwhile: the job was released, another takes it
+            raise _Stopped()
         self._store.complete_job(job, outcome, at=self._now(), actor=f"distill:{self._extractor.name}")
         return decided
 
     def _now(self, ahead: timedelta | None = None) -> str:
         now = self._clock.now()
         return format_ts(now + ahead if ahead else now)
-
-
-def _lower_priority() -> None:
-    """Nice this thread (Linux schedules threads one by one); elsewhere, do nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass

@@ -17,6 +17,7 @@ import numpy as np
 from . import cube
 from .clock import Clock, SystemClock, format_ts, normalize_ts
 from .distill import Distiller
+from .lifecycle.runner import shared_extractors
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
@@ -100,11 +101,13 @@ class Memory:
         with self._ready_lock:
             if self._distiller is None:
                 name = self._extractor_name()
-                extractor = IsolatedExtractor(name) if name == "offline" else make_extractor(
+                key = (name, self.config.llm_base_url, self.config.llm_api_key, self.config.llm_timeout_s)
+                shared = shared_extractors()
+                extractor = shared.acquire(key, lambda: IsolatedExtractor(name) if name == "offline" else make_extractor(
                     name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
-                    timeout_s=self.config.llm_timeout_s)
+                    timeout_s=self.config.llm_timeout_s))
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
-                                            self._clock)
+                                            self._clock, release=lambda: shared.release(key))
             return self._distiller
 
     # -- set-up ------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""One background runner per process, shared by every `Memory` (a server's tenants
+included): one thread that takes the jobs of every registered lane in turn, one job per
+lane per round, so that no tenant waits behind another's backlog. A lane is one store's
+queue with its handlers (today: `distill.Distiller`; later kinds plug in the same way).
+
+Extractors are shared too (`SharedExtractors`): the offline extractor's spaCy child is
+started once per process, not once per tenant. The thread runs at a low CPU priority
+where the OS allows it, so that `add` and `search` keep the cores."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol
+
+from ..stores.base import Job
+
+log = logging.getLogger("engramdb.runner")
+
+IDLE_POLL_S = 1.0  # a lane with nothing ready is asked again after this long (jobs left by a backoff)
+
+
+class Lane(Protocol):
+    """One store's queue, as the runner sees it."""
+
+    def claim(self) -> Job | None: ...
+    def run(self, job: Job) -> None: ...
+
+
+class Runner:
+    def __init__(self) -> None:
+        self._lanes: list[Lane] = []
+        self._lock = threading.Condition()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._running: Lane | None = None  # whose job is being run now
+        self._turn = 0
+
+    def add(self, lane: Lane) -> None:
+        with self._lock:
+            if lane not in self._lanes:
+                self._lanes.append(lane)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="engram-runner", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def running(self, lane: Lane) -> bool:
+        with self._lock:
+            return self._running is lane
+
+    def alive(self, lane: Lane) -> bool:
+        with self._lock:
+            return lane in self._lanes and self._thread is not None and self._thread.is_alive()
+
+    def remove(self, lane: Lane, timeout: float) -> bool:
+        """Take a lane out; wait up to `timeout` for its job in flight. True when none is
+        left running for it."""
+        with self._lock:
+            if lane in self._lanes:
+                self._lanes.remove(lane)
+            return self._lock.wait_for(lambda: self._running is not lane, timeout)
+
+    def lanes(self) -> int:
+        with self._lock:
+            return len(self._lanes)
+
+    def _next(self) -> list[Lane]:
+        """The lanes, starting one further each round (round robin)."""
+        with self._lock:
+            lanes = list(self._lanes)
+            if not lanes:
+                return []
+            self._turn = (self._turn + 1) % len(lanes)
+            return lanes[self._turn:] + lanes[:self._turn]
+
+    def _loop(self) -> None:
+        _lower_priority()
+        while True:
+            lanes = self._next()
+            if not lanes:
+                with self._lock:
+                    if not self._lanes:
+                        self._thread = None
+                        return
+                continue
+            ran = False
+            for lane in lanes:
+                with self._lock:
+                    if lane not in self._lanes:
+                        continue
+                    self._running = lane
+                try:
+                    job = lane.claim()
+                    if job is not None:
+                        ran = True
+                        lane.run(job)
+                except Exception:  # a closing or broken store: its jobs stay queued
+                    log.exception("a background job's lane failed")
+                finally:
+                    with self._lock:
+                        self._running = None
+                        self._lock.notify_all()
+            if not ran:
+                self._wake.wait(IDLE_POLL_S)
+                self._wake.clear()
+
+
+_runner: tuple[int, Runner] | None = None
+_runner_lock = threading.Lock()
+
+
+def process_runner() -> Runner:
+    """This process's runner (a forked child gets one of its own)."""
+    global _runner
+    with _runner_lock:
+        if _runner is None or _runner[0] != os.getpid():
+            _runner = (os.getpid(), Runner())
+        return _runner[1]
+
+
+class SharedExtractors:
+    """Extractors by configuration, made once and shared; closed when the last user lets go."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[Hashable, tuple[Any, int]] = {}
+
+    def acquire(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        with self._lock:
+            found = self._held.get(key)
+            if found is None:
+                found = (make(), 0)
+            self._held[key] = (found[0], found[1] + 1)
+            return found[0]
+
+    def release(self, key: Hashable) -> None:
+        with self._lock:
+            found = self._held.get(key)
+            if found is None:
+                return
+            if found[1] > 1:
+                self._held[key] = (found[0], found[1] - 1)
+                return
+            del self._held[key]
+        close = getattr(found[0], "close", None)
+        if callable(close):
+            close()
+
+    def users(self, key: Hashable) -> int:
+        with self._lock:
+            found = self._held.get(key)
+            return found[1] if found else 0
+
+
+_extractors: tuple[int, SharedExtractors] | None = None
+
+
+def shared_extractors() -> SharedExtractors:
+    global _extractors
+    with _runner_lock:
+        if _extractors is None or _extractors[0] != os.getpid():
+            _extractors = (os.getpid(), SharedExtractors())
+        return _extractors[1]
+
+
+def _lower_priority() -> None:
+    """Nice this thread (Linux schedules threads one by one); elsewhere, do nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
