@@ -24,7 +24,7 @@ from ..errors import EngramError, InvalidInputError, UsageError
 from .access import ScopedMemory
 from .auth import Authenticator
 from .middleware import request_id_of, send_error, status_of
-from .schemas import MessageIn, Role, shallow
+from .schemas import MessageIn, Role, json_problem, shallow
 from .tenants import Principal, TenantRegistry
 
 INSTRUCTIONS = (
@@ -145,6 +145,11 @@ def _batch(text: str | None, messages: list[str | MessageIn] | None, *, role: st
 
 
 def _shallow(name: str, value: Any) -> Any:
+    """`value` (metadata or filters) if a store can keep it: not nested too deep, no NaN
+    or Infinity (JSON-RPC's reader takes them), else InvalidInputError."""
+    problem = json_problem(value, name)
+    if problem is not None:
+        raise InvalidInputError(problem)
     try:
         return shallow(value)
     except ValueError as exc:
