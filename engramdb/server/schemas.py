@@ -91,7 +91,7 @@ Role = Literal["user", "assistant", "system", "tool", "event"]
 class MessageIn(Request):
     content: StrictStr
     role: Role = "user"
-    id: StrictStr | StrictInt | None = Field(default=None, description="The caller's id for the turn (its source).")
+    id: StrictStr | None = Field(default=None, description="The caller's id for the turn (its source).")
     name: StrictStr | None = Field(default=None, description="The speaker.")
     timestamp: StrictStr | None = Field(default=None, description="When it was said (ISO 8601); default: now.")
 
