@@ -3,7 +3,10 @@
 Two transports, one set of tools. Over stdio (`engram serve --mcp-stdio`) a local
 agent talks to one store as one principal. Over streamable HTTP (mounted at /mcp next
 to REST) each request carries an API key, checked here before the SDK sees the
-request; the tools read the principal from that request, never from their arguments."""
+request; the tools read the principal from that request, never from their arguments,
+and act through `access.ScopedMemory`, as REST does: the key's users, its default user
+(`--user` on stdio), read-only keys. Each tool says whether it reads, adds or erases
+(MCP tool annotations); `forget` erases nothing without `confirm: true`."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The REST API: every `Memory` operation under /v1, bound to the caller's tenant.
 
 A request's key resolves to a `Principal`; its tenant picks the `Memory` (a store of
-its own), so handlers never filter by tenant and cannot forget to. Every error is
+its own), so handlers never filter by tenant and cannot forget to, and its users bound
+what the handlers may do with it (`access.ScopedMemory`). Every error is
 one JSON shape, `{"error": {"type", "message", "request_id"}}`, with the Engram error
 class as its type; bad input is a 4xx, never a 500."""
 
