@@ -191,7 +191,7 @@ def test_a_key_keeps_the_users_it_reaches(keys):
     ({"user_prefix": "app1:", "default_user": "app2:x"}, "default user"),
     ({"users": "alice"}, "list"),
     ({"users": [""]}, "user id"),
-    ({"users": [" alice"]}, "blanks"),
+    ({"users": [" alice"]}, "whitespace"),
     ({"users": [7]}, "user id"),
     ({"user_prefix": ""}, "prefix"),
     ({"user_prefix": "app\n"}, "prefix"),

@@ -136,12 +136,14 @@ def test_tool_failures_are_results_and_the_server_keeps_serving(server):
         raw(b'{"query":"x","user_id":"' + b"u" * 5000 + b'"}'),
         raw(b'{"query":"x","user_id":"alice","filters":' + b'{"a":' * 40 + b"1" + b"}" * 40 + b"}"),
         raw(b'{"user_id":"alice","memory_id":"mem_nope","confirm":true}', "forget"),
+        raw(b'{"text":"x","user_id":"alice","metadata":{"k":NaN}}', "remember"),
+        raw(b'{"query":"x","user_id":"alice","filters":{"metadata.k":1e999}}'),
         raw(b'{"text":"x","user_id":"alice","metadata":[1]}', "remember"),
         raw(b'{}', "no_such_tool"),
     ]
     for failure in failures:
         assert failure["result"]["isError"] is True, failure
-    typed = [failure["result"]["content"][0]["text"] for failure in failures[:5]]
+    typed = [failure["result"]["content"][0]["text"] for failure in failures[:-2]]
     assert all(any(kind in t for kind in ("InvalidInputError", "NotFoundError")) for t in typed), typed
     # Text that is not valid Unicode never reaches a tool: JSON-RPC's own parse error.
     assert "error" in raw(b'{"query":"a\\ud800b","user_id":"alice"}')
@@ -326,3 +328,66 @@ def test_skip_empty_leaves_out_empty_turns_or_says_why_it_cannot(server):
         assert acme.get("/v1/stats").json()["records"] == 0
     assert_error(acme.post("/v1/memories", json={**batch, "skip_empty": "yes"}), 422, "InvalidInputError",
                  "skip_empty")
+
+
+def test_a_failing_store_answers_503_naming_no_server_path(tmp_path):
+    import sqlite3
+
+    from server_helpers import LiveServer
+
+    from engramdb.config import Config
+    from engramdb.providers.fake import FakeEmbedder
+    from engramdb.server.auth import Authenticator
+    from engramdb.server.keys import SQLiteKeyStore
+    from engramdb.server.rest import create_app, without_paths
+    from engramdb.server.tenants import TenantRegistry
+
+    keys = SQLiteKeyStore(tmp_path / "engram.keys.db")
+    secret = keys.create("acme").secret
+    registry = TenantRegistry(tmp_path / "engram.db", Config(busy_timeout_ms=50), embedder=FakeEmbedder())
+    live = LiveServer(create_app(registry, Authenticator(keys))).start()
+    client = httpx.Client(base_url=live.url, headers={"Authorization": f"Bearer {secret}"}, timeout=30)
+    try:
+        assert client.post("/v1/memories", json={"messages": "first", "user_id": "alice"}).status_code == 201
+        (tenant_file,) = (tmp_path / "engram.tenants").glob("*.db")
+        locker = sqlite3.connect(tenant_file, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+        try:
+            response = client.post("/v1/memories", json={"messages": "second", "user_id": "alice"})
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        error = assert_error(response, 503, "StorageError")
+        assert str(tmp_path) not in error["message"] and "engram.tenants" not in error["message"], error
+        assert "locked" in error["message"]
+    finally:
+        client.close()
+        live.stop()
+    assert without_paths("read from /srv/data/engram.tenants/t_1.db failed: disk I/O error") == (
+        "read from … failed: disk I/O error")
+    assert without_paths("cannot connect to postgresql://engram@db:5432/engram") == (
+        "cannot connect to postgresql://engram@db:5432/engram")
+
+
+@pytest.mark.parametrize("path,raw,field", [
+    ("/v1/memories", b'{"messages": "x", "user_id": "alice", "metadata": {"k": NaN}}', "metadata.k"),
+    ("/v1/memories", b'{"messages": "x", "user_id": "alice", "metadata": {"k": [1, Infinity]}}', "metadata.k[1]"),
+    ("/v1/memories/search", b'{"query": "x", "user_id": "alice", "filters": {"metadata.k": -Infinity}}',
+     "filters.metadata.k"),
+])
+def test_nan_and_infinity_are_a_422(server, path, raw, field):
+    acme = server.client("acme")
+    assert_error(post_raw(acme, path, raw), 422, "InvalidInputError", f"{field} is not a finite number")
+    assert acme.get("/v1/stats").json()["records"] == 0
+
+
+@pytest.mark.parametrize("filters,text", [
+    ('{"metadata.k": "\\ud800"}', "not valid Unicode"),
+    ('{"metadata.k": NaN}', "not a finite number"),
+    ('{"metadata.a": {"in": ' + "[" * 3000 + "]" * 3000 + "}}", "nests deeper"),
+    ('{"a":' * 2000 + "1" + "}" * 2000, "nests deeper"),
+    ('{"metadata.a": {"in": ' + "[" * 40 + "]" * 40 + "}}", "nests deeper"),
+])
+def test_filters_in_a_query_string_are_checked_as_bodies_are(server, filters, text):
+    response = server.client("acme").get("/v1/memories", params={"user_id": "alice", "filters": filters})
+    assert_error(response, 422, "InvalidInputError", text)

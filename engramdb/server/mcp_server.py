@@ -3,7 +3,10 @@
 Two transports, one set of tools. Over stdio (`engram serve --mcp-stdio`) a local
 agent talks to one store as one principal. Over streamable HTTP (mounted at /mcp next
 to REST) each request carries an API key, checked here before the SDK sees the
-request; the tools read the principal from that request, never from their arguments."""
+request; the tools read the principal from that request, never from their arguments,
+and act through `access.ScopedMemory`, as REST does: the key's users, its default user
+(`--user` on stdio), read-only keys. Each tool says whether it reads, adds or erases
+(MCP tool annotations); `forget` erases nothing without `confirm: true`."""
 
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from ..errors import EngramError, InvalidInputError, UsageError
 from .access import ScopedMemory
 from .auth import Authenticator
 from .middleware import request_id_of, send_error, status_of
-from .schemas import MessageIn, Role, shallow
+from .schemas import MessageIn, Role, json_problem, shallow
 from .tenants import Principal, TenantRegistry
 
 INSTRUCTIONS = (
@@ -145,6 +148,11 @@ def _batch(text: str | None, messages: list[str | MessageIn] | None, *, role: st
 
 
 def _shallow(name: str, value: Any) -> Any:
+    """`value` (metadata or filters) if a store can keep it: not nested too deep, no NaN
+    or Infinity (JSON-RPC's reader takes them), else InvalidInputError."""
+    problem = json_problem(value, name)
+    if problem is not None:
+        raise InvalidInputError(problem)
     try:
         return shallow(value)
     except ValueError as exc:

@@ -1,7 +1,8 @@
 """The REST API: every `Memory` operation under /v1, bound to the caller's tenant.
 
 A request's key resolves to a `Principal`; its tenant picks the `Memory` (a store of
-its own), so handlers never filter by tenant and cannot forget to. Every error is
+its own), so handlers never filter by tenant and cannot forget to, and its users bound
+what the handlers may do with it (`access.ScopedMemory`). Every error is
 one JSON shape, `{"error": {"type", "message", "request_id"}}`, with the Engram error
 class as its type; bad input is a 4xx, never a 500."""
 
@@ -11,6 +12,7 @@ import base64
 import inspect
 import json
 import logging
+import re
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -139,10 +141,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(EngramError)
     async def engram_error(request: Request, exc: EngramError) -> JSONResponse:
         status = status_of(exc)
+        message = str(exc)
         if status >= 500:
             log.warning("request failed", extra={"fields": {"request_id": request_id_of(request.scope),
-                                                           "error": type(exc).__name__}})
-        return error_response(request, status, type(exc).__name__, str(exc))
+                                                           "error": type(exc).__name__, "message": message}})
+            message = without_paths(message)  # the server's files are not the client's business
+        return error_response(request, status, type(exc).__name__, message)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -155,14 +159,24 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         kind = HTTP_TYPES.get(exc.status_code, "UsageError" if exc.status_code < 500 else "EngramError")
         detail = str(exc.detail)
-        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-            detail = "the request body is not valid JSON: it is not UTF-8 text"  # FastAPI's "error parsing the body"
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):  # FastAPI's "error parsing the body"
+            detail = "the request body is not valid JSON" + (
+                ": it is not UTF-8 text" if isinstance(exc.__cause__, UnicodeDecodeError) else "")
         return error_response(request, exc.status_code, kind, detail)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error", exc_info=exc, extra={"fields": {"request_id": request_id_of(request.scope)}})
         return error_response(request, 500, "InternalError", "the server failed; see its log for this request id")
+
+
+_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s'\"/]+/)*[^\s'\":/]+")
+
+
+def without_paths(message: str) -> str:
+    """`message` with every absolute file path in it (`/srv/engram.tenants/t_….db`) shown
+    as `…`; URLs (`postgresql://host/db`) and relative ids are left as they are."""
+    return _PATH.sub("…", message)
 
 
 def _describe(errors: list[dict[str, Any]]) -> str:
@@ -349,9 +363,17 @@ def _json_filters(text: str | None) -> dict[str, Any] | None:
         value = json.loads(text)
     except json.JSONDecodeError:
         raise InvalidInputError("filters is not valid JSON") from None
+    except RecursionError:
+        raise InvalidInputError(f"filters nests deeper than {s.MAX_DEPTH} levels") from None
     if not isinstance(value, dict):
         raise InvalidInputError(f"filters must be a JSON object, got {type(value).__name__}")
-    return value
+    problem = s.json_problem(value, "filters")
+    if problem is not None:
+        raise InvalidInputError(problem)
+    try:
+        return s.shallow(value)
+    except ValueError as exc:
+        raise InvalidInputError(f"filters {exc}") from None
 
 
 def _encode_cursor(offset: int) -> str:

@@ -33,21 +33,25 @@ def shallow(value: Any, depth: int = 0) -> Any:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def invalid_unicode(value: Any, where: str = "") -> str | None:
-    """Where in `value` (a JSON document) a string, or a key, holds a lone surrogate
-    (JSON's `\\ud800` escapes decode to one; no UTF-8 text can hold it), else None."""
+def json_problem(value: Any, where: str = "") -> str | None:
+    """What is wrong with `value`, a parsed JSON document, that no store can keep: a
+    string (or key) holding a lone surrogate (JSON's `\\ud800` escapes decode to one; no
+    UTF-8 text can hold it), or NaN / Infinity (Python's JSON reader takes them; JSON has
+    no such numbers). The place and the problem, without the value; None when sound."""
     stack: list[tuple[str, Any]] = [(where, value)]
     while stack:
         at, item = stack.pop()
         if isinstance(item, str):
             if _SURROGATE.search(item):
-                return at or "the body"
+                return f"{at or 'the body'} is not valid Unicode (it holds a lone surrogate)"
+        elif isinstance(item, float):
+            if item != item or item in (float("inf"), float("-inf")):
+                return f"{at or 'the body'} is not a finite number (JSON has no NaN or Infinity)"
         elif isinstance(item, dict):
             for key, inner in item.items():
-                place = f"{at}.{key}" if at else str(key)
                 if isinstance(key, str) and _SURROGATE.search(key):
-                    return f"a key of {at}" if at else "a key of the body"
-                stack.append((place, inner))
+                    return f"a key of {at or 'the body'} is not valid Unicode (it holds a lone surrogate)"
+                stack.append((f"{at}.{key}" if at else str(key), inner))
         elif isinstance(item, list):
             stack.extend((f"{at}[{i}]", inner) for i, inner in enumerate(item))
     return None
@@ -63,15 +67,15 @@ class Request(BaseModel):
 
 
 class Body(Request):
-    """A request body: refused whole when any string in it is not valid Unicode."""
+    """A request body: refused whole when any value in it is one no store can keep
+    (`json_problem`)."""
 
     @model_validator(mode="before")
     @classmethod
-    def _valid_unicode(cls, data: Any) -> Any:
-        where = invalid_unicode(data)
-        if where is not None:
-            raise PydanticCustomError("unicode", "{where} is not valid Unicode (it holds a lone surrogate)",
-                                      {"where": where})
+    def _storable(cls, data: Any) -> Any:
+        problem = json_problem(data)
+        if problem is not None:
+            raise PydanticCustomError("json_value", "{problem}", {"problem": problem})
         return data
 
 
@@ -87,7 +91,7 @@ Role = Literal["user", "assistant", "system", "tool", "event"]
 class MessageIn(Request):
     content: StrictStr
     role: Role = "user"
-    id: StrictStr | StrictInt | None = Field(default=None, description="The caller's id for the turn (its source).")
+    id: StrictStr | None = Field(default=None, description="The caller's id for the turn (its source).")
     name: StrictStr | None = Field(default=None, description="The speaker.")
     timestamp: StrictStr | None = Field(default=None, description="When it was said (ISO 8601); default: now.")
 

@@ -16,14 +16,15 @@ MAX_USERS = 1000  # ids one key may list; an app with more users wants a prefix
 
 
 def check_name(what: str, value: object, *, required: bool) -> str | None:
-    """An id as the library checks it, spelt one way: no leading or trailing blanks and no
+    """An id as the library checks it, spelt one way: no leading or trailing whitespace and no
     control characters, so `"acme "` is refused rather than made a second `acme`."""
     _check_id(what, value, required=required)
     if value is None:
         return None
     assert isinstance(value, str)
     if value != value.strip():
-        raise InvalidInputError(f"{what} {value.strip()!r} has leading or trailing blanks; send it without them")
+        raise InvalidInputError(f"{what} {value!r} has leading or trailing whitespace; ids are compared exactly, "
+                                "so send it without")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise InvalidInputError(f"{what} must not hold control characters (newlines, tabs)")
     return value
