@@ -230,6 +230,24 @@ def _answering(base_url: str, model: str, judge_model: str, api_key: str | None,
     return answer
 
 
+@bench.command()
+@click.option("--tenants", type=click.IntRange(min=1, max=500), default=20, show_default=True,
+              help="How many tenants one process holds.")
+@click.option("--extractor", default="offline", show_default=True, help="Extractor name for every tenant.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def tenants(tenants: int, extractor: str, as_json: bool) -> None:
+    """Memory, children and threads of one process holding many tenants (Linux)."""
+    from .tenants import run
+
+    result = run(tenants, extractor)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{result['tenants']} tenants ({result['extractor']}): {result['total_rss_mb']} MB resident "
+               f"({result['rss_mb']} MB the process, {result['children_rss_mb']} MB in {result['children']} "
+               f"children), {result['threads']} threads; distilled in {result['seconds']} s")
+
+
 def answer_table(answers: dict) -> list[str]:
     lat = answers.get("answer_latency_ms") or {}
     lines = [
