@@ -109,7 +109,8 @@ def plan(candidates: Sequence[Candidate], stored: Sequence[Record], duplicates: 
         if c.operation == "retract":
             targets = [s for s in earlier if c.value is None or _same_value(c, s)]
             for target in targets:
-                _retire(out, live, planned_index, target.id, when, "retract", retracted_by(c.sources))
+                _retire(out, live, planned_index, target.id, when, "retract", retracted_by(c.sources),
+                        tuple(dict.fromkeys(c.sources)))
             out.decisions.append(("DELETE" if targets else "NOOP", c.text))
             continue
         repeat = next((s for s in same if _same_value(c, s) and s.polarity == c.polarity), None)
@@ -127,19 +128,21 @@ def plan(candidates: Sequence[Candidate], stored: Sequence[Record], duplicates: 
                       if not _same_value(c, s) or s.polarity != c.polarity), None)
         superseded = [s for s in earlier if not _same_value(c, s) or s.polarity != c.polarity]
         for old in superseded:
-            _retire(out, live, planned_index, old.id, when, "supersede", superseded_by(new))
+            _retire(out, live, planned_index, old.id, when, "supersede", superseded_by(new), (new,))
         if revive is not None:
             out.revivals.append(revive)
             _confirm(out, revive, c, alone)
             if newer is not None:
-                out.retirements.append(Retirement(revive, newer.created_at, "supersede", superseded_by(newer.id)))
+                out.retirements.append(Retirement(revive, newer.created_at, "supersede", superseded_by(newer.id),
+                                                  (newer.id,)))
             out.decisions.append(("REVIVE", c.text))
         else:
             record = _record(new, c, scope, when, recorded_at, turn_sources, extractor,
                              reason=f"supersedes {', '.join(o.id for o in superseded)}" if superseded else None)
             out.inserts.append(record)
             if newer is not None:  # said before a newer value: true until that one
-                out.retirements.append(Retirement(new, newer.created_at, "supersede", superseded_by(newer.id)))
+                out.retirements.append(Retirement(new, newer.created_at, "supersede", superseded_by(newer.id),
+                                                  (newer.id,)))
             if alone is not None:
                 out.sufficient.add((new, alone))
             planned_index[new] = len(out.inserts) - 1
@@ -163,17 +166,10 @@ def _same_value(c: Candidate, s: Stored) -> bool:
 
 
 def _retire(out: Plan, live: dict[str, Stored], planned_index: dict[str, int], id: str, when: str, event: str,
-            reason: str) -> None:
+            reason: str, causes: tuple[str, ...]) -> None:
     live.pop(id, None)
-    if id in planned_index:  # added by this same job: written already retired
-        i = planned_index.pop(id)
-        out.inserts[i] = _with_valid_to(out.inserts[i], when)
-        return
-    out.retirements.append(Retirement(id=id, valid_to=when, event=event, reason=reason))
-
-
-def _with_valid_to(record: NewRecord, when: str) -> NewRecord:
-    return replace(record, valid_to=when)
+    planned_index.pop(id, None)
+    out.retirements.append(Retirement(id=id, valid_to=when, event=event, reason=reason, causes=causes))
 
 
 def _record(id: str, c: Candidate, scope: Scope, when: str, recorded_at: str,

@@ -108,3 +108,48 @@ def test_newer_database_is_refused(tmp_path):
     with sqlite3.connect(path) as conn:  # refused without touching anything
         assert conn.execute("SELECT count(*) FROM records").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] == len(NAMES) + 1
+
+
+def test_retirements_recorded_before_typed_links_become_links(tmp_path):
+    """A store of schema 0004 named what retired a memory only in its history's reason;
+    0005 turns those into `supersedes` / `retracts` links (and derivations into
+    `derived_from` ones), and erasure follows them."""
+    path = tmp_path / "v4.db"
+    conn = sqlite3.connect(path)
+    conn.create_function("engram_user_key", 1, user_key, deterministic=True)
+    conn.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    for name, script in MIGRATIONS[:4]:
+        conn.executescript(script)
+        conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, "2024-01-01T00:00:00.000000Z"))
+    at = "2024-01-01T00:00:00.000000Z"
+    rows = [("t1", "turn", "I live in Oslo", None), ("t2", "turn", "I moved to Rome", None),
+            ("t3", "turn", "Rex died", None), ("t4", "turn", "yes Rex died", None),
+            ("oslo", "fact", "The user lives in Oslo", "2024-02-01T00:00:00.000000Z"),
+            ("rome", "fact", "The user lives in Rome", None),
+            ("rex", "fact", "The user has a dog named Rex", "2024-03-01T00:00:00.000000Z")]
+    for id, kind, text, valid_to in rows:
+        conn.execute("INSERT INTO records (id, user_id, kind, text, sources, created_at, valid_to, recorded_at, "
+                     "updated_at, content_hash) VALUES (?, 'ann', ?, ?, ?, ?, ?, ?, ?, ?)",
+                     (id, kind, text, f'["{id}"]', at, valid_to, at, at, content_hash(text)))
+    for memory, turn in (("oslo", "t1"), ("rome", "t2"), ("rex", "t1")):
+        conn.execute("INSERT INTO derivations (memory_id, turn_id, turn_sources, suffices) VALUES (?, ?, ?, 1)",
+                     (memory, turn, f'["{turn}"]'))
+    for memory, version, event, reason in (("oslo", 1, "add", None), ("oslo", 2, "supersede", "superseded by rome"),
+                                           ("rome", 1, "add", None), ("rex", 1, "add", None),
+                                           ("rex", 2, "retract", "retracted by t3, t4")):
+        text = dict((r[0], r[2]) for r in rows)[memory]
+        conn.execute("INSERT INTO versions (memory_id, version, user_id, event, content_hash, at, reason) "
+                     "VALUES (?, ?, 'ann', ?, ?, ?, ?)", (memory, version, event, content_hash(text), at, reason))
+    conn.commit()
+    conn.close()
+    with Memory(path, embedder=FakeEmbedder()) as mem:
+        with sqlite3.connect(path) as raw:
+            links = set(raw.execute("SELECT src, type, dst FROM links").fetchall())
+        assert links == {("rex", "derived_from", "t1"), ("oslo", "derived_from", "t1"), ("rome", "derived_from", "t2"),
+                         ("rome", "supersedes", "oslo"), ("t3", "retracts", "rex"), ("t4", "retracts", "rex")}
+        mem.delete("t2")  # Rome goes with its turn: Oslo is true again
+        assert mem.get("oslo").valid_to is None and [v.event for v in mem.history("oslo")][-1] == "reinstate"
+        mem.delete("t3")  # one of the two retracting turns: Rex stays retracted
+        assert mem.get("rex").valid_to is not None
+        mem.delete("t4")
+        assert mem.get("rex").valid_to is None

@@ -629,7 +629,7 @@ def test_migrate_carries_derived_memories_between_postgresql_stores(pg_url, fake
     try:
         before = _everything(source)
         assert before["derived"]["alice"]["slots"][ids["paris"]] == "user|residence"
-        assert {(link[0], link[1]) for link in before["derived"]["alice"]["derivations"]} >= {
+        assert {(link[0], link[2]) for link in before["derived"]["alice"]["links"] if link[1] == "derived_from"} >= {
             (ids["paris"], ids["paris_turn"]), (ids["berlin"], ids["berlin_turn"])}
         assert [j["state"] for j in before["derived"]["alice"]["jobs"]] == ["pending"]
         assert before["records"][ids["paris"]][0]["expired_at"] is not None

@@ -705,7 +705,7 @@ def test_reset_clears_derivations_and_jobs(store):
 def links(store) -> list[tuple[str, str]]:
     """Every (memory, turn) derivation row. No Store method lists stray ones (export_derived
     joins the live memories), so this reads the table itself."""
-    query = "SELECT memory_id, turn_id FROM derivations ORDER BY 1, 2"
+    query = "SELECT src, dst FROM links WHERE type = 'derived_from' ORDER BY 1, 2"
     rows = store._conn().execute(query).fetchall() if hasattr(store, "_conn") else store._all(query)
     return [tuple(row) for row in rows]
 

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..reconcile import Stored, slot_key
-from ..stores.base import retired_by
 from ..types import Record, Scope
 from .policy import Derived, Rederive, Retired, cascade, to_reinstate
 
@@ -35,8 +34,9 @@ class LifecycleTx(Protocol):
     def outdate(self, ids: Sequence[str], *, at: str, actor: str | None, reason: str) -> None:
         """Retire current memories whose source changed (event 'outdate')."""
     def retired_for(self, user_id: str, causes: set[str]) -> list[Retired]:
-        """Memories whose latest version retired them for a reason naming any of `causes`
-        (locked against concurrent reinstatement where the backend needs it)."""
+        """Retired memories that any of `causes` supersedes or retracts (typed links), each
+        with all that retires it (locked against concurrent reinstatement where the
+        backend needs it)."""
     def holding(self, ids: set[str]) -> set[str]:
         """Which of these ids still hold as causes: they exist and are not outdated."""
     def slot_current(self, user_id: str, slots: Sequence[str]) -> list[Record]: ...
@@ -63,11 +63,12 @@ def erase(tx: LifecycleTx, user_id: str, ids: Sequence[str], *, at: str, actor: 
         frontier = [m for m in decided.erase if m not in gone]
         gone.update(frontier)
     decided = cascade([m for m in affected.values() if m.id not in first], gone)
+    retired = tx.retired_for(user_id, gone)  # before the erasure takes the links that name the causes
     tx.erase_records(originals, at=at, actor=actor, reason=reason if tombstone else None)
     tx.erase_records(decided.erase, at=at, actor=actor, reason=ERASED_SOURCE)
     tx.narrow_sources(decided.keep)
     _rederive(tx, decided.rederive, gone, at)
-    _reinstate(tx, user_id, gone, at, actor, CAUSE_ERASED)
+    _reinstate(tx, user_id, [r for r in retired if r.id not in gone], gone, at, actor, CAUSE_ERASED)
     return gone
 
 
@@ -82,7 +83,8 @@ def outdate(tx: LifecycleTx, user_id: str, turn: Record, *, at: str, actor: str 
     tx.outdate(decided.erase, at=at, actor=actor, reason=UPDATED_SOURCE.format(turn.id))
     scope = Scope(turn.user_id, turn.agent_id, turn.session_id)
     _rederive(tx, [Rederive(scope, (turn.id,)), *decided.rederive], set(), at)
-    _reinstate(tx, user_id, {turn.id, *decided.erase}, at, actor, CAUSE_UPDATED)
+    changed = {turn.id, *decided.erase}
+    _reinstate(tx, user_id, tx.retired_for(user_id, changed), changed, at, actor, CAUSE_UPDATED)
 
 
 def _rederive(tx: LifecycleTx, wanted: Sequence[Rederive], gone: set[str], at: str) -> None:
@@ -95,8 +97,8 @@ def _rederive(tx: LifecycleTx, wanted: Sequence[Rederive], gone: set[str], at: s
             tx.enqueue(item.scope, turns, at=at)
 
 
-def _reinstate(tx: LifecycleTx, user_id: str, gone: set[str], at: str, actor: str | None, reason: str) -> None:
-    retired = tx.retired_for(user_id, gone)
+def _reinstate(tx: LifecycleTx, user_id: str, retired: Sequence[Retired], gone: set[str], at: str,
+               actor: str | None, reason: str) -> None:
     if not retired:
         return
     causes = set().union(*(r.causes for r in retired))
@@ -109,8 +111,8 @@ def _reinstate(tx: LifecycleTx, user_id: str, gone: set[str], at: str, actor: st
     tx.reinstate(to_reinstate(retired, gone, holding, current), at=at, actor=actor, reason=reason)
 
 
-def retired_entry(record: Record, reason: str | None) -> Retired:
-    """A retired memory for the policy, from its record and its retirement's reason."""
+def retired_entry(record: Record, causes: frozenset[str]) -> Retired:
+    """A retired memory for the policy, from its record and what retires it."""
     stored = Stored.of(record)
     slot = slot_key(stored)
-    return Retired(record.id, retired_by(reason), slot, stored if slot else None, record.created_at)
+    return Retired(record.id, causes, slot, stored if slot else None, record.created_at)

@@ -50,10 +50,14 @@ class Retirement:
     valid_to: str  # world time it stopped being true
     event: str  # "supersede" or "retract"
     reason: str  # superseded_by(...) or retracted_by(...): the cause by id, never by text
+    causes: tuple[str, ...] = ()  # what retires it (linked: supersedes / retracts); () reads the reason
+
+    def cause_ids(self) -> tuple[str, ...]:
+        return self.causes or tuple(sorted(retired_by(self.reason)))
 
 
-# A retirement's reason names its cause by ids only (no text that erasure must chase);
-# stores parse it back with `retired_by` to undo the retirement once its cause is erased.
+# A retirement's reason names its cause by ids only (no text that erasure must chase), for
+# history; the cause itself is a typed link (supersedes, retracts) the stores query by id.
 SUPERSEDED_BY, RETRACTED_BY, ID_SEPARATOR = "superseded by ", "retracted by ", ", "
 
 
@@ -66,7 +70,7 @@ def retracted_by(turn_ids: Sequence[str]) -> str:
 
 
 def retired_by(reason: str | None) -> frozenset[str]:
-    """The ids a retirement's reason names as its cause: all of them erased undoes it."""
+    """The ids a retirement's reason names (for a Retirement made without its causes)."""
     for prefix in (SUPERSEDED_BY, RETRACTED_BY):
         if reason and reason.startswith(prefix):
             return frozenset(i for i in reason[len(prefix):].split(ID_SEPARATOR) if i)

@@ -20,6 +20,7 @@ from .base import Job, JobOutcome, NewRecord
 
 CHUNK = 500
 REDERIVED = "re-derived from its sources"
+CAUSE_LINKS = {"supersede": "supersedes", "retract": "retracts"}  # a retirement's event -> its link's type
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,16 @@ class Dialect:
 
 SQLITE = Dialect("sqlite", "?", "", "", "?")
 POSTGRES = Dialect("postgresql", "%s", " FOR UPDATE", " FOR KEY SHARE", "%s::jsonb")
+
+
+def exported_links(data: dict[str, Any]) -> list[tuple[str, str, str, Any, int]]:
+    """(src, type, dst, sources, suffices) of what `export_derived` gave: its `links`, or
+    the `derivations` (memory, turn, sources[, suffices]) of an export made before links."""
+    out = [(src, type, dst, sources or [], int(suffices or 0)) for src, type, dst, sources, suffices in
+           data.get("links", [])]
+    out += [(row[0], "derived_from", row[1], row[2], int(row[3]) if len(row) > 3 else 0)
+            for row in data.get("derivations", [])]
+    return out
 
 
 def chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
@@ -80,27 +91,28 @@ class SQLLifecycle:
         """Record that a memory was derived from a source (and which sources the source
         carried), if both exist; a link that suffices stays so."""
         self._run(
-            "INSERT INTO derivations (memory_id, turn_id, turn_sources, suffices) SELECT ?, id, sources, ? "
+            "INSERT INTO links (src, type, dst, sources, suffices) SELECT ?, 'derived_from', id, sources, ? "
             "FROM records WHERE id = ? AND EXISTS (SELECT 1 FROM records WHERE id = ?) "
-            "ON CONFLICT (memory_id, turn_id) DO UPDATE SET suffices = "
-            "CASE WHEN excluded.suffices = 1 THEN 1 ELSE derivations.suffices END",
+            "ON CONFLICT (src, type, dst) DO UPDATE SET suffices = "
+            "CASE WHEN excluded.suffices = 1 THEN 1 ELSE links.suffices END",
             (memory_id, 1 if suffices else 0, source_id, memory_id),
         )
 
     def links_of(self, memory_ids: Sequence[str]) -> list[Link]:
         out = []
         for chunk in chunks(memory_ids):
-            where, params = self._in("memory_id", chunk)
+            where, params = self._in("src", chunk)
             out += [Link(m, t, bool(s)) for m, t, s in self._rows(
-                f"SELECT memory_id, turn_id, suffices FROM derivations WHERE {where} ORDER BY memory_id, turn_id",
+                f"SELECT src, dst, suffices FROM links WHERE type = 'derived_from' AND {where} ORDER BY src, dst",
                 params)]
         return out
 
     def derived_from_any(self, source_ids: Sequence[str]) -> list[Derived]:
         ids: list[str] = []
         for chunk in chunks(source_ids):
-            where, params = self._in("turn_id", chunk)
-            ids += [row[0] for row in self._rows(f"SELECT DISTINCT memory_id FROM derivations WHERE {where}", params)]
+            where, params = self._in("dst", chunk)
+            ids += [row[0] for row in self._rows(
+                f"SELECT DISTINCT src FROM links WHERE type = 'derived_from' AND {where}", params)]
         ids = sorted(set(ids))
         if not ids:
             return []
@@ -116,7 +128,7 @@ class SQLLifecycle:
     def narrow_sources(self, memory_ids: Sequence[str]) -> None:
         for memory_id in memory_ids:
             groups = [self.d.load_json(row[0]) for row in self._rows(
-                "SELECT turn_sources FROM derivations WHERE memory_id = ? ORDER BY turn_id", (memory_id,))]
+                "SELECT sources FROM links WHERE src = ? AND type = 'derived_from' ORDER BY dst", (memory_id,))]
             if groups:
                 sources = list(dict.fromkeys(s for group in groups for s in group))
                 self._run("UPDATE records SET sources = {json} WHERE id = ?", (json.dumps(sources), memory_id))
@@ -124,7 +136,7 @@ class SQLLifecycle:
     def unlink(self, memory_ids: Sequence[str], source_id: str) -> None:
         for chunk in chunks(memory_ids):
             where, params = self._in("memory_id", chunk)
-            self._run(f"DELETE FROM derivations WHERE turn_id = ? AND {where}", [source_id, *params])
+            self._run(f"DELETE FROM links WHERE type = 'derived_from' AND dst = ? AND {where}", [source_id, *params])
 
     # -- erasure and history ------------------------------------------------------------
 
@@ -165,9 +177,10 @@ class SQLLifecycle:
                 self._run(f"DELETE FROM versions WHERE {where}", params)
             else:
                 self._run(f"UPDATE versions SET text = NULL WHERE {where}", params)
-            self._run(f"DELETE FROM derivations WHERE {where}", params)
-            where, params = self._in("turn_id", chunk)
-            self._run(f"DELETE FROM derivations WHERE {where}", params)
+            where, params = self._in("src", chunk)
+            self._run(f"DELETE FROM links WHERE {where}", params)
+            where, params = self._in("dst", chunk)
+            self._run(f"DELETE FROM links WHERE {where}", params)
         self._remove_rows(self.conn, [row[0] for row in found])
         if reason is not None:
             self._add_versions([(id, user_id, "delete", content_hash(text), at, actor, reason)
@@ -177,8 +190,9 @@ class SQLLifecycle:
         self._retire(ids, "outdate", at=at, actor=actor, reason=reason, valid_to=at)
 
     def _retire(self, ids: Sequence[str], event: str, *, at: str, actor: str | None, reason: str,
-                valid_to: str) -> list[str]:
-        """Current memories among `ids` stop being true at `valid_to`; returns those retired."""
+                valid_to: str, causes: Sequence[str] = ()) -> list[str]:
+        """Current memories among `ids` stop being true at `valid_to`, linked to what
+        retires them (supersedes / retracts); returns those retired."""
         rows = []
         for chunk in chunks(ids):
             where, params = self._in("id", chunk)
@@ -188,31 +202,37 @@ class SQLLifecycle:
         for id, _, _ in rows:
             self._run("UPDATE records SET valid_to = ?, expired_at = ?, updated_at = ? WHERE id = ?",
                       (valid_to, at, at, id))
+            for cause in causes:
+                self._run("INSERT INTO links (src, type, dst) VALUES (?, ?, ?) ON CONFLICT (src, type, dst) DO NOTHING",
+                          (cause, CAUSE_LINKS[event], id))
         self._add_versions([(id, user_id, event, digest, at, actor, reason) for id, user_id, digest in rows])
         return [row[0] for row in rows]
 
-    def retire(self, id: str, event: str, *, valid_to: str, at: str, actor: str | None, reason: str) -> None:
-        self._retire([id], event, at=at, actor=actor, reason=reason, valid_to=valid_to)
-
     def retired_for(self, user_id: str, causes: set[str]) -> list[Retired]:
-        rows = self._rows(
-            "SELECT v.memory_id, v.reason FROM versions v WHERE v.user_id = ? AND v.event IN ('supersede', 'retract') "
-            "AND v.version = (SELECT max(w.version) FROM versions w WHERE w.memory_id = v.memory_id) ORDER BY 1",
-            (user_id,),
-        )
-        from .base import retired_by
-
-        wanted = {memory_id: reason for memory_id, reason in rows if retired_by(reason) & causes}
+        """Retired memories that one of `causes` supersedes or retracts, each with all that
+        retires it. PostgreSQL: each is locked, then its causes read again, so that of two
+        erasures of a memory's last two causes the second sees the first."""
+        wanted: set[str] = set()
+        for chunk in chunks(sorted(causes)):
+            where, params = self._in("src", chunk)
+            wanted.update(row[0] for row in self._rows(
+                f"SELECT dst FROM links WHERE type IN ('supersedes', 'retracts') AND {where}", params))
         if not wanted:
             return []
-        if self.d.lock:  # lock, then look again: of two erasures of a memory's last two causes, the second sees the first
+        if self.d.lock:
             for chunk in chunks(sorted(wanted)):
                 where, params = self._in("id", chunk)
                 self._rows(f"SELECT id FROM records WHERE {where} ORDER BY id{self.d.lock}", params)
-            latest = self._last_versions(sorted(wanted))
-            wanted = {m: r for m, r in wanted.items() if latest.get(m, (0, "", None))[1:] in
-                      (("supersede", r), ("retract", r))}
-        return [retired_entry(record, wanted[record.id]) for record in self._read(self.conn, sorted(wanted))]
+        by_memory: dict[str, set[str]] = {}
+        for chunk in chunks(sorted(wanted)):
+            where, params = self._in("dst", chunk)
+            for dst, src in self._rows(
+                    f"SELECT dst, src FROM links WHERE type IN ('supersedes', 'retracts') AND {where}", params):
+                by_memory.setdefault(dst, set()).add(src)
+        latest = self._last_versions(sorted(by_memory))
+        retired = [r for r in self._read(self.conn, sorted(by_memory))
+                   if r.valid_to is not None and latest.get(r.id, (0, "", None))[1] in ("supersede", "retract")]
+        return [retired_entry(r, frozenset(by_memory[r.id])) for r in retired]
 
     def holding(self, ids: set[str]) -> set[str]:
         if not ids:
@@ -241,14 +261,16 @@ class SQLLifecycle:
             rows += self._rows(f"SELECT id, user_id, content_hash FROM records WHERE {where} ORDER BY id", params)
         for id, _, _ in rows:
             self._run("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = ? WHERE id = ?", (at, id))
+            self._run("DELETE FROM links WHERE dst = ? AND type IN ('supersedes', 'retracts')", (id,))
         self._add_versions([(id, user_id, "reinstate", digest, at, actor, reason) for id, user_id, digest in rows])
 
     def derived_of(self, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
         """The memories already derived from these turns, each with its latest event."""
         ids: list[str] = []
         for chunk in chunks(turn_ids):
-            where, params = self._in("turn_id", chunk)
-            ids += [row[0] for row in self._rows(f"SELECT DISTINCT memory_id FROM derivations WHERE {where}", params)]
+            where, params = self._in("dst", chunk)
+            ids += [row[0] for row in self._rows(
+                f"SELECT DISTINCT src FROM links WHERE type = 'derived_from' AND {where}", params)]
         records = self._read(self.conn, sorted(set(ids)))
         events = self.latest_events([r.id for r in records])
         return [(r, events.get(r.id, "add")) for r in records]
@@ -284,7 +306,7 @@ class SQLLifecycle:
                 self.link(rec.id, turn_id, suffices=(rec.id, turn_id) in outcome.sufficient)
         for retired in outcome.retirements:
             self._retire([retired.id], retired.event, at=at, actor=actor, reason=retired.reason,
-                         valid_to=retired.valid_to)
+                         valid_to=retired.valid_to, causes=retired.cause_ids())
         revive = [id for id, event in self.latest_events(outcome.revivals).items() if event == "outdate"]
         self.reinstate(revive, at=at, actor=actor, reason=REDERIVED)
         for memory_id, turn_ids in outcome.confirmations.items():

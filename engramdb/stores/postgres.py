@@ -33,7 +33,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
-from .lifecycle_sql import POSTGRES, SQLLifecycle
+from .lifecycle_sql import POSTGRES, SQLLifecycle, exported_links
 from .filters import Condition, to_postgres
 from .postgres_schema import MIGRATIONS
 from .sqlite import KEYWORD_WINDOW, STOPWORDS
@@ -472,8 +472,7 @@ class PostgresStore:
             conn.execute(f"DELETE FROM jobs WHERE {job_where}", job_params)
             if scope.agent_id is None and scope.session_id is None:
                 conn.execute(
-                    "DELETE FROM derivations d USING records r WHERE r.user_id = %s "
-                    "AND (d.memory_id = r.id OR d.turn_id = r.id)",
+                    "DELETE FROM links l USING records r WHERE r.user_id = %s AND (l.src = r.id OR l.dst = r.id)",
                     (scope.user_id,),
                 )
                 ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
@@ -491,7 +490,7 @@ class PostgresStore:
 
     def reset(self) -> None:
         def work(conn: psycopg.Connection) -> None:
-            for table in ("jobs", "derivations", "records", "versions"):
+            for table in ("jobs", "links", "records", "versions"):
                 conn.execute(f"DELETE FROM {table}")
 
         try:
@@ -513,7 +512,7 @@ class PostgresStore:
         """VACUUM the tables, so erased rows leave the data files (as far as PostgreSQL
         lets them: old WAL segments and backups are the server's business)."""
         with self._connection() as conn:
-            for table in ("records", "keywords", "versions", "derivations", "jobs"):
+            for table in ("records", "keywords", "versions", "links", "jobs"):
                 conn.execute(sql.SQL("VACUUM {}.{}").format(sql.Identifier(self.schema), sql.Identifier(table)))
 
     # -- derived memories and their jobs ----------------------------------------------
@@ -835,14 +834,14 @@ class PostgresStore:
             slots = dict(conn.execute(
                 "SELECT id, slot FROM records WHERE user_id = %s AND slot IS NOT NULL ORDER BY rowid", (user_id,)
             ).fetchall())
-            derivations = [list(row) for row in conn.execute(
-                "SELECT d.memory_id, d.turn_id, d.turn_sources, d.suffices FROM derivations d "
-                "JOIN records r ON r.id = d.memory_id WHERE r.user_id = %s ORDER BY d.memory_id, d.turn_id", (user_id,)
+            links = [list(row) for row in conn.execute(
+                "SELECT l.src, l.type, l.dst, l.sources, l.suffices FROM links l JOIN records r ON r.id = l.dst "
+                "WHERE r.user_id = %s ORDER BY l.src, l.type, l.dst", (user_id,)
             )]
             jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
                 f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = %s ORDER BY id", (user_id,)
             )]
-        return {"slots": slots, "derivations": derivations, "jobs": jobs}
+        return {"slots": slots, "links": links, "jobs": jobs}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
         """Write what `export_derived` gave, after the user's records: slots and links of
@@ -855,10 +854,10 @@ class PostgresStore:
                     [(slot, memory_id, user_id) for memory_id, slot in data.get("slots", {}).items()],
                 )
                 cur.executemany(
-                    "INSERT INTO derivations (memory_id, turn_id, turn_sources, suffices) SELECT %s, %s, %s::jsonb, %s "
+                    "INSERT INTO links (src, type, dst, sources, suffices) SELECT %s, %s, %s, %s::jsonb, %s "
                     "WHERE EXISTS (SELECT 1 FROM records WHERE id = %s AND user_id = %s) ON CONFLICT DO NOTHING",
-                    [(link[0], link[1], json.dumps(link[2]), int(link[3]) if len(link) > 3 else 0, link[0], user_id)
-                     for link in data.get("derivations", [])],
+                    [(src, type, dst, json.dumps(sources), int(suffices), dst, user_id)
+                     for src, type, dst, sources, suffices in exported_links(data)],
                 )
                 jobs = data.get("jobs", [])
                 queued = conn.execute("SELECT 1 FROM jobs WHERE user_id = %s LIMIT 1", (user_id,)).fetchone()

@@ -108,4 +108,31 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE derivations ADD COLUMN suffices INTEGER NOT NULL DEFAULT 0
         """,
     ),
+    (
+        "0005_links",
+        """
+        CREATE TABLE links (
+            src TEXT NOT NULL,
+            type TEXT NOT NULL,
+            dst TEXT NOT NULL,
+            sources JSONB NOT NULL DEFAULT '[]',
+            suffices INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (src, type, dst)
+        );
+        CREATE INDEX links_dst ON links (dst, type);
+        INSERT INTO links (src, type, dst, sources, suffices)
+            SELECT memory_id, 'derived_from', turn_id, turn_sources, suffices FROM derivations;
+        DROP TABLE derivations;
+        INSERT INTO links (src, type, dst)
+            SELECT substr(v.reason, 15), 'supersedes', v.memory_id FROM versions v
+            WHERE v.event = 'supersede' AND v.reason LIKE 'superseded by %'
+            AND v.version = (SELECT max(w.version) FROM versions w WHERE w.memory_id = v.memory_id)
+            ON CONFLICT DO NOTHING;
+        INSERT INTO links (src, type, dst)
+            SELECT x, 'retracts', v.memory_id FROM versions v, unnest(string_to_array(substr(v.reason, 14), ', ')) AS x
+            WHERE v.event = 'retract' AND v.reason LIKE 'retracted by %' AND x <> ''
+            AND v.version = (SELECT max(w.version) FROM versions w WHERE w.memory_id = v.memory_id)
+            ON CONFLICT DO NOTHING
+        """,
+    ),
 ]

@@ -29,7 +29,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
-from .lifecycle_sql import SQLITE, SQLLifecycle
+from .lifecycle_sql import SQLITE, SQLLifecycle, exported_links
 from .filters import Condition, to_sql
 from .sqlite_schema import MIGRATIONS
 from .vectors import Delta, ScopeState, VectorCache
@@ -504,8 +504,8 @@ class SQLiteStore:
                 conn.execute("DELETE FROM vectors WHERE user_key = ?", (key,))
                 conn.execute("DELETE FROM vector_removals WHERE user_key = ?", (key,))
                 conn.execute(
-                    "DELETE FROM derivations WHERE memory_id IN (SELECT id FROM records WHERE user_id = ?) "
-                    "OR turn_id IN (SELECT id FROM records WHERE user_id = ?)",
+                    "DELETE FROM links WHERE src IN (SELECT id FROM records WHERE user_id = ?) "
+                    "OR dst IN (SELECT id FROM records WHERE user_id = ?)",
                     (scope.user_id, scope.user_id),
                 )
                 conn.execute("DELETE FROM records WHERE user_id = ?", (scope.user_id,))
@@ -530,7 +530,7 @@ class SQLiteStore:
 
     def reset(self) -> None:
         def work(conn: sqlite3.Connection) -> None:
-            for table in ("fts", "vectors", "vector_removals", "records", "versions", "derivations", "jobs"):
+            for table in ("fts", "vectors", "vector_removals", "records", "versions", "links", "jobs"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("UPDATE scopes SET generation = generation + 1")
 
@@ -920,24 +920,24 @@ class SQLiteStore:
         with self._read() as conn:
             slots = dict(conn.execute(
                 "SELECT id, slot FROM records WHERE user_id = ? AND slot IS NOT NULL ORDER BY rowid", (user_id,)))
-            derivations = [[m, t, json.loads(s), n] for m, t, s, n in conn.execute(
-                "SELECT d.memory_id, d.turn_id, d.turn_sources, d.suffices FROM derivations d "
-                "JOIN records r ON r.id = d.memory_id WHERE r.user_id = ? ORDER BY d.memory_id, d.turn_id", (user_id,))]
+            links = [[src, type, dst, json.loads(sources), suffices] for src, type, dst, sources, suffices in conn.execute(
+                "SELECT l.src, l.type, l.dst, l.sources, l.suffices FROM links l JOIN records r ON r.id = l.dst "
+                "WHERE r.user_id = ? ORDER BY l.src, l.type, l.dst", (user_id,))]
             jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
                 f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = ? ORDER BY id", (user_id,))]
         for job in jobs:
             job["record_ids"] = json.loads(job["record_ids"])
-        return {"slots": slots, "derivations": derivations, "jobs": jobs}
+        return {"slots": slots, "links": links, "jobs": jobs}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
         def work(conn: sqlite3.Connection) -> None:
             conn.executemany("UPDATE records SET slot = ? WHERE id = ? AND user_id = ?",
                              [(slot, m, user_id) for m, slot in data.get("slots", {}).items()])
             conn.executemany(
-                "INSERT OR IGNORE INTO derivations (memory_id, turn_id, turn_sources, suffices) SELECT ?, ?, ?, ? "
+                "INSERT OR IGNORE INTO links (src, type, dst, sources, suffices) SELECT ?, ?, ?, ?, ? "
                 "WHERE EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?)",
-                [(link[0], link[1], json.dumps(link[2]), int(link[3]) if len(link) > 3 else 0, link[0], user_id)
-                 for link in data.get("derivations", [])])
+                [(src, type, dst, json.dumps(sources), int(suffices), dst, user_id)
+                 for src, type, dst, sources, suffices in exported_links(data)])
             jobs = data.get("jobs", [])
             if jobs and conn.execute("SELECT 1 FROM jobs WHERE user_id = ? LIMIT 1", (user_id,)).fetchone() is None:
                 conn.executemany(

@@ -102,4 +102,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE derivations ADD COLUMN suffices INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        "0005_links",
+        """
+        CREATE TABLE links (
+            src TEXT NOT NULL,
+            type TEXT NOT NULL,
+            dst TEXT NOT NULL,
+            sources TEXT NOT NULL DEFAULT '[]',
+            suffices INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (src, type, dst)
+        ) WITHOUT ROWID;
+        CREATE INDEX links_dst ON links (dst, type);
+        INSERT INTO links (src, type, dst, sources, suffices)
+            SELECT memory_id, 'derived_from', turn_id, turn_sources, suffices FROM derivations;
+        DROP TABLE derivations;
+        INSERT OR IGNORE INTO links (src, type, dst)
+            SELECT substr(v.reason, 15), 'supersedes', v.memory_id FROM versions v
+            WHERE v.event = 'supersede' AND v.reason LIKE 'superseded by %'
+            AND v.version = (SELECT max(w.version) FROM versions w WHERE w.memory_id = v.memory_id);
+        INSERT OR IGNORE INTO links (src, type, dst)
+            WITH RECURSIVE split (memory_id, rest, id) AS (
+                SELECT v.memory_id, substr(v.reason, 14) || ', ', '' FROM versions v
+                WHERE v.event = 'retract' AND v.reason LIKE 'retracted by %'
+                AND v.version = (SELECT max(w.version) FROM versions w WHERE w.memory_id = v.memory_id)
+                UNION ALL
+                SELECT memory_id, substr(rest, instr(rest, ', ') + 2), substr(rest, 1, instr(rest, ', ') - 1)
+                FROM split WHERE rest != ''
+            )
+            SELECT id, 'retracts', memory_id FROM split WHERE id != '';
+        """,
+    ),
 ]
