@@ -18,7 +18,7 @@ from .base import Candidate, TurnInput
 from .person import _inflect
 from .reltime import Recurrence, TimeMention, absolute, find, recurrences
 from .summary import rewrite
-from .tense import of_tokens
+from .tense import IRREGULAR_PAST, of_tokens
 
 _STATIVE = frozenset("""be feel think hope guess know want wish love like need mean wonder bet believe seem sound look
 miss appreciate agree understand remember forget realize imagine care say tell thank hate enjoy""".split())
@@ -50,8 +50,9 @@ def times(sentence, anchor: date) -> Times:
     """Every time a spaCy sentence names, resolved against `anchor` by the tense of the
     verb that governs each expression."""
     text = sentence.text
-    mentions = find(text, anchor, tense=lambda start, end: of_tokens(sentence, start, end))
-    return Times(mentions, recurrences(text))
+    recurring = recurrences(text)
+    mentions = find(text, anchor, tense=lambda start, end: of_tokens(sentence, start, end), recurring=recurring)
+    return Times(mentions, recurring)
 
 
 def event(sentence, turn: TurnInput, subject: str, found: Times, *, keywords: tuple[str, ...] = (),
@@ -89,7 +90,9 @@ def _has_actor(sentence) -> bool:
     for token in sentence:
         if token.dep_ not in ("nsubj", "nsubjpass") or token.head.pos_ not in ("VERB", "AUX"):
             continue
-        if token.lower_ in ("i", "we") and token.head.lemma_ not in _STATIVE:
+        speaker = token.lower_ in ("i", "we") or any(c.dep_ == "conj" and c.lower_ in ("i", "we")
+                                                     for c in token.children)  # "Toby and I are…"
+        if speaker and token.head.lemma_ not in _STATIVE:
             return True  # "I went…", "we are flying…"
         if token.pos_ == "NOUN" and token.lower_ not in _SOMEONE and token.ent_type_ != "PERSON" \
                 and any(c.dep_ == "poss" and c.lower_ in _OWN for c in token.children):
@@ -107,8 +110,19 @@ def _agreement(sentence) -> list[tuple[int, int, str]]:
             continue
         verb = next((t for t in token.doc[token.i + 1:min(token.i + 4, sentence.end)]
                      if t.tag_ not in ("RB", "ADV") and t.pos_ != "ADV"), None)
-        if verb is None or verb.tag_ != "VBP" or not verb.text.isalpha() or verb.lower_ in ("am", "was"):
+        if verb is None or verb.tag_ != "VBP" or not verb.text.isalpha() or verb.lower_ in ("am", "are", "was", "were"):
             continue
+        if token.dep_ == "conj" or any(c.dep_ in ("conj", "cc") for c in token.children) or _looks_past(verb.lower_):
+            continue  # "Toby and I are…"; "I retook…" (a past form the tagger did not know)
         start = verb.idx - base
         edits.append((start, start + len(verb.text), _inflect(verb.text)))
     return edits
+
+
+def _looks_past(word: str) -> bool:
+    if word.endswith("ed") and not word.endswith("eed"):  # "need", "succeed": present forms
+        return True
+    for prefix in ("", "re", "un", "over", "under", "mis", "out", "fore", "with"):
+        if word.startswith(prefix) and word[len(prefix):] in IRREGULAR_PAST:
+            return True
+    return False

@@ -160,12 +160,13 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(pattern, re.IGNOR
     ("day_after_tomorrow", rf"\bthe day after tomorrow{_PART}"),
     ("ago", rf"\b{_NUM} {_UNIT} ago\b"),
     ("in_n", rf"\bin {_NUM} {_UNIT}\b(?! ago)"),
-    ("rolling", rf"\b(?:in|over|during|for|within)?\s*the (?:past|last) (?:{_NUM} )?{_UNIT}\b(?! of)"),
+    ("rolling", rf"\b(?:(?:in|over|during|for|within) )?the (?:past|last) (?:{_NUM} )?(day|week|month|year)s?\b"
+                r"(?! of)"),
     ("weekday", rf"\b(last|this past|next|this coming|coming|this) {_WEEKDAY}\b{_PART}"),
     ("month_of_year", rf"\b{_MONTHS}(?: of)? (last|next|this) year\b"),
     ("period", r"\b(last|this past|the past|past|next|this coming|the coming|this|earlier this|later this) "
                r"(week|weekend|month|year)\b(?!s)"),
-    ("the_weekend", r"\b(over|on|at|for|during) the weekend\b(?! of)"),
+    ("the_weekend", r"\b(over|on|at|for|during) (the weekend)\b(?! of)"),
     ("season", rf"\b(last|this past|next|this coming|this) {_SEASON}\b"),
     ("bare_season", rf"\b(?:in|during|over) the {_SEASON}\b(?! of)|\bin {_SEASON}\b(?! \d)"),
     ("month", rf"\b(last|next|this) {_MONTHS}\b"),
@@ -201,6 +202,8 @@ _RECURRING: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(pattern, re.I
     ("adverb", r"\b(daily|nightly|weekly|fortnightly|monthly|yearly|annually)\b"),
     ("in_the_parts", r"\bin\s+the\s+(mornings|afternoons|evenings)\b"),
 ]]
+_COUNTED = re.compile(rf"\b{_NUM}\s+$", re.IGNORECASE)
+_SHIFTED = re.compile(r"\s+(?:later|ago|before|after|earlier|back|from now)\b", re.IGNORECASE)
 _ADVERB = {"daily": "every day", "nightly": "every night", "weekly": "every week", "fortnightly": "every two weeks",
            "monthly": "every month", "yearly": "every year", "annually": "every year"}
 _TARGET = re.compile(r"\bfor\s+(?:the\s+)?$", re.IGNORECASE)
@@ -208,13 +211,13 @@ _BOUND = re.compile(r"\b(before|after|by|until|till|til|since|through)\s+(?:(the
                     r"\s+of)\s+)?$", re.IGNORECASE)
 
 
-def find(text: str, anchor: datetime | date, *, future: bool = False,
-         tense: Tense | TenseOf | None = None) -> list[TimeMention]:
+def find(text: str, anchor: datetime | date, *, future: bool = False, tense: Tense | TenseOf | None = None,
+         recurring: list[Recurrence] | None = None) -> list[TimeMention]:
     """Every dated time expression of `text`, in order of appearance. `future=True` says
     the whole text looks forward; `tense` gives the tense of the whole text or, as a
     function of an expression's offsets, of each one; otherwise each expression's tense
-    is read from the words around it. Recurring expressions are not dates: see
-    `recurrences`."""
+    is read from the words around it. Recurring expressions are not dates (see
+    `recurrences`; pass `recurring` when they are found already)."""
     day = anchor.date() if isinstance(anchor, datetime) else anchor
 
     def tense_at(start: int, end: int) -> Tense | None:
@@ -230,7 +233,7 @@ def find(text: str, anchor: datetime | date, *, future: bool = False,
 
     found: list[TimeMention] = []
     taken = [False] * len(text)
-    for r in recurrences(text):
+    for r in recurrences(text) if recurring is None else recurring:
         taken[r.start:r.end] = [True] * (r.end - r.start)
     for name, pattern in _RULES:
         for match in pattern.finditer(text):
@@ -239,7 +242,10 @@ def find(text: str, anchor: datetime | date, *, future: bool = False,
             span = _resolve(name, match, text, day, tense_at)
             if span is None:
                 continue
-            found.append(TimeMention(match.start(), match.end(), match.group(0), span, relative=True))
+            start, end = match.span()
+            if name == "the_weekend" and match.group(1).lower() not in ("on", "at"):
+                start = match.start(2)  # "wait for the weekend of 13 May 2023"; "on the weekend of 6 May 2023"
+            found.append(TimeMention(start, end, text[start:end], span, relative=True))
             taken[match.start():match.end()] = [True] * (match.end() - match.start())
     rest = "".join(" " if t else c for c, t in zip(text, taken))
     for frame, (start, end) in _explicit(rest):
@@ -267,8 +273,9 @@ def recurrences(text: str) -> list[Recurrence]:
             if any(taken[m.start():m.end()]):
                 continue
             every = _every(name, [g.lower() if g else g for g in m.groups()])
-            if every is None:
-                continue
+            if every is None or (name == "weekends" and _COUNTED.search(text[:m.start()]) or
+                                 name == "weekends" and _SHIFTED.match(text[m.end():])):
+                continue  # "two weekends later": a date, not a habit
             found.append(Recurrence(m.start(), m.end(), m.group(0), every))
             taken[m.start():m.end()] = [True] * (m.end() - m.start())
     return sorted(found, key=lambda r: r.start)
@@ -289,8 +296,8 @@ def absolute(text: str, mentions: list[TimeMention]) -> str:
         if tail.endswith(" " + first) or tail == first:
             before = before.rstrip()[: -len(first)].rstrip() + " "
         elif first in ("in", "on") and (re.search(r"\b(?:about|around|roughly|approximately|almost|nearly|over|under|"
-                                                   r"for|at|by|from|to|until|till|since|of|during|after|before|"
-                                                   r"starting)\s*$", before, re.IGNORECASE)
+                                                   r"for|by|from|until|till|since|of|during|after|before)\s*$",
+                                                   before, re.IGNORECASE)
                                          or text[mention.end:mention.end + 2] == "'s"):
             phrase = phrase.split(" ", 1)[1]
         if not before.strip() and mention.start == 0 or re.search(r"[.!?]\s*$", before):

@@ -37,7 +37,7 @@ _ING_ADJECTIVES = frozenset("""amazing interesting exciting boring annoying rela
 refreshing fascinating surprising thrilling rewarding satisfying fulfilling challenging overwhelming frustrating
 encouraging disappointing embarrassing confusing depressing worrying amusing touching moving calming soothing
 heartwarming exhausting intimidating terrifying stressful nothing something anything everything thing""".split())
-_IRREGULAR_PAST = frozenset("""was were did had went got made took saw came met bought found gave told said thought
+IRREGULAR_PAST = frozenset("""was were did had went got made took saw came met bought found gave told said thought
 felt left ran ate wrote began won lost kept brought heard sent spent built sat stood drove flew swam sang knew became
 held paid taught caught fell chose broke woke wore rode threw grew drew forgot understood led fought sold hung hid
 shook spoke stole struck swore tore froze bit dug fed fled slept slid spun sought wept""".split())
@@ -94,7 +94,7 @@ def _cue_holds(tense: Tense, m: re.Match[str], text: str) -> bool:
 
 def _is_past(word: str, before: str) -> bool:
     low = word.lower()
-    if low in _IRREGULAR_PAST:
+    if low in IRREGULAR_PAST:
         return not (low == "got" and re.search(r"\b(?:have|'ve|has)\s*$", before, re.I))
     if not low.endswith("ed") or len(low) < 4 or low in ("need", "feed", "seed", "speed", "bed", "red", "shed"):
         return False
