@@ -11,24 +11,19 @@ read for notes only: their "I" is not the user."""
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 
+from . import events
 from . import nlp as nlp_module
 from . import rules
 from .base import SPEAKER_PREFIX, Candidate, Entity, ExtractionResult, TurnInput, TurnNotes
-from .reltime import TimeMention
-from .reltime import find as find_times
-from .summary import CAPTION, STOPWORDS, rewrite, summarize
+from .summary import CAPTION, STOPWORDS, summarize
 from .vocab import fact_text, is_exclusive
 
 ENTITY_LABELS = frozenset({"PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART",
                            "LANGUAGE"})
-_FUTURE = re.compile(r"\b(going to|gonna|will|'ll|plan|planning|next|tomorrow|upcoming|can't wait|looking forward)\b",
-                     re.IGNORECASE)
-_STATIVE = frozenset("""be feel think hope guess know want wish love like need mean wonder bet believe seem sound look
-miss appreciate agree understand remember forget realize imagine care say tell thank hate enjoy""".split())
+_DATE_VALUED = frozenset({"birthday"})  # the value is a date of every year: the day it was said is its time
 USER_ROLES = frozenset({"user", "human"})
 _CHATTER = frozenset("""thank thanks bye congrats congratulations hey hi hello wow lol haha yeah okay glad cool
 awesome great sure""".split())
@@ -66,7 +61,7 @@ class OfflineExtractor:
                     dates.extend(found[1])
             else:
                 for sentence in doc.sents:
-                    dates.extend(m.span.when for m in find_times(sentence.text, turn.moment.date()))
+                    dates.extend(m.span.when for m in events.times(sentence, turn.moment.date()).mentions)
             result.notes[turn.id] = notes(doc, turn.id, dates)
         if self.summaries:
             result.candidates.extend(self._summaries(turns))
@@ -99,46 +94,26 @@ def _prepare(turn: TurnInput) -> tuple[TurnInput, str]:
 
 def _read_sentence(sentence, turn: TurnInput, subject: str) -> tuple[list[Candidate], list[str]]:
     text = sentence.text
-    anchor = turn.moment.date()
-    mentions = find_times(text, anchor, future=bool(_FUTURE.search(text)))
-    when = _most_specific(mentions)
+    found = events.times(sentence, turn.moment.date())
+    when = found.most_specific
     keywords = _keywords(sentence)
     entities = tuple(dict.fromkeys(e.text for e in sentence.ents if e.label_ in ENTITY_LABELS))
     out: list[Candidate] = []
     for f in rules.find(sentence, text):
+        dated = when if f.attribute not in _DATE_VALUED else None
         out.append(Candidate(
             kind=rules.attribute_kind(f.attribute),  # type: ignore[arg-type]
             text=fact_text(subject, f.attribute, f.value, qualifier=f.qualifier, operation=f.operation),
             subject=subject, sources=(turn.id,), said_at=turn.timestamp, attribute=f.attribute, value=f.value,
             qualifier=f.qualifier, exclusive=is_exclusive(f.attribute), operation=f.operation,  # type: ignore[arg-type]
-            polarity=f.polarity, when=when.span.when if when else None,
-            when_end=when.span.when_end if when else None, keywords=keywords, entities=entities,
+            polarity=f.polarity, when=dated.span.when if dated else None,
+            when_end=dated.span.when_end if dated else None, keywords=keywords, entities=entities,
             confidence=f.confidence,
         ))
-    event = _event(sentence, text, turn, subject, when)
+    event = events.event(sentence, turn, subject, found, keywords=keywords, entities=entities)
     if event is not None:
-        out.append(Candidate(kind="event", text=event, subject=subject, sources=(turn.id,), said_at=turn.timestamp,
-                             when=when.span.when, when_end=when.span.when_end, keywords=keywords,
-                             entities=entities, confidence=0.6))
-    return out, [m.span.when for m in mentions]
-
-
-def _most_specific(mentions: list[TimeMention]) -> TimeMention | None:
-    if not mentions:
-        return None
-    return min(mentions, key=lambda m: ((m.span.end - m.span.start).days, m.start))
-
-
-def _event(sentence, text: str, turn: TurnInput, subject: str, when: TimeMention | None) -> str | None:
-    """The sentence as a dated event, when the speaker did (or will do) something at a
-    time it names."""
-    if when is None or "?" in text or len(sentence) > 45 or '"' in text:
-        return None
-    actor = next((t for t in sentence if t.lower_ in ("i", "we") and t.dep_ in ("nsubj", "nsubjpass")
-                  and t.head.pos_ in ("VERB", "AUX") and t.head.lemma_ not in _STATIVE), None)
-    if actor is None:
-        return None
-    return rewrite(text, turn, subject)
+        out.append(event)
+    return out, [m.span.when for m in found.mentions]
 
 
 def notes(doc, turn_id: str, dates: list[str]) -> TurnNotes:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .base import Candidate, TurnInput
 from .person import second_person, third_person
+from .reltime import absolute
 from .reltime import find as find_times
 from .vocab import normalize_subject
 
@@ -121,11 +122,13 @@ def score(text: str) -> float:
     return first_person * base / math.sqrt(max(len(_WORD.findall(stripped)), 1) / 12 + 1)
 
 
-def rewrite(text: str, turn: TurnInput, subject: str, listener: str | None = None) -> str:
-    """One sentence as a memory: relative dates resolved, first person made third (and
-    "you" too, when who was addressed is known)."""
+def rewrite(text: str, turn: TurnInput, subject: str, listener: str | None = None, *, dates: bool = True) -> str:
+    """One sentence as a memory: relative dates resolved (unless `dates` is False: the
+    caller resolved them), first person made third (and "you" too, when who was
+    addressed is known)."""
     text = _LEAD.sub("", text.strip())
-    text = resolve_dates(text, turn)
+    if dates:
+        text = resolve_dates(text, turn)
     text = third_person(text, subject)
     if listener is not None:
         text = second_person(text, listener)
@@ -133,24 +136,8 @@ def rewrite(text: str, turn: TurnInput, subject: str, listener: str | None = Non
 
 
 def resolve_dates(text: str, turn: TurnInput) -> str:
-    future = bool(re.search(r"\b(going to|gonna|will|'ll|plan|planning|next|tomorrow|upcoming|can't wait)\b",
-                            text, re.IGNORECASE))
-    out, last = [], 0
-    for mention in find_times(text, turn.moment, future=future):
-        if not mention.relative:
-            continue
-        phrase = mention.span.describe()
-        before = text[last:mention.start]
-        first = phrase.split(" ", 1)[0]
-        if before.rstrip().lower().endswith(" " + first) or before.rstrip().lower() == first:
-            before = before.rstrip()[: -len(first)].rstrip() + " "
-        elif re.search(r"\b(?:about|around|roughly|approximately|almost|nearly|over|under)\s*$", before,
-                       re.IGNORECASE) and first in ("in", "on"):
-            phrase = phrase.split(" ", 1)[1]
-        out.append(before + phrase)
-        last = mention.end
-    out.append(text[last:])
-    return "".join(out)
+    """Relative dates replaced by the days they stand for, each read by its clause's tense."""
+    return absolute(text, find_times(text, turn.moment))
 
 
 def summarize(turns: Sequence[TurnInput], *, max_sentences: int = 5) -> Candidate | None:
