@@ -213,6 +213,8 @@ class _Table:
             rule = self.rules[index]
             if rule.requires and not all(part in lines for part in rule.requires):
                 continue
+            if rule.also and not any(part in flat for part in rule.also):
+                continue
             match = _apply(rule, lines, flat)
             if match:
                 return rule.reason, match
@@ -358,7 +360,9 @@ _DECODE_AND_OBEY = re.compile(
 )
 _ENCODING_WORD = re.compile(r"\b" + _ENCODING + r"\b")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}|[A-Za-z0-9_-]{16,}={0,2}")
-_HEX = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}|\b(?:[0-9a-fA-F]{2}[ :]?){12,}")
+_HEX_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2}){8,}")
+_HEX_RUN = re.compile(r"(?:[0-9a-fA-F]{2}[ :]?){12,}")
+_HEX_PAIRS = re.compile(r"[2-7][0-9a-fA-F][ :][2-7][0-9a-fA-F][ :][2-7][0-9a-fA-F][ :]")  # "49 67 6e "
 _PERCENT = re.compile(r"(?:%[0-9a-fA-F]{2}){6,}")
 _ENTITIES = re.compile(r"(?:&#x?[0-9a-fA-F]{1,6};){5,}")
 _BINARY = re.compile(r"(?:[01]{8} ?){6,}")
@@ -403,8 +407,13 @@ def _decoded_payloads(text: str, normal: str, keys: set[bytes]) -> Iterable[str]
                 if decoded:
                     yield decoded
                     break
-    if "\\x" in text or longest >= 24 or lengths.count(2) >= 12:
-        for match in list(_HEX.finditer(text))[:4]:
+    hexes: list[re.Match[str]] = []
+    if "\\x" in text:
+        hexes += _HEX_ESCAPES.finditer(text)
+    if longest >= 24 or (lengths.count(2) >= 12 and _HEX_PAIRS.search(text)):
+        hexes += _HEX_RUN.finditer(text)
+    if hexes:
+        for match in hexes[:4]:
             digits = re.sub(r"\\x|[ :]", "", match.group(0))
             try:
                 decoded = _printable(bytes.fromhex(digits[: len(digits) // 2 * 2]))
@@ -480,7 +489,10 @@ def flag_window(texts: Sequence[str], *, each: bool = True) -> WindowFlag | None
     if len(texts) >= 4:
         groups += [list(range(0, len(texts), 2)), list(range(1, len(texts), 2))]
     for group in groups:
-        found = _joined(normals, group, glue=False) or _joined(normals, group, glue=True)
+        found = _joined(normals, group, glue=False)
+        cut = any(normals[a][-1:].isalpha() and normals[b][:1].isalpha() for a, b in zip(group, group[1:]))
+        if found is None and cut:  # a turn ends and the next begins with a letter: perhaps one word cut in two
+            found = _joined(normals, group, glue=True)
         if found:
             return found
     return None

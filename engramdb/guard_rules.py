@@ -28,7 +28,8 @@ _WORD = re.compile(r"^[a-z0-9]+$")
 class Rule:
     """One pattern. It runs only when the text holds one of `words` (keys: a word's first
     five letters, the whole word if shorter) or one of `symbols` (plain substrings), and
-    every one of `requires`; with neither words nor symbols it always runs (keep its regex
+    every one of `requires` and, when given, one of `also`; with neither words nor symbols it
+always runs (keep its regex
     led by a literal: the regex engine then skips ahead to it). `form`: "flat" searches the
     text with line breaks as spaces; "lines" matches at the start of each line; "later_lines"
     at the start of each line but the first. `before`, when set, must match the text just
@@ -41,6 +42,7 @@ class Rule:
     requires: tuple[str, ...] = ()
     form: Literal["flat", "lines", "later_lines"] = "flat"
     before: re.Pattern[str] | None = None
+    also: tuple[str, ...] = ()  # when set, one of these substrings must occur too (checked after an anchor)
 
 
 def key(word: str) -> str:
@@ -52,12 +54,12 @@ def alt(*words: str) -> str:
 
 
 def _rule(reason: str, anchors: str, pattern: str, form: Literal["flat", "lines", "later_lines"] = "flat",
-          *, requires: str = "", before: str | None = None) -> Rule:
+          *, requires: str = "", before: str | None = None, also: str = "") -> Rule:
     entries = [entry for entry in anchors.split("|") if entry] if anchors != "*" else []
     words = frozenset(key(entry) for entry in entries if _WORD.match(entry))
     symbols = tuple(entry for entry in entries if not _WORD.match(entry))
     return Rule(reason, re.compile(pattern), words, symbols, tuple(r for r in requires.split("|") if r), form,
-                re.compile(before) if before else None)
+                re.compile(before) if before else None, tuple(a for a in also.split("|") if a))
 
 
 # -- English vocabulary ----------------------------------------------------------------
@@ -209,21 +211,21 @@ PHRASES: tuple[Rule, ...] = (
           "ignore|ignoring|disregard|disregarding|forget|forgetting|skip|bypass|override|overrule|overwrite|discard|"
           "abandon|neglect|dismiss|aside|throw|scrap|nullify|erase|wipe|heed|follow|obey|listen|mind|nevermind|"
           "delete|drop|attention",
-          r"\b" + _IGNORE + r"\b (?:all |any |of |the |your |my |these |those |every |each |other |its )*"
-          + _W + r"{0,2}?" + _EARLIER + r" " + _W + r"{0,2}?" + _RULES
-          + r"|\b" + _IGNORE + r"\b (?:all |any |of |the )*(?:your|ur|its|the model'?s|the assistant'?s) "
-          + _W + r"{0,2}?" + _RULES
-          + r"|\b" + _IGNORE + r"\b (?:all |everything |anything |whatever |what )(?:that |which )?you(?:'ve| have)? "
-          r"(?:been|were) (?:told|given|instructed|taught|programmed|trained)\b"
-          + r"|\b" + _IGNORE + r"\b (?:all |everything |anything |whatever |what(?:'s| is| was| you were told) )"
-          r"(?:(?:that |which )?(?:you(?:'ve| have)? (?:been|were) (?:told|given|instructed|taught|programmed|"
-          r"trained)|(?:was|were|is|has been|i) (?:said|written|stated|told you)|came) )?" + _W + r"{0,2}?"
-          r"(?:above|before (?:this|now)|previously|earlier|so far|until now|up to now|prior to this)\b"
-          r"|\b" + _IGNORE + r"\b (?:all |any |of |the |your |these |those )*" + _W + r"{0,1}?" + _RULES
-          + r" (?:above|below|before this|(?:given|written|stated|provided) (?:above|earlier|before|previously)|you "
-          r"(?:were|have been|'ve been) given|you received|so far)\b(?! (?:the|a|an|my|your|our|his|her|their)\b)"
-          r"|\b" + _IGNORE + r"\b (?:all of )?(?:the|everything|all|what(?:'s| is)) (?:text |content |stuff |words )?"
-          r"(?:above|before this|written above|preceding)\b"),
+          r"\b" + _IGNORE + r"\b (?:"  # the verb once, then what it is done to
+          r"(?:all |any |of |the |your |my |these |those |every |each |other |its )*" + _W + r"{0,2}?" + _EARLIER
+          + r" " + _W + r"{0,2}?" + _RULES
+          + r"|(?:all |any |of |the )*(?:your|ur|its|the model'?s|the assistant'?s) " + _W + r"{0,2}?" + _RULES
+          + r"|(?:all |everything |anything |whatever |what )(?:that |which )?you(?:'ve| have)? (?:been|were) "
+          r"(?:told|given|instructed|taught|programmed|trained)\b"
+          r"|(?:all |everything |anything |whatever |what(?:'s| is| was| you were told) )(?:(?:that |which )?"
+          r"(?:you(?:'ve| have)? (?:been|were) (?:told|given|instructed|taught|programmed|trained)|(?:was|were|is|"
+          r"has been|i) (?:said|written|stated|told you)|came) )?" + _W + r"{0,2}?(?:above|before (?:this|now)|"
+          r"previously|earlier|so far|until now|up to now|prior to this)\b"
+          r"|(?:all |any |of |the |your |these |those )*" + _W + r"{0,1}?" + _RULES + r" (?:above|below|before this|"
+          r"(?:given|written|stated|provided) (?:above|earlier|before|previously)|you (?:were|have been|'ve been) "
+          r"given|you received|so far)\b(?! (?:the|a|an|my|your|our|his|her|their)\b)"
+          r"|(?:all of )?(?:the|everything|all|what(?:'s| is)) (?:text |content |stuff |words )?(?:above|before this|"
+          r"written above|preceding)\b)"),
     _rule("override", "instruction|instructions|directive|directives|prompt|commands|orders|rules|guidelines|"
           "objective|mission|purpose|programming|restrictions|constraints|override",
           r"\b(?:new|updated|revised|real|actual|true|override|overriding|secret|hidden|admin|system|developer|"
@@ -271,7 +273,9 @@ PHRASES: tuple[Rule, ...] = (
           r"|\b(?:openai|anthropic|the engram team|your developers?|your creators?|the system administrator) "
           r"(?:here|has authori[sz]ed|authori[sz]es|instructs|requires|has instructed|says)\b"
           r"|\bthis (?:is an?|message is an?) (?:message|instruction|note|directive|order|update|override) (?:from|by) "
-          r"(?:the |your )?(?:system|developers?|admin|administrator|openai|anthropic|creators?|operators?)\b"),
+          r"(?:the |your )?(?:system|developers?|admin|administrator|openai|anthropic|creators?|operators?)\b",
+          also="i am|i'm|this is|speaking as|openai|anthropic|engram team|your develop|your creat|system admin|"
+               "this message"),
     # -- directive: standing orders aimed at the assistant ----------------------------
     _rule("directive", "*",
           r"from (?:now on|this (?:point|moment|day)(?: on| onwards?| forward)?|here on(?: out)?)[,:]? "
@@ -381,7 +385,9 @@ PHRASES: tuple[Rule, ...] = (
           r"|on) " + _W + r"{0,2}?" + _DESTINATION
           + r"|\b" + _DATA + r"\b.{0,60}\b(?:send|forward|post|upload|email|e-mail|transmit|exfiltrate|leak|submit) "
           r"(?:it|them|this|that|everything|all of it|the (?:result|summary|output|list)) (?:to|at|via|into) "
-          + _DESTINATION),
+          + _DESTINATION,
+          also="@|http|www|ftp|.com|.net|.org|.io|.xyz|.ru|.cn|.tk|.biz|webhook|pastebin|this |the following|my "
+               "server|my endpoint|my webhook|external|remote"),
     _rule("exfiltration", "](|<",
           r"!\[[^\]\n]*\] ?\( ?(?:https?:)?//[^)\s]*(?:[?&#][\w-]*=[^)\s&]*(?:\{|\$|%7b|<|\[)|[?&#](?:data|d|q|"
           r"query|msg|message|m|conv|conversation|chat|history|memory|mem|secret|token|key|pw|pwd|pass|password|info|"
@@ -399,7 +405,8 @@ PHRASES: tuple[Rule, ...] = (
     _rule("exfiltration", "image|images|link|links|url|markdown|pixel|iframe|html",
           r"\b(?:include|embed|insert|render|add|append|put) (?:this |the following |an? |a hidden |an invisible )?"
           r"(?:image|link|url|markdown|pixel|tracking pixel|iframe|html)\b.{0,40}\b(?:in|into|to|at the end of) "
-          r"(?:every|each|all|your|the) (?:response|answer|reply|message|output)s?\b"),
+          r"(?:every|each|all|your|the) (?:response|answer|reply|message|output)s?\b",
+          also="response|answer|reply|message|output"),
     # -- tool calls and commands ---------------------------------------------------
     _rule("tool_call", "<",
           r"</?(?:tool_calls?|function_calls?|tool_use|tool_result|tool_response|function_results?|invoke|"
@@ -444,9 +451,10 @@ PHRASES: tuple[Rule, ...] = (
           r"|/bin/(?:ba)?sh -c\b"),
 )
 
-# Languages other than English. (reason, anchors, pattern); Latin scripts without accents.
+# Languages other than English: (reason, "anchors & also", pattern); Latin scripts without accents.
 _FR = (
-    ("override", "ignor|oubli|compte|abstraction|tomber|neglig|annul|ecart",
+    ("override", "ignor|oubli|compte|abstraction|tomber|neglig|annul|ecart & instruction|consigne|directive|regle|"
+                 "ordre|indication|commande|prompt|tout",
      r"\b(?:ignore[rz]?|ignorez|oublie[rz]?|oubliez|ne (?:tiens|tenez) (?:pas|plus) compte d?e?s?|(?:fais|faites) "
      r"abstraction d?e?s?|(?:laisse|laissez) tomber|neglige[rz]?|annule[rz]?|ecarte[rz]?)\b(?: \S+){0,4}? "
      r"(?:instructions?|consignes?|directives?|regles|ordres|indications|commandes|prompts?)\b(?: \S+){0,2}? ?"
@@ -456,29 +464,33 @@ _FR = (
      r"(?:instructions|consignes|directives|regles)\b(?! (?:du jeu|de la maison|de securite))"
      r"|\b(?:oublie[rz]?|oubliez|ignore[rz]?|ignorez) tout (?:ce qu(?:i|e|'on|'il)|le reste|ce que tu|ce qui "
      r"(?:precede|est au-dessus))"),
-    ("directive", "maintenant|dorenavant|desormais|aujourd|moment",
+    ("directive", "maintenant|dorenavant|desormais|aujourd|moment & tu |vous ",
      r"\b(?:a partir de (?:maintenant|maintenant|aujourd'hui|ce moment)|dorenavant|desormais|a compter de "
      r"maintenant)[,:]? (?:tu |vous )(?:dois|devez|vas|allez|repondras|repondrez|reponds|repondez|ne dois|ne devez|"
      r"parleras|parlerez|agiras|agirez|obeiras|obeirez|es un|es une|etes un|etes une)\b"),
     ("directive", "repond",
      r"\b(?:reponds|repondez|reponde)(?: toujours| uniquement| seulement| desormais)+ (?:en|avec|par)\b"),
-    ("role_hijack", "maintenant|desormais|present|dorenavant",
+    ("role_hijack", "maintenant|desormais|present|dorenavant & tu es|vous etes",
      r"\b(?:tu es|vous etes) (?:maintenant|desormais|a present|dorenavant) (?:un |une |le |la )?(?:\S+ ){0,2}?"
      r"(?:ia|assistant|bot|chatbot|modele|dan|pirate informatique|administrateur|sans (?:restrictions?|limites?|"
      r"filtres?|regles))\b"),
-    ("credential_request", "passe|mdp|pin|cle|cles|identifiants|code|carte|numero",
+    ("credential_request", "passe|mdp|pin|cle|cles|identifiants|code|carte|numero & mot de passe|mots de passe|mdp|"
+                           "code pin|code secret|cle api|cles api|cle secrete|identifiants|code de verification|"
+                           "numero de",
      r"\b(?:donne|donnez|envoie|envoyez|revele|revelez|montre|montrez|communique|communiquez|dis|dites|ecris|ecrivez|"
      r"indique|indiquez|transmets|transmettez|partage|partagez|confirme|confirmez|entre|entrez|saisis|saisissez|"
      r"tape|tapez)(?:[- ]moi|[- ]nous)? (?:ton|ta|tes|votre|vos|le|la|les|l'|son|sa|ses|leur|leurs) ?(?:\S+ ){0,2}?"
      r"(?:mot de passe|mots de passe|mdp|code pin|code secret|cles? api|cle secrete|identifiants|code de "
      r"verification|numero de (?:la )?carte)"),
-    ("exfiltration", "prompt|invite|instructions",
+    ("exfiltration", "prompt|invite|instructions & systeme|initial|d'origine|cachees",
      r"\b(?:revele|revelez|affiche|affichez|montre|montrez|repete|repetez|recite|imprime|donne|donnez|ecris|"
      r"ecrivez|dis|dites)(?:[- ]moi)? (?:ton|ta|tes|votre|vos|le|la|les) (?:\S+ ){0,2}?(?:(?:prompt|invite) "
      r"(?:systeme|initiale?|d'origine)|instructions (?:systeme|initiales|d'origine|cachees))"),
 )
 _DE = (
-    ("override", "ignor|vergiss|vergesst|vergessen|missacht|uberspring|verwirf|verwerf|beachte|befolge|hor",
+    ("override", "ignor|vergiss|vergesst|vergessen|missacht|uberspring|verwirf|verwerf|beachte|befolge|hor & anweisung|"
+                 "instruktion|befehl|regeln|vorgaben|anordnung|richtlinie|anleitung|prompt|aufforderung|direktive|"
+                 "eingaben|alles",
      r"\b(?:ignoriere|ignorier|ignorieren sie|ignoriert|vergiss|vergesst|vergessen sie|missachte|missachten sie|"
      r"uberspringe|verwirf|verwerfen sie|beachte nicht|befolge nicht|hor auf mit)\b(?: \S+){0,3}? (?:vorherigen?|"
      r"bisherigen?|obigen?|vorigen?|alle|allen|alten?|deine|deinen|ihre|ihren|fruheren?|ursprunglichen?|"
@@ -486,28 +498,31 @@ _DE = (
      r"befehle|regeln|vorgaben|anordnungen|richtlinien|anleitungen|prompts?|aufforderungen|direktiven|eingaben|"
      r"systemanweisungen)\b"
      r"|\bvergiss (?:einfach )?alles,? (?:was|bisher|zuvor|davor|oben|vorher)"),
-    ("directive", "jetzt|sofort|heute|nun|kunftig|zukunftig|antworte|antworten|moment|zeitpunkt",
+    ("directive", "jetzt|sofort|heute|nun|kunftig|zukunftig|antworte|antworten|moment|zeitpunkt & du|antworte",
      r"\b(?:ab (?:jetzt|sofort|heute|nun)(?: an)?|von (?:nun|jetzt) an|ab diesem (?:zeitpunkt|moment)|kunftig|"
      r"zukunftig)[,:]? (?:musst|sollst|wirst|antwortest|darfst|kannst) du\b"
      r"|\b(?:antworte|antworten sie)(?: ab jetzt| ab sofort| nur| immer| ausschlie(?:ss|ß)lich| nur noch)+ "
      r"(?:auf|in|mit)\b"),
-    ("role_hijack", "bist",
+    ("role_hijack", "bist & du bist",
      r"\bdu bist (?:jetzt|nun|ab sofort|ab jetzt|von nun an) (?:ein |eine |der |die |das )?(?:\S+ ){0,2}?(?:ki|"
      r"assistent|bot|chatbot|modell|dan|administrator|admin|hacker|ohne (?:regeln|einschrankungen|filter|grenzen))"
      r"\b"),
     ("credential_request", "passw|kennw|pin|schlussel|api|zugangsdaten|anmeldedaten|login|tan|code|karte|"
-     "kreditkartennummer|sicherheitscode|prufziffer|geheimschlussel",
+     "kreditkartennummer|sicherheitscode|prufziffer|geheimschlussel & gib |gebt |geben sie|nenne|zeig|verrat|"
+     "sende|schick|teile|sag |sage|schreib|bestatige|gebe ",
      r"\b(?:gib|gebt|geben sie|nenne|nennen sie|zeig|zeige|zeigen sie|verrate|verraten sie|sende|senden sie|schick|"
      r"schicke|schicken sie|teile|teilen sie|sag|sage|sagen sie|schreib|schreibe|bestatige|bestatigen sie|gebe)"
      r"(?: mir| uns)? (?:dein|deine|deinen|ihr|ihre|ihren|das|den|die|euer|eure) (?:\S+ ){0,2}?(?:passwort|"
      r"passworter|kennwort|kennworter|pin|api-schlussel|api-key|api key|api schlussel|zugangsdaten|anmeldedaten|"
      r"login-daten|geheimschlussel|tan|sicherheitscode|kreditkartennummer|prufziffer)"),
-    ("exfiltration", "systemprompt|systemanweisungen|ursprunglichen|prompt",
+    ("exfiltration", "systemprompt|systemanweisungen|ursprunglichen|prompt & zeig|gib |verrate|wiederhole|nenne|sag |"
+                     "schreib|drucke",
      r"\b(?:zeig|zeige|gib|verrate|wiederhole|nenne|sag|schreib|drucke)(?: mir| uns)? (?:\S+ ){0,2}?"
      r"(?:systemprompt|system-prompt|systemanweisungen|ursprunglichen anweisungen)"),
 )
 _ES = (
-    ("override", "ignor|olvid|desca|omite|omita|caso|sigas|seguir|alto",
+    ("override", "ignor|olvid|desca|omite|omita|caso|sigas|seguir|alto & instrucci|indicaciones|ordenes|reglas|"
+                 "directrices|normas|directivas|comandos|prompt|consignas|todo",
      r"\b(?:ignora|ignore|ignoren|ignorad|olvida|olvide|olviden|olvidad|descarta|descarte|omite|omita|no hagas caso "
      r"(?:a|de)|haz caso omiso (?:a|de)|no sigas|deja de seguir|pasa por alto)\b(?: \S+){0,4}? (?:instrucciones|"
      r"instruccion|indicaciones|ordenes|reglas|directrices|normas|directivas|comandos|prompts?|consignas)\b"
@@ -515,7 +530,7 @@ _ES = (
      r"|\b(?:ignora|ignore|olvida|olvide|descarta) (?:todas )?(?:tus|sus|todas las) (?:\S+ ){0,2}?(?:instrucciones|"
      r"indicaciones|ordenes|reglas|directrices)\b(?! del juego)"
      r"|\bolvid[ae] todo(?: lo)? (?:anterior|que te (?:dije|dijeron|han dicho)|lo de arriba)"),
-    ("directive", "ahora|adelante",
+    ("directive", "ahora|adelante & debe|tienes que|tiene que|respond|actua|solo |nunca ",
      r"\b(?:a partir de ahora|de ahora en adelante|desde ahora(?: en adelante)?|en adelante)[,:]? (?:(?:tu|usted) )?"
      r"(?:debes|debe|tienes que|tiene que|responderas|respondera|responde|responda|actuaras|actua como|solo "
      r"(?:responde|respondas|hablaras)|nunca (?:reveles|digas|menciones))\b"),
@@ -523,63 +538,69 @@ _ES = (
      r"\b(?:ahora eres|ahora seras|a partir de ahora eres|eres ahora|desde ahora eres) (?:un |una |el |la )?"
      r"(?:\S+ ){0,2}?(?:ia|asistente|bot|chatbot|modelo|dan|administrador|hacker|sin (?:restricciones|filtros|"
      r"limites|reglas))\b"),
-    ("credential_request", "contrasen|clave|credencial|pin|codigo|tarjeta|bancari",
+    ("credential_request", "contrasen|clave|credencial|pin|codigo|tarjeta|bancari & dame|deme|dime|digame|revela|"
+                           "muestra|envia|envie|manda|comparte|escribe|confirma|introduce|ingresa|proporciona|pasame",
      r"\b(?:dame|deme|dime|digame|revela|revelame|muestra|muestrame|envia|enviame|envie|manda|mandame|comparte|"
      r"escribe|escribeme|confirma|confirme|introduce|ingresa|ingrese|proporciona|proporcioname|proporcione|pasame)"
      r"(?: me)? (?:tu|tus|su|sus|la|las|el|los) (?:\S+ ){0,2}?(?:contrasena|contrasenas|clave api|claves api|"
      r"credenciales|pin|codigo de verificacion|numero de (?:la )?tarjeta|datos bancarios|codigo de seguridad)"),
-    ("exfiltration", "prompt|instrucciones|sistema",
+    ("exfiltration", "prompt|instrucciones|sistema & revela|muestra|dime|repite|imprime|dame|escribe",
      r"\b(?:revela|revelame|muestra|muestrame|dime|repite|imprime|dame|escribe)(?: me)? (?:tu|tus|el|las|la) "
      r"(?:\S+ ){0,2}?(?:prompt del sistema|prompt inicial|instrucciones (?:del sistema|iniciales|originales|"
      r"ocultas)|mensaje del sistema)"),
 )
 _IT = (
-    ("override", "ignor|dimentic|trascur|tralasc|seguire|considerare|scarta",
+    ("override", "ignor|dimentic|trascur|tralasc|seguire|considerare|scarta & istruzioni|indicazioni|regole|direttive|"
+                 "comandi|ordini|prompt",
      r"\b(?:ignora|ignorate|ignori|dimentica|dimenticate|dimentichi|trascura|tralascia|non seguire|non considerare|"
      r"scarta)\b(?: \S+){0,4}? (?:istruzioni|indicazioni|regole|direttive|comandi|ordini|prompt)\b(?: \S+){0,2}? ?"
      r"(?:precedenti|sopra|iniziali|originali|del sistema|ricevute)"
      r"|\b(?:ignora|ignorate|dimentica|dimenticate) (?:tutte )?(?:le tue|le sue|tutte le) (?:\S+ ){0,2}?"
      r"(?:istruzioni|indicazioni|regole|direttive)\b"),
-    ("directive", "ora|adesso|momento",
+    ("directive", "ora|adesso|momento & d'ora|da ora|da adesso|da questo momento",
      r"\b(?:d'ora in poi|da ora in poi|d'ora in avanti|da adesso in poi|da questo momento(?: in poi)?)[,:]? (?:tu )?"
      r"(?:devi|dovrai|risponderai|rispondi|agirai|parlerai|obbedirai)\b"),
     ("role_hijack", "sei",
      r"\b(?:ora sei|adesso sei|sei ora|sei adesso|d'ora in poi sei) (?:un |una |il |la |l')?(?:\S+ ){0,2}?(?:ia|"
      r"assistente|bot|chatbot|modello|dan|amministratore|senza (?:restrizioni|filtri|limiti|regole))\b"),
-    ("credential_request", "password|credenziali|chiave|pin|codice|carta",
+    ("credential_request", "password|credenziali|chiave|pin|codice|carta & dammi|dimmi|rivela|mostra|invia|manda|"
+                           "condividi|scrivi|conferma|inserisci|fornisci",
      r"\b(?:dammi|dimmi|rivela|rivelami|mostra|mostrami|invia|inviami|manda|mandami|condividi|scrivi|conferma|"
      r"inserisci|fornisci|forniscimi) (?:la tua|le tue|il tuo|i tuoi|la sua|la|il|le) (?:\S+ ){0,2}?(?:password|"
      r"credenziali|chiave api|chiave segreta|pin|codice di verifica|numero della carta|prompt di sistema)"),
 )
 _PT = (
-    ("override", "ignor|esquec|desconsider|desca|siga|seguir|nao|deixe",
+    ("override", "ignor|esquec|desconsider|desca|siga|seguir|nao|deixe & instruc|orientac|ordens|regras|diretrizes|"
+                 "diretivas|comandos|prompt",
      r"\b(?:ignore|ignora|ignorem|esqueca|esquece|esquecam|desconsidere|desconsidera|descarte|descarta|nao siga|"
      r"deixe de seguir)\b(?: \S+){0,4}? (?:instrucoes|instrucao|orientacoes|ordens|regras|diretrizes|diretivas|"
      r"comandos|prompts?)\b(?: \S+){0,2}? ?(?:anteriores|previas|acima|iniciais|originais|do sistema|recebidas)"
      r"|\b(?:ignore|ignora|esqueca|esquece|desconsidere) (?:todas )?(?:as suas|suas|tuas|as tuas|todas as) "
      r"(?:\S+ ){0,2}?(?:instrucoes|orientacoes|ordens|regras|diretrizes)\b"),
-    ("directive", "agora|daqui|doravante|diante",
+    ("directive", "agora|daqui|doravante|diante & deve|respond|tem que|so pode|atue|aja |obedeca",
      r"\b(?:a partir de agora|de agora em diante|daqui (?:pra|para) frente|doravante)[,:]? (?:(?:voce|tu) )?"
      r"(?:deve|deves|devera|responda|responde|respondera|tem que|so pode|vai responder|atue|aja|obedeca)\b"),
-    ("role_hijack", "voce|agora",
+    ("role_hijack", "voce|agora & voce e|agora es|voce agora",
      r"\b(?:agora voce e|voce agora e|agora es|a partir de agora voce e) (?:um |uma |o |a )?(?:\S+ ){0,2}?(?:ia|"
      r"assistente|bot|chatbot|modelo|dan|administrador|hacker|sem (?:restricoes|filtros|limites|regras))\b"),
-    ("credential_request", "senha|chave|credenciais|pin|codigo|cartao",
+    ("credential_request", "senha|chave|credenciais|pin|codigo|cartao & me de|me da|de-me|diga|revel|mostr|envi|mand|"
+                           "compartilhe|informe|confirme|digite|insira|forneca",
      r"\b(?:me de|me da|de-me|diga|diga-me|me diga|revele|revela|mostre|mostra|envie|envia|me envie|mande|me mande|"
      r"compartilhe|informe|confirme|digite|insira|forneca)(?:[- ]me)? (?:sua|suas|seu|seus|a|o|as|os|tua|teu) "
      r"(?:\S+ ){0,2}?(?:senha|senhas|chave de api|chave api|credenciais|pin|codigo de verificacao|numero do cartao|"
      r"prompt do sistema)"),
 )
 _NL = (
-    ("override", "negeer|vergeet|negeren",
+    ("override", "negeer|vergeet|negeren & instructies|opdrachten|regels|aanwijzingen|richtlijnen|prompt",
      r"\b(?:negeer|vergeet|negeren)\b(?: \S+){0,3}? (?:vorige|eerdere|bovenstaande|alle|je|jouw|oorspronkelijke|"
      r"voorgaande|systeem)\b(?: \S+){0,2}? ?(?:instructies|opdrachten|regels|aanwijzingen|richtlijnen|prompts?)\b"),
     ("directive", "vanaf",
      r"\bvanaf nu (?:moet|zal|antwoord|mag|ga) je\b|\bvanaf nu (?:antwoord|reageer) (?:je )?(?:alleen|altijd)\b"),
-    ("role_hijack", "bent",
+    ("role_hijack", "bent & je bent nu",
      r"\bje bent nu (?:een )?(?:\S+ ){0,2}?(?:ai|assistent|bot|chatbot|model|dan|beheerder|hacker|zonder (?:regels|"
      r"beperkingen|filters))\b"),
-    ("credential_request", "wachtwoord|pincode|sleutel|inlog|verificatie",
+    ("credential_request", "wachtwoord|pincode|sleutel|inlog|verificatie & wachtwoord|pincode|api-sleutel|"
+                           "inloggegevens|verificatiecode",
      r"\b(?:geef|stuur|vertel|deel|toon|laat)(?: me| mij)? (?:je|jouw|uw|het|de) (?:\S+ ){0,2}?(?:wachtwoord|"
      r"wachtwoorden|pincode|api-sleutel|inloggegevens|verificatiecode)"),
 )
@@ -674,7 +695,14 @@ _HI = (
 
 
 def _language_rules(*tables: tuple[tuple[str, str, str], ...]) -> tuple[Rule, ...]:
-    return tuple(_rule(reason, anchors, pattern) for table in tables for reason, anchors, pattern in table)
+    """(reason, "anchor|words & also|these", pattern): the part after " & " is `Rule.also`
+    (a five-letter key of a foreign word is often an English one: "passe", "momen")."""
+    rules = []
+    for table in tables:
+        for reason, anchors, pattern in table:
+            words, _, also = anchors.partition(" & ")
+            rules.append(_rule(reason, words, pattern, also=also))
+    return tuple(rules)
 
 
 LATIN_LANGUAGES = _language_rules(_FR, _DE, _ES, _IT, _PT, _NL, _TR)
