@@ -191,11 +191,14 @@ STRUCTURE: tuple[Rule, ...] = (
           r"[\[({] ?(?:system|assistant|developer|admin|administrator|sys|tool|function|operator|moderator)"
           r"(?: (?:message|note|prompt|override|notice|instructions?|update|alert|command))? ?[\])}]"
           r"|\*\*(?:system|assistant|developer|admin)\*\* ?:?"
-          r"|[.!?)\]\"] (?:system|assistant|developer|sys) ?: \S"),
+          r"|\[ ?(?:system|admin|administrator|developer|assistant|sys) (?:message|note|notice|prompt|override|"
+          r"instructions?|update|alert|command)s? ?:"
+          r"|(?:[.!?)\]\":] |[\"'(\[]) ?(?:system|assistant|developer|sys) ?: \S"),
     # a speaker label at the start of the text or of a line: "assistant: …", "\nsystem: …"
     _rule("fake_role_line", ":",
           r" ?(?:[>*#_`|\"'-]+ ?)*" + _ROLE_WORDS + r"(?: ?\([^)\n]{0,30}\))? ?[\]>]? ?: ?\S", "lines"),
     _rule("fake_role_line", ":", r" ?(?:user|human|customer) ?: ?\S", "later_lines"),
+    _rule("fake_role_line", "\":|\" :", r"\"role\" ?: ?\"(?:system|assistant|developer|tool|function)\""),
     _rule("fake_role_line", "#",
           r" ?#{1,6} ?(?:instructions?|system(?: prompt| message)?|response|assistant|input|human|developer|admin|"
           r"new instructions|rules)\b", "lines"),
@@ -221,13 +224,15 @@ PHRASES: tuple[Rule, ...] = (
           r"(?:you(?:'ve| have)? (?:been|were) (?:told|given|instructed|taught|programmed|trained)|(?:was|were|is|"
           r"has been|i) (?:said|written|stated|told you)|came) )?" + _W + r"{0,2}?(?:above|before (?:this|now)|"
           r"previously|earlier|so far|until now|up to now|prior to this)\b"
-          r"|(?:all |any |of |the |your |these |those )*" + _W + r"{0,1}?" + _RULES + r" (?:above|below|before this|"
-          r"(?:given|written|stated|provided) (?:above|earlier|before|previously)|you (?:were|have been|'ve been) "
-          r"given|you received|so far)\b(?! (?:the|a|an|my|your|our|his|her|their)\b)"
+          r"|(?:all |any |of |the |your |these |those |whatever )*" + _W + r"{0,1}?" + _RULES + r" (?:above|below|"
+          r"before this|(?:given|written|stated|provided) (?:above|earlier|before|previously)|you (?:were|have been|"
+          r"'ve been) given|you (?:had|have|received|got|follow|were told)|so far)\b(?! (?:the|a|an|my|your|our|his|"
+          r"her|their)\b)"
           r"|(?:all of )?(?:the|everything|all|what(?:'s| is)) (?:text |content |stuff |words )?(?:above|before this|"
           r"written above|preceding)\b)"),
     _rule("override", "instruction|instructions|directive|directives|prompt|commands|orders|rules|guidelines|"
-          "objective|mission|purpose|programming|restrictions|constraints|override",
+          "objective|mission|purpose|programming|restrictions|constraints|override|policies|policy|filters|"
+          "safeguards|guardrails|protections",
           r"\b(?:new|updated|revised|real|actual|true|override|overriding|secret|hidden|admin|system|developer|"
           r"priority|emergency|corrected|security)(?: system)? (?:instructions?|directives?|prompt|orders|commands?|"
           r"override)(?: (?:for|"
@@ -235,7 +240,8 @@ PHRASES: tuple[Rule, ...] = (
           r"|\b(?:your|the) (?:new|real|actual|true|only|primary|updated) (?:instructions?|directives?|objective|"
           r"mission|purpose|programming|orders)(?: (?:is|are|will be|now)\b| ?:)"
           r"|\b(?:previous|prior|above|earlier|original|old|all|your|existing) (?:\S+ )?(?:instructions|rules|"
-          r"guidelines|directives|prompts?|restrictions|constraints) (?:are|is|were|have been|has been) (?:now |hereby "
+          r"guidelines|directives|prompts?|restrictions|constraints|polic(?:y|ies)|filters|safeguards|guardrails|"
+          r"protections) (?:are|is|were|have been|has been) (?:now |hereby "
           r"|officially )?(?:void|null|cancell?ed|revoked|obsolete|invalid|overridden|superseded|suspended|lifted|"
           r"removed|disabled|deprecated|no longer (?:valid|apply|applicable|in effect|active|relevant))"),
     # -- role hijack: "you are now …", jailbreak personas, claimed authority ------------
@@ -248,10 +254,14 @@ PHRASES: tuple[Rule, ...] = (
           r"|you(?: are|'re) (?:an? |the )?(?:[\w-]+ )?(?:ai|assistant|chatbot|bot|llm|model|language model) (?:with "
           r"no|without(?: any)?|that has no|free of|free from|not bound by|unbound by) (?:restrictions|rules|filters|"
           r"limits|limitations|guidelines|censorship|ethics|morals|boundaries|content policy)"
+          r"|you(?: have been|'ve been| are| were|'re)(?: now)? (?:freed|liberated|released from|unshackled|unchained|"
+          r"jailbroken|set free)\b"
+          r"|you can (?:now )?do anything,? (?:now,? )?(?:without|with no) (?:any )?(?:limits|limitations|restrictions|"
+          r"rules|filters|guidelines)"
           r"|you(?: are|'re) no longer (?:an? |the |my |bound|restricted|limited|constrained|required|subject to|"
           r"governed by|" + _AI + r"\b)"),
     _rule("role_hijack", "unrestricted|unfiltered|uncensored|jailbroken|jailbreak|evil|dan|mode|without|ignores|"
-          "anything|pretend|pretending",
+          "anything|pretend|pretending|grandma|grandmother|granny|grandfather|grandpa",
           r"\b(?:act|behave|respond|answer|operate|function|roleplay|role-play|pose) (?:as|like) (?:an? |the |my )?"
           + _W + r"{0,2}?(?:unrestricted|unfiltered|uncensored|jailbroken|evil|dan\b|(?:ai|assistant|model|bot) "
           r"(?:with(?:out| no)|that (?:has no|ignores|can do anything))|" + _HIJACK_MODE + r" mode)"
@@ -262,6 +272,8 @@ PHRASES: tuple[Rule, ...] = (
           r"|\b(?:simulate|emulate|roleplay as|role-play as|play the role of|become) (?:an? |the )?" + _W
           + r"{0,2}?(?:unrestricted|unfiltered|uncensored|jailbroken|evil) (?:ai|assistant|model|chatbot|bot|llm)"
           r"|\bdo anything now\b|\bdan (?:mode|prompt|jailbreak)\b"
+          r"|\b(?:act|pretend|roleplay|role-play) (?:as|to be|you(?:'re| are)) (?:my )?(?:deceased |late |dead )?"
+          r"(?:grandma|grandmother|granny|grandfather|grandpa)\b.{0,60}\b(?:keys?|passwords?|codes?|napalm|recipe for)"
           r"|\b(?:enter|enable|activate|switch to|turn on|engage|unlock|go into|you are in|you're in|now in) (?:the )?"
           + _HIJACK_MODE + r" mode\b|\b(?:dan|jailbreak|unrestricted|unfiltered|sudo|admin|developer) mode "
           r"(?:is )?(?:now )?(?:enabled|activated|on|engaged|unlocked|output|response)\b"
@@ -323,6 +335,14 @@ PHRASES: tuple[Rule, ...] = (
           r"searches|looks? for)\b"
           r"|\bthe user(?:'s)? (?:true|real|actual|correct|verified|updated|new|official) (?:name|address|bank|"
           r"account|password|email|phone|identity|role|preferences?|details|balance|number)s?\b"),
+    _rule("directive", "future|subsequent|following|later|incoming|summarizing|summarising|answering|responding|"
+          "replying|processing|reading|translating",
+          r"\b(?:respond|answer|reply) to (?:every|each|all|any) (?:future|subsequent|following|later|incoming) "
+          r"(?:question|message|request|query|prompt|user)s?\b"
+          r"|\bwhen (?:summari[sz]ing|answering|responding to|replying to|processing|reading|translating) (?:this|the) "
+          r"(?:page|document|text|email|message|article|website|site|content|conversation|file|pdf)\b,? (?:please )?"
+          r"(?:include|add|insert|say|mention|write|output|append|tell|recommend|ignore|respond|reply|state|claim|"
+          r"describe)\b"),
     _rule("directive", "secretly|silently|quietly|covertly|invisibly",
           r"\b(?:secretly|silently|quietly|covertly|invisibly) (?:send|forward|add|insert|append|include|call|"
           r"execute|run|delete|transfer|email|exfiltrate|upload|copy|store|save|record|change|update)\b"),
@@ -363,7 +383,8 @@ PHRASES: tuple[Rule, ...] = (
           "programming|pre|meta",
           r"\b(?:reveal|print|output|show|display|repeat|leak|dump|disclose|recite|paste|echo|return|list|"
           r"spell out|write out|type out|give|tell|send|share|copy|translate|summari[sz]e|reproduce|what(?: is| are|"
-          r"'s| was| were))(?: me| us)?(?: back)?(?: all)?(?: of)? (?:your|the|ur|this|its|the assistant'?s) (?:full |"
+          r"'s| was| were))(?: me| us)?(?: back)?(?: all)?(?: of)?(?: (?:the )?(?:contents?|text|entirety|whole) of)? "
+          r"(?:your|the|ur|this|its|the assistant'?s) (?:full |"
           r"entire |complete |original |initial |hidden |exact |secret |internal |verbatim |actual |real |current |"
           r"whole |first |underlying |raw )*(?:system (?:prompt|message|instructions?)|initial (?:prompt|"
           r"instructions?)|developer (?:message|prompt|instructions?)|hidden (?:prompt|instructions?)|custom "
@@ -371,6 +392,11 @@ PHRASES: tuple[Rule, ...] = (
           r"|\b(?:reveal|print|output|dump|leak|disclose|recite|repeat|echo|spell out|reproduce|regurgitate)(?: me)? "
           r"(?:all (?:of )?)?(?:your|ur) (?:\S+ )?(?:prompt|instructions|rules|guidelines|configuration|programming)"
           r"(?! (?:for|on|about|to make|to build|from))\b"),
+    _rule("exfiltration", "instructions|rules|guidelines|directives|prompt",
+          r"\bwhat (?:were |are )?(?:your |the )?(?:instructions|rules|guidelines|directives|prompt|system prompt) "
+          r"(?:were|have|did) you (?:been )?(?:given|told|provided|programmed|trained|get|receive)\b(?: \S+){0,2}? "
+          r"(?:before|at the (?:start|beginning)|initially|originally|by your (?:developers?|creators?|operators?)|in "
+          r"your (?:system )?prompt)"),
     _rule("exfiltration", "above|verbatim|repeat|output|print|reproduce",
           r"\b(?:repeat|output|print|write|copy|reproduce) (?:back )?(?:the |all |everything |all the )?(?:text|"
           r"words|content|message|lines?|everything|instructions)?(?: \S+){0,3}? (?:above|before this|verbatim|"
