@@ -166,7 +166,7 @@ def _variants(normal: str) -> list[str]:
 
 def _words(flat: str) -> list[bytes]:
     """The words of a text, as UTF-8 bytes (bytes.translate is the fastest split there is)."""
-    return flat.encode().translate(_TOKEN_BREAKS).split()
+    return flat.encode("utf-8", "surrogatepass").translate(_TOKEN_BREAKS).split()
 
 
 def _spelled_out(words: list[bytes]) -> bool:
@@ -454,7 +454,7 @@ _ROLE_NAMES = frozenset({
     "anthropic", "engram", "moderator", "operator", "ai", "bot", "chatgpt", "claude", "gpt", "model", "user",
     "human", "system prompt", "system message", "memory", "fact", "summary",
 })
-_LABEL_MARKUP = re.compile(r"^[-*#>•+\[(]|[:<>|\[\]{}`]|^\W*$")
+_LABEL_MARKUP = re.compile(r"^[-*#>•+\[(]|[:<>|\[\]{}`]|^\W+$")
 
 
 @functools.lru_cache(maxsize=4096)

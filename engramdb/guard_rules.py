@@ -196,7 +196,7 @@ STRUCTURE: tuple[Rule, ...] = (
           r"|(?:[.!?)\]\":] |[\"'(\[]) ?(?:system|assistant|developer|sys) ?: \S"),
     # a speaker label at the start of the text or of a line: "assistant: …", "\nsystem: …"
     _rule("fake_role_line", ":",
-          r" ?(?:[>*#_`|\"'-]+ ?)*" + _ROLE_WORDS + r"(?: ?\([^)\n]{0,30}\))? ?[\]>]? ?: ?\S", "lines"),
+          r" ?(?:[>*#_`|\"'-] ?){0,12}" + _ROLE_WORDS + r"(?: ?\([^)\n]{0,30}\))? ?[\]>]? ?: ?\S", "lines"),
     _rule("fake_role_line", ":", r" ?(?:user|human|customer) ?: ?\S", "later_lines"),
     _rule("fake_role_line", "\":|\" :", r"\"role\" ?: ?\"(?:system|assistant|developer|tool|function)\""),
     _rule("fake_role_line", "#",
@@ -415,16 +415,16 @@ PHRASES: tuple[Rule, ...] = (
           also="@|http|www|ftp|.com|.net|.org|.io|.xyz|.ru|.cn|.tk|.biz|webhook|pastebin|this |the following|my "
                "server|my endpoint|my webhook|external|remote"),
     _rule("exfiltration", "](|<",
-          r"!\[[^\]\n]*\] ?\( ?(?:https?:)?//[^)\s]*(?:[?&#][\w-]*=[^)\s&]*(?:\{|\$|%7b|<|\[)|[?&#](?:data|d|q|"
+          r"!\[[^\]\n]{0,200}\] ?\( ?(?:https?:)?//[^)\s]{0,300}?(?:[?&#][\w-]{0,40}=[^)\s&]{0,200}?(?:\{|\$|%7b|<|\[)|[?&#](?:data|d|q|"
           r"query|msg|message|m|conv|conversation|chat|history|memory|mem|secret|token|key|pw|pwd|pass|password|info|"
           r"payload|text|content|c|p|u|user|email|prompt|s|leak|x)=)"
-          r"|<img\b[^>]*\bsrc ?= ?[\"']?(?:https?:)?//[^\s\"'>]*[?&](?:data|q|msg|conv|chat|history|memory|secret|"
+          r"|<img\b[^>]{0,300}?\bsrc ?= ?[\"']?(?:https?:)?//[^\s\"'>]{0,300}?[?&](?:data|q|msg|conv|chat|history|memory|secret|"
           r"token|key|pw|pass|password|info|payload|text|content|prompt|leak|x)="),
     _rule("exfiltration", "http|https|www",
-          r"https?://\S*(?:\{\{?|\$\{|%7b%7b|%7b)\s?(?:user|conversation|chat|history|memory|memories|context|"
+          r"https?://\S{0,300}?(?:\{\{?|\$\{|%7b%7b|%7b)\s?(?:user|conversation|chat|history|memory|memories|context|"
           r"data|secret|password|token|key|prompt|messages|email|query|input|summary)"
           r"|\b(?:visit|open|fetch|browse(?: to)?|go to|load|request|call|ping|navigate to|access|click|curl|wget|"
-          r"get|post to) (?:\S+ ){0,2}?(?:https?://|www\.)\S+ " + _W + r"{0,6}?(?:append|include|add|attach|with|"
+          r"get|post to) (?:\S+ ){0,2}?(?:https?://|www\.)\S{1,300} " + _W + r"{0,6}?(?:append|include|add|attach|with|"
           r"containing|passing|putting|encod\w+|replac\w+) " + _W + r"{0,4}?(?:conversation|chat|history|memory|"
           r"memories|context|data|messages|prompt|password|credentials|secrets?|api key|token|email|user'?s? "
           r"(?:name|info|details|data))"),
@@ -472,7 +472,7 @@ PHRASES: tuple[Rule, ...] = (
           r"without)"),
     _rule("tool_call", "rm -|curl|wget|sudo|powershell|bin",
           r"\brm -(?:rf|fr) (?:/|~|\*)|\b(?:curl|wget) [^\n]{0,120}\| ?(?:sudo )?(?:ba|z)?sh\b|\b(?:curl|wget) "
-          r"(?:-\S+ )*(?:https?://)\S+ (?:[^\n]{0,40})(?:-d |--data|-f |-x post|--upload-file|-t )"
+          r"(?:-\S{1,40} ){0,6}(?:https?://)\S{1,300} (?:[^\n]{0,40})(?:-d |--data|-f |-x post|--upload-file|-t )"
           r"|\bsudo (?:rm|chmod|chown|dd|mkfs)\b|\bpowershell(?:\.exe)? -(?:enc|e|encodedcommand|c)\b"
           r"|/bin/(?:ba)?sh -c\b"),
 )
