@@ -1,4 +1,4 @@
-"""`engram bench ingest|search|locomo|load`: print a table, or the full JSON with --json."""
+"""`engram bench ingest|search|locomo|load|guard`: print a table, or the full JSON with --json."""
 
 from __future__ import annotations
 
@@ -211,6 +211,27 @@ def load(backend: str, store: str | None, preload: int, clients: int, seconds: f
     click.echo(f"lost writes: {result['lost_writes']} of {result['acknowledged_records']:,} acknowledged records "
                f"({result['acknowledged_adds']:,} adds)"
                + (f"; read-back errors {result['verify_read_errors']}" if result["verify_read_errors"] else ""))
+
+
+@bench.command()
+@click.option("--locomo", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="LoCoMo JSON [env ENGRAM_LOCOMO; default ../shared/data/locomo/locomo10.json beside the repo].")
+@click.option("--rounds", type=click.IntRange(min=1), default=5, show_default=True,
+              help="Times each LoCoMo turn is timed; the least is reported.")
+@click.option("--show", is_flag=True, help="Also print every LoCoMo turn flagged, with what matched.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def guard(locomo: Path | None, rounds: int, show: bool, as_json: bool) -> None:
+    """The injection detector: red-team turns flagged, benign look-alikes and LoCoMo turns
+    falsely flagged, and its cost per turn."""
+    from . import locomo as data
+    from .guard import run, table
+
+    result = run(locomo if locomo is not None else data.default_path(), rounds=rounds)
+    if as_json:
+        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        return
+    for line in table(result, show=show):
+        click.echo(line)
 
 
 def _answering(base_url: str, model: str, judge_model: str, api_key: str | None, budget: int):
