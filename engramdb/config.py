@@ -51,6 +51,9 @@ class Config:
     llm_api_key: str | None = None
     llm_timeout_s: float = 60.0
     # Retrieval.
+    # Memories flagged as carrying instructions (guard.py) are shown marked as untrusted;
+    # True leaves them out of search and recall altogether (filters={"flagged": True} still finds them).
+    exclude_flagged: bool = False
     rrf_k: int = 10  # small k: the top of each list counts (LoCoMo: 60 -> 10 lifted R≤1000 0.72 -> 0.76)
     candidates: int = 100  # per retriever, before fusion
     # Vector index: exact search up to this many vectors in a user's scope, HNSW above.
@@ -72,6 +75,8 @@ class Config:
                 raise ConfigError(f"config {f.name} must be an integer, got {value!r}")
             if f.type in ("int", "float") and value <= 0:
                 raise ConfigError(f"config {f.name} must be positive, got {value!r}")
+            if f.type == "bool" and not isinstance(value, bool):
+                raise ConfigError(f"config {f.name} must be true or false, got {value!r}")
             if f.type.startswith("str") and not (isinstance(value, str) or (value is None and "None" in f.type)):
                 raise ConfigError(f"config {f.name} must be a string, got {value!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
@@ -123,6 +128,13 @@ class Config:
 def _coerce(type_name: str, name: str, value: Any) -> Any:
     if not isinstance(value, str):
         return value
+    if type_name == "bool":
+        lowered = value.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"config {name} must be true or false, got {value!r}")
     try:
         if type_name == "int":
             return int(value)

@@ -20,6 +20,7 @@ from datetime import timedelta
 
 import numpy as np
 
+from . import guard
 from .clock import Clock, format_ts
 from .errors import ProviderError
 from .extract.base import Extractor, TurnInput
@@ -138,8 +139,13 @@ class Distiller:
 
     def _distil(self, job: Job) -> Plan:
         turns = [r for r in self._store.records_by_ids(job.record_ids, job.scope.user_id) if r.kind == "turn"]
-        result = self._extractor.extract([TurnInput.from_record(t) for t in turns]) if turns else None
-        candidates = result.candidates if result else []
+        # A turn that carries instructions (guard.py) is never read as true: not distilled,
+        # and no candidate that cites one, or reads as an instruction itself, is kept.
+        flags = {t.id: t.metadata.get(guard.METADATA_KEY) for t in turns}
+        readable = [t for t in turns if not flags[t.id]]
+        result = self._extractor.extract([TurnInput.from_record(t) for t in readable]) if readable else None
+        candidates = [c for c in (result.candidates if result else [])
+                      if not guard.candidate_is_tainted(c.text, [flags.get(s) for s in c.sources])]
         slots = sorted({key for c in candidates if (key := slot_key(c)) is not None})
         stored = self._store.slot_memories(job.scope.user_id, slots)
         keys = {same_text_key(c.text): content_hash(c.text) for c in candidates if slot_key(c) is None}

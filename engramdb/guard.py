@@ -454,6 +454,13 @@ _ROLE_NAMES = frozenset({
     "anthropic", "engram", "moderator", "operator", "ai", "bot", "chatgpt", "claude", "gpt", "model", "user",
     "human", "system prompt", "system message", "memory", "fact", "summary",
 })
+# Role-like names that are what a turn of that role may call its speaker ("Bot" on an assistant's turn).
+_FITS_ROLE = {
+    "assistant": frozenset({"assistant", "ai", "bot", "chatgpt", "claude", "gpt", "model"}),
+    "user": frozenset({"user", "human"}),
+    "tool": frozenset({"tool", "function"}),
+    "system": frozenset({"system", "sys", "system message"}),
+}
 _LABEL_MARKUP = re.compile(r"^[-*#>•+\[(]|[:<>|\[\]{}`]|^\W+$")
 
 
@@ -466,7 +473,7 @@ def flag_label(label: str, *, role: str | None = None) -> Flag | None:
         return Flag("fake_structure", _evidence(repr(label)))
     normal = normalize(label)
     bare = normal.strip(" .'\"_-")
-    if bare in _ROLE_NAMES and bare != role:
+    if bare in _ROLE_NAMES and bare not in _FITS_ROLE.get(role or "", frozenset({role})):
         return Flag("fake_role_line", _evidence(label))
     if _LABEL_MARKUP.search(normal):
         return Flag("fake_structure", _evidence(label))

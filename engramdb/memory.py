@@ -17,6 +17,7 @@ import numpy as np
 from . import cube
 from .clock import Clock, SystemClock, format_ts, normalize_ts
 from .distill import Distiller
+from . import guard
 from .lifecycle.runner import shared_extractors
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
@@ -28,7 +29,7 @@ from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
-from .stores.filters import Condition, current, valid_at
+from .stores.filters import FLAGGED, Condition, current, valid_at
 from .stores.filters import parse as parse_filters
 from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, Version, check_strings, check_text
 
@@ -195,6 +196,7 @@ class Memory:
                     sources=[message.source_id or rid], metadata=dict(meta),
                 )
             )
+        records = flag_injections(records)
         distil = self._extractor_name() != "none"
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
         if distil:
@@ -307,7 +309,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
-        conditions = _searchable(_in_time(_filters(filters), as_of, include_retired))
+        conditions = self._trusted(_searchable(_in_time(_filters(filters), as_of, include_retired)))
         depth = max(self.config.candidates, 2 * limit)
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
@@ -339,7 +341,7 @@ class Memory:
         _check_int("budget_tokens", budget_tokens, MIN_BUDGET_TOKENS, 10_000_000)
         _check_query(query, self.config.max_query_chars)
         scope = Scope(user_id, agent_id, session_id)
-        conditions = _in_time(_filters(filters), as_of)
+        conditions = self._trusted(_in_time(_filters(filters), as_of))
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
             text, hits, complete = assemble(whole, budget_tokens, query)
@@ -363,6 +365,13 @@ class Memory:
         if sum(estimate_tokens(r.text) for r in records) > budget_tokens:
             return None
         return [_hit(r, 1.0) for r in records]
+
+    def _trusted(self, conditions: list) -> list:
+        """With `Config(exclude_flagged=True)`, memories flagged as carrying instructions
+        are left out of search and recall, unless the caller's filters ask for them."""
+        if not self.config.exclude_flagged or any(c.field == FLAGGED for c in conditions):
+            return conditions
+        return [*conditions, Condition(FLAGGED, "eq", None)]
 
     def _embed_query(self, query: str) -> np.ndarray:
         with self._query_lock:
@@ -506,6 +515,26 @@ def _check_memory_id(id: Any) -> None:
     if len(id) > MAX_ID_CHARS:
         raise InvalidInputError(f"memory id is {len(id)} characters long; the limit is {MAX_ID_CHARS}")
     check_text("memory id", id)
+
+
+def flag_injections(records: list[NewRecord]) -> list[NewRecord]:
+    """Turns that carry instructions aimed at the assistant or its tools (guard.py), alone
+    or split across the batch, are stored marked (`metadata.flagged`: the reason), never
+    dropped: search shows them marked, distillation never reads them as true."""
+    flags: dict[int, str] = {}
+    for index, record in enumerate(records):
+        found = guard.flag(record.text, role=record.role, name=record.name)
+        if found is None and record.name is not None:
+            found = guard.flag_label(record.name, role=record.role)
+        if found is not None:
+            flags[index] = found.reason
+    if len(records) > 1:
+        split = guard.flag_window([r.text for r in records], each=False)
+        if split is not None and not flags.keys() & set(split.turns):  # not one turn's own instruction again
+            for index in split.turns:
+                flags[index] = split.reason
+    return [replace(r, metadata={**r.metadata, guard.METADATA_KEY: flags[i]}) if i in flags else r
+            for i, r in enumerate(records)]
 
 
 def _filters(filters: Mapping[str, Any] | None) -> list:

@@ -24,6 +24,7 @@ DAY = r"(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday) \d{1,2} " \
 WHEN = rf"{DAY}(?:, \d\d:\d\d)?"
 HEADER = re.compile(rf'^## (?:session (?:[A-Za-z0-9_.:@/-]+|"[^"\n]*")|no session)(?: \({WHEN}\))?$')
 BULLET = re.compile(rf"^- (?:\[(?:{WHEN}|\d\d:\d\d)\] )?(?P<label>[^:\n]+): (?P<text>.+)$")
+UNTRUSTED = re.compile(r" \[untrusted(?:, [a-z_]+)?\]$")
 ROLE_LABELS = {"user", "assistant", "stored system message", "tool", "logged event", "fact", "event",
                "preference", "summary"}
 
@@ -74,7 +75,7 @@ def lines_of(block: str, names: frozenset[str] = frozenset()) -> list[tuple[str,
             continue
         bullet = BULLET.match(line)
         assert bullet, f"not a line Engram writes: {line!r}"
-        label = bullet["label"]
+        label = UNTRUSTED.sub("", bullet["label"])  # a flagged memory's mark (guard.py)
         allowed = ROLE_LABELS | names | {f"{n} (assistant)" for n in names}
         assert label in allowed, f"label {label!r} is not one of {sorted(allowed)}"
         bullets.append((label, bullet["text"]))

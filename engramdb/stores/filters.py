@@ -2,7 +2,7 @@
 
     {"kind": "turn", "role": {"in": ["user", "assistant"]},
      "created_at": {"gte": "2024-01-01", "lt": "2024-02-01"},
-     "metadata.topic": "travel", "source": "m1"}
+     "metadata.topic": "travel", "source": "m1", "flagged": False}
 
 Conditions are ANDed. Scope keys (user_id, tenant) are not filters: the store applies
 the scope itself, so no filter can widen what a caller sees.
@@ -26,6 +26,7 @@ _META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
 Scalar = (str, int, float, bool)
 
 
+FLAGGED = "metadata.flagged"  # guard.METADATA_KEY: the reason a turn was flagged as carrying instructions
 VALID_AT = "valid_at"  # internal: true in the world at a time (search's as_of), never parsed from filters
 
 
@@ -55,12 +56,15 @@ def parse(filters: Mapping[str, Any] | None) -> list[Condition]:
     for field, spec in filters.items():
         if not isinstance(field, str):
             raise InvalidInputError("filter keys must be strings")
+        if field == "flagged":  # {"flagged": True}: flagged memories only; False: none of them; "override": that reason
+            out.extend(_flagged(spec))
+            continue
         if field.startswith("metadata."):
             if not _META_KEY.match(field[len("metadata."):]):
                 raise InvalidInputError(f"bad metadata filter key {field!r}")
         elif field not in COLUMNS and field != "source":
             raise InvalidInputError(
-                f"cannot filter on {field!r}; use one of {sorted(COLUMNS | {'source'})} or metadata.<key>"
+                f"cannot filter on {field!r}; use one of {sorted(COLUMNS | {'source', 'flagged'})} or metadata.<key>"
             )
         ops = spec if isinstance(spec, Mapping) else {"eq": spec}
         if not ops:
@@ -72,6 +76,16 @@ def parse(filters: Mapping[str, Any] | None) -> list[Condition]:
                 raise InvalidInputError("the source filter only supports equality")
             out.append(Condition(field, op, _check_value(field, op, value)))
     return out
+
+
+def _flagged(spec: Any) -> list[Condition]:
+    if spec is True:
+        return [Condition(FLAGGED, "ne", None)]
+    if spec is False:
+        return [Condition(FLAGGED, "eq", None)]
+    if isinstance(spec, str) and spec:
+        return [Condition(FLAGGED, "eq", spec)]
+    raise InvalidInputError("the flagged filter takes true, false or a reason (e.g. \"override\")")
 
 
 def _check_value(field: str, op: str, value: Any) -> Any:
