@@ -35,8 +35,8 @@ from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import POSTGRES, SQLLifecycle, exported_links
 from .filters import Condition, to_postgres
+from .keywords import KEYWORD_WINDOW, query_words
 from .postgres_schema import MIGRATIONS
-from .sqlite import KEYWORD_WINDOW, STOPWORDS
 
 T = TypeVar("T")
 
@@ -54,7 +54,6 @@ RECORD_COLUMNS = (
 VERSION_COLUMNS = "memory_id, version, event, text, content_hash, at, actor, reason"
 JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
               "created_at", "updated_at")
-_WORD = re.compile(r"\w+", re.UNICODE)
 BIG_SCOPE_TTL_S = 60.0
 HNSW_EF_SEARCH = 200  # per connection; a search of another depth sets its own in a transaction
 COMMON_TERM_TTL_S = 60.0  # how long a common word's count and a user's row count are reused
@@ -70,12 +69,9 @@ _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailu
 
 
 def ts_terms(text: str) -> list[str]:
-    """The query's words as quoted tsquery terms; stopwords dropped unless all are (as
-    SQLite's fts_terms), so a long natural question still matches."""
-    words = [w.lower() for w in _WORD.findall(text)]
-    kept = [w for w in words if w not in STOPWORDS] or words
-    # \w+ holds no quote, backslash or operator: each word is one quoted tsquery term.
-    return [f"'{w}'" for w in list(dict.fromkeys(kept))[:64]]
+    """The query's words (keywords.query_words) as quoted tsquery terms: a \\w+ word holds
+    no quote, backslash or operator, so each is one term."""
+    return [f"'{w}'" for w in query_words(text)]
 
 
 def ts_query(text: str) -> str | None:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -31,6 +30,7 @@ from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import SQLITE, SQLLifecycle, exported_links
 from .filters import Condition, to_sql
+from .keywords import KEYWORD_WINDOW, query_words
 from .sqlite_schema import MIGRATIONS
 from .vectors import Delta, ScopeState, VectorCache
 
@@ -42,17 +42,6 @@ RECORD_COLUMNS = (
 )
 JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
               "created_at", "updated_at")
-_WORD = re.compile(r"\w+", re.UNICODE)
-# Words too common to help BM25 rank; dropped from keyword queries that have others.
-STOPWORDS = frozenset(
-    "a an and are as at be but by did do does for from had has have he her his how i if in into is it its "
-    "me my of on or our she so than that the their them then there these they this to was we were what "
-    "when where which who whom why will with would you your".split()
-)
-
-
-# Keyword search ranks at most about this many of a user's matching rows (_keyword_bounded).
-KEYWORD_WINDOW = 2_000
 
 
 def user_key(user_id: str) -> str:
@@ -61,10 +50,8 @@ def user_key(user_id: str) -> str:
 
 
 def fts_terms(text: str) -> list[str]:
-    """The query's words as quoted FTS5 phrases; stopwords dropped unless all are."""
-    words = [w.lower() for w in _WORD.findall(text)]
-    kept = [w for w in words if w not in STOPWORDS] or words
-    return ['"' + w.replace('"', '""') + '"' for w in list(dict.fromkeys(kept))[:64]]
+    """The query's words (keywords.query_words) as quoted FTS5 phrases."""
+    return ['"' + w.replace('"', '""') + '"' for w in query_words(text)]
 
 
 def fts_query(text: str) -> str | None:
