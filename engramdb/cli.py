@@ -14,11 +14,11 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from .console import console as _console, err_console as _err_console, print_json as _print_json
 from .errors import EngramError, InvalidInputError, UsageError
 from .messages import ROLES
 
@@ -105,19 +105,6 @@ def main(ctx: click.Context, store: str | None, config_path: str | None) -> None
 
 def _app() -> App:
     return click.get_current_context().find_object(App)
-
-
-def _console() -> Console:
-    """Stored text is printed as it is: no rich markup, no highlighting."""
-    return Console(highlight=False, markup=False)
-
-
-def _err_console() -> Console:
-    return Console(stderr=True, highlight=False, markup=False)
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _json_object(value: str | None, option: str) -> dict[str, Any] | None:

@@ -12,6 +12,7 @@ import sys
 import click
 from rich.table import Table
 
+from ..console import console, print_json
 from ..errors import UsageError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -22,10 +23,6 @@ KEYS_HELP = ("An API keys file (SQLite) [env ENGRAM_KEYS; default: beside a SQLi
 def _app():
     """The main group's App (its --store and --config)."""
     return click.get_current_context().find_root().obj
-
-
-def _print_json(data: object) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _store_url(store: str | None) -> str | None:
@@ -174,7 +171,7 @@ def create(tenant: str, read_only: bool, name: str | None, users: tuple[str, ...
     finally:
         store.close()
     if as_json:
-        _print_json({**made.key.to_dict(), "secret": made.secret})
+        print_json({**made.key.to_dict(), "secret": made.secret})
         return
     click.echo(made.secret)
     access = "read-only" if read_only else "read-write"
@@ -188,15 +185,13 @@ def create(tenant: str, read_only: bool, name: str | None, users: tuple[str, ...
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def list_(tenant: str | None, as_json: bool) -> None:
     """List keys (never their secrets)."""
-    from ..cli import _console
-
     store = _key_store()
     try:
         found = store.list(tenant)
     finally:
         store.close()
     if as_json:
-        _print_json([k.to_dict() for k in found])
+        print_json([k.to_dict() for k in found])
         return
     if not found:
         click.echo("No API keys.", err=True)
@@ -209,7 +204,7 @@ def list_(tenant: str | None, as_json: bool) -> None:
         users = k.scope.describe() + (f" (default {k.scope.default})" if k.scope.default else "")
         table.add_row(k.key_id, k.tenant, k.name or "", users, "read-only" if k.read_only else "read-write",
                       k.created_at[:10], (k.last_used_at or "")[:16].replace("T", " "), (k.revoked_at or "")[:10])
-    _console().print(table)
+    console().print(table)
 
 
 @keys.command()
@@ -228,6 +223,6 @@ def revoke(key_id: str, as_json: bool) -> None:
     finally:
         store.close()
     if as_json:
-        _print_json(key.to_dict())
+        print_json(key.to_dict())
     else:
         click.echo(f"Revoked key {key.key_id} of tenant {key.tenant}.")
