@@ -14,7 +14,7 @@ import uvicorn
 from engramdb.config import Config
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.server.auth import Authenticator
-from engramdb.server.keys import SQLiteKeyStore, keys_path
+from engramdb.server.keys.sqlite import SQLiteKeyStore, keys_path
 from engramdb.server.rest import create_app
 from engramdb.server.tenants import TenantRegistry
 

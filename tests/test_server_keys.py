@@ -17,7 +17,7 @@ from server_helpers import start_deployment, stop_deployment
 
 from engramdb.cli import main
 from engramdb.errors import AuthenticationError, InvalidInputError, MissingDependencyError, NotFoundError
-from engramdb.server.keys import SQLiteKeyStore, keys_path
+from engramdb.server.keys.sqlite import SQLiteKeyStore, keys_path
 
 ENV = {"ENGRAM_CONFIG": None, "ENGRAM_STORE": None, "ENGRAM_EMBEDDER": "fake", "COLUMNS": "200"}
 
@@ -206,7 +206,8 @@ def test_bad_user_scopes_are_refused_and_store_nothing(keys, options, match):
 def test_a_key_store_made_before_user_scopes_is_migrated(tmp_path):
     import sqlite3
 
-    from engramdb.server.keys import MIGRATIONS, hash_key
+    from engramdb.server.keys.base import hash_key
+    from engramdb.server.keys.sqlite import MIGRATIONS
 
     path = tmp_path / "old.keys.db"
     secret = "egk_0123456789ab_" + "s" * 43
@@ -269,7 +270,7 @@ def test_keys_list_shows_whole_ids_and_revoke_takes_a_prefix(tmp_path):
 
 def test_revoke_refuses_an_ambiguous_prefix(keys, tmp_path):
     from engramdb.errors import UsageError
-    from engramdb.server.keys import resolve_key_id
+    from engramdb.server.keys.base import resolve_key_id
 
     made = [keys.create("acme").key for _ in range(3)]
     forged = [replace(made[0], key_id="abcd00000001"), replace(made[1], key_id="abcd00000002"), made[2]]

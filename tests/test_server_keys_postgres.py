@@ -22,8 +22,9 @@ from engramdb.config import Config
 from engramdb.errors import AuthenticationError, ConfigError, InvalidInputError, NotFoundError, StorageError, UsageError
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.server.auth import Authenticator
-from engramdb.server.keys import SQLiteKeyStore, open_key_store
-from engramdb.server.keys_postgres import MIGRATIONS, PostgresKeyStore
+from engramdb.server.keys import open_key_store
+from engramdb.server.keys.postgres import MIGRATIONS, PostgresKeyStore
+from engramdb.server.keys.sqlite import SQLiteKeyStore
 from engramdb.server.rest import create_app
 from engramdb.server.tenants import TenantRegistry
 
@@ -98,7 +99,7 @@ def test_keys_keep_their_users_in_postgres(pg_url):
 
 
 def test_a_control_schema_made_before_user_scopes_is_migrated(pg_url):
-    from engramdb.server.keys import hash_key
+    from engramdb.server.keys.base import hash_key
 
     secret = "egk_0123456789ab_" + "s" * 43
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what the first release wrote

@@ -288,7 +288,7 @@ def test_import_errors_name_no_server_path(server, raw, tmp_path):
 
 
 def test_tenants_are_spelt_one_way(tmp_path):
-    from engramdb.server.keys import SQLiteKeyStore
+    from engramdb.server.keys.sqlite import SQLiteKeyStore
 
     keys = SQLiteKeyStore(tmp_path / "engram.keys.db")
     try:
@@ -338,7 +338,7 @@ def test_a_failing_store_answers_503_naming_no_server_path(tmp_path):
     from engramdb.config import Config
     from engramdb.providers.fake import FakeEmbedder
     from engramdb.server.auth import Authenticator
-    from engramdb.server.keys import SQLiteKeyStore
+    from engramdb.server.keys.sqlite import SQLiteKeyStore
     from engramdb.server.rest import create_app, without_paths
     from engramdb.server.tenants import TenantRegistry
 

@@ -215,7 +215,7 @@ def revoke(key_id: str, as_json: bool) -> None:
 
     KEY_ID is the id `keys list` shows, or its first characters (at least 4) when no
     other key's id begins with them."""
-    from .keys import is_key_id, resolve_key_id
+    from .keys.base import is_key_id, resolve_key_id
 
     store = _key_store()
     try:

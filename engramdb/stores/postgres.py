@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -36,17 +35,17 @@ from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import POSTGRES, SQLLifecycle, exported_links
 from .filters import Condition, to_postgres
 from .keywords import KEYWORD_WINDOW, query_words
+from .migrations import migrate
+from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, migration_target
+from .postgres_connection import driver_message as _message
+from .postgres_connection import redact as _redact
 from .postgres_schema import MIGRATIONS
 
 T = TypeVar("T")
 
 DEFAULT_SCHEMA = "engram"
-SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 TEXT_CONFIG = "english"  # stemming like SQLite's porter tokenizer
 MAX_HNSW_DIM = 2000  # pgvector cannot index more dimensions of `vector`
-# One advisory lock serialises schema changes (migrations, CREATE EXTENSION, the vector
-# column's dimension) across every process and schema of a database.
-MIGRATION_LOCK = 0x656E6772616D  # "engram"
 RECORD_COLUMNS = (
     "r.rowid, r.id, r.user_id, r.agent_id, r.session_id, r.kind, r.role, r.name, r.text, r.sources, r.metadata, "
     "r.created_at, r.valid_to, r.recorded_at, r.updated_at, r.expired_at"
@@ -119,29 +118,6 @@ def _bm25_sql(candidates: str, mark: str) -> str:
     )
 
 
-def apply_migrations(conn: psycopg.Connection, schema: str, migrations: Sequence[tuple[str, str]], *,
-                     owner: str) -> None:
-    """Create `schema` and apply the `migrations` it lacks, each recorded in its
-    `schema_migrations`, inside the caller's transaction and under the lock every
-    Engram schema change takes (so concurrent openers apply each migration once). The
-    caller puts `schema` first on the search_path. `owner` names the store in the error
-    raised when a newer Engram wrote it."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-    conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-    unknown = done - {name for name, _ in migrations}
-    if unknown:
-        raise ConfigError(f"{owner} was written by a newer Engram (migrations {sorted(unknown)}); upgrade engramdb")
-    for name, script in migrations:
-        if name in done:
-            continue
-        for statement in _statements(script):
-            conn.execute(statement)
-        conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (%s, %s)",
-                     (name, format_ts(SystemClock().now())))
-
-
 class _Expiring:
     """What the store remembers of counts it would rather not redo: each entry is
     forgotten `ttl` seconds after it was put; a map holding `cap` entries starts over.
@@ -165,14 +141,6 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-def check_schema_name(schema: str) -> str:
-    if not isinstance(schema, str) or not SCHEMA_NAME.match(schema):
-        raise ConfigError(
-            f"a PostgreSQL schema name must be lowercase letters, digits and _ (at most 63), got {schema!r}"
-        )
-    return schema
-
-
 class PostgresStore:
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, ann_threshold: int = 20_000) -> None:
@@ -188,12 +156,7 @@ class PostgresStore:
         self._common_terms = _Expiring(COMMON_TERM_TTL_S)  # (user, term) -> its matches, estimated
         self._user_sizes = _Expiring(COMMON_TERM_TTL_S)  # user -> rows
         self._shares = _Expiring(WORD_SHARES_TTL_S)  # None -> {word: share of keywords rows}
-        try:
-            params = psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: {exc}") from None
-        if not all(part.strip().isdigit() for part in str(params.get("port", "5432")).split(",")):
-            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: the port must be a number")
+        check_url(url)
         vector_schema, self._vector_info = self._bootstrap()
         self._search_path = sql.SQL("SET search_path TO {}, {}").format(
             sql.Identifier(self.schema), sql.Identifier(vector_schema)
@@ -256,7 +219,7 @@ class PostgresStore:
 
     def _migrate(self, conn: psycopg.Connection) -> None:
         with conn.transaction():
-            apply_migrations(conn, self.schema, MIGRATIONS, owner=self.url)
+            migrate(migration_target(conn, self.schema), MIGRATIONS, owner=self.url)
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(self._search_path)
@@ -1036,19 +999,6 @@ def _vector(vec: np.ndarray | None) -> np.ndarray | None:
         return None
     vec = np.ascontiguousarray(vec, dtype=np.float32).reshape(-1)
     return None if np.isnan(vec).any() else vec
-
-
-def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";\n") if part.strip()]
-
-
-def _message(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _redact(url: str) -> str:
-    """The URL without its password, for messages and `store.url`."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def _scope_sql(scope: Scope, alias: str = "r") -> tuple[str, list[Any]]:

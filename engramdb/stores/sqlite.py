@@ -31,6 +31,7 @@ from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import SQLITE, SQLLifecycle, exported_links
 from .filters import Condition, to_sql
 from .keywords import KEYWORD_WINDOW, query_words
+from .migrations import applied, migrate, pending, sqlite_target
 from .sqlite_schema import MIGRATIONS
 from .vectors import Delta, ScopeState, VectorCache
 
@@ -212,13 +213,8 @@ class SQLiteStore:
     def _check_schema(self) -> None:
         """A store opened read-only cannot be migrated: it must be at this Engram's schema."""
         with self._read() as conn:
-            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-        known = [name for name, _ in MIGRATIONS]
-        if done - set(known):
-            raise ConfigError(
-                f"{self.path} was written by a newer Engram (migrations {sorted(done - set(known))}); upgrade engramdb"
-            )
-        missing = [name for name in known if name not in done]
+            done = applied(sqlite_target(conn))
+        missing = [name for name, _ in pending(done, MIGRATIONS, owner=str(self.path))]
         if missing:
             raise ConfigError(f"{self.path} was written by an older Engram (it lacks {', '.join(missing)}); open it "
                               "once for writing to upgrade it, then read it")
@@ -267,24 +263,7 @@ class SQLiteStore:
             why = _not_engram(conn)  # again, inside the transaction: nothing can change in between
             if why is not None:
                 raise ConfigError(f"{self.path} is not an Engram store: {why}; Engram leaves it untouched")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-            )
-            done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
-            known = [name for name, _ in MIGRATIONS]
-            if done - set(known):
-                raise ConfigError(
-                    f"{self.path} was written by a newer Engram (migrations {sorted(done - set(known))}); upgrade engramdb"
-                )
-            for name, script in MIGRATIONS:
-                if name in done:
-                    continue
-                for statement in _statements(script):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
-                    (name, format_ts(SystemClock().now())),
-                )
+            migrate(sqlite_target(conn), MIGRATIONS, owner=str(self.path))
 
         try:
             self._write(apply)
@@ -1110,10 +1089,6 @@ def _not_engram(conn: sqlite3.Connection) -> str | None:
             return None
     shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
     return f"it holds other tables ({shown}) and no record of Engram's migrations"
-
-
-def _statements(script: str) -> list[str]:
-    return [part.strip() for part in script.split(";\n") if part.strip()]
 
 
 def _is_busy(exc: sqlite3.OperationalError) -> bool:

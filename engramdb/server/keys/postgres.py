@@ -1,10 +1,11 @@
 """API keys in PostgreSQL: the schema `engram_control` of the store's database, so every
 `engram serve` on that database shares one set of keys and sees a revocation at once.
 
-The same `KeyStore` as SQLite's (keys.py owns minting, hashing and checking); here only
+The same `KeyStore` as SQLite's (base.py owns minting, hashing and checking); here only
 the I/O: a small connection pool, named migrations recorded in the control schema's
-`schema_migrations` and applied under the stores' advisory lock, psycopg's errors
-translated to ConfigError and StorageError. No key is cached: each request reads its row.
+`schema_migrations` and applied by the stores' migration runner under their advisory
+lock, psycopg's errors translated to ConfigError and StorageError. No key is cached: each
+request reads its row. Only psycopg is imported (not the PostgreSQL store, nor NumPy).
 """
 
 from __future__ import annotations
@@ -17,10 +18,18 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from ..clock import SystemClock, format_ts
-from ..errors import ConfigError, NotFoundError, StorageError, UsageError
-from ..stores.postgres import _message, _redact, apply_migrations, check_schema_name
-from .keys import (
+from ...clock import SystemClock, format_ts
+from ...errors import NotFoundError, StorageError, UsageError
+from ...stores.migrations import migrate
+from ...stores.postgres_connection import (
+    check_schema_name,
+    check_url,
+    connect,
+    driver_message,
+    migration_target,
+    redact,
+)
+from .base import (
     COLUMNS,
     ApiKey,
     NewKey,
@@ -71,16 +80,11 @@ class PostgresKeyStore:
     def __init__(self, url: str, *, schema: str = CONTROL_SCHEMA, clock: Any = None, pool_size: int = 4,
                  pool_timeout: float = 30.0, connect_timeout: int = 10) -> None:
         self.schema = check_schema_name(schema)
-        self.url = _redact(url)
+        self.url = redact(url)
         self._clock = clock or SystemClock()
         self._touch_due = TouchThrottle()
         self._closed = False
-        try:
-            params = psycopg.conninfo.conninfo_to_dict(url)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: {exc}") from None
-        if not all(part.strip().isdigit() for part in str(params.get("port", "5432")).split(",")):
-            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: the port must be a number")
+        check_url(url)
         self._migrate(url, connect_timeout)
         search_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema))
         self._pool = ConnectionPool(
@@ -94,18 +98,14 @@ class PostgresKeyStore:
     def _migrate(self, url: str, connect_timeout: int) -> None:
         """The control schema and its tables, on one direct connection, in one transaction
         under the lock every Engram schema change takes."""
-        try:
-            conn = psycopg.connect(url, autocommit=True, connect_timeout=connect_timeout)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: {exc}") from None
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to {self.url}: {_message(exc)}") from exc
+        conn = connect(url, connect_timeout=connect_timeout)
         try:
             with conn, conn.transaction():
                 conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
-                apply_migrations(conn, self.schema, MIGRATIONS, owner=f"the API keys in {self.url}")
+                migrate(migration_target(conn, self.schema), MIGRATIONS, owner=f"the API keys in {self.url}",
+                        clock=self._clock)
         except psycopg.Error as exc:
-            raise StorageError(f"cannot prepare the API keys in {self.url}: {_message(exc)}") from exc
+            raise StorageError(f"cannot prepare the API keys in {self.url}: {driver_message(exc)}") from exc
 
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
@@ -117,7 +117,7 @@ class PostgresKeyStore:
         except PoolTimeout as exc:
             raise StorageError(f"no connection to {self.url}: {exc}") from exc
         except psycopg.Error as exc:
-            raise StorageError(f"the API keys in {self.url} failed: {_message(exc)}") from exc
+            raise StorageError(f"the API keys in {self.url} failed: {driver_message(exc)}") from exc
 
     def _exec(self, query: str, params: tuple = ()) -> None:
         with self._connection() as conn:
