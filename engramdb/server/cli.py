@@ -59,8 +59,8 @@ def serve(host: str, port: int, store: str | None, no_auth: bool, mcp_stdio: boo
     from . import require_server_deps
 
     require_server_deps()
-    from .scopes import ANY_USER, UserScope
-    from .tenants import Principal, TenantRegistry, check_tenant
+    from .scopes import ANY_USER, UserScope, check_tenant
+    from .tenants import Principal, TenantRegistry
 
     if mcp_stdio:
         who = Principal(tenant=None if tenant is None else check_tenant(tenant),

@@ -106,3 +106,8 @@ class UserScope:
 
 
 ANY_USER = UserScope()
+
+
+def check_tenant(tenant: object) -> str:
+    """A tenant's name, spelt one way: `"acme "` is refused, never a second tenant."""
+    return check_name("tenant", tenant, required=True)  # type: ignore[return-value]

@@ -14,15 +14,10 @@ from dataclasses import dataclass
 from ..config import Config
 from ..errors import ConfigError, PermissionDeniedError
 from ..providers import Embedder, make_embedder
-from .scopes import ANY_USER, UserScope, check_name
+from .scopes import ANY_USER, UserScope
 
 # The tenant of `--no-auth` and stdio MCP: None, the untenanted store the CLI uses too.
 LOCAL = None
-
-
-def check_tenant(tenant: object) -> str:
-    """A tenant's name, spelt one way: `"acme "` is refused, never a second tenant."""
-    return check_name("tenant", tenant, required=True)  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)

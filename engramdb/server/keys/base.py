@@ -21,8 +21,7 @@ from typing import Any, Protocol
 
 from ...errors import AuthenticationError, NotFoundError, UsageError
 from ...types import _check_id
-from ..scopes import UserScope
-from ..tenants import check_tenant
+from ..scopes import UserScope, check_tenant
 
 PREFIX = "egk"
 _KEY = re.compile(rf"^{PREFIX}_([0-9a-f]{{12}})_([A-Za-z0-9_-]{{20,128}})$")
