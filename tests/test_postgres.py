@@ -309,6 +309,35 @@ def test_migrations_are_recorded_and_newer_schemas_refused(postgres_url):
         PostgresStore(postgres_url, schema="test_migrations_rec")
 
 
+def test_concurrent_openers_migrate_a_fresh_database_once(pg_url):
+    """Stores and key stores opened at once on an empty database: the advisory lock makes
+    each schema's migrations run once, and every opener succeeds."""
+    from engramdb.server.keys.postgres import MIGRATIONS as KEY_MIGRATIONS
+    from engramdb.server.keys.postgres import PostgresKeyStore
+
+    start, opened, failed = threading.Barrier(8), [], []
+
+    def open_one(n: int) -> None:
+        start.wait()
+        try:
+            opened.append(PostgresStore(pg_url) if n % 2 else PostgresKeyStore(pg_url))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            failed.append(exc)
+
+    workers = [threading.Thread(target=open_one, args=(n,)) for n in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for store in opened:
+        store.close()
+    assert failed == [] and len(opened) == 8
+    with psycopg.connect(pg_url) as conn:
+        for schema, migrations in (("engram", MIGRATIONS), ("engram_control", KEY_MIGRATIONS)):
+            assert conn.execute(f"SELECT name FROM {schema}.schema_migrations ORDER BY name").fetchall() == [
+                (name,) for name, _ in migrations]
+
+
 def test_missing_extra_names_the_pip_line():
     code = (
         "import sys; sys.modules['psycopg'] = None\n"
@@ -467,17 +496,46 @@ def test_an_older_postgresql_schema_is_migrated(pg_url, monkeypatch):
     monkeypatch.setattr(postgres, "MIGRATIONS", MIGRATIONS[:1])
     PostgresStore(pg_url).close()
     monkeypatch.undo()
-    with psycopg.connect(pg_url) as conn:  # a row as the first release wrote it
+    with psycopg.connect(pg_url) as conn:  # rows as the first release wrote them
         conn.execute(
             "INSERT INTO engram.records (id, user_id, kind, role, text, sources, created_at, recorded_at, updated_at, "
             "content_hash, tsv) VALUES ('mem_old', 'alice', 'turn', 'user', 'I live in Lima', '[\"mem_old\"]', "
             "%s, %s, %s, %s, to_tsvector('english', 'I live in Lima'))",
             (ts(1), ts(1), ts(1), hashlib.sha256(b"I live in Lima").hexdigest()),
         )
+        # every column of the first schema filled, another user, a history, a meta row
+        conn.execute(
+            "INSERT INTO engram.records (id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
+            "created_at, valid_to, recorded_at, updated_at, content_hash, tsv) VALUES ('mem_old2', 'carol', "
+            "'planner', 's9', 'turn', 'assistant', 'Ada', 'we meet on Fridays', '[\"mem_old2\"]', "
+            "'{\"topic\": \"meetings\"}', %s, %s, %s, %s, %s, to_tsvector('english', 'we meet on Fridays'))",
+            (ts(2), ts(3), ts(2), ts(3), hashlib.sha256(b"we meet on Fridays").hexdigest()),
+        )
+        conn.execute(
+            "INSERT INTO engram.versions (memory_id, version, user_id, event, text, content_hash, at, actor, reason) "
+            "VALUES ('mem_old2', 1, 'carol', 'add', 'we meet on Mondays', 'h1', %s, 'planner', NULL), "
+            "('mem_old2', 2, 'carol', 'update', NULL, 'h2', %s, 'planner', 'moved')", (ts(2), ts(3)))
+        conn.execute("INSERT INTO engram.meta (key, value) VALUES ('written_by', 'engramdb 0.0.1')")
         assert [r[0] for r in conn.execute("SELECT name FROM engram.schema_migrations")] == ["0001_records"]
+        columns = {table: [r[0] for r in conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'engram' AND table_name = %s "
+            "AND column_name NOT IN ('tsv', 'vec') ORDER BY ordinal_position", (table,))]
+            for table in ("records", "versions", "meta")}
+
+        def rows(conn: psycopg.Connection) -> dict[str, list[tuple]]:
+            return {table: conn.execute(f"SELECT {', '.join(cols)} FROM engram.{table} ORDER BY 1, 2").fetchall()
+                    for table, cols in columns.items()}
+
+        before = rows(conn)
+        words = conn.execute("SELECT rowid, tsv::text FROM engram.records ORDER BY rowid").fetchall()
     store = PostgresStore(pg_url)
+    with psycopg.connect(pg_url) as conn:  # loses nothing: every old column of every row, the words moved
+        after = rows(conn)
+        assert after == before and len(after["records"]) == 2 and len(after["versions"]) == 2
+        assert conn.execute("SELECT rowid, tsv::text FROM engram.keywords ORDER BY rowid").fetchall() == words
     try:
         assert store.applied_migrations() == [name for name, _ in MIGRATIONS]
+        assert [v.reason for v in store.history("mem_old2")] == [None, "moved"]
         (old,) = store.records_by_ids(["mem_old"], "alice")
         assert (old.text, old.expired_at, old.sources) == ("I live in Lima", None, ["mem_old"])
         assert [h.rowid for h in store.keyword_search(Scope("alice"), "Lima", [], 10)] == [old.seq]  # backfilled
@@ -489,7 +547,7 @@ def test_an_older_postgresql_schema_is_migrated(pg_url, monkeypatch):
         assert store.delete("mem_old", at=ts(2), actor=None)
         assert store.get(written.id) is None
         with psycopg.connect(pg_url) as conn:  # erasure takes the words too
-            assert conn.execute("SELECT count(*) FROM engram.keywords").fetchone()[0] == 0
+            assert conn.execute("SELECT user_id, count(*) FROM engram.keywords GROUP BY 1").fetchall() == [("carol", 1)]
     finally:
         store.close()
 

@@ -11,9 +11,10 @@ Engram wrote it) is refused, naming them, before anything is changed.
 The runner sees a connection through a `Target`, a tiny adapter: the connection itself
 (sqlite3's or psycopg's; anything with `execute(statement[, params])` answering rows),
 its parameter mark, and what must run first in the transaction (on PostgreSQL the
-advisory lock every Engram schema change takes, so that concurrent openers apply each
-migration once, then the schema's creation; on SQLite the caller's write transaction is
-the lock). The statements of a script are separated by a semicolon at the end of a line.
+schema's creation). Concurrent openers apply each migration once: on SQLite the caller's
+write transaction (BEGIN IMMEDIATE) is the lock; on PostgreSQL postgres_connection's
+`migrate_schema` runs the transaction under the advisory lock every Engram schema change
+takes. The statements of a script are separated by a semicolon at the end of a line.
 """
 
 from __future__ import annotations

@@ -35,8 +35,7 @@ from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import POSTGRES, SQLLifecycle, exported_links
 from .filters import Condition, to_postgres
 from .keywords import KEYWORD_WINDOW, query_words
-from .migrations import migrate
-from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, migration_target
+from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, migrate_schema
 from .postgres_connection import driver_message as _message
 from .postgres_connection import redact as _redact
 from .postgres_schema import MIGRATIONS
@@ -218,8 +217,7 @@ class PostgresStore:
         return row[0]
 
     def _migrate(self, conn: psycopg.Connection) -> None:
-        with conn.transaction():
-            migrate(migration_target(conn, self.schema), MIGRATIONS, owner=self.url)
+        migrate_schema(conn, self.schema, MIGRATIONS, owner=self.url)
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(self._search_path)

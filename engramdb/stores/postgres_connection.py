@@ -1,17 +1,20 @@
 """What every PostgreSQL connection of Engram's shares, the store's and the key store's:
 URLs checked and shown without their password, the driver's messages cut to one line,
-schema names checked, and the migration target that takes the lock every Engram schema
-change takes. It imports psycopg alone (no NumPy, no pgvector)."""
+schema names checked, and schema changes under the lock every Engram schema change takes
+(migrations applied by the one runner). It imports psycopg alone (no NumPy, no pgvector)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import psycopg
 from psycopg import sql
 
+from ..clock import Clock
 from ..errors import ConfigError, StorageError
-from .migrations import Target
+from .migrations import Migration, Target, migrate
 
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # One advisory lock serialises schema changes (migrations, CREATE EXTENSION, the vector
@@ -57,10 +60,27 @@ def connect(url: str, *, connect_timeout: int) -> psycopg.Connection:
         raise StorageError(f"cannot connect to {redact(url)}: {driver_message(exc)}") from exc
 
 
-def migration_target(conn: psycopg.Connection, schema: str) -> Target:
-    """`conn` (in a transaction, `schema` first on its search_path) for migrations.migrate:
-    the schema-change lock first, then the schema, created if it is missing."""
-    return Target(conn, "%s", (
-        ("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,)),
-        (sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(check_schema_name(schema))), None),
-    ))
+@contextmanager
+def schema_change(conn: psycopg.Connection) -> Iterator[None]:
+    """One transaction on `conn` (an autocommit connection) under the lock every Engram
+    schema change takes. The lock is taken before the transaction begins, not inside it:
+    PostgreSQL refreshes a session's catalog caches as a transaction starts, not when a
+    lock is granted, so a transaction that waited inside for the lock could still believe
+    a schema missing that the lock's previous holder had just made (and CREATE SCHEMA IF
+    NOT EXISTS would fail on it). The lock ends with the session if unlocking cannot."""
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        with conn.transaction():
+            yield
+    finally:
+        if not conn.closed:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+
+def migrate_schema(conn: psycopg.Connection, schema: str, migrations: Sequence[Migration], *, owner: str,
+                   clock: Clock | None = None) -> list[str]:
+    """Create `schema` if it is missing and apply the `migrations` it lacks (migrations.migrate)
+    in one schema change on `conn`, whose search_path puts `schema` first; the names applied."""
+    create = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(check_schema_name(schema)))
+    with schema_change(conn):
+        return migrate(Target(conn, "%s", ((create, None),)), migrations, owner=owner, clock=clock)

@@ -20,13 +20,12 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ...clock import SystemClock, format_ts
 from ...errors import NotFoundError, StorageError, UsageError
-from ...stores.migrations import migrate
 from ...stores.postgres_connection import (
     check_schema_name,
     check_url,
     connect,
     driver_message,
-    migration_target,
+    migrate_schema,
     redact,
 )
 from .base import (
@@ -100,10 +99,9 @@ class PostgresKeyStore:
         under the lock every Engram schema change takes."""
         conn = connect(url, connect_timeout=connect_timeout)
         try:
-            with conn, conn.transaction():
-                conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.schema)))
-                migrate(migration_target(conn, self.schema), MIGRATIONS, owner=f"the API keys in {self.url}",
-                        clock=self._clock)
+            with conn:
+                conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+                migrate_schema(conn, self.schema, MIGRATIONS, owner=f"the API keys in {self.url}", clock=self._clock)
         except psycopg.Error as exc:
             raise StorageError(f"cannot prepare the API keys in {self.url}: {driver_message(exc)}") from exc
 
