@@ -211,16 +211,29 @@ def test_a_key_store_made_before_user_scopes_is_migrated(tmp_path):
 
     path = tmp_path / "old.keys.db"
     secret = "egk_0123456789ab_" + "s" * 43
+    revoked = "egk_ba9876543210_" + "r" * 43
     with sqlite3.connect(path) as conn:  # what the first release wrote
         conn.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
         conn.executescript(MIGRATIONS[0][1])
         conn.execute("INSERT INTO schema_migrations VALUES ('0001_api_keys', '2024-01-01T00:00:00Z')")
         conn.execute("INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at) VALUES "
                      "('0123456789ab', 'acme', 'old', ?, 0, '2024-01-01T00:00:00.000000Z')", (hash_key(secret),))
+        conn.execute("INSERT INTO api_keys VALUES ('ba9876543210', 'globex', NULL, ?, 1, "
+                     "'2024-01-02T00:00:00.000000Z', '2024-01-03T00:00:00.000000Z', '2024-01-04T00:00:00.000000Z')",
+                     (hash_key(revoked),))
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(api_keys)")]
+        before = conn.execute(f"SELECT {', '.join(columns)} FROM api_keys ORDER BY key_id").fetchall()
+    SQLiteKeyStore(path).close()
+    with sqlite3.connect(path) as conn:  # loses nothing: every old column of every key
+        assert conn.execute(f"SELECT {', '.join(columns)} FROM api_keys ORDER BY key_id").fetchall() == before
+        assert conn.execute("SELECT users, user_prefix, default_user FROM api_keys").fetchall() == [(None,) * 3] * 2
     store = SQLiteKeyStore(path)
     try:
         old = store.verify(secret)
         assert old.tenant == "acme" and not old.scope.restricted and old.scope.default is None
+        with pytest.raises(AuthenticationError, match="revoked"):
+            store.verify(revoked)
+        assert store.get("ba9876543210").read_only and store.get("ba9876543210").last_used_at.startswith("2024-01-03")
         assert store.create("acme", users=["alice"]).key.scope.only == "alice"
     finally:
         store.close()

@@ -102,6 +102,7 @@ def test_a_control_schema_made_before_user_scopes_is_migrated(pg_url):
     from engramdb.server.keys.base import hash_key
 
     secret = "egk_0123456789ab_" + "s" * 43
+    revoked = "egk_ba9876543210_" + "r" * 43
     with psycopg.connect(pg_url, autocommit=True) as conn:  # what the first release wrote
         conn.execute("CREATE SCHEMA engram_control")
         conn.execute("SET search_path TO engram_control")
@@ -111,11 +112,21 @@ def test_a_control_schema_made_before_user_scopes_is_migrated(pg_url):
         conn.execute("INSERT INTO schema_migrations VALUES ('0001_api_keys', '2024-01-01T00:00:00Z')")
         conn.execute("INSERT INTO api_keys (key_id, tenant, name, key_hash, read_only, created_at) VALUES "
                      "('0123456789ab', 'acme', 'old', %s, FALSE, '2024-01-01T00:00:00.000000Z')", (hash_key(secret),))
+        conn.execute("INSERT INTO api_keys VALUES ('ba9876543210', 'globex', NULL, %s, TRUE, "
+                     "'2024-01-02T00:00:00.000000Z', '2024-01-03T00:00:00.000000Z', '2024-01-04T00:00:00.000000Z')",
+                     (hash_key(revoked),))
+        before = conn.execute("SELECT * FROM api_keys ORDER BY key_id").fetchall()
     keys = PostgresKeyStore(pg_url)
+    with psycopg.connect(pg_url) as conn:  # loses nothing: every old column of every key
+        columns = "key_id, tenant, name, key_hash, read_only, created_at, last_used_at, revoked_at"
+        assert conn.execute(f"SELECT {columns} FROM engram_control.api_keys ORDER BY key_id").fetchall() == before
     try:
         assert keys.applied_migrations() == ["0001_api_keys", "0002_key_users"]
         old = keys.verify(secret)
         assert old.tenant == "acme" and old.name == "old" and not old.scope.restricted and old.scope.default is None
+        with pytest.raises(AuthenticationError, match="revoked"):
+            keys.verify(revoked)
+        assert keys.get("ba9876543210").read_only and keys.get("ba9876543210").last_used_at.startswith("2024-01-03")
         assert keys.create("acme", user_prefix="app1:").key.scope.prefix == "app1:"
     finally:
         keys.close()
