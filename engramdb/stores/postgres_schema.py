@@ -1,5 +1,7 @@
-"""PostgreSQL schema as named, ordered migrations, applied like SQLite's: each one, with
-its record in `schema_migrations`, in one transaction. Never edit a released migration: add one.
+"""PostgreSQL schema as named, ordered migrations, numbered 0001, 0002, … on their own
+(not SQLite's numbers), applied by the same runner as SQLite's (migrations.py): each one,
+with its record in `schema_migrations`, in one transaction, under the schema-change lock.
+Never edit a released migration: add one.
 
 Statements run with the store's schema first on the search_path, so they create their
 tables there. Timestamps stay TEXT in the one ISO format Engram writes (as in SQLite), so

@@ -1,5 +1,6 @@
-"""SQLite schema as named, ordered migrations. Each is applied, with its record in
-`schema_migrations`, in one transaction. Never edit a released migration: add one."""
+"""SQLite schema as named, ordered migrations, numbered 0001, 0002, … (migrations.py
+applies them, each with its record in `schema_migrations`, in one transaction). Never edit
+a released migration: add one."""
 
 from __future__ import annotations
 
