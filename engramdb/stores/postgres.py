@@ -35,7 +35,7 @@ from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import POSTGRES, SQLLifecycle, exported_links
 from .filters import Condition, to_postgres
 from .keywords import KEYWORD_WINDOW, query_words
-from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, migrate_schema
+from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, connect, migrate_schema
 from .postgres_connection import driver_message as _message
 from .postgres_connection import redact as _redact
 from .postgres_schema import MIGRATIONS
@@ -172,12 +172,7 @@ class PostgresStore:
 
     def _bootstrap(self) -> tuple[str, TypeInfo]:
         """One direct connection: pgvector present, the schema created and migrated."""
-        try:
-            conn = psycopg.connect(self.conninfo, autocommit=True, connect_timeout=self._connect_timeout)
-        except psycopg.ProgrammingError as exc:
-            raise ConfigError(f"bad PostgreSQL URL {self.url!r}: {exc}") from None
-        except psycopg.Error as exc:
-            raise StorageError(f"cannot connect to {self.url}: {_message(exc)}") from exc
+        conn = connect(self.conninfo, connect_timeout=self._connect_timeout)
         try:
             with conn:
                 vector_schema = self._ensure_vector(conn)
