@@ -51,13 +51,15 @@ class Distiller:
     (lifecycle/runner.py), which takes its jobs in turn with every other store's."""
 
     def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
-                 clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None) -> None:
+                 clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None,
+                 lease: timedelta = LEASE) -> None:
         self._store = store
         self._extractor = extractor
         self._embed = embed
         self._clock = clock
         self._runner = runner or process_runner()
         self._release = release  # lets go of a shared extractor
+        self._lease = lease
         self._stop = threading.Event()
         self._idle = threading.Event()
         self.processed = 0
@@ -105,7 +107,7 @@ class Distiller:
     def claim(self) -> Job | None:
         if self._stop.is_set():
             return None
-        job = self._store.claim_job(now=self._now(), lease_until=self._now(LEASE))
+        job = self._store.claim_job(now=self._now(), lease_until=self._now(self._lease))
         if job is None and self._store.job_stats()["pending"] == 0:
             self._idle.set()
         return job

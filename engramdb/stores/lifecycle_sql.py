@@ -31,6 +31,7 @@ class Dialect:
     mark: str  # "?" or "%s"
     lock: str  # appended to a SELECT that must lock its rows ("" where one writer holds the file)
     share_lock: str  # the same, for rows that must only not be deleted meanwhile
+    claim_lock: str  # a job's row as a worker claims it: others skip it rather than wait
     json_mark: str  # a placeholder for a JSON value
 
     def sql(self, statement: str) -> str:
@@ -45,8 +46,8 @@ class Dialect:
         return json.loads(value) if isinstance(value, str) else value
 
 
-SQLITE = Dialect("sqlite", "?", "", "", "?")
-POSTGRES = Dialect("postgresql", "%s", " FOR UPDATE", " FOR KEY SHARE", "%s::jsonb")
+SQLITE = Dialect("sqlite", "?", "", "", "", "?")
+POSTGRES = Dialect("postgresql", "%s", " FOR UPDATE", " FOR KEY SHARE", " FOR UPDATE SKIP LOCKED", "%s::jsonb")
 
 
 def exported_links(data: dict[str, Any]) -> list[tuple[str, str, str, Any, int]]:
@@ -327,6 +328,45 @@ class SQLLifecycle:
             where, params = where + " AND agent_id = ?", params + [scope.agent_id]
         rows = self._rows(f"SELECT id FROM records WHERE {where} ORDER BY created_at DESC, id LIMIT ?", [*params, limit])
         return [row[0] for row in reversed(rows)]
+
+    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
+        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
+        until `lease_until`. Two workers never claim the same job: PostgreSQL skips a row
+        another transaction holds; SQLite has one writer."""
+        rows = self._rows(
+            "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
+            f"WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1{self.d.claim_lock}", (now,))
+        if not rows:
+            return None
+        id, user_id, agent_id, session_id, record_ids, attempts = rows[0]
+        self._run("UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
+                  "WHERE id = ?", (lease_until, now, id))
+        return Job(id, Scope(user_id, agent_id, session_id), list(self.d.load_json(record_ids)), attempts + 1)
+
+    def fail_job(self, job_id: int, error: str, *, at: str, retry_at: str | None) -> None:
+        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
+        self._run("UPDATE jobs SET state = ?, error = ?, not_before = ?, updated_at = ? WHERE id = ?",
+                  ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job_id))
+
+    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
+        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
+        due: not waiting out a retry backoff)."""
+        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        also = "AND" if where else "WHERE"
+        rows = self._rows(f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params)
+        ready = None
+        if now is not None:
+            ready = self._rows(f"SELECT count(*) FROM jobs {where} {also} "
+                               "(state = 'running' OR (state = 'pending' AND not_before <= ?))", [*params, now])[0][0]
+        errors = self._rows(f"SELECT id, error FROM jobs {where} {also} error IS NOT NULL ORDER BY id DESC LIMIT 5",
+                            params)
+        counts = {state: n for state, n, _ in rows}
+        return {
+            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
+            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
+            "oldest": min((oldest for _, _, oldest in rows), default=None),
+            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
+        }
 
     def release_job(self, job_id: int, *, at: str) -> None:
         """A claimed job goes back to the queue at once, its attempt not counted."""

@@ -364,13 +364,7 @@ class PostgresStore:
         def work(conn: psycopg.Connection) -> list[Record]:
             out = self._insert_many(conn, records, vectors, actor)
             if enqueue and records:
-                first = records[0]
-                conn.execute(
-                    "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
-                    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s)",
-                    (first.scope.user_id, first.scope.agent_id, first.scope.session_id,
-                     json.dumps([r.id for r in records]), first.recorded_at, first.recorded_at, first.recorded_at),
-                )
+                self._lifecycle(conn).enqueue(records[0].scope, [r.id for r in records], at=records[0].recorded_at)
             return out
 
         return self._write(work)
@@ -526,24 +520,8 @@ class PostgresStore:
         return SQLLifecycle(conn, POSTGRES, read=_read_records, remove_rows=_remove_rows)
 
     def claim_job(self, *, now: str, lease_until: str) -> Job | None:
-        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
-        to the caller until `lease_until`. Workers never claim the same job: a job
-        another transaction holds is skipped."""
-        def work(conn: psycopg.Connection) -> Job | None:
-            row = conn.execute(
-                "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
-                "WHERE state IN ('pending', 'running') AND not_before <= %s ORDER BY id LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED", (now,)
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE jobs SET state = 'running', not_before = %s, attempts = attempts + 1, updated_at = %s "
-                "WHERE id = %s", (lease_until, now, row[0]),
-            )
-            return Job(row[0], Scope(row[1], row[2], row[3]), list(row[4]), row[5] + 1)
-
-        return self._write(work)
+        """The oldest ready job, leased to the caller (lifecycle_sql.SQLLifecycle.claim_job)."""
+        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until))
 
     def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
         if not ids:
@@ -590,36 +568,12 @@ class PostgresStore:
 
     def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._write(lambda conn: conn.execute(
-            "UPDATE jobs SET state = %s, error = %s, not_before = %s, updated_at = %s WHERE id = %s",
-            ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job.id),
-        ))
+        self._write(lambda conn: self._lifecycle(conn).fail_job(job.id, error, at=at, retry_at=retry_at))
 
     def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
-        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
-        due: not waiting out a retry backoff)."""
-        where, params = ("WHERE user_id = %s", [user_id]) if user_id is not None else ("", [])
-        also = "AND" if where else "WHERE"
+        """Jobs by state, and with `now` how many are ready (lifecycle_sql.SQLLifecycle.job_stats)."""
         with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params
-            ).fetchall()
-            ready = None
-            if now is not None:
-                ready = conn.execute(
-                    f"SELECT count(*) FROM jobs {where} {also} "
-                    "(state = 'running' OR (state = 'pending' AND not_before <= %s))", [*params, now],
-                ).fetchone()[0]
-            errors = conn.execute(
-                f"SELECT id, error FROM jobs {where} {also} error IS NOT NULL ORDER BY id DESC LIMIT 5", params,
-            ).fetchall()
-        counts = {state: n for state, n, _ in rows}
-        return {
-            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
-            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
-            "oldest": min((oldest for _, _, oldest in rows), default=None),
-            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
-        }
+            return self._lifecycle(conn).job_stats(user_id, now=now)
 
     # -- reads ------------------------------------------------------------------------
 

@@ -342,13 +342,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> list[int]:
             rowids = self._insert_many(conn, records, vectors, actor)
             if enqueue and records:
-                first = records[0]
-                conn.execute(
-                    "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (first.scope.user_id, first.scope.agent_id, first.scope.session_id,
-                     json.dumps([r.id for r in records]), first.recorded_at, first.recorded_at, first.recorded_at),
-                )
+                self._lifecycle(conn).enqueue(records[0].scope, [r.id for r in records], at=records[0].recorded_at)
             return rowids
 
         return self._by_rowid_order(self._write(work))
@@ -550,22 +544,8 @@ class SQLiteStore:
     # -- derived memories and their jobs ----------------------------------------------
 
     def claim_job(self, *, now: str, lease_until: str) -> Job | None:
-        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
-        to the caller until `lease_until`."""
-        def work(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(
-                "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
-                "WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1", (now,)
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ?", (lease_until, now, row[0]),
-            )
-            return Job(row[0], Scope(row[1], row[2], row[3]), json.loads(row[4]), row[5] + 1)
-
-        return self._write(work)
+        """The oldest ready job, leased to the caller (lifecycle_sql.SQLLifecycle.claim_job)."""
+        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until))
 
     def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
         if not ids:
@@ -615,35 +595,12 @@ class SQLiteStore:
 
     def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._write(lambda conn: conn.execute(
-            "UPDATE jobs SET state = ?, error = ?, not_before = ?, updated_at = ? WHERE id = ?",
-            ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job.id),
-        ))
+        self._write(lambda conn: self._lifecycle(conn).fail_job(job.id, error, at=at, retry_at=retry_at))
 
     def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
-        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
-        due: not waiting out a retry backoff)."""
-        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
-        rows = self._conn().execute(
-            f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params
-        ).fetchall()
-        counts = {state: n for state, n, _ in rows}
-        ready = None
-        if now is not None:
-            ready = self._conn().execute(
-                f"SELECT count(*) FROM jobs {where} {'AND' if where else 'WHERE'} "
-                "(state = 'running' OR (state = 'pending' AND not_before <= ?))", [*params, now],
-            ).fetchone()[0]
-        errors = self._conn().execute(
-            f"SELECT id, error FROM jobs {where} {'AND' if where else 'WHERE'} error IS NOT NULL "
-            "ORDER BY id DESC LIMIT 5", params,
-        ).fetchall()
-        return {
-            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
-            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
-            "oldest": min((oldest for _, _, oldest in rows), default=None),
-            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
-        }
+        """Jobs by state, and with `now` how many are ready (lifecycle_sql.SQLLifecycle.job_stats)."""
+        with self._read() as conn:
+            return self._lifecycle(conn).job_stats(user_id, now=now)
 
     # -- reads ------------------------------------------------------------------------
 
