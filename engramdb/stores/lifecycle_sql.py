@@ -380,3 +380,35 @@ class SQLLifecycle:
             "VALUES (?, ?, ?, {json}, ?, ?, ?)",
             (scope.user_id, scope.agent_id, scope.session_id, json.dumps(list(turn_ids)), at, at, at),
         )
+
+
+class SQLJobs:
+    """The job-queue methods of a store whose statements are `SQLLifecycle`'s; the store
+    provides `_write(work)`, `_read()` (a context manager giving a connection) and
+    `_lifecycle(conn)`."""
+
+    _write: Callable[..., Any]
+    _read: Callable[..., Any]
+    _lifecycle: Callable[[Any], SQLLifecycle]
+
+    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
+        """The oldest ready job, leased to the caller (SQLLifecycle.claim_job)."""
+        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until))
+
+    def release_job(self, job: Job, *, at: str) -> None:
+        """Give a claimed job back to the queue (the process is stopping)."""
+        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
+
+    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
+        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
+        self._write(lambda conn: self._lifecycle(conn).fail_job(job.id, error, at=at, retry_at=retry_at))
+
+    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
+        """Jobs by state, and with `now` how many are ready (SQLLifecycle.job_stats)."""
+        with self._read() as conn:
+            return self._lifecycle(conn).job_stats(user_id, now=now)
+
+    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
+        """The memories already derived from these turns, each with its latest history event."""
+        with self._read() as conn:
+            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]

@@ -33,7 +33,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
-from .lifecycle_sql import POSTGRES, SQLLifecycle, exported_links
+from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
 from .filters import Condition, to_postgres
 from .postgres_schema import MIGRATIONS
 from .sqlite import KEYWORD_WINDOW, STOPWORDS
@@ -177,7 +177,7 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
-class PostgresStore:
+class PostgresStore(SQLJobs):
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, ann_threshold: int = 20_000) -> None:
         self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)
@@ -519,10 +519,6 @@ class PostgresStore:
     def _lifecycle(self, conn: psycopg.Connection) -> SQLLifecycle:
         return SQLLifecycle(conn, POSTGRES, read=_read_records, remove_rows=_remove_rows)
 
-    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
-        """The oldest ready job, leased to the caller (lifecycle_sql.SQLLifecycle.claim_job)."""
-        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until))
-
     def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
         if not ids:
             return []
@@ -556,24 +552,6 @@ class PostgresStore:
             return _read_records(conn, ids)
 
         return self._write(work)
-
-    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
-        """The memories already derived from these turns, each with its latest history event."""
-        with self._read() as conn:
-            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]
-
-    def release_job(self, job: Job, *, at: str) -> None:
-        """Give a claimed job back to the queue (the process is stopping)."""
-        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
-
-    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
-        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._write(lambda conn: self._lifecycle(conn).fail_job(job.id, error, at=at, retry_at=retry_at))
-
-    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
-        """Jobs by state, and with `now` how many are ready (lifecycle_sql.SQLLifecycle.job_stats)."""
-        with self._read() as conn:
-            return self._lifecycle(conn).job_stats(user_id, now=now)
 
     # -- reads ------------------------------------------------------------------------
 

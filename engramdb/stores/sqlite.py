@@ -29,7 +29,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
-from .lifecycle_sql import SQLITE, SQLLifecycle, exported_links
+from .lifecycle_sql import SQLITE, SQLJobs, SQLLifecycle, exported_links
 from .filters import Condition, to_sql
 from .sqlite_schema import MIGRATIONS
 from .vectors import Delta, ScopeState, VectorCache
@@ -77,7 +77,7 @@ def fts_query(text: str) -> str | None:
 OVERFETCH = (1.25, 4)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLJobs):
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,
                  read_only: bool = False) -> None:
         """Open (or create) the store at `path`. `read_only` opens an existing store with
@@ -543,10 +543,6 @@ class SQLiteStore:
 
     # -- derived memories and their jobs ----------------------------------------------
 
-    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
-        """The oldest ready job, leased to the caller (lifecycle_sql.SQLLifecycle.claim_job)."""
-        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until))
-
     def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
         if not ids:
             return []
@@ -583,24 +579,6 @@ class SQLiteStore:
 
         ids = self._write(lambda conn: self._lifecycle(conn).complete_job(job, outcome, insert, at=at, actor=actor))
         return self.records_by_ids(ids, job.scope.user_id)
-
-    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
-        """The memories already derived from these turns, each with its latest history event."""
-        with self._read() as conn:
-            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]
-
-    def release_job(self, job: Job, *, at: str) -> None:
-        """Give a claimed job back to the queue (the process is stopping)."""
-        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
-
-    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
-        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._write(lambda conn: self._lifecycle(conn).fail_job(job.id, error, at=at, retry_at=retry_at))
-
-    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
-        """Jobs by state, and with `now` how many are ready (lifecycle_sql.SQLLifecycle.job_stats)."""
-        with self._read() as conn:
-            return self._lifecycle(conn).job_stats(user_id, now=now)
 
     # -- reads ------------------------------------------------------------------------
 
