@@ -28,7 +28,7 @@ from .keys import content_hash, index_text
 from .reconcile import Plan, plan, slot_key
 from .retrieval import same_text_key
 from .lifecycle.runner import Runner, process_runner
-from .stores.base import Job, JobOutcome, Store
+from .stores.base import DISTILL, REDERIVE, Job, JobOutcome, Store
 
 log = logging.getLogger("engramdb.distill")
 
@@ -112,7 +112,12 @@ class Distiller:
             self._idle.set()
         return job
 
+    KINDS = (DISTILL, REDERIVE)  # re-derivation is distillation of what an erasure or update left
+
     def run(self, job: Job) -> None:
+        if job.kind not in self.KINDS:  # written by a newer Engram: park it, visibly, for that one
+            self._store.fail_job(job, f"unknown job kind {job.kind!r}", at=self._now(), retry_at=None)
+            return
         self.run_job(job)
 
     def run_job(self, job: Job) -> Plan | None:

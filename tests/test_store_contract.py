@@ -838,3 +838,13 @@ def test_a_cube_keeps_when_a_memory_stopped_being_true(store_factory, tmp_path):
         assert target.history(item.record.id) == source.history(item.record.id)
     assert (target.get(paris.id).valid_to, target.get(paris.id).expired_at) == (ts(5), ts(6, 1))
     assert [v.text for v in target.history(paris.id)] == [paris.text, paris.text]
+
+
+def test_jobs_carry_their_kind(store):
+    t1, t2 = enqueue(store, new("I adopted a cat", session="s1"), new("Her name is Zuzu", session="s1"))
+    job = claim(store)
+    assert job.kind == "distill"
+    store.complete_job(job, outcome(derived("The user has a cat named Zuzu", t1, t2)), at=ts(3, 1), actor="d")
+    assert store.delete(t2.id, at=ts(4), actor="alice")
+    again = claim(store, 5)
+    assert (again.kind, again.record_ids) == ("rederive", [t1.id])

@@ -34,12 +34,17 @@ class NewRecord:
 
 @dataclass(frozen=True)
 class Job:
-    """A durable unit of background work: distil these turns of this scope."""
+    """A durable unit of background work of one kind (`DISTILL`: distil these turns of
+    this scope; `REDERIVE`: distil again what an erasure or an update left)."""
 
     id: int
     scope: Scope
     record_ids: list[str]
     attempts: int
+    kind: str = "distill"
+
+
+DISTILL, REDERIVE = "distill", "rederive"  # the job kinds the distiller runs; later issues add theirs
 
 
 @dataclass(frozen=True)

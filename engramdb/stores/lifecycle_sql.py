@@ -16,10 +16,13 @@ from ..keys import content_hash
 from ..lifecycle.engine import retired_entry
 from ..lifecycle.policy import Derived, Link, Retired
 from ..types import Record, Scope
-from .base import Job, JobOutcome, NewRecord
+from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
 
 CHUNK = 500
 REDERIVED = "re-derived from its sources"
+JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
+              "created_at", "updated_at", "kind")
+JOB_DEFAULTS = {"kind": DISTILL}  # what an export made before a field existed lacks
 CAUSE_LINKS = {"supersede": "supersedes", "retract": "retracts"}  # a retirement's event -> its link's type
 
 
@@ -318,7 +321,7 @@ class SQLLifecycle:
                     self.link(memory_id, turn_id, suffices=(memory_id, turn_id) in outcome.sufficient)
             self.narrow_sources([memory_id])
         if again:
-            self.enqueue(job.scope, list(again), at=at)
+            self.enqueue(job.scope, list(again), at=at, kind=REDERIVE)
         self._run("DELETE FROM jobs WHERE id = ?", (job.id,))
         return [rec.id for rec in records]
 
@@ -334,14 +337,14 @@ class SQLLifecycle:
         until `lease_until`. Two workers never claim the same job: PostgreSQL skips a row
         another transaction holds; SQLite has one writer."""
         rows = self._rows(
-            "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
+            "SELECT id, user_id, agent_id, session_id, record_ids, attempts, kind FROM jobs "
             f"WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1{self.d.claim_lock}", (now,))
         if not rows:
             return None
-        id, user_id, agent_id, session_id, record_ids, attempts = rows[0]
+        id, user_id, agent_id, session_id, record_ids, attempts, kind = rows[0]
         self._run("UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
                   "WHERE id = ?", (lease_until, now, id))
-        return Job(id, Scope(user_id, agent_id, session_id), list(self.d.load_json(record_ids)), attempts + 1)
+        return Job(id, Scope(user_id, agent_id, session_id), list(self.d.load_json(record_ids)), attempts + 1, kind)
 
     def fail_job(self, job_id: int, error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
@@ -374,12 +377,29 @@ class SQLLifecycle:
                   "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ? AND state = 'running'",
                   (at, at, job_id))
 
-    def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str) -> None:
+    def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str, kind: str = DISTILL) -> None:
         self._run(
-            "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
-            "VALUES (?, ?, ?, {json}, ?, ?, ?)",
-            (scope.user_id, scope.agent_id, scope.session_id, json.dumps(list(turn_ids)), at, at, at),
+            "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at, kind) "
+            "VALUES (?, ?, ?, {json}, ?, ?, ?, ?)",
+            (scope.user_id, scope.agent_id, scope.session_id, json.dumps(list(turn_ids)), at, at, at, kind),
         )
+
+    def export_jobs(self, user_id: str) -> list[dict[str, Any]]:
+        rows = self._rows(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = ? ORDER BY id", (user_id,))
+        jobs = [dict(zip(JOB_FIELDS, row)) for row in rows]
+        for job in jobs:
+            job["record_ids"] = list(self.d.load_json(job["record_ids"]))
+        return jobs
+
+    def import_jobs(self, user_id: str, jobs: Sequence[dict[str, Any]]) -> None:
+        """A user's queued jobs, only if the user has none here yet (a re-run copies them once)."""
+        if not jobs or self._rows("SELECT 1 FROM jobs WHERE user_id = ? LIMIT 1", (user_id,)):
+            return
+        marks = ", ".join("{json}" if f == "record_ids" else "?" for f in JOB_FIELDS)
+        for job in jobs:
+            values = {**JOB_DEFAULTS, **job, "user_id": user_id}
+            self._run(f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) VALUES ({marks})",
+                      [json.dumps(values[f]) if f == "record_ids" else values[f] for f in JOB_FIELDS])
 
 
 class SQLJobs:

@@ -52,8 +52,6 @@ RECORD_COLUMNS = (
     "r.created_at, r.valid_to, r.recorded_at, r.updated_at, r.expired_at"
 )
 VERSION_COLUMNS = "memory_id, version, event, text, content_hash, at, actor, reason"
-JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
-              "created_at", "updated_at")
 _WORD = re.compile(r"\w+", re.UNICODE)
 BIG_SCOPE_TTL_S = 60.0
 HNSW_EF_SEARCH = 200  # per connection; a search of another depth sets its own in a transaction
@@ -770,9 +768,7 @@ class PostgresStore(SQLJobs):
                 "SELECT l.src, l.type, l.dst, l.sources, l.suffices FROM links l JOIN records r ON r.id = l.dst "
                 "WHERE r.user_id = %s ORDER BY l.src, l.type, l.dst", (user_id,)
             )]
-            jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
-                f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = %s ORDER BY id", (user_id,)
-            )]
+            jobs = self._lifecycle(conn).export_jobs(user_id)
         return {"slots": slots, "links": links, "jobs": jobs}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
@@ -791,15 +787,7 @@ class PostgresStore(SQLJobs):
                     [(src, type, dst, json.dumps(sources), int(suffices), dst, user_id)
                      for src, type, dst, sources, suffices in exported_links(data)],
                 )
-                jobs = data.get("jobs", [])
-                queued = conn.execute("SELECT 1 FROM jobs WHERE user_id = %s LIMIT 1", (user_id,)).fetchone()
-                if jobs and queued is None:
-                    cur.executemany(
-                        f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) "
-                        "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s)",
-                        [(user_id, *(json.dumps(job[f]) if f == "record_ids" else job[f] for f in JOB_FIELDS[1:]))
-                         for job in jobs],
-                    )
+            self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
 
         self._write(work)
 

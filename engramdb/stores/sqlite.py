@@ -40,8 +40,6 @@ RECORD_COLUMNS = (
     "rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
     "created_at, valid_to, recorded_at, updated_at, expired_at"
 )
-JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
-              "created_at", "updated_at")
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to help BM25 rank; dropped from keyword queries that have others.
 STOPWORDS = frozenset(
@@ -858,10 +856,7 @@ class SQLiteStore(SQLJobs):
             links = [[src, type, dst, json.loads(sources), suffices] for src, type, dst, sources, suffices in conn.execute(
                 "SELECT l.src, l.type, l.dst, l.sources, l.suffices FROM links l JOIN records r ON r.id = l.dst "
                 "WHERE r.user_id = ? ORDER BY l.src, l.type, l.dst", (user_id,))]
-            jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
-                f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = ? ORDER BY id", (user_id,))]
-        for job in jobs:
-            job["record_ids"] = json.loads(job["record_ids"])
+            jobs = self._lifecycle(conn).export_jobs(user_id)
         return {"slots": slots, "links": links, "jobs": jobs}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
@@ -873,12 +868,7 @@ class SQLiteStore(SQLJobs):
                 "WHERE EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?)",
                 [(src, type, dst, json.dumps(sources), int(suffices), dst, user_id)
                  for src, type, dst, sources, suffices in exported_links(data)])
-            jobs = data.get("jobs", [])
-            if jobs and conn.execute("SELECT 1 FROM jobs WHERE user_id = ? LIMIT 1", (user_id,)).fetchone() is None:
-                conn.executemany(
-                    f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) VALUES ({', '.join('?' * len(JOB_FIELDS))})",
-                    [(user_id, *(json.dumps(job[f]) if f == "record_ids" else job[f] for f in JOB_FIELDS[1:]))
-                     for job in jobs])
+            self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
 
         self._write(work)
 
