@@ -529,8 +529,12 @@ class SQLiteStore(SQLJobs):
         self._write(work)
 
     def compact(self) -> None:
-        """Merge FTS segments, checkpoint the WAL and VACUUM, so erased text leaves the file."""
+        """Merge FTS segments, checkpoint the WAL and VACUUM, so erased text leaves the file;
+        drop the saved HNSW graphs that still hold erased vectors (rebuilt on next search)."""
         self._write(lambda c: c.execute("INSERT INTO fts (fts) VALUES ('optimize')"))
+        embedder = self.embedder_name()
+        if embedder is not None:
+            self._cache(embedder[1]).drop_erased()
         conn = self._conn()
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
