@@ -186,9 +186,26 @@ class SQLLifecycle:
             where, params = self._in("dst", chunk)
             self._run(f"DELETE FROM links WHERE {where}", params)
         self._remove_rows(self.conn, [row[0] for row in found])
+        self._unqueue(ids, {row[1] for row in found})
         if reason is not None:
             self._add_versions([(id, user_id, "delete", content_hash(text), at, actor, reason)
                                 for id, user_id, text in found])
+
+    def _unqueue(self, ids: Sequence[str], users: set[str]) -> None:
+        """Queued jobs name erased records no more; one left with none is dropped. Their
+        recorded errors go too (an extractor's error may quote what it read)."""
+        erased = set(ids)
+        for user_id in sorted(users):
+            for job_id, record_ids in self._rows("SELECT id, record_ids FROM jobs WHERE user_id = ?", (user_id,)):
+                named = list(self.d.load_json(record_ids))
+                if erased.isdisjoint(named):
+                    continue
+                left = [i for i in named if i not in erased]
+                if left:
+                    self._run("UPDATE jobs SET record_ids = {json}, error = NULL WHERE id = ?",
+                              (json.dumps(left), job_id))
+                else:
+                    self._run("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def outdate(self, ids: Sequence[str], *, at: str, actor: str | None, reason: str) -> None:
         self._retire(ids, "outdate", at=at, actor=actor, reason=reason, valid_to=at)
