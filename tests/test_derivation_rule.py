@@ -301,3 +301,12 @@ def test_an_erased_vector_leaves_the_saved_graph_after_compact(tmp_path):
     for file in path.parent.rglob("*"):
         if file.is_file():
             assert vector not in file.read_bytes(), file.name
+
+
+def test_forgetting_the_whole_user_leaves_none_of_their_text(demo_store, tmp_path):
+    path = copy_sqlite(demo_store, tmp_path / "all")
+    with Memory(path, embedder=FakeEmbedder(), config=TURNS_ONLY) as mem:
+        assert mem.forget(user_id=USER) > 0
+        assert mem.list(user_id=USER, include_retired=True) == [] and mem.jobs(user_id=USER)["pending"] == 0
+    erased = " ".join(m["content"] for s in load_sample()["sessions"] for m in s["messages"])
+    check_sqlite_erasure(path, erased, [], tmp_path / "all")
