@@ -50,6 +50,9 @@ class Config:
     llm_base_url: str | None = None
     llm_api_key: str | None = None
     llm_timeout_s: float = 60.0
+    # A claimed background job is another worker's to take once this long has passed
+    # without it ending (its worker died): longer than any one job takes.
+    job_lease_s: float = 300.0
     # Retrieval.
     # Memories flagged as carrying instructions (guard.py) are shown marked as untrusted;
     # True leaves them out of search and recall altogether (filters={"flagged": True} still finds them).

@@ -28,7 +28,7 @@ from .keys import content_hash, index_text
 from .reconcile import Plan, plan, slot_key
 from .retrieval import same_text_key
 from .lifecycle.runner import Runner, process_runner
-from .stores.base import Job, JobOutcome, Store
+from .stores.base import DISTILL, REDERIVE, Job, JobOutcome, Store
 
 log = logging.getLogger("engramdb.distill")
 
@@ -51,13 +51,15 @@ class Distiller:
     (lifecycle/runner.py), which takes its jobs in turn with every other store's."""
 
     def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
-                 clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None) -> None:
+                 clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None,
+                 lease: timedelta = LEASE) -> None:
         self._store = store
         self._extractor = extractor
         self._embed = embed
         self._clock = clock
         self._runner = runner or process_runner()
         self._release = release  # lets go of a shared extractor
+        self._lease = lease
         self._stop = threading.Event()
         self._idle = threading.Event()
         self.processed = 0
@@ -105,12 +107,17 @@ class Distiller:
     def claim(self) -> Job | None:
         if self._stop.is_set():
             return None
-        job = self._store.claim_job(now=self._now(), lease_until=self._now(LEASE))
+        job = self._store.claim_job(now=self._now(), lease_until=self._now(self._lease))
         if job is None and self._store.job_stats()["pending"] == 0:
             self._idle.set()
         return job
 
+    KINDS = (DISTILL, REDERIVE)  # re-derivation is distillation of what an erasure or update left
+
     def run(self, job: Job) -> None:
+        if job.kind not in self.KINDS:  # written by a newer Engram: park it, visibly, for that one
+            self._store.fail_job(job, f"unknown job kind {job.kind!r}", at=self._now(), retry_at=None)
+            return
         self.run_job(job)
 
     def run_job(self, job: Job) -> Plan | None:

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -108,7 +109,8 @@ class Memory:
                     name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
                     timeout_s=self.config.llm_timeout_s))
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
-                                            self._clock, release=lambda: shared.release(key))
+                                            self._clock, release=lambda: shared.release(key),
+                                            lease=timedelta(seconds=self.config.job_lease_s))
             return self._distiller
 
     # -- set-up ------------------------------------------------------------------------

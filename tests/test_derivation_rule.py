@@ -271,3 +271,42 @@ def test_erasures_leave_nothing_postgresql(demo_store, postgres_url, tmp_path, s
         assert private and not private & indexed
     finally:
         store.close()
+
+
+def test_an_erased_vector_leaves_the_saved_graph_after_compact(tmp_path):
+    """usearch marks a removal and keeps the bytes: compact() drops every graph that still
+    holds erased vectors, in memory and on disk; the next search rebuilds it from the live ones."""
+    import numpy as np
+
+    embedder = FakeEmbedder()
+    path = tmp_path / "g.db"
+    secret = "Zanzibarville is where the secret plan lives"
+    vector = embedder.embed([secret])[0].astype(np.float32).tobytes()
+    with Memory(path, embedder=embedder, config=Config(ann_threshold=50, extractor="none")) as mem:
+        mem.add([f"turn number {i} about topic {i % 7}" for i in range(200)], user_id="u")
+        (turn,) = mem.add(secret, user_id="u").records
+        mem.search("topic", user_id="u")
+        assert mem.flush(60)
+        mem.search("topic", user_id="u")
+        graphs = list(path.parent.rglob("*.usearch"))
+        assert graphs and any(vector in g.read_bytes() for g in graphs)  # the graph holds it
+        mem.delete(turn.id)
+        mem.search("topic", user_id="u")
+        mem.compact()
+        assert [h.text for h in mem.search("turn number 3 about topic 3", user_id="u")][:1] == [
+            "turn number 3 about topic 3"]
+        assert mem.flush(60)
+        mem.search("topic", user_id="u")
+    assert list(path.parent.rglob("*.usearch")), "the graph was built again"
+    for file in path.parent.rglob("*"):
+        if file.is_file():
+            assert vector not in file.read_bytes(), file.name
+
+
+def test_forgetting_the_whole_user_leaves_none_of_their_text(demo_store, tmp_path):
+    path = copy_sqlite(demo_store, tmp_path / "all")
+    with Memory(path, embedder=FakeEmbedder(), config=TURNS_ONLY) as mem:
+        assert mem.forget(user_id=USER) > 0
+        assert mem.list(user_id=USER, include_retired=True) == [] and mem.jobs(user_id=USER)["pending"] == 0
+    erased = " ".join(m["content"] for s in load_sample()["sessions"] for m in s["messages"])
+    check_sqlite_erasure(path, erased, [], tmp_path / "all")

@@ -720,26 +720,3 @@ def test_migrate_sqlite_to_postgresql_and_back_keeps_derived_memories_linked(tmp
             store.close()
 
 
-class _WithoutDerived(PostgresStore):
-    """A store of a backend that cannot move derived memories' links."""
-
-    export_derived = None
-
-
-def test_migrate_refuses_to_drop_derived_memories_links(pg_url, fake_embedder, tmp_path):
-    _derived_life(pg_url, fake_embedder)
-    source, legacy = PostgresStore(pg_url), _WithoutDerived(pg_url, schema="engram_legacy")
-    try:
-        with pytest.raises(UsageError, match="erasing a turn would not erase"):
-            copy_store(source, legacy)
-        assert legacy.users() == []  # nothing was copied
-        with Memory(tmp_path / "turns.db", embedder=fake_embedder) as mem:  # turns only: nothing to lose
-            mem.add("just a turn", user_id="zed")
-        plain = SQLiteStore(tmp_path / "turns.db")
-        try:
-            assert copy_store(plain, legacy).records == 1
-        finally:
-            plain.close()
-    finally:
-        source.close()
-        legacy.close()

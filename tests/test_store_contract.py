@@ -838,3 +838,25 @@ def test_a_cube_keeps_when_a_memory_stopped_being_true(store_factory, tmp_path):
         assert target.history(item.record.id) == source.history(item.record.id)
     assert (target.get(paris.id).valid_to, target.get(paris.id).expired_at) == (ts(5), ts(6, 1))
     assert [v.text for v in target.history(paris.id)] == [paris.text, paris.text]
+
+
+def test_jobs_carry_their_kind(store):
+    t1, t2 = enqueue(store, new("I adopted a cat", session="s1"), new("Her name is Zuzu", session="s1"))
+    job = claim(store)
+    assert job.kind == "distill"
+    store.complete_job(job, outcome(derived("The user has a cat named Zuzu", t1, t2)), at=ts(3, 1), actor="d")
+    assert store.delete(t2.id, at=ts(4), actor="alice")
+    again = claim(store, 5)
+    assert (again.kind, again.record_ids) == ("rederive", [t1.id])
+
+
+def test_a_queued_job_forgets_an_erased_turn_and_its_error(store):
+    t1, t2 = enqueue(store, new("I adopted a cat"), new("Her name is Zuzu"))
+    job = claim(store)
+    store.fail_job(job, "provider: the model answered 'Her name is Zuzu' in garbage", at=ts(2), retry_at=ts(3))
+    assert store.job_stats()["recent_errors"]
+    assert store.delete(t2.id, at=ts(2, 1), actor="alice")
+    again = claim(store, 4)
+    assert again.record_ids == [t1.id] and store.job_stats()["recent_errors"] == []
+    assert store.delete(t1.id, at=ts(4, 1), actor="alice")
+    assert store.job_stats()["pending"] + store.job_stats()["running"] == 0  # nothing left to distil

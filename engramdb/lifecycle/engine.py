@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..reconcile import Stored, slot_key
+from ..stores.base import REDERIVE
 from ..types import Record, Scope
 from .policy import Derived, Rederive, Retired, cascade, to_reinstate
 
@@ -42,7 +43,7 @@ class LifecycleTx(Protocol):
     def slot_current(self, user_id: str, slots: Sequence[str]) -> list[Record]: ...
     def reinstate(self, ids: Sequence[str], *, at: str, actor: str | None, reason: str) -> None: ...
     def session_turns(self, scope: Scope, limit: int) -> list[str]: ...
-    def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str) -> None: ...
+    def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str, kind: str = ...) -> None: ...
 
 
 def erase(tx: LifecycleTx, user_id: str, ids: Sequence[str], *, at: str, actor: str | None,
@@ -94,7 +95,7 @@ def _rederive(tx: LifecycleTx, wanted: Sequence[Rederive], gone: set[str], at: s
             turns = list(dict.fromkeys([*tx.session_turns(item.scope, SESSION_TURNS), *turns]))
             turns = [t for t in turns if t not in gone]
         if turns:
-            tx.enqueue(item.scope, turns, at=at)
+            tx.enqueue(item.scope, turns, at=at, kind=REDERIVE)
 
 
 def _reinstate(tx: LifecycleTx, user_id: str, retired: Sequence[Retired], gone: set[str], at: str,

@@ -16,10 +16,13 @@ from ..keys import content_hash
 from ..lifecycle.engine import retired_entry
 from ..lifecycle.policy import Derived, Link, Retired
 from ..types import Record, Scope
-from .base import Job, JobOutcome, NewRecord
+from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
 
 CHUNK = 500
 REDERIVED = "re-derived from its sources"
+JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
+              "created_at", "updated_at", "kind")
+JOB_DEFAULTS = {"kind": DISTILL}  # what an export made before a field existed lacks
 CAUSE_LINKS = {"supersede": "supersedes", "retract": "retracts"}  # a retirement's event -> its link's type
 
 
@@ -31,6 +34,7 @@ class Dialect:
     mark: str  # "?" or "%s"
     lock: str  # appended to a SELECT that must lock its rows ("" where one writer holds the file)
     share_lock: str  # the same, for rows that must only not be deleted meanwhile
+    claim_lock: str  # a job's row as a worker claims it: others skip it rather than wait
     json_mark: str  # a placeholder for a JSON value
 
     def sql(self, statement: str) -> str:
@@ -45,8 +49,8 @@ class Dialect:
         return json.loads(value) if isinstance(value, str) else value
 
 
-SQLITE = Dialect("sqlite", "?", "", "", "?")
-POSTGRES = Dialect("postgresql", "%s", " FOR UPDATE", " FOR KEY SHARE", "%s::jsonb")
+SQLITE = Dialect("sqlite", "?", "", "", "", "?")
+POSTGRES = Dialect("postgresql", "%s", " FOR UPDATE", " FOR KEY SHARE", " FOR UPDATE SKIP LOCKED", "%s::jsonb")
 
 
 def exported_links(data: dict[str, Any]) -> list[tuple[str, str, str, Any, int]]:
@@ -182,9 +186,26 @@ class SQLLifecycle:
             where, params = self._in("dst", chunk)
             self._run(f"DELETE FROM links WHERE {where}", params)
         self._remove_rows(self.conn, [row[0] for row in found])
+        self._unqueue(ids, {row[1] for row in found})
         if reason is not None:
             self._add_versions([(id, user_id, "delete", content_hash(text), at, actor, reason)
                                 for id, user_id, text in found])
+
+    def _unqueue(self, ids: Sequence[str], users: set[str]) -> None:
+        """Queued jobs name erased records no more; one left with none is dropped. Their
+        recorded errors go too (an extractor's error may quote what it read)."""
+        erased = set(ids)
+        for user_id in sorted(users):
+            for job_id, record_ids in self._rows("SELECT id, record_ids FROM jobs WHERE user_id = ?", (user_id,)):
+                named = list(self.d.load_json(record_ids))
+                if erased.isdisjoint(named):
+                    continue
+                left = [i for i in named if i not in erased]
+                if left:
+                    self._run("UPDATE jobs SET record_ids = {json}, error = NULL WHERE id = ?",
+                              (json.dumps(left), job_id))
+                else:
+                    self._run("DELETE FROM jobs WHERE id = ?", (job_id,))
 
     def outdate(self, ids: Sequence[str], *, at: str, actor: str | None, reason: str) -> None:
         self._retire(ids, "outdate", at=at, actor=actor, reason=reason, valid_to=at)
@@ -317,7 +338,7 @@ class SQLLifecycle:
                     self.link(memory_id, turn_id, suffices=(memory_id, turn_id) in outcome.sufficient)
             self.narrow_sources([memory_id])
         if again:
-            self.enqueue(job.scope, list(again), at=at)
+            self.enqueue(job.scope, list(again), at=at, kind=REDERIVE)
         self._run("DELETE FROM jobs WHERE id = ?", (job.id,))
         return [rec.id for rec in records]
 
@@ -328,15 +349,103 @@ class SQLLifecycle:
         rows = self._rows(f"SELECT id FROM records WHERE {where} ORDER BY created_at DESC, id LIMIT ?", [*params, limit])
         return [row[0] for row in reversed(rows)]
 
+    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
+        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
+        until `lease_until`. Two workers never claim the same job: PostgreSQL skips a row
+        another transaction holds; SQLite has one writer."""
+        rows = self._rows(
+            "SELECT id, user_id, agent_id, session_id, record_ids, attempts, kind FROM jobs "
+            f"WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1{self.d.claim_lock}", (now,))
+        if not rows:
+            return None
+        id, user_id, agent_id, session_id, record_ids, attempts, kind = rows[0]
+        self._run("UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
+                  "WHERE id = ?", (lease_until, now, id))
+        return Job(id, Scope(user_id, agent_id, session_id), list(self.d.load_json(record_ids)), attempts + 1, kind)
+
+    def fail_job(self, job_id: int, error: str, *, at: str, retry_at: str | None) -> None:
+        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
+        self._run("UPDATE jobs SET state = ?, error = ?, not_before = ?, updated_at = ? WHERE id = ?",
+                  ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job_id))
+
+    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
+        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
+        due: not waiting out a retry backoff)."""
+        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
+        also = "AND" if where else "WHERE"
+        rows = self._rows(f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params)
+        ready = None
+        if now is not None:
+            ready = self._rows(f"SELECT count(*) FROM jobs {where} {also} "
+                               "(state = 'running' OR (state = 'pending' AND not_before <= ?))", [*params, now])[0][0]
+        errors = self._rows(f"SELECT id, error FROM jobs {where} {also} error IS NOT NULL ORDER BY id DESC LIMIT 5",
+                            params)
+        counts = {state: n for state, n, _ in rows}
+        return {
+            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
+            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
+            "oldest": min((oldest for _, _, oldest in rows), default=None),
+            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
+        }
+
     def release_job(self, job_id: int, *, at: str) -> None:
         """A claimed job goes back to the queue at once, its attempt not counted."""
         self._run("UPDATE jobs SET state = 'pending', not_before = ?, updated_at = ?, "
                   "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ? AND state = 'running'",
                   (at, at, job_id))
 
-    def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str) -> None:
+    def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str, kind: str = DISTILL) -> None:
         self._run(
-            "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
-            "VALUES (?, ?, ?, {json}, ?, ?, ?)",
-            (scope.user_id, scope.agent_id, scope.session_id, json.dumps(list(turn_ids)), at, at, at),
+            "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at, kind) "
+            "VALUES (?, ?, ?, {json}, ?, ?, ?, ?)",
+            (scope.user_id, scope.agent_id, scope.session_id, json.dumps(list(turn_ids)), at, at, at, kind),
         )
+
+    def export_jobs(self, user_id: str) -> list[dict[str, Any]]:
+        rows = self._rows(f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = ? ORDER BY id", (user_id,))
+        jobs = [dict(zip(JOB_FIELDS, row)) for row in rows]
+        for job in jobs:
+            job["record_ids"] = list(self.d.load_json(job["record_ids"]))
+        return jobs
+
+    def import_jobs(self, user_id: str, jobs: Sequence[dict[str, Any]]) -> None:
+        """A user's queued jobs, only if the user has none here yet (a re-run copies them once)."""
+        if not jobs or self._rows("SELECT 1 FROM jobs WHERE user_id = ? LIMIT 1", (user_id,)):
+            return
+        marks = ", ".join("{json}" if f == "record_ids" else "?" for f in JOB_FIELDS)
+        for job in jobs:
+            values = {**JOB_DEFAULTS, **job, "user_id": user_id}
+            self._run(f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) VALUES ({marks})",
+                      [json.dumps(values[f]) if f == "record_ids" else values[f] for f in JOB_FIELDS])
+
+
+class SQLJobs:
+    """The job-queue methods of a store whose statements are `SQLLifecycle`'s; the store
+    provides `_write(work)`, `_read()` (a context manager giving a connection) and
+    `_lifecycle(conn)`."""
+
+    _write: Callable[..., Any]
+    _read: Callable[..., Any]
+    _lifecycle: Callable[[Any], SQLLifecycle]
+
+    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
+        """The oldest ready job, leased to the caller (SQLLifecycle.claim_job)."""
+        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until))
+
+    def release_job(self, job: Job, *, at: str) -> None:
+        """Give a claimed job back to the queue (the process is stopping)."""
+        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
+
+    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
+        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
+        self._write(lambda conn: self._lifecycle(conn).fail_job(job.id, error, at=at, retry_at=retry_at))
+
+    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
+        """Jobs by state, and with `now` how many are ready (SQLLifecycle.job_stats)."""
+        with self._read() as conn:
+            return self._lifecycle(conn).job_stats(user_id, now=now)
+
+    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
+        """The memories already derived from these turns, each with its latest history event."""
+        with self._read() as conn:
+            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]

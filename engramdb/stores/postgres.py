@@ -32,7 +32,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
-from .lifecycle_sql import POSTGRES, SQLLifecycle, exported_links
+from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
 from .filters import Condition, to_postgres
 from .keywords import KEYWORD_WINDOW, query_words
 from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, connect, migrate_schema
@@ -50,8 +50,6 @@ RECORD_COLUMNS = (
     "r.created_at, r.valid_to, r.recorded_at, r.updated_at, r.expired_at"
 )
 VERSION_COLUMNS = "memory_id, version, event, text, content_hash, at, actor, reason"
-JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
-              "created_at", "updated_at")
 BIG_SCOPE_TTL_S = 60.0
 HNSW_EF_SEARCH = 200  # per connection; a search of another depth sets its own in a transaction
 COMMON_TERM_TTL_S = 60.0  # how long a common word's count and a user's row count are reused
@@ -140,7 +138,7 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore:
+class PostgresStore(SQLJobs):
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, ann_threshold: int = 20_000) -> None:
         self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)
@@ -316,13 +314,7 @@ class PostgresStore:
         def work(conn: psycopg.Connection) -> list[Record]:
             out = self._insert_many(conn, records, vectors, actor)
             if enqueue and records:
-                first = records[0]
-                conn.execute(
-                    "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
-                    "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s)",
-                    (first.scope.user_id, first.scope.agent_id, first.scope.session_id,
-                     json.dumps([r.id for r in records]), first.recorded_at, first.recorded_at, first.recorded_at),
-                )
+                self._lifecycle(conn).enqueue(records[0].scope, [r.id for r in records], at=records[0].recorded_at)
             return out
 
         return self._write(work)
@@ -477,26 +469,6 @@ class PostgresStore:
     def _lifecycle(self, conn: psycopg.Connection) -> SQLLifecycle:
         return SQLLifecycle(conn, POSTGRES, read=_read_records, remove_rows=_remove_rows)
 
-    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
-        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
-        to the caller until `lease_until`. Workers never claim the same job: a job
-        another transaction holds is skipped."""
-        def work(conn: psycopg.Connection) -> Job | None:
-            row = conn.execute(
-                "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
-                "WHERE state IN ('pending', 'running') AND not_before <= %s ORDER BY id LIMIT 1 "
-                "FOR UPDATE SKIP LOCKED", (now,)
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE jobs SET state = 'running', not_before = %s, attempts = attempts + 1, updated_at = %s "
-                "WHERE id = %s", (lease_until, now, row[0]),
-            )
-            return Job(row[0], Scope(row[1], row[2], row[3]), list(row[4]), row[5] + 1)
-
-        return self._write(work)
-
     def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
         if not ids:
             return []
@@ -530,48 +502,6 @@ class PostgresStore:
             return _read_records(conn, ids)
 
         return self._write(work)
-
-    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
-        """The memories already derived from these turns, each with its latest history event."""
-        with self._read() as conn:
-            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]
-
-    def release_job(self, job: Job, *, at: str) -> None:
-        """Give a claimed job back to the queue (the process is stopping)."""
-        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
-
-    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
-        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._write(lambda conn: conn.execute(
-            "UPDATE jobs SET state = %s, error = %s, not_before = %s, updated_at = %s WHERE id = %s",
-            ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job.id),
-        ))
-
-    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
-        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
-        due: not waiting out a retry backoff)."""
-        where, params = ("WHERE user_id = %s", [user_id]) if user_id is not None else ("", [])
-        also = "AND" if where else "WHERE"
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params
-            ).fetchall()
-            ready = None
-            if now is not None:
-                ready = conn.execute(
-                    f"SELECT count(*) FROM jobs {where} {also} "
-                    "(state = 'running' OR (state = 'pending' AND not_before <= %s))", [*params, now],
-                ).fetchone()[0]
-            errors = conn.execute(
-                f"SELECT id, error FROM jobs {where} {also} error IS NOT NULL ORDER BY id DESC LIMIT 5", params,
-            ).fetchall()
-        counts = {state: n for state, n, _ in rows}
-        return {
-            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
-            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
-            "oldest": min((oldest for _, _, oldest in rows), default=None),
-            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
-        }
 
     # -- reads ------------------------------------------------------------------------
 
@@ -790,9 +720,7 @@ class PostgresStore:
                 "SELECT l.src, l.type, l.dst, l.sources, l.suffices FROM links l JOIN records r ON r.id = l.dst "
                 "WHERE r.user_id = %s ORDER BY l.src, l.type, l.dst", (user_id,)
             )]
-            jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
-                f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = %s ORDER BY id", (user_id,)
-            )]
+            jobs = self._lifecycle(conn).export_jobs(user_id)
         return {"slots": slots, "links": links, "jobs": jobs}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
@@ -811,15 +739,7 @@ class PostgresStore:
                     [(src, type, dst, json.dumps(sources), int(suffices), dst, user_id)
                      for src, type, dst, sources, suffices in exported_links(data)],
                 )
-                jobs = data.get("jobs", [])
-                queued = conn.execute("SELECT 1 FROM jobs WHERE user_id = %s LIMIT 1", (user_id,)).fetchone()
-                if jobs and queued is None:
-                    cur.executemany(
-                        f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) "
-                        "VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s, %s)",
-                        [(user_id, *(json.dumps(job[f]) if f == "record_ids" else job[f] for f in JOB_FIELDS[1:]))
-                         for job in jobs],
-                    )
+            self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
 
         self._write(work)
 

@@ -137,4 +137,10 @@ MIGRATIONS: list[tuple[str, str]] = [
             ON CONFLICT DO NOTHING
         """,
     ),
+    (
+        "0006_job_kinds",
+        """
+        ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'distill'
+        """,
+    ),
 ]

@@ -28,7 +28,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
-from .lifecycle_sql import SQLITE, SQLLifecycle, exported_links
+from .lifecycle_sql import SQLITE, SQLJobs, SQLLifecycle, exported_links
 from .filters import Condition, to_sql
 from .keywords import KEYWORD_WINDOW, query_words
 from .migrations import applied, migrate, pending, sqlite_target
@@ -41,8 +41,6 @@ RECORD_COLUMNS = (
     "rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
     "created_at, valid_to, recorded_at, updated_at, expired_at"
 )
-JOB_FIELDS = ("user_id", "agent_id", "session_id", "record_ids", "state", "attempts", "error", "not_before",
-              "created_at", "updated_at")
 
 
 def user_key(user_id: str) -> str:
@@ -65,7 +63,7 @@ def fts_query(text: str) -> str | None:
 OVERFETCH = (1.25, 4)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLJobs):
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,
                  read_only: bool = False) -> None:
         """Open (or create) the store at `path`. `read_only` opens an existing store with
@@ -308,13 +306,7 @@ class SQLiteStore:
         def work(conn: sqlite3.Connection) -> list[int]:
             rowids = self._insert_many(conn, records, vectors, actor)
             if enqueue and records:
-                first = records[0]
-                conn.execute(
-                    "INSERT INTO jobs (user_id, agent_id, session_id, record_ids, not_before, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (first.scope.user_id, first.scope.agent_id, first.scope.session_id,
-                     json.dumps([r.id for r in records]), first.recorded_at, first.recorded_at, first.recorded_at),
-                )
+                self._lifecycle(conn).enqueue(records[0].scope, [r.id for r in records], at=records[0].recorded_at)
             return rowids
 
         return self._by_rowid_order(self._write(work))
@@ -503,8 +495,12 @@ class SQLiteStore:
         self._write(work)
 
     def compact(self) -> None:
-        """Merge FTS segments, checkpoint the WAL and VACUUM, so erased text leaves the file."""
+        """Merge FTS segments, checkpoint the WAL and VACUUM, so erased text leaves the file;
+        drop the saved HNSW graphs that still hold erased vectors (rebuilt on next search)."""
         self._write(lambda c: c.execute("INSERT INTO fts (fts) VALUES ('optimize')"))
+        embedder = self.embedder_name()
+        if embedder is not None:
+            self._cache(embedder[1]).drop_erased()
         conn = self._conn()
         try:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -514,24 +510,6 @@ class SQLiteStore:
             raise StorageError(f"compacting {self.path} failed: {exc}") from exc
 
     # -- derived memories and their jobs ----------------------------------------------
-
-    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
-        """The oldest job that is ready (or whose worker's lease ran out: it died), leased
-        to the caller until `lease_until`."""
-        def work(conn: sqlite3.Connection) -> Job | None:
-            row = conn.execute(
-                "SELECT id, user_id, agent_id, session_id, record_ids, attempts FROM jobs "
-                "WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1", (now,)
-            ).fetchone()
-            if row is None:
-                return None
-            conn.execute(
-                "UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
-                "WHERE id = ?", (lease_until, now, row[0]),
-            )
-            return Job(row[0], Scope(row[1], row[2], row[3]), json.loads(row[4]), row[5] + 1)
-
-        return self._write(work)
 
     def records_by_ids(self, ids: Sequence[str], user_id: str) -> list[Record]:
         if not ids:
@@ -569,47 +547,6 @@ class SQLiteStore:
 
         ids = self._write(lambda conn: self._lifecycle(conn).complete_job(job, outcome, insert, at=at, actor=actor))
         return self.records_by_ids(ids, job.scope.user_id)
-
-    def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
-        """The memories already derived from these turns, each with its latest history event."""
-        with self._read() as conn:
-            return [(r, event) for r, event in self._lifecycle(conn).derived_of(turn_ids) if r.user_id == user_id]
-
-    def release_job(self, job: Job, *, at: str) -> None:
-        """Give a claimed job back to the queue (the process is stopping)."""
-        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
-
-    def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
-        """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._write(lambda conn: conn.execute(
-            "UPDATE jobs SET state = ?, error = ?, not_before = ?, updated_at = ? WHERE id = ?",
-            ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job.id),
-        ))
-
-    def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
-        """Jobs by state; with `now`, also how many are `ready` (running, or pending and
-        due: not waiting out a retry backoff)."""
-        where, params = ("WHERE user_id = ?", [user_id]) if user_id is not None else ("", [])
-        rows = self._conn().execute(
-            f"SELECT state, count(*), min(created_at) FROM jobs {where} GROUP BY state", params
-        ).fetchall()
-        counts = {state: n for state, n, _ in rows}
-        ready = None
-        if now is not None:
-            ready = self._conn().execute(
-                f"SELECT count(*) FROM jobs {where} {'AND' if where else 'WHERE'} "
-                "(state = 'running' OR (state = 'pending' AND not_before <= ?))", [*params, now],
-            ).fetchone()[0]
-        errors = self._conn().execute(
-            f"SELECT id, error FROM jobs {where} {'AND' if where else 'WHERE'} error IS NOT NULL "
-            "ORDER BY id DESC LIMIT 5", params,
-        ).fetchall()
-        return {
-            "pending": counts.get("pending", 0), "running": counts.get("running", 0),
-            "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
-            "oldest": min((oldest for _, _, oldest in rows), default=None),
-            "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
-        }
 
     # -- reads ------------------------------------------------------------------------
 
@@ -889,10 +826,7 @@ class SQLiteStore:
             links = [[src, type, dst, json.loads(sources), suffices] for src, type, dst, sources, suffices in conn.execute(
                 "SELECT l.src, l.type, l.dst, l.sources, l.suffices FROM links l JOIN records r ON r.id = l.dst "
                 "WHERE r.user_id = ? ORDER BY l.src, l.type, l.dst", (user_id,))]
-            jobs = [dict(zip(JOB_FIELDS, row)) for row in conn.execute(
-                f"SELECT {', '.join(JOB_FIELDS)} FROM jobs WHERE user_id = ? ORDER BY id", (user_id,))]
-        for job in jobs:
-            job["record_ids"] = json.loads(job["record_ids"])
+            jobs = self._lifecycle(conn).export_jobs(user_id)
         return {"slots": slots, "links": links, "jobs": jobs}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
@@ -904,12 +838,7 @@ class SQLiteStore:
                 "WHERE EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?)",
                 [(src, type, dst, json.dumps(sources), int(suffices), dst, user_id)
                  for src, type, dst, sources, suffices in exported_links(data)])
-            jobs = data.get("jobs", [])
-            if jobs and conn.execute("SELECT 1 FROM jobs WHERE user_id = ? LIMIT 1", (user_id,)).fetchone() is None:
-                conn.executemany(
-                    f"INSERT INTO jobs ({', '.join(JOB_FIELDS)}) VALUES ({', '.join('?' * len(JOB_FIELDS))})",
-                    [(user_id, *(json.dumps(job[f]) if f == "record_ids" else job[f] for f in JOB_FIELDS[1:]))
-                     for job in jobs])
+            self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
 
         self._write(work)
 

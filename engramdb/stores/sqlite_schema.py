@@ -134,4 +134,10 @@ MIGRATIONS: list[tuple[str, str]] = [
             SELECT id, 'retracts', memory_id FROM split WHERE id != '';
         """,
     ),
+    (
+        "0006_job_kinds",
+        """
+        ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'distill';
+        """,
+    ),
 ]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError, UsageError
 from ..types import Scope
-from .base import ExportedRecord
+from .base import ExportedRecord, Store
 
 BATCH = 500
 T = TypeVar("T")
@@ -34,7 +34,7 @@ class Moved:
                 "embedder": self.embedder}
 
 
-def copy_store(source: Any, target: Any) -> Moved:
+def copy_store(source: Store, target: Store) -> Moved:
     """Copy everything in `source` into the empty store `target`. Each batch is one
     transaction; re-running after a failure skips what was already copied."""
     embedder = source.embedder_name()
@@ -44,36 +44,17 @@ def copy_store(source: Any, target: Any) -> Moved:
     users = source.users()
     if set(target.users()) - set(users):
         raise UsageError("the target store holds other users' memories; migrate into an empty store")
-    derived = _carries_derived(source) and _carries_derived(target)
-    if not derived and _has_derived(source):
-        lacking = source if not _carries_derived(source) else target
-        raise UsageError(
-            f"{lacking.url} cannot move derived memories' links to their turns (export_derived/import_derived); "
-            "without them erasing a turn would not erase what was distilled from it, so nothing was copied"
-        )
     if embedder is not None:
         target.set_embedder_name(*embedder)
     records = 0
     for user in users:
         for batch in _batches(source.export(Scope(user))):
             records += target.import_records(batch, _vectors(batch))
-        if derived:
-            target.import_derived(user, source.export_derived(user))
+        target.import_derived(user, source.export_derived(user))
     tombstones = 0
     for chunk in _batches(source.tombstones()):
         tombstones += target.import_tombstones(chunk)
     return Moved(len(users), records, tombstones, embedder[0] if embedder else None)
-
-
-def _carries_derived(store: Any) -> bool:
-    return callable(getattr(store, "export_derived", None)) and callable(getattr(store, "import_derived", None))
-
-
-def _has_derived(store: Any) -> bool:
-    """Whether the store holds anything of distillation: derived memories or jobs."""
-    jobs = store.job_stats()
-    return any(kind != "turn" for kind in store.stats()["by_kind"]) or any(
-        jobs[state] for state in ("pending", "running", "failed"))
 
 
 def _vectors(items: list[ExportedRecord]) -> np.ndarray:

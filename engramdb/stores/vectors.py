@@ -193,6 +193,7 @@ class ScopeVectors:
         self.state: ScopeState | None = None
         self.watermark = 0
         self.unsaved = 0
+        self.removed = 0  # vectors removed from the graph since it was built: usearch keeps their bytes
         self.impl: _Exact | _Graph = _Exact(dim)
         self._builder: threading.Thread | None = None
         self._epoch = 0  # bumped by reset(): a build started before it is thrown away
@@ -207,6 +208,8 @@ class ScopeVectors:
         delta = load(self.watermark, self.state.removal_seq if self.state else 0)
         if len(delta.removed):
             self.impl.remove(delta.removed)
+            if isinstance(self.impl, _Graph):
+                self.removed += len(delta.removed)
         if len(delta.keys):
             self.impl.add(delta.keys, delta.matrix)
             self.watermark = int(delta.keys.max())
@@ -237,7 +240,9 @@ class ScopeVectors:
             # Catch up with what changed while building: ids are never reused, so the
             # difference of the two key sets is exactly what was added and removed.
             built, current = graph.all_keys(), exact.all_keys()
-            graph.remove(np.setdiff1d(built, current, assume_unique=True))
+            gone = np.setdiff1d(built, current, assume_unique=True)
+            graph.remove(gone)
+            self.removed = len(gone)
             missing = np.setdiff1d(current, built, assume_unique=True)
             if len(missing):
                 graph.add(*exact.subset(missing))
@@ -259,6 +264,7 @@ class ScopeVectors:
         self.state = None
         self.watermark = 0
         self.unsaved = 0
+        self.removed = 0
         self._epoch += 1
         self._builder = None
         if self.cache_path is not None:
@@ -284,6 +290,7 @@ class ScopeVectors:
             self.reset()
             return
         self.impl = graph
+        self.removed = int(meta.get("removed", 1))  # a cache saved before this was counted: assume some
         self.watermark = int(meta["watermark"])
         self.state = ScopeState(meta["generation"], int(meta["removal_seq"]))
 
@@ -299,6 +306,7 @@ class ScopeVectors:
             "removal_seq": self.state.removal_seq,
             "watermark": self.watermark,
             "count": len(self.impl.index),
+            "removed": self.removed,
             "dim": self.dim,
             "bytes": tmp.stat().st_size,
             "crc32": _checksum(tmp),
@@ -371,6 +379,32 @@ class VectorCache:
                 found.reset()
         elif self.cache_dir is not None:
             ScopeVectors(self.dim, self.ann_threshold, self.cache_dir / f"{user_key}.usearch").reset()
+
+    def drop_erased(self) -> int:
+        """Discard every graph, in memory and saved, that still holds the bytes of removed
+        vectors (usearch marks a removal, it does not overwrite): they are rebuilt from the
+        store's live vectors on the next search, exact search serving meanwhile. Returns
+        how many were dropped."""
+        with self._lock:
+            loaded = dict(self._scopes)
+        dropped = 0
+        for user_key, item in loaded.items():
+            with item.lock:
+                if item.removed:
+                    item.reset()
+                    dropped += 1
+        if self.cache_dir is not None and self.cache_dir.exists():
+            for meta_path in self.cache_dir.glob("*.json"):
+                if meta_path.stem in loaded:
+                    continue
+                try:
+                    removed = int(json.loads(meta_path.read_text()).get("removed", 1))
+                except (OSError, ValueError, AttributeError):
+                    removed = 1
+                if removed:
+                    ScopeVectors(self.dim, self.ann_threshold, meta_path.with_suffix(".usearch")).reset()
+                    dropped += 1
+        return dropped
 
     def wait_for_builds(self, timeout: float | None = None) -> bool:
         with self._lock:
