@@ -95,3 +95,16 @@ def test_the_fake_extractor_fails_then_echoes():
         fake.extract(turns)
     [c] = fake.extract(turns).candidates
     assert (c.text, c.sources) == ("Alice said: I live in Paris", ("t1",))
+
+
+@pytest.mark.parametrize("said, written", [
+    ("I start my new job next week", "The user starts the user's new job next week"),
+    ("I teach yoga and I coach tennis", "The user teaches yoga and the user coaches tennis"),
+    ("I watch films on Fridays", "The user watches films on Fridays"),
+    ("I started a new job", "The user started a new job"),  # past tense stays
+    ("I can swim", "The user can swim"),  # a modal keeps its verb
+])
+def test_a_verb_agrees_with_the_subject_that_replaces_i(said, written):
+    from engramdb.extract.person import third_person
+
+    assert third_person(said, "user") == written

@@ -12,7 +12,10 @@ _IRREGULAR = {"am": "is", "'m": "is", "have": "has", "'ve": "has", "do": "does",
               "haven't": "hasn't", "was": "was", "'d": "would", "'ll": "will"}
 _PRESENT = set("""love like want think feel need know hope enjoy go do have try work live plan miss wish believe guess
 mean see get make take play read write paint run teach study use spend find keep remember forget prefer hate agree
-appreciate understand say volunteer cook bake dance sing walk visit own adore dislike practice struggle care""".split())
+appreciate understand say volunteer cook bake dance sing walk visit own adore dislike practice struggle care
+start begin move leave join drive ride watch listen eat drink sleep travel look fly swim climb hike train teach
+learn speak meet call text help build fix grow raise collect draw paint sew knit garden shop wear carry bring
+stay wake finish need plan attend host lead manage run coach mentor support celebrate worry wonder""".split())
 
 
 def _inflect(verb: str) -> str:
