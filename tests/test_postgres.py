@@ -720,3 +720,22 @@ def test_migrate_sqlite_to_postgresql_and_back_keeps_derived_memories_linked(tmp
             store.close()
 
 
+
+
+def test_a_read_only_memory_on_postgresql_creates_nothing_and_writes_nothing(pg_url, fake_embedder):
+    import engramdb.errors as errors
+
+    with pytest.raises(ConfigError, match="no Engram store"):
+        Memory(pg_url, embedder=fake_embedder, read_only=True)
+    with psycopg.connect(pg_url) as conn:  # nothing was made by trying
+        assert conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = 'engram'").fetchone()[0] == 0
+    with Memory(pg_url, embedder=fake_embedder) as mem:
+        mem.add("I live in Lima", user_id="ann")
+    with Memory(pg_url, embedder=fake_embedder, read_only=True) as reader:
+        assert [h.text for h in reader.search("Lima", user_id="ann")] == ["I live in Lima"]
+        with pytest.raises(errors.PermissionDeniedError):
+            reader.add("more", user_id="ann")
+        with pytest.raises(errors.StorageError, match="read-only"):  # and PostgreSQL refuses it too
+            reader.store.forget(Scope("ann"))
+    with Memory(pg_url, embedder=fake_embedder) as mem:
+        assert mem.stats(user_id="ann")["records"] == 1

@@ -44,14 +44,14 @@ def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | N
                read_only: bool = False) -> Store:
     """Open the store behind a URL. With a tenant, the store holds only that tenant's data:
     a file of its own for SQLite, a schema of its own for PostgreSQL, so no query can
-    reach another tenant's rows whatever its filters. `read_only` opens an existing
-    SQLite store without creating, migrating or writing anything (a missing one is a
-    ConfigError); on PostgreSQL it is enforced by Memory alone."""
+    reach another tenant's rows whatever its filters. `read_only` opens an existing,
+    current store without creating, migrating or writing anything (a missing one is a
+    ConfigError); on PostgreSQL its connections are read-only transactions too."""
     text = os.fspath(url) if url is not None else None
     if text is not None and "://" in text and not text.startswith("sqlite:"):
         scheme = text.split("://", 1)[0]
         if scheme in ("postgresql", "postgres"):
-            return open_postgres(text, config, tenant=tenant)
+            return open_postgres(text, config, tenant=tenant, read_only=read_only)
         raise ConfigError(f"unknown store URL scheme {scheme!r}; use sqlite:///path.db or postgresql://...")
     from .sqlite import SQLiteStore
 
@@ -62,7 +62,7 @@ def open_store(url: str | os.PathLike | None, config: Config, *, tenant: str | N
                        read_only=read_only)
 
 
-def open_postgres(url: str, config: Config, *, tenant: str | None = None) -> Store:
+def open_postgres(url: str, config: Config, *, tenant: str | None = None, read_only: bool = False) -> Store:
     """A PostgreSQL store; a tenant's lives in the schema `engram_<slug>` of its own."""
     try:
         from .postgres import PostgresStore
@@ -76,4 +76,5 @@ def open_postgres(url: str, config: Config, *, tenant: str | None = None) -> Sto
             "pip install 'engramdb[postgres]'"
         ) from exc
     schema = None if tenant is None else "engram_" + tenant_slug(tenant)
-    return PostgresStore(url, schema=schema, ann_threshold=config.ann_threshold, pool_timeout=config.pool_timeout_s)
+    return PostgresStore(url, schema=schema, ann_threshold=config.ann_threshold, pool_timeout=config.pool_timeout_s,
+                         read_only=read_only)

@@ -38,6 +38,7 @@ from .keywords import KEYWORD_WINDOW, query_words
 from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, connect, migrate_schema
 from .postgres_connection import driver_message as _message
 from .postgres_connection import redact as _redact
+from .migrations import pending
 from .postgres_schema import MIGRATIONS
 
 T = TypeVar("T")
@@ -140,11 +141,12 @@ class _Expiring:
 
 class PostgresStore(SQLJobs):
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
-                 connect_timeout: int = 10, ann_threshold: int = 20_000) -> None:
+                 connect_timeout: int = 10, ann_threshold: int = 20_000, read_only: bool = False) -> None:
         self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)
         self.conninfo = url
         self.url = _redact(url)
         self.ann_threshold = ann_threshold
+        self.read_only = read_only  # an existing, current store, opened without creating or changing anything
         self._connect_timeout = connect_timeout
         self._closed = False
         self._state_lock = threading.Lock()
@@ -173,11 +175,14 @@ class PostgresStore(SQLJobs):
         conn = connect(self.conninfo, connect_timeout=self._connect_timeout)
         try:
             with conn:
-                vector_schema = self._ensure_vector(conn)
+                vector_schema = self._find_vector(conn) if self.read_only else self._ensure_vector(conn)
                 conn.execute(sql.SQL("SET search_path TO {}, {}").format(
                     sql.Identifier(self.schema), sql.Identifier(vector_schema)
                 ))
-                self._migrate(conn)
+                if self.read_only:
+                    self._check_current(conn)
+                else:
+                    self._migrate(conn)
                 info = TypeInfo.fetch(conn, "vector")
                 if info is None:
                     raise StorageError(f"pgvector's vector type is not visible in {self.url}")
@@ -209,11 +214,31 @@ class PostgresStore(SQLJobs):
             row = conn.execute(find).fetchone()
         return row[0]
 
+    def _find_vector(self, conn: psycopg.Connection) -> str:
+        row = conn.execute("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                           "WHERE e.extname = 'vector'").fetchone()
+        if row is None:
+            raise ConfigError(f"no Engram store at {self.url} (pgvector is not even installed)")
+        return row[0]
+
+    def _check_current(self, conn: psycopg.Connection) -> None:
+        """Read-only opening: the schema must hold a store of exactly this Engram's schema."""
+        found = conn.execute("SELECT to_regclass(%s)", (f"{self.schema}.schema_migrations",)).fetchone()[0]
+        if found is None:
+            raise ConfigError(f"no Engram store in schema {self.schema!r} of {self.url}")
+        done = {row[0] for row in conn.execute("SELECT name FROM schema_migrations")}
+        missing = pending(done, MIGRATIONS, owner=self.url)
+        if missing:
+            raise ConfigError(f"{self.url} (schema {self.schema!r}) needs migrations {[m for m, _ in missing]}; "
+                              "open it once for writing to apply them")
+
     def _migrate(self, conn: psycopg.Connection) -> None:
         migrate_schema(conn, self.schema, MIGRATIONS, owner=self.url)
 
     def _configure(self, conn: psycopg.Connection) -> None:
         conn.execute(self._search_path)
+        if self.read_only:  # PostgreSQL itself refuses every write on these connections
+            conn.execute("SET default_transaction_read_only = on")
         # Iterative scans, so that a filter does not starve an HNSW search's result;
         # ef_search for the default depth (2 x Config.candidates).
         conn.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', false), "
