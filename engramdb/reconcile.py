@@ -177,8 +177,8 @@ def _record(id: str, c: Candidate, scope: Scope, when: str, recorded_at: str,
     sources = list(dict.fromkeys(s for turn in c.sources for s in turn_sources.get(turn, [turn])))
     metadata: dict[str, Any] = {
         "subject": c.subject, "attribute": c.attribute, "value": c.value, "qualifier": c.qualifier,
-        "polarity": c.polarity, "when": c.when, "when_end": c.when_end, "said_at": c.said_at, "keywords": list(c.keywords),
-        "entities": list(c.entities), "confidence": c.confidence, "extractor": extractor,
+        "polarity": c.polarity, "when": c.when, "when_end": c.when_end, "said_at": c.said_at,
+        "keywords": list(c.keywords), "entities": list(c.entities), "confidence": c.confidence, "extractor": extractor,
     }
     if reason:
         metadata["reason"] = reason
