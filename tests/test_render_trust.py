@@ -312,7 +312,8 @@ def test_a_distilled_summary_shows_no_injected_line(db_path):
         assert mem.flush(120)
         summaries = mem.list(user_id="ann", filters={"kind": "summary"})
         assert len(summaries) == 1 and "hunter2" not in summaries[0].text
+        assert set(summaries[0].sources) == {"t1", "t5"}  # the flagged turns were never read
         block = mem.context("Porto", user_id="ann", filters={"kind": "summary"})
         assert [label for label, _ in lines_of(block)] == ["summary"]
         assert "hunter2" not in block and "Mallory" not in block
-        assert block.split("\n")[1] == "## session s1 (Monday 4 March 2024, 10:04)"  # said at its last sentence
+        assert block.split("\n")[1] == "## session s1 (Monday 4 March 2024, 10:05)"  # said at its last sentence (t5)
