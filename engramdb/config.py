@@ -68,6 +68,9 @@ class Config:
     pool_timeout_s: float = 5.0
     # Server (`engram serve`): bigger request bodies are refused with 413.
     max_request_bytes: int = 16_000_000
+    # Server: /readyz answers 503 once the oldest distillation job waiting in an open
+    # tenant has waited longer than this many seconds; None: never, it only reports.
+    max_backlog_age_s: float | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -82,6 +85,9 @@ class Config:
                 raise ConfigError(f"config {f.name} must be true or false, got {value!r}")
             if f.type.startswith("str") and not (isinstance(value, str) or (value is None and "None" in f.type)):
                 raise ConfigError(f"config {f.name} must be a string, got {value!r}")
+        age = self.max_backlog_age_s
+        if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0):
+            raise ConfigError(f"config max_backlog_age_s must be a positive number or None, got {age!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
         if not (self.extractor in (None, "offline", "fake", "none")
@@ -143,6 +149,8 @@ def _coerce(type_name: str, name: str, value: Any) -> Any:
             return int(value)
         if type_name == "float":
             return float(value)
+        if type_name == "float | None":
+            return float(value) if value.strip() else None
     except ValueError:
         raise ConfigError(f"config {name} must be a number, got {value!r}") from None
     return value or None if "None" in type_name else value

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from . import cube
-from .clock import Clock, SystemClock, format_ts, normalize_ts
+from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
 from .distill import Distiller
 from . import guard
 from .lifecycle.runner import shared_extractors
@@ -448,10 +448,24 @@ class Memory:
         self._store.compact()
 
     def jobs(self, *, user_id: str | None = None) -> dict[str, Any]:
-        """The distillation queue: pending, running and failed jobs (with recent errors)."""
+        """The distillation queue: pending, running and failed jobs (with recent errors);
+        `ready`, how many are running or due (not waiting out a retry backoff); and
+        `backlog_age_s`, how long the oldest job not yet done (pending or running) has
+        waited since it was queued, by this Memory's clock (None when none waits). With no
+        `user_id`, also `distilled`: the jobs this Memory has distilled since it opened."""
         if user_id is not None:
             Scope(user_id)
-        return self._store.job_stats(user_id)
+        now = self._clock.now()
+        data = self._store.job_stats(user_id, now=format_ts(now))
+        # The store's `oldest` is over every state, failed jobs too (kept until forgotten):
+        # it dates the backlog only when none has failed; otherwise the store must say.
+        queued = data.get("oldest_waiting", data["oldest"] if not data["failed"] else None)
+        waiting = data["pending"] + data["running"]
+        data["backlog_age_s"] = (round(max(0.0, (now - parse_ts(queued)).total_seconds()), 3)
+                                 if waiting and queued is not None else None)
+        if user_id is None:
+            data["distilled"] = self._distiller.processed if self._distiller is not None else 0
+        return data
 
     def _check_writable(self, operation: str) -> None:
         if self.read_only:

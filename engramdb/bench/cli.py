@@ -211,6 +211,14 @@ def load(backend: str, store: str | None, preload: int, clients: int, seconds: f
     click.echo(f"lost writes: {result['lost_writes']} of {result['acknowledged_records']:,} acknowledged records "
                f"({result['acknowledged_adds']:,} adds)"
                + (f"; read-back errors {result['verify_read_errors']}" if result["verify_read_errors"] else ""))
+    jobs = result.get("distillation") or {}
+    if "at_end" in jobs:
+        end, age = jobs["at_end"], jobs["at_end"]["backlog_age_s"]
+        click.echo(f"distillation: {jobs['jobs_queued']:,} jobs queued and {jobs['jobs_done']:,} done during the run; "
+                   f"at the end {end['pending']:,} pending, {end['running']} running"
+                   + (f", the oldest waiting {age:.1f} s" if age is not None else ""))
+    elif jobs:
+        click.echo(f"distillation: {jobs['error']}")
 
 
 @bench.command()

@@ -7,7 +7,9 @@ tenant's store is pre-loaded with synthetic turns through `Memory.add` with sear
 `PoolEmbedder` (real MiniLM vectors, reused with noise), cached under `.bench/load/`.
 Then C clients, each a thread with its own HTTP connection (http.client), send adds and searches for
 D seconds. Afterwards every acknowledged add is read back by id: a write the server
-acknowledged and cannot return is a lost write.
+acknowledged and cannot return is a lost write. The distillation queue is read from the
+server (`GET /v1/jobs`) before, every few seconds during and at the end of the run: the
+jobs distilled meanwhile, and the backlog left and its age.
 
 The pieces (`EmbeddedPostgres`, `ServerProcess`, `drive`, `verify`) are also what the
 fault tests in tests/test_server_faults.py use.
@@ -41,6 +43,7 @@ from .stats import latency_summary
 
 TENANT = "bench"
 MESSAGES_PER_ADD = 2  # a user turn and the assistant's reply
+JOB_SAMPLE_S = 5.0  # how often the queue is read during the run
 
 
 # -- an embedded PostgreSQL ------------------------------------------------------------
@@ -370,6 +373,67 @@ def verify(url: str, secret: str, ids: list[str], *, threads: int = 8, timeout: 
     return {"checked": len(ids), "found": total["found"], "missing": total["missing"], "read_errors": errors}
 
 
+def read_jobs(url: str, secret: str, timeout: float = 30.0) -> dict[str, Any] | None:
+    """The tenant's distillation queue (`GET /v1/jobs`), or None when it did not answer."""
+    conn = Connection(url, secret, timeout)
+    try:
+        status, data = conn.request("GET", "/v1/jobs")
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        conn.close()
+    return json.loads(data) if status == 200 else None
+
+
+class JobSampler:
+    """Reads the queue every `every` seconds on a thread of its own (one request each
+    time: nothing beside the clients' load) until stopped."""
+
+    def __init__(self, url: str, secret: str, every: float = JOB_SAMPLE_S) -> None:
+        self.url, self.secret, self.every = url, secret, every
+        self.samples: list[dict[str, Any]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-sampler", daemon=True)
+        self._began = 0.0
+
+    def __enter__(self) -> "JobSampler":
+        self._began = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            jobs = read_jobs(self.url, self.secret, timeout=self.every)
+            if jobs is not None:
+                self.samples.append({"t_s": round(time.monotonic() - self._began, 1), **_backlog(jobs)})
+
+
+def _backlog(jobs: dict[str, Any]) -> dict[str, Any]:
+    return {key: jobs.get(key) for key in ("pending", "running", "failed", "ready", "backlog_age_s")}
+
+
+def distillation_report(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                        samples: list[dict[str, Any]], *, adds: int, seconds: float) -> dict[str, Any]:
+    """What distillation did during a run of `seconds` in which `adds` adds were
+    acknowledged (each queues one job): jobs done, the backlog left and its age."""
+    if before is None or after is None:
+        return {"error": "the server did not answer GET /v1/jobs"}
+    done = after.get("distilled", 0) - before.get("distilled", 0)
+    return {
+        "jobs_queued": adds,
+        "jobs_done": done,
+        "jobs_done_per_s": round(done / seconds, 2) if seconds else None,
+        "jobs_queued_per_s": round(adds / seconds, 2) if seconds else None,
+        "at_start": _backlog(before),
+        "at_end": _backlog(after),
+        "samples": samples,
+    }
+
+
 # -- the benchmark ---------------------------------------------------------------------
 
 
@@ -466,10 +530,17 @@ def run(*, backend: str = "sqlite", store: str | None = None, preload: int = 0, 
         server = ServerProcess(url, keys_file, work / "server.log", env=env).start()
         load_before = os.getloadavg()
         _log(f"{server.url}: {clients} clients for {seconds:g} s ({search_share:.0%} searches)")
-        ops = drive(server.url, secret, clients=clients, seconds=seconds + warmup, search_share=search_share,
-                    rate=rate, timeout=timeout)
+        jobs_before = read_jobs(server.url, secret, timeout)
+        started = time.monotonic()
+        with JobSampler(server.url, secret) as sampler:
+            ops = drive(server.url, secret, clients=clients, seconds=seconds + warmup, search_share=search_share,
+                        rate=rate, timeout=timeout)
+        jobs_after = read_jobs(server.url, secret, timeout)
+        elapsed = time.monotonic() - started
         load_after = os.getloadavg()
         acknowledged = [i for op in ops if op.kind == "add" and op.ok for i in op.ids]
+        distillation = distillation_report(jobs_before, jobs_after, sampler.samples, seconds=round(elapsed, 2),
+                                           adds=sum(1 for op in ops if op.kind == "add" and op.ok))
         _log(f"reading back {len(acknowledged):,} acknowledged records")
         checked = verify(server.url, secret, acknowledged, timeout=timeout)
         server_rss = server.peak_rss_mb()
@@ -488,7 +559,7 @@ def run(*, backend: str = "sqlite", store: str | None = None, preload: int = 0, 
     return _report(ops, checked, backend=backend if store is None else _backend_of(store), preload=preload,
                    info=info, clients=clients, seconds=seconds, warmup=warmup, search_share=search_share,
                    rate=rate, extractor=extractor, embedder=embedder, timeout=timeout, server_rss=server_rss,
-                   load=(load_before, load_after), log_kept=log_kept)
+                   load=(load_before, load_after), log_kept=log_kept, distillation=distillation)
 
 
 def _backend_of(store: str) -> str:
@@ -497,7 +568,8 @@ def _backend_of(store: str) -> str:
 
 def _report(ops: list[Op], checked: dict, *, backend: str, preload: int, info: dict, clients: int, seconds: float,
             warmup: float, search_share: float, rate: float, extractor: str | None, embedder: str, timeout: float,
-            server_rss: float | None, load: tuple, log_kept: Path | None) -> dict[str, Any]:
+            server_rss: float | None, load: tuple, log_kept: Path | None,
+            distillation: dict[str, Any] | None = None) -> dict[str, Any]:
     timed = [op for op in ops if op.started >= warmup]
     window = max(op.started + op.seconds for op in timed) - warmup if timed else seconds
     errors = Counter(str(op.status) for op in ops if not op.ok)
@@ -532,6 +604,7 @@ def _report(ops: list[Op], checked: dict, *, backend: str, preload: int, info: d
         "acknowledged_records": checked["checked"],
         "lost_writes": checked["missing"],
         "verify_read_errors": checked["read_errors"],
+        "distillation": distillation,
         "server_peak_rss_mb": server_rss,
         "machine": {"cpus": os.cpu_count(), "loadavg_1m_before": round(load[0][0], 2),
                     "loadavg_1m_after": round(load[1][0], 2)},

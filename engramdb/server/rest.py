@@ -15,6 +15,7 @@ import logging
 import re
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from typing import Annotated, Any
 from fastapi import Body, Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -33,6 +34,7 @@ from ..errors import EngramError, InvalidInputError, UsageError
 from . import schemas as s
 from .access import ScopedMemory
 from .auth import Authenticator
+from .metrics import CONTENT_TYPE, BacklogProbe, RequestCounter, render
 from .middleware import RequestMiddleware, request_id_of, status_of
 from .tenants import Principal, TenantRegistry
 
@@ -121,7 +123,10 @@ def create_app(registry: TenantRegistry, auth: Authenticator, *, mcp: bool = Tru
     app.state.registry = registry
     app.state.auth = auth
     app.state.ready = False
+    app.state.backlog = BacklogProbe(registry)
+    app.state.requests = Counter()
     app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes or registry.config.max_request_bytes)
+    app.add_middleware(RequestCounter, counts=app.state.requests)  # outermost: counts the 413s too
     _add_error_handlers(app)
     _add_probes(app)
     _add_routes(app)
@@ -195,14 +200,36 @@ def _add_probes(app: FastAPI) -> None:
         """The process is up."""
         return s.Status(status="ok", version=__version__)
 
-    @app.get("/readyz", response_model=s.Status, responses={503: {"model": s.ErrorResponse}}, tags=["probes"])
+    @app.get("/readyz", response_model=s.Readiness, responses={503: {"model": s.ErrorResponse}}, tags=["probes"])
     def readyz(request: Request) -> Any:
-        """The model is loaded and the key store answers."""
+        """The model is loaded and the key store answers. Reports the distillation backlog
+        of the open tenants; a backlog older than the config's `max_backlog_age_s` (unset:
+        never) makes it a 503."""
         if not app.state.ready:
             return error_response(request, 503, "StorageError", "the server is starting or stopping")
         if app.state.auth.keys is not None:
             app.state.auth.keys.ping()
-        return s.Status(status="ready", version=__version__)
+        backlog = app.state.backlog.read()
+        limit = app.state.registry.config.max_backlog_age_s
+        age = backlog.backlog_age_s
+        if limit is not None and age is not None and age > limit:
+            return error_response(request, 503, "EngramError", (
+                f"distillation is behind: the oldest waiting job has waited {age:.0f} s, more than "
+                f"max_backlog_age_s ({limit:g} s); {backlog.pending} pending, {backlog.running} running"))
+        return s.Readiness(status="ready", version=__version__,
+                           jobs=s.Backlog(**backlog.to_dict(), max_backlog_age_s=limit))
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["probes"],
+             responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format 0.0.4."},
+                        401: {"model": s.ErrorResponse}})
+    async def metrics(_: Annotated[Principal, Depends(principal)]) -> PlainTextResponse:
+        """The distillation backlog of the open tenants and the requests answered, in
+        Prometheus' text format. Needs a key, as /v1 does; the figures are the whole
+        server's (no tenant or user is named in them)."""
+        backlog = await run_in_threadpool(app.state.backlog.read)
+        text = render(backlog, Counter(app.state.requests),  # a copy, taken on the loop that counts
+                      max_backlog_age_s=app.state.registry.config.max_backlog_age_s)
+        return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 
 def _add_routes(app: FastAPI) -> None:

@@ -193,12 +193,26 @@ class ImportResponse(BaseModel):
     imported: int
 
 
+class JobError(BaseModel):
+    job: int
+    error: str
+
+
 class JobsResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    pending: int
-    running: int
-    failed: int
+    pending: int = Field(description="Jobs waiting to be distilled (some may be waiting out a retry backoff).")
+    running: int = Field(description="Jobs being distilled now.")
+    failed: int = Field(description="Jobs parked after their last attempt failed.")
+    ready: int | None = Field(default=None, description="Jobs running or due now (not waiting out a backoff).")
+    oldest: str | None = Field(default=None, description="When the oldest job in the queue, in any state, was queued.")
+    backlog_age_s: float | None = Field(default=None, description=(
+        "Seconds the oldest job not yet done (pending or running) has waited since it was queued; "
+        "null when none waits."))
+    distilled: int | None = Field(default=None, description=(
+        "Jobs this server has distilled for the tenant since it opened the tenant's store (whole-tenant "
+        "queries only)."))
+    recent_errors: list[JobError] = Field(default_factory=list, description="The last errors, newest first.")
 
 
 class StatsResponse(BaseModel):
@@ -210,6 +224,26 @@ class StatsResponse(BaseModel):
 class Status(BaseModel):
     status: str
     version: str | None = None
+
+
+class Backlog(BaseModel):
+    """The distillation queue over the tenants this server process has open."""
+
+    tenants: int = Field(description="Tenants whose store this process has open (the figures cover these).")
+    pending: int
+    running: int
+    failed: int
+    ready: int = Field(description="Jobs running or due now (not waiting out a retry backoff).")
+    backlog_age_s: float | None = Field(description=(
+        "Seconds the oldest job not yet done (pending or running) has waited; null when none waits."))
+    distilled: int = Field(description="Jobs this process has distilled since its tenants opened.")
+    unreadable: int = Field(default=0, description="Open tenants whose queue could not be read (see the log).")
+    max_backlog_age_s: float | None = Field(default=None, description=(
+        "Past this backlog age /readyz answers 503 (config max_backlog_age_s); null: never."))
+
+
+class Readiness(Status):
+    jobs: Backlog | None = Field(default=None, description="The distillation backlog.")
 
 
 class ErrorDetail(BaseModel):
