@@ -173,7 +173,7 @@ def test_max_backlog_age_s_from_the_environment_and_refused_when_not_positive():
 class Server:
     def __init__(self, tmp_path, *, auth: bool = True, **config) -> None:
         from engramdb.server.auth import Authenticator
-        from engramdb.server.keys import SQLiteKeyStore, keys_path
+        from engramdb.server.keys.sqlite import SQLiteKeyStore, keys_path
         from engramdb.server.rest import create_app
         from engramdb.server.tenants import TenantRegistry
 
