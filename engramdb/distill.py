@@ -114,6 +114,13 @@ class Distiller:
 
     KINDS = (DISTILL, REDERIVE)  # re-derivation is distillation of what an erasure or update left
 
+    def boost(self, on: bool) -> None:
+        """The extractor's own process (the offline one's spaCy child) at normal priority,
+        or back to idle."""
+        boost = getattr(self._extractor, "boost", None)
+        if callable(boost):
+            boost(on)
+
     def run(self, job: Job) -> None:
         if job.kind not in self.KINDS:  # written by a newer Engram: park it, visibly, for that one
             self._store.fail_job(job, f"unknown job kind {job.kind!r}", at=self._now(), retry_at=None)

@@ -457,9 +457,9 @@ class Memory:
             Scope(user_id)
         now = self._clock.now()
         data = self._store.job_stats(user_id, now=format_ts(now))
-        # The store's `oldest` is over every state, failed jobs too (kept until forgotten):
-        # it dates the backlog only when none has failed; otherwise the store must say.
-        queued = data.get("oldest_waiting", data["oldest"] if not data["failed"] else None)
+        # `oldest` is over every state, failed jobs too (kept until forgotten); the backlog
+        # is dated by the oldest job still waiting (pending or running).
+        queued = data.pop("oldest_waiting", None)
         waiting = data["pending"] + data["running"]
         data["backlog_age_s"] = (round(max(0.0, (now - parse_ts(queued)).total_seconds()), 3)
                                  if waiting and queued is not None else None)

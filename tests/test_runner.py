@@ -74,3 +74,38 @@ def test_many_memories_share_one_runner_and_one_extractor_child(tmp_path):
             mem.close()
     assert process_runner().lanes() == 0
     assert extractor_children() == before  # the last user let go: the child is gone
+
+
+class AgedLane:
+    """Jobs queued at the given ages (seconds ago); records what the runner asked of it."""
+
+    def __init__(self, ages: list[float], done: threading.Event) -> None:
+        from engramdb.clock import format_ts
+        from datetime import datetime, timedelta, timezone
+
+        now = datetime.now(timezone.utc)
+        self.jobs = [Job(i, Scope("u"), [], 1, "distill", format_ts(now - timedelta(seconds=age)))
+                     for i, age in enumerate(ages)]
+        self.boosts: list[bool] = []
+        self.done = done
+
+    def claim(self) -> Job | None:
+        return self.jobs.pop(0) if self.jobs else None
+
+    def run(self, job: Job) -> None:
+        if not self.jobs:
+            self.done.set()
+
+    def boost(self, on: bool) -> None:
+        self.boosts.append(on)
+
+
+def test_an_old_backlog_runs_at_normal_priority_until_it_is_young_again():
+    runner, done = Runner(), threading.Event()
+    lane = AgedLane([1, 120, 60, 20, 5, 1], done)
+    runner.add(lane)
+    assert done.wait(10)
+    runner.remove(lane, 1)
+    # young: idle; 120 s old: normal; still over a third of the threshold: normal; 5 s: idle again
+    assert lane.boosts == [False, True, True, True, False, False]
+    assert runner.boosted is False

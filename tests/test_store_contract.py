@@ -419,7 +419,7 @@ def distil(store, *turns: NewRecord, make, day: int = 2) -> list[Record]:
     return stored, store.complete_job(job, make(stored), at=ts(day, 1), actor="distill:test")
 
 
-NO_JOBS = {"pending": 0, "running": 0, "failed": 0, "oldest": None, "recent_errors": []}
+NO_JOBS = {"pending": 0, "running": 0, "failed": 0, "oldest": None, "oldest_waiting": None, "recent_errors": []}
 
 
 def test_enqueue_claim_lease_retry_and_fail(store):
@@ -428,7 +428,7 @@ def test_enqueue_claim_lease_retry_and_fail(store):
     assert enqueue(store) == [] and store.job_stats() == NO_JOBS  # nothing inserted, nothing queued
     t1, t2 = enqueue(store, new("first turn", session="s1", agent="bot"), new("second turn", session="s1",
                                                                                 agent="bot"))
-    assert store.job_stats() == {**NO_JOBS, "pending": 1, "oldest": AT}
+    assert store.job_stats() == {**NO_JOBS, "pending": 1, "oldest": AT, "oldest_waiting": AT}
     assert store.job_stats(now=AT)["ready"] == 1
     assert store.job_stats(now="2024-05-31T23:59:59.000000Z")["ready"] == 0  # not before it was queued
     assert store.claim_job(now="2024-05-31T23:59:59.000000Z", lease_until=ts(2)) is None
@@ -436,7 +436,7 @@ def test_enqueue_claim_lease_retry_and_fail(store):
     job = store.claim_job(now=ts(2), lease_until=ts(2, 1))
     assert (job.scope, job.record_ids, job.attempts) == (Scope("alice", "bot", "s1"), [t1.id, t2.id], 1)
     assert store.claim_job(now=ts(2), lease_until=ts(2, 1)) is None  # leased
-    assert store.job_stats(now=ts(2)) == {**NO_JOBS, "running": 1, "ready": 1, "oldest": AT}
+    assert store.job_stats(now=ts(2)) == {**NO_JOBS, "running": 1, "ready": 1, "oldest": AT, "oldest_waiting": AT}
 
     again = store.claim_job(now=ts(2, 1), lease_until=ts(2, 2))  # the lease ran out: its worker died
     assert (again.id, again.attempts) == (job.id, 2)
@@ -453,6 +453,7 @@ def test_enqueue_claim_lease_retry_and_fail(store):
     store.fail_job(third, "x" * 5000, at=ts(2, 4), retry_at=None)  # given up: parked as failed
     stats = store.job_stats(now=ts(30))
     assert (stats["pending"], stats["running"], stats["failed"], stats["ready"]) == (0, 0, 1, 0)
+    assert (stats["oldest"], stats["oldest_waiting"]) == (AT, None)  # a failed job is not waiting
     assert stats["recent_errors"] == [{"job": job.id, "error": "x" * 1000}]
     assert store.claim_job(now=ts(30), lease_until=ts(30, 1)) is None
     assert store.job_stats("bob") == NO_JOBS and store.job_stats("alice")["failed"] == 1

@@ -31,6 +31,7 @@ class IsolatedExtractor:
         self.command = [sys.executable, "-m", "engramdb.extract.isolated", name]
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        self._boosted = False
 
     def extract(self, turns: Sequence[TurnInput]) -> ExtractionResult:
         request = json.dumps({"turns": [asdict(t) for t in turns]})
@@ -62,7 +63,18 @@ class IsolatedExtractor:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 encoding="utf-8", bufsize=1,
             )
+            if self._boosted:
+                _schedule(self._process.pid, True)
         return self._process
+
+    def boost(self, on: bool) -> None:
+        """Let the child run at normal priority (the backlog is too old) or on idle CPU only."""
+        if on == self._boosted:
+            return
+        self._boosted = on
+        process = self._process
+        if process is not None and process.poll() is None:
+            _schedule(process.pid, on)
 
     def _kill(self) -> None:
         if self._process is not None:
@@ -130,6 +142,16 @@ def serve(name: str) -> None:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply) + "\n")
         out.flush()
+
+
+def _schedule(pid: int, normal: bool) -> None:
+    """A child at normal priority (SCHED_OTHER) or on idle CPU only (SCHED_IDLE), where the
+    OS allows it; leaving SCHED_IDLE needs the privilege to, else nothing changes."""
+    try:
+        policy = os.SCHED_OTHER if normal else os.SCHED_IDLE
+        os.sched_setscheduler(pid, policy, os.sched_param(0))
+    except (AttributeError, OSError, ProcessLookupError):
+        pass
 
 
 def _idle_priority() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Any, Protocol
 
@@ -20,6 +21,11 @@ from ..stores.base import Job
 log = logging.getLogger("engramdb.runner")
 
 IDLE_POLL_S = 1.0  # a lane with nothing ready is asked again after this long (jobs left by a backoff)
+# Distillation runs on idle CPU while it keeps up. Under saturating load it gets none and
+# its backlog grows without bound (docs/benchmarks.md, "Distillation under load"): once
+# a job it takes has waited this long, the runner (and the extractor's child) run at
+# normal priority, sharing the cores with requests, until it takes jobs a third as old.
+BOOST_AFTER_S = 30.0
 
 
 class Lane(Protocol):
@@ -27,6 +33,7 @@ class Lane(Protocol):
 
     def claim(self) -> Job | None: ...
     def run(self, job: Job) -> None: ...
+    def boost(self, on: bool) -> None: ...  # its extractor's process, at normal priority or idle again
 
 
 class Runner:
@@ -37,6 +44,7 @@ class Runner:
         self._thread: threading.Thread | None = None
         self._running: Lane | None = None  # whose job is being run now
         self._turn = 0
+        self.boosted = False  # running at normal priority: the backlog is too old
 
     def add(self, lane: Lane) -> None:
         with self._lock:
@@ -70,6 +78,20 @@ class Runner:
         with self._lock:
             return len(self._lanes)
 
+    def _pace(self, lane: Lane, job: Job) -> None:
+        """Idle priority while jobs are taken young; normal once one has waited too long."""
+        age = waited(job)
+        if age is None:
+            return
+        want = age > BOOST_AFTER_S or (self.boosted and age > BOOST_AFTER_S / 3)
+        if want != self.boosted:
+            self.boosted = want
+            _set_priority(0 if want else LOW_NICE)
+            log.info("distillation %s: a job had waited %.0f s", "catching up" if want else "keeping up", age)
+        boost = getattr(lane, "boost", None)
+        if callable(boost):
+            boost(self.boosted)
+
     def _next(self) -> list[Lane]:
         """The lanes, starting one further each round (round robin)."""
         with self._lock:
@@ -99,6 +121,7 @@ class Runner:
                     job = lane.claim()
                     if job is not None:
                         ran = True
+                        self._pace(lane, job)
                         lane.run(job)
                 except Exception:  # a closing or broken store: its jobs stay queued
                     log.exception("a background job's lane failed")
@@ -109,6 +132,19 @@ class Runner:
             if not ran:
                 self._wake.wait(IDLE_POLL_S)
                 self._wake.clear()
+
+
+def waited(job: Job, now: float | None = None) -> float | None:
+    """Seconds since the job was queued (None when its time is not known)."""
+    from ..clock import parse_ts
+
+    if not job.created_at:
+        return None
+    try:
+        queued = parse_ts(job.created_at)
+    except ValueError:
+        return None
+    return (time.time() if now is None else now) - queued.timestamp()
 
 
 _runner: tuple[int, Runner] | None = None
@@ -169,9 +205,16 @@ def shared_extractors() -> SharedExtractors:
         return _extractors[1]
 
 
+LOW_NICE = 10
+
+
 def _lower_priority() -> None:
     """Nice this thread (Linux schedules threads one by one); elsewhere, do nothing."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    _set_priority(LOW_NICE)
+
+
+def _set_priority(nice: int) -> None:
+    try:  # raising it back needs the privilege to (CAP_SYS_NICE or RLIMIT_NICE): without, it stays low
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except (AttributeError, OSError):
         pass

@@ -42,6 +42,7 @@ class Job:
     record_ids: list[str]
     attempts: int
     kind: str = "distill"
+    created_at: str = ""  # when it was queued: how long it waited says whether distillation keeps up
 
 
 DISTILL, REDERIVE = "distill", "rederive"  # the job kinds the distiller runs; later issues add theirs

@@ -354,14 +354,15 @@ class SQLLifecycle:
         until `lease_until`. Two workers never claim the same job: PostgreSQL skips a row
         another transaction holds; SQLite has one writer."""
         rows = self._rows(
-            "SELECT id, user_id, agent_id, session_id, record_ids, attempts, kind FROM jobs "
+            "SELECT id, user_id, agent_id, session_id, record_ids, attempts, kind, created_at FROM jobs "
             f"WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1{self.d.claim_lock}", (now,))
         if not rows:
             return None
-        id, user_id, agent_id, session_id, record_ids, attempts, kind = rows[0]
+        id, user_id, agent_id, session_id, record_ids, attempts, kind, created_at = rows[0]
         self._run("UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
                   "WHERE id = ?", (lease_until, now, id))
-        return Job(id, Scope(user_id, agent_id, session_id), list(self.d.load_json(record_ids)), attempts + 1, kind)
+        return Job(id, Scope(user_id, agent_id, session_id), list(self.d.load_json(record_ids)), attempts + 1, kind,
+                   created_at)
 
     def fail_job(self, job_id: int, error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
@@ -385,6 +386,8 @@ class SQLLifecycle:
             "pending": counts.get("pending", 0), "running": counts.get("running", 0),
             "failed": counts.get("failed", 0), **({"ready": ready} if ready is not None else {}),
             "oldest": min((oldest for _, _, oldest in rows), default=None),
+            "oldest_waiting": min((oldest for state, _, oldest in rows if state in ("pending", "running")),
+                                  default=None),
             "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
         }
 
