@@ -34,6 +34,7 @@ log = logging.getLogger("engramdb.distill")
 
 LEASE = timedelta(minutes=5)
 MAX_ATTEMPTS = 5
+BATCH_JOBS = 16  # ready jobs of one scope and kind distilled together (a backlog in fewer rounds)
 STOP_S = 4.0  # a process stops within 5 s of SIGTERM, whatever its jobs are doing
 
 
@@ -62,6 +63,7 @@ class Distiller:
         self._lease = lease
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self._current: Job | None = None  # the job the runner is running for this lane
         self.processed = 0
 
     # -- control ----------------------------------------------------------------------
@@ -94,7 +96,13 @@ class Distiller:
             close = getattr(self._extractor, "close", None)
             if callable(close):
                 close()
-        self._runner.remove(self, timeout)
+        if not self._runner.remove(self, timeout):
+            job = self._current  # still running (a child started after the close, say): give it back
+            if job is not None:
+                try:
+                    self._store.release_job(job, at=self._now())
+                except Exception:
+                    log.exception("releasing job %s failed; its lease runs out instead", job.id)
         if self._release is not None:
             self._release()
             self._release = None
@@ -107,7 +115,7 @@ class Distiller:
     def claim(self) -> Job | None:
         if self._stop.is_set():
             return None
-        job = self._store.claim_job(now=self._now(), lease_until=self._now(self._lease))
+        job = self._store.claim_job(now=self._now(), lease_until=self._now(self._lease), batch=BATCH_JOBS)
         if job is None and self._store.job_stats()["pending"] == 0:
             self._idle.set()
         return job
@@ -125,13 +133,17 @@ class Distiller:
         if job.kind not in self.KINDS:  # written by a newer Engram: park it, visibly, for that one
             self._store.fail_job(job, f"unknown job kind {job.kind!r}", at=self._now(), retry_at=None)
             return
-        self.run_job(job)
+        self._current = job
+        try:
+            self.run_job(job)
+        finally:
+            self._current = None
 
     def run_job(self, job: Job) -> Plan | None:
         """Distil one job; failures are recorded on the job, never raised."""
         try:
             done = self._distil(job)
-            self.processed += 1
+            self.processed += len(job.ids)
             return done
         except Exception as exc:  # a dead LLM, bad output that slipped through, a bug
             if self._stop.is_set():  # stopping closed the extractor under it: not the job's fault
@@ -157,6 +169,8 @@ class Distiller:
         # and no candidate that cites one, or reads as an instruction itself, is kept.
         flags = {t.id: t.metadata.get(guard.METADATA_KEY) for t in turns}
         readable = [t for t in turns if not flags[t.id]]
+        if self._stop.is_set():  # stopping: the job is released, not extracted now
+            raise _Stopped()
         result = self._extractor.extract([TurnInput.from_record(t) for t in readable]) if readable else None
         candidates = [c for c in (result.candidates if result else [])
                       if not guard.candidate_is_tainted(c.text, [flags.get(s) for s in c.sources])]

@@ -17,10 +17,13 @@ from engramdb.types import Scope
 
 
 class ListLane:
-    def __init__(self, name: str, jobs: int, log: list[str], done: threading.Event) -> None:
-        self.name, self.left, self.log, self.done = name, jobs, log, done
+    def __init__(self, name: str, jobs: int, log: list[str], done: threading.Event,
+                 gate: threading.Event | None = None) -> None:
+        self.name, self.left, self.log, self.done, self.gate = name, jobs, log, done, gate
 
     def claim(self) -> Job | None:
+        if self.gate is not None:
+            assert self.gate.wait(10)  # every lane is in before the first job is taken
         if self.left == 0:
             return None
         self.left -= 1
@@ -33,10 +36,11 @@ class ListLane:
 
 
 def test_lanes_are_taken_in_turn():
-    runner, log, done = Runner(), [], threading.Event()
-    busy, quiet = ListLane("busy", 5, log, done), ListLane("quiet", 2, log, done)
+    runner, log, done, gate = Runner(), [], threading.Event(), threading.Event()
+    busy, quiet = ListLane("busy", 5, log, done, gate), ListLane("quiet", 2, log, done, gate)
     runner.add(busy)
     runner.add(quiet)
+    gate.set()
     assert done.wait(10)
     assert sorted(log) == ["busy"] * 5 + ["quiet"] * 2
     assert log.index("quiet") <= 1 and log[:4].count("quiet") == 2  # not behind the busy lane's backlog

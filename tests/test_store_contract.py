@@ -861,3 +861,20 @@ def test_a_queued_job_forgets_an_erased_turn_and_its_error(store):
     assert again.record_ids == [t1.id] and store.job_stats()["recent_errors"] == []
     assert store.delete(t1.id, at=ts(4, 1), actor="alice")
     assert store.job_stats()["pending"] + store.job_stats()["running"] == 0  # nothing left to distil
+
+
+def test_a_backlog_is_claimed_in_batches_of_one_scope_and_kind(store):
+    firsts = [enqueue(store, new(f"turn {i}", session="s1"))[0] for i in range(3)]
+    other = enqueue(store, new("another session", session="s2"))[0]
+    later = enqueue(store, new("turn 3", session="s1"))[0]
+    job = store.claim_job(now=ts(2), lease_until=ts(2, 1), batch=3)
+    assert job.record_ids == [t.id for t in firsts] and len(job.ids) == 3
+    assert store.job_stats(now=ts(2))["running"] == 3
+    store.fail_job(job, "provider: down", at=ts(2), retry_at=ts(3))  # all of them, retried together
+    assert store.job_stats()["pending"] == 5
+    job = store.claim_job(now=ts(3), lease_until=ts(3, 1), batch=16)
+    assert job.record_ids == [t.id for t in firsts] + [later.id]  # s2's job is not one of them
+    written = store.complete_job(job, outcome(derived("The user said turn 0", firsts[0])), at=ts(3), actor="d")
+    assert [r.text for r in written] == ["The user said turn 0"]
+    left = store.claim_job(now=ts(4), lease_until=ts(4, 1), batch=16)
+    assert left.record_ids == [other.id] and left.also == ()

@@ -43,6 +43,11 @@ class Job:
     attempts: int
     kind: str = "distill"
     created_at: str = ""  # when it was queued: how long it waited says whether distillation keeps up
+    also: tuple[int, ...] = ()  # later jobs of the same scope and kind claimed with it (a backlog, batched)
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        return (self.id, *self.also)
 
 
 DISTILL, REDERIVE = "distill", "rederive"  # the job kinds the distiller runs; later issues add theirs
@@ -149,7 +154,7 @@ class Derivations(Protocol):
 class Jobs(Protocol):
     """The durable queue of background work."""
 
-    def claim_job(self, *, now: str, lease_until: str) -> Job | None: ...
+    def claim_job(self, *, now: str, lease_until: str, batch: int = 1) -> Job | None: ...
     def complete_job(self, job: Job, outcome: JobOutcome, *, at: str, actor: str | None) -> list[Record]: ...
     def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None: ...
     def release_job(self, job: Job, *, at: str) -> None: ...

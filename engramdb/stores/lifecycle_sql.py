@@ -307,7 +307,10 @@ class SQLLifecycle:
         in this transaction; returns the ids written. A job that is gone (its scope was
         forgotten) writes nothing. A memory one of whose turns was erased meanwhile is not
         written (its text may quote the erased turn): its live turns are distilled again."""
-        if not self._rows(f"SELECT 1 FROM jobs WHERE id = ?{self.d.lock}", (job.id,)):
+        present = []
+        for job_id in job.ids:
+            present += self._rows(f"SELECT id FROM jobs WHERE id = ?{self.d.lock}", (job_id,))
+        if not present:
             return []
         live: set[str] = set()
         named = dict.fromkeys([*job.record_ids, *(t for rec in outcome.inserts for t in rec.derived_from),
@@ -339,7 +342,8 @@ class SQLLifecycle:
             self.narrow_sources([memory_id])
         if again:
             self.enqueue(job.scope, list(again), at=at, kind=REDERIVE)
-        self._run("DELETE FROM jobs WHERE id = ?", (job.id,))
+        for job_id in job.ids:
+            self._run("DELETE FROM jobs WHERE id = ?", (job_id,))
         return [rec.id for rec in records]
 
     def session_turns(self, scope: Scope, limit: int) -> list[str]:
@@ -349,10 +353,11 @@ class SQLLifecycle:
         rows = self._rows(f"SELECT id FROM records WHERE {where} ORDER BY created_at DESC, id LIMIT ?", [*params, limit])
         return [row[0] for row in reversed(rows)]
 
-    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
+    def claim_job(self, *, now: str, lease_until: str, batch: int = 1) -> Job | None:
         """The oldest job that is ready (or whose worker's lease ran out: it died), leased
-        until `lease_until`. Two workers never claim the same job: PostgreSQL skips a row
-        another transaction holds; SQLite has one writer."""
+        until `lease_until`, with up to `batch - 1` later ready jobs of the same scope and
+        kind (a backlog is distilled in fewer, larger rounds). Two workers never claim the
+        same job: PostgreSQL skips a row another transaction holds; SQLite has one writer."""
         rows = self._rows(
             "SELECT id, user_id, agent_id, session_id, record_ids, attempts, kind, created_at FROM jobs "
             f"WHERE state IN ('pending', 'running') AND not_before <= ? ORDER BY id LIMIT 1{self.d.claim_lock}", (now,))
@@ -361,13 +366,28 @@ class SQLLifecycle:
         id, user_id, agent_id, session_id, record_ids, attempts, kind, created_at = rows[0]
         self._run("UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, updated_at = ? "
                   "WHERE id = ?", (lease_until, now, id))
-        return Job(id, Scope(user_id, agent_id, session_id), list(self.d.load_json(record_ids)), attempts + 1, kind,
-                   created_at)
+        named = list(self.d.load_json(record_ids))
+        also: list[int] = []
+        if batch > 1:
+            same, params = ["user_id = ?", "kind = ?"], [user_id, kind]
+            for column, value in (("agent_id", agent_id), ("session_id", session_id)):
+                same.append(f"{column} IS NULL" if value is None else f"{column} = ?")
+                params += [] if value is None else [value]
+            more = self._rows(
+                f"SELECT id, record_ids FROM jobs WHERE state = 'pending' AND not_before <= ? AND id > ? AND "
+                f"{' AND '.join(same)} ORDER BY id LIMIT ?{self.d.claim_lock}", [now, id, *params, batch - 1])
+            for other, ids in more:
+                self._run("UPDATE jobs SET state = 'running', not_before = ?, attempts = attempts + 1, "
+                          "updated_at = ? WHERE id = ?", (lease_until, now, other))
+                also.append(other)
+                named += [i for i in self.d.load_json(ids) if i not in named]
+        return Job(id, Scope(user_id, agent_id, session_id), named, attempts + 1, kind, created_at, tuple(also))
 
-    def fail_job(self, job_id: int, error: str, *, at: str, retry_at: str | None) -> None:
+    def fail_job(self, job_ids: Sequence[int], error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._run("UPDATE jobs SET state = ?, error = ?, not_before = ?, updated_at = ? WHERE id = ?",
-                  ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job_id))
+        for job_id in job_ids:
+            self._run("UPDATE jobs SET state = ?, error = ?, not_before = ?, updated_at = ? WHERE id = ?",
+                      ("pending" if retry_at else "failed", error[:1000], retry_at or at, at, job_id))
 
     def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
         """Jobs by state; with `now`, also how many are `ready` (running, or pending and
@@ -391,11 +411,12 @@ class SQLLifecycle:
             "recent_errors": [{"job": job_id, "error": error} for job_id, error in errors],
         }
 
-    def release_job(self, job_id: int, *, at: str) -> None:
-        """A claimed job goes back to the queue at once, its attempt not counted."""
-        self._run("UPDATE jobs SET state = 'pending', not_before = ?, updated_at = ?, "
-                  "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ? AND state = 'running'",
-                  (at, at, job_id))
+    def release_job(self, job_ids: Sequence[int], *, at: str) -> None:
+        """Claimed jobs go back to the queue at once, their attempt not counted."""
+        for job_id in job_ids:
+            self._run("UPDATE jobs SET state = 'pending', not_before = ?, updated_at = ?, attempts = "
+                      "CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END WHERE id = ? AND state = 'running'",
+                      (at, at, job_id))
 
     def enqueue(self, scope: Scope, turn_ids: Sequence[str], *, at: str, kind: str = DISTILL) -> None:
         self._run(
@@ -431,17 +452,19 @@ class SQLJobs:
     _read: Callable[..., Any]
     _lifecycle: Callable[[Any], SQLLifecycle]
 
-    def claim_job(self, *, now: str, lease_until: str) -> Job | None:
-        """The oldest ready job, leased to the caller (SQLLifecycle.claim_job)."""
-        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until))
+    def claim_job(self, *, now: str, lease_until: str, batch: int = 1) -> Job | None:
+        """The oldest ready job (with up to `batch - 1` more of its scope and kind), leased
+        to the caller (SQLLifecycle.claim_job)."""
+        return self._write(lambda conn: self._lifecycle(conn).claim_job(now=now, lease_until=lease_until,
+                                                                         batch=batch))
 
     def release_job(self, job: Job, *, at: str) -> None:
         """Give a claimed job back to the queue (the process is stopping)."""
-        self._write(lambda conn: self._lifecycle(conn).release_job(job.id, at=at))
+        self._write(lambda conn: self._lifecycle(conn).release_job(job.ids, at=at))
 
     def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None:
         """A failed attempt: retried at `retry_at`, or parked as failed when None."""
-        self._write(lambda conn: self._lifecycle(conn).fail_job(job.id, error, at=at, retry_at=retry_at))
+        self._write(lambda conn: self._lifecycle(conn).fail_job(job.ids, error, at=at, retry_at=retry_at))
 
     def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]:
         """Jobs by state, and with `now` how many are ready (SQLLifecycle.job_stats)."""
