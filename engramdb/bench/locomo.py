@@ -22,6 +22,8 @@ DEFAULT_PATH = REPO.parent / "shared" / "data" / "locomo" / "locomo10.json"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
 _SESSION = re.compile(r"^session_(\d+)$")
 _DIA = re.compile(r"^D(\d+):(\d+)$")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,13 @@ def load(path: str | os.PathLike | None = None) -> list[Conversation]:
 def session_time(text: str) -> datetime:
     """'1:56 pm on 8 May, 2023' -> an aware datetime (taken as UTC)."""
     return datetime.strptime(text.strip(), "%I:%M %p on %d %B, %Y").replace(tzinfo=timezone.utc)
+
+
+def locomo_date(moment: datetime) -> str:
+    """An aware datetime -> '1:56 pm on 8 May, 2023': a session's date as LoCoMo writes
+    it (the inverse of `session_time`, to the minute)."""
+    hour, half = moment.hour % 12 or 12, "am" if moment.hour < 12 else "pm"
+    return f"{hour}:{moment.minute:02d} {half} on {moment.day} {_MONTHS[moment.month - 1]}, {moment.year}"
 
 
 def turn_text(turn: dict[str, Any]) -> str:

@@ -9,6 +9,7 @@ context() really gets, its session headers and dates paid for out of the budget.
 
 from __future__ import annotations
 
+import random
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -152,12 +153,28 @@ def evaluate_blocks(mem: Memory, questions: Sequence[tuple[Conversation, Questio
     return {"metrics": {cat: _mean(items) for cat, items in per_cat.items()}, "latency_ms": latency_summary(latencies)}
 
 
-def spread(items: list, count: int | None) -> list:
-    """`count` items taken evenly across the list (every category and conversation)."""
-    if count is None or count >= len(items):
-        return items
-    step = len(items) / count
-    return [items[int(i * step)] for i in range(count)]
+SAMPLE_SEED = 11  # the answering sample's seed: every run answers the same questions
+
+
+def stratified(questions: Sequence[tuple[Conversation, Question]], count: int | None,
+               seed: int = SAMPLE_SEED) -> list[tuple[Conversation, Question]]:
+    """A fixed sample of `count` questions (all when None), as many of each category
+    1-4 as the count allows (30 -> 8 multi-hop, 8 temporal, 7 open-domain, 7
+    single-hop), drawn at random with `seed` within each category, returned in the
+    dataset's order. A category with too few questions gives its share to the others."""
+    if count is None or count >= len(questions):
+        return list(questions)
+    by_cat: dict[int, list[int]] = defaultdict(list)
+    for index, (_, q) in enumerate(questions):
+        by_cat[q.category].append(index)
+    quota = dict.fromkeys(sorted(by_cat), 0)
+    while sum(quota.values()) < count:  # one more to each category that still has questions, in turn
+        for cat in quota:
+            if sum(quota.values()) < count and quota[cat] < len(by_cat[cat]):
+                quota[cat] += 1
+    rng = random.Random(seed)
+    chosen = sorted(i for cat, n in quota.items() for i in rng.sample(by_cat[cat], n))
+    return [questions[i] for i in chosen]
 
 
 def _mean(items: list[dict[str, float]]) -> dict[str, float]:
@@ -167,8 +184,8 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
 def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
         embedder: str = "minilm", answering: Callable[[Memory, list], dict[str, Any]] | None = None,
         answer_questions: int | None = None, extractor: str = "none") -> dict[str, Any]:
-    """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a spread
-    sample of `answer_questions` questions (all when None). With an `extractor`, the
+    """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a fixed
+    stratified sample of `answer_questions` questions (all when None). With an `extractor`, the
     turns are distilled too and the derived memories compete for the budget."""
     if isinstance(store, Path):
         store.parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +199,7 @@ def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Se
         result["distill_after_ingest_s"] = round(distill_s, 1)
         result["derived"] = {k: v for k, v in mem.stats().get("by_kind", {}).items() if k != "turn"}
         if answering is not None:
-            result["answers"] = answering(mem, spread(questions_of(conversations), answer_questions))
+            result["answers"] = answering(mem, stratified(questions_of(conversations), answer_questions))
     result["ingest_s"] = round(seconds, 1)
     result["turns_added"] = added  # 0: the store was reused, ingest_s is only the check
     result["turns"] = sum(c.turn_count for c in conversations)
