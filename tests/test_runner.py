@@ -43,7 +43,9 @@ def test_lanes_are_taken_in_turn():
     gate.set()
     assert done.wait(10)
     assert sorted(log) == ["busy"] * 5 + ["quiet"] * 2
-    assert log.index("quiet") <= 1 and log[:4].count("quiet") == 2  # not behind the busy lane's backlog
+    # Not behind the busy lane's backlog: one job a lane a round (the first round may have
+    # begun before the quiet lane joined), so its two jobs are done within the first five.
+    assert log[:5].count("quiet") == 2 and log[-1] == "busy"
     assert runner.remove(busy, 1) and runner.remove(quiet, 1) and runner.lanes() == 0
 
 
