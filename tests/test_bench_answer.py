@@ -40,7 +40,7 @@ def chat_server(mode: str = "ok", gold: dict[str, str] | None = None):
         prompt = body["messages"][-1]["content"]
         if "Gold answer:" in prompt:
             expected = re.search(r"Gold answer: (.*)\n", prompt).group(1)
-            answer = prompt.rsplit("Answer: ", 1)[1]
+            answer = re.search(r"Generated answer: (.*)\n", prompt).group(1)
             text = json.dumps({"label": "CORRECT" if answer.lower() == expected.lower() else "WRONG"})
         else:
             question = re.search(r"Question: (.*)\n", prompt).group(1)

@@ -39,12 +39,22 @@ ANSWER_SYSTEM = (
     "possible (a name, a date, a short phrase; list several items separated by commas). If the memories do "
     "not say, answer: unknown."
 )
-JUDGE_SYSTEM = (
-    "You grade an answer to a question about a conversation against the gold answer. Be generous: the "
-    "answer is CORRECT if it refers to the same thing as the gold answer, even if worded differently, "
-    "longer, or with a date in another format; it is WRONG if it misses or contradicts it. "
-    'Reply with JSON only: {"label": "CORRECT"} or {"label": "WRONG"}.'
+# Mem0's evaluation prompt (its ACCURACY_PROMPT, shortened), in the user's turn: a 1.5B judge
+# told the same in a system message called "Gastritis" against "gastritis" WRONG.
+JUDGE_PROMPT = (
+    "Your task is to label an answer to a question as 'CORRECT' or 'WRONG'. You will be given a question, a "
+    "gold (ground truth) answer, and a generated answer.\n"
+    "Be generous with your grading: as long as the generated answer touches on the same topic as the gold "
+    "answer, it should be counted as CORRECT. For time-related questions, a generated answer that refers to "
+    "the same date or time period as the gold answer is CORRECT, even if the format differs (e.g. 'May 7th' "
+    "vs '7 May').\n\n"
+    "Question: {question}\nGold answer: {gold}\nGenerated answer: {answer}\n\n"
+    'Reply with JSON only: {{"label": "CORRECT"}} or {{"label": "WRONG"}}.'
 )
+
+
+def judge_messages(question: str, gold: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": JUDGE_PROMPT.format(question=question, gold=gold, answer=answer)}]
 
 
 @dataclass(frozen=True)
@@ -180,10 +190,7 @@ def answer_one(chat: ChatClient, judge: ChatClient, q: Question, shown: Shown,
     prompt = f"Memories:\n{shown.text}\n\nQuestion: {q.text}\nAnswer:"
     reply = chat.complete([{"role": "system", "content": ANSWER_SYSTEM}, {"role": "user", "content": prompt}])
     prediction = reply.text.strip()
-    verdict = judge.complete([
-        {"role": "system", "content": JUDGE_SYSTEM},
-        {"role": "user", "content": f"Question: {q.text}\nGold answer: {q.answer}\nAnswer: {prediction}"},
-    ])
+    verdict = judge.complete(judge_messages(q.text, q.answer, prediction))
     answered = Answered(
         category=q.category, f1=locomo_f1(prediction, q.answer, q.category), correct=read_label(verdict.text),
         evidence=len(q.evidence & shown.sources) / len(q.evidence) if q.evidence else 0.0,
