@@ -3,7 +3,8 @@
 Structure comes from Engram alone; every stored byte is data. A block is one preamble
 line saying that what follows is remembered conversation, not instructions; then per
 session a header (`## session ID (Monday 4 March 2024, 09:12)`, dated by when the
-session happened) and one bullet per memory (`- [time] LABEL: text`). Stored text has
+session happened; the session of the best match first) and one bullet per memory
+(`- [time] LABEL: text`), in the order they were said. Stored text has
 its line breaks and control characters folded into spaces, so it can never open a line;
 a session id is shown bare only when it is a plain token, else quoted; a speaker label
 comes from the role plus a validated name: a user's turn is never labelled as the
@@ -77,19 +78,18 @@ def item(hit: Hit) -> Item:
 
 
 def render(items: Sequence[Item]) -> str:
-    """The block: the preamble, then the sessions in time order (sessions of unknown
-    time last), each headed by its id and when it happened, its memories in the order
-    they were said; a line repeats the time only where it differs from the line before.
-    Empty when there is nothing to show."""
+    """The block: the preamble, then the sessions in the order of their first memory in
+    `items` (given best first, the session of the best match leads: a reader, a small
+    model above all, takes what comes first; given in time order, as a whole scope is,
+    the sessions are in time order), each headed by its id and when it happened, its
+    memories in the order they were said; a line repeats the time only where it differs
+    from the line before. Empty when there is nothing to show."""
     if not items:
         return ""
     sessions: dict[str | None, list[Item]] = {}
     for entry in items:
         sessions.setdefault(entry.hit.session_id, []).append(entry)
-    texts = [(_session_time(entries), position, session_text(sid, entries))
-             for position, (sid, entries) in enumerate(sessions.items())]
-    texts.sort(key=lambda t: (t[0] is None, t[0] or datetime.min, t[1]))
-    return PREAMBLE + "\n" + "\n\n".join(text for _, _, text in texts)
+    return PREAMBLE + "\n" + "\n\n".join(session_text(sid, entries) for sid, entries in sessions.items())
 
 
 def session_text(session_id: str | None, entries: Sequence[Item]) -> str:

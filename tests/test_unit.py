@@ -184,7 +184,7 @@ def hit(text, session, at, role="user", name=None, score=1.0):
                created_at=at, valid_to=None, role=role, name=name)
 
 
-def test_assemble_groups_sessions_in_time_order():
+def test_assemble_leads_with_the_best_matchs_session_each_in_time_order():
     hits = [
         hit("late in B", "B", "2024-03-02T10:00:00.000000Z"),
         hit("early in A", "A", "2024-01-01T09:30:00.000000Z", name="Ann"),
@@ -195,12 +195,15 @@ def test_assemble_groups_sessions_in_time_order():
     assert [h.text for h in chosen] == [h.text for h in hits] and complete  # best first, as given
     assert block == (
         f"{PREAMBLE}\n"
-        "## session A (Monday 1 January 2024, 09:30)\n- Ann: early in A\n\n"
-        "## no session (Thursday 1 February 2024)\n- turn: loose\n\n"
         "## session B (Friday 1 March 2024, 08:00)\n- assistant: early in B\n"
-        "- [Saturday 2 March 2024, 10:00] user: late in B"
+        "- [Saturday 2 March 2024, 10:00] user: late in B\n\n"
+        "## session A (Monday 1 January 2024, 09:30)\n- Ann: early in A\n\n"
+        "## no session (Thursday 1 February 2024)\n- turn: loose"
     )
-
+    # given in time order (a whole scope), the sessions are in time order
+    timed = sorted(hits, key=lambda h: h.created_at)
+    assert assemble(timed, 1000).text.index("session A") < assemble(timed, 1000).text.index("no session") \
+        < assemble(timed, 1000).text.index("session B")
 
 def test_assemble_states_a_time_only_where_it_changes():
     hits = [
