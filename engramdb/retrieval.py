@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
-from .block import MAX_NAME_CHARS, MAX_SESSION_CHARS, PREAMBLE, Item, Layout, item, render, snippet
+from .block import MAX_NAME_CHARS, PREAMBLE, Item, Layout, item, render, snippet
 from .sessions import session_ranks
 from .speakers import named_speakers, said_by
 from .timeframe import timeframes, window_ranking
@@ -16,13 +16,10 @@ CHARS_PER_TOKEN = 4  # the approximation LoCoMo-style budgets use
 CUT_MAX_CHARS = 480  # a memory cut to fit shows at most this much of itself
 CUT_MIN_CHARS = 96  # less room than this left: a memory that does not fit whole is left out
 FIRST_CUT_MIN_CHARS = 16  # ... unless the block holds nothing yet
-# The smallest budget that holds a line whatever is stored: the preamble, the longest
-# session header (a shortened id, quoted, with the longest date), and a bullet with the
-# longest label and FIRST_CUT_MIN_CHARS of text.
-MIN_BUDGET_TOKENS = -(-(len(PREAMBLE) + 1
-                        + len('## session "" (Wednesday 30 September 2000, 00:00)') + MAX_SESSION_CHARS + 1
-                        + len("- ") + MAX_NAME_CHARS + len(" (assistant): ") + FIRST_CUT_MIN_CHARS)
-                      // CHARS_PER_TOKEN)
+# The smallest budget that holds a line whatever is stored: the preamble and a line with
+# the longest date, the longest label and FIRST_CUT_MIN_CHARS of text.
+MIN_BUDGET_TOKENS = -(-(len(PREAMBLE) + 1 + len("- [30 September 2000] ") + MAX_NAME_CHARS + len(" (assistant): ")
+                        + FIRST_CUT_MIN_CHARS) // CHARS_PER_TOKEN)
 
 
 def rrf(rankings: Sequence[Sequence[ScoredId]], k: int = 60) -> list[ScoredId]:

@@ -38,7 +38,7 @@ def test_full_lifecycle(tmp_path):
             assert updated.text == "I bought a blue bicycle"
             assert [v.event for v in await mem.history(rid)] == ["add", "update"]
             block = await mem.context("bicycle", user_id="alice", budget_tokens=200)
-            assert "## session s1" in block and "blue bicycle" in block
+            assert "] user: I bought a blue bicycle" in block
             stats = await mem.stats(user_id="alice")
             assert stats["records"] == 2
 

@@ -28,5 +28,5 @@ def test_readme_quick_start_runs(tmp_path, monkeypatch):
         exec(compile(snippet, str(README), "exec"), {"__name__": "__readme__"})
     printed = out.getvalue()
     assert "I moved to Berlin last May ['m1'] s1" in printed
-    assert "## session s1" in printed
+    assert "- [2 June 2024] user: I moved to Berlin last May" in printed
     assert (tmp_path / "engram.db").exists()

@@ -184,7 +184,7 @@ def hit(text, session, at, role="user", name=None, score=1.0):
                created_at=at, valid_to=None, role=role, name=name)
 
 
-def test_assemble_leads_with_the_best_matchs_session_each_in_time_order():
+def test_assemble_shows_the_hits_in_the_order_given_each_dated_by_its_day():
     hits = [
         hit("late in B", "B", "2024-03-02T10:00:00.000000Z"),
         hit("early in A", "A", "2024-01-01T09:30:00.000000Z", name="Ann"),
@@ -195,25 +195,18 @@ def test_assemble_leads_with_the_best_matchs_session_each_in_time_order():
     assert [h.text for h in chosen] == [h.text for h in hits] and complete  # best first, as given
     assert block == (
         f"{PREAMBLE}\n"
-        "## session B (Friday 1 March 2024, 08:00)\n- assistant: early in B\n"
-        "- [Saturday 2 March 2024, 10:00] user: late in B\n\n"
-        "## session A (Monday 1 January 2024, 09:30)\n- Ann: early in A\n\n"
-        "## no session (Thursday 1 February 2024)\n- turn: loose"
+        "- [2 March 2024] user: late in B\n"
+        "- [1 January 2024] Ann: early in A\n"
+        "- [1 February 2024] turn: loose\n"
+        "- [1 March 2024] assistant: early in B"
     )
-    # given in time order (a whole scope), the sessions are in time order
-    timed = sorted(hits, key=lambda h: h.created_at)
-    assert assemble(timed, 1000).text.index("session A") < assemble(timed, 1000).text.index("no session") \
-        < assemble(timed, 1000).text.index("session B")
-
-def test_assemble_states_a_time_only_where_it_changes():
-    hits = [
-        hit("one", "A", "2024-01-01T09:30:00.000000Z"),
-        hit("two", "A", "2024-01-01T09:30:40.000000Z"),
-        hit("three", "A", "2024-01-01T11:05:00.000000Z"),
-    ]
-    block, _, _ = assemble(hits, 1000)
-    assert block == (f"{PREAMBLE}\n## session A (Monday 1 January 2024, 09:30)\n"
-                     "- user: one\n- user: two\n- [11:05] user: three")
+    # given in time order (a whole scope), the lines are in time order
+    timed = assemble(sorted(hits, key=lambda h: h.created_at), 1000).text
+    assert timed.index("early in A") < timed.index("loose") < timed.index("early in B") < timed.index("late in B")
+    # a memory whose time is not known has no date
+    undated = Hit(id="e", text="Ann moved in May", kind="event", score=1.0, sources=["x"], session_id="A",
+                  created_at="2024-05-01T00:00:00.000000Z", valid_to=None, metadata={"when": "2024-05"})
+    assert assemble([undated], 1000).text == f"{PREAMBLE}\n- event: Ann moved in May"
 
 
 def test_assemble_dedups_and_respects_budget():
@@ -230,7 +223,7 @@ def test_assemble_dedups_and_respects_budget():
     assert [h.text for h in chosen] == ["The same thing", "x" * 400]
     assert chosen[0].sources == ["The same thing", "the  SAME thing"]  # the repeat's source is kept
     assert estimate_tokens(block) <= 80
-    block, chosen, complete = assemble(hits, 55)  # too little left to be worth a cut: the next one fits
+    block, chosen, complete = assemble(hits, 50)  # too little left to be worth a cut: the next one fits
     assert [h.text for h in chosen] == ["The same thing", "short one"] and "x" not in block.split("\n", 1)[1]
     block, chosen, complete = assemble(hits, 200)
     assert "x" * 400 in block and len(chosen) == 3 and complete
@@ -250,7 +243,7 @@ def test_assemble_leaves_out_a_derived_memory_its_turns_already_say():
     for order in ([event, turn, other], [turn, event, other]):  # ranked before its turn, or after
         block, chosen, complete = assemble(order, 1000)
         assert [h.id for h in chosen] == [turn.id, other.id] and complete
-        assert "2024-05" not in block and block.split("\n")[1] == "## session A (Monday 4 March 2024, 10:00)"
+        assert "2024-05" not in block and block.split("\n")[1] == "- [4 March 2024] user: I moved to Lisbon in May"
 
 
 def test_layout_measures_what_render_writes():

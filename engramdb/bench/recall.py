@@ -5,7 +5,7 @@ Recall@k: the share of a question's evidence turns found in the `sources` of the
 hits. Recall within B tokens: the same, over the hits that fit in B tokens of returned
 text, counting a token as 4 characters. The `recall()` row asks Memory.recall for a
 block of B tokens and counts the evidence among its memories' sources: what a caller of
-context() really gets, its session headers and dates paid for out of the budget."""
+context() really gets, its labels and dates paid for out of the budget."""
 
 from __future__ import annotations
 
