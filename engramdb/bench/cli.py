@@ -367,6 +367,11 @@ def recall_table(result: dict) -> list[str]:
             cells = "".join(f"{1.0:>8.3f}" for _ in keys[:3]) + f"  recall 1.0 at {row['tokens_per_conversation']:,} tokens"
             tail = ""
         lines.append(f"{name:<17}{cells}{tail}")
+    block = result["rows"].get("engram recall()", {})
+    lead = block.get("metrics", {}).get("overall", {}).get("lead≤1000")
+    if lead is not None:
+        lines.append(f"recall() at 2,000 tokens: first evidence line within 1,000 characters {lead:.3f} "
+                     f"(median {block.get('lead_chars_p50')} characters before it)")
     lines.append("")
     cats = [c for c in ("multi-hop", "temporal", "open-domain", "single-hop")
             if any(c in row["metrics"] for row in result["rows"].values())]
