@@ -75,6 +75,16 @@ def item(hit: Hit) -> Item:
     return Item(hit, label, without_own_label(fold(hit.text), own), said_at(hit))
 
 
+def labelled(hit: Hit, label: str) -> Item:
+    """`item(hit)` under a label Engram chose (a profile's topic) instead of its speaker;
+    a flagged memory stays marked as untrusted."""
+    entry = item(hit)
+    flagged = (hit.metadata or {}).get(FLAG_KEY)
+    if flagged:
+        label += f" [untrusted, {flagged}]" if flagged in FLAG_REASONS else " [untrusted]"
+    return Item(hit, label, fold(hit.text), entry.said)
+
+
 def render(items: Sequence[Item]) -> str:
     """The block: the preamble, then one line per memory in the order given (best first
     from a search: a reader, a small model above all, takes what comes first; a whole
