@@ -33,16 +33,19 @@ ATTRIBUTE_TOPICS: Mapping[str, str] = {
     "likes": "tastes", "dislikes": "tastes",
 }
 assert set(ATTRIBUTE_TOPICS) == set(ATTRIBUTES), "every attribute of the vocabulary has a topic"
-# Free attribute slugs (an LLM's own names) by the words they hold.
-SLUG_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("home", re.compile(r"home|house|apartment|flat|address|city|country|neighbou?rhood|resid")),
-    ("work", re.compile(r"job|work|career|employ|company|office|occupation|profession|salary|boss|colleague|"
-                        r"school|universit|college|degree|stud")),
-    ("family", re.compile(r"family|partner|spouse|husband|wife|child|kid|son|daughter|parent|mother|father|"
-                          r"sibling|brother|sister|pet|dog|cat|relationship|friend")),
-    ("health", re.compile(r"health|medic|illness|condition|doctor|diet|allerg|sleep|exercise|injur|weight")),
-    ("plans", re.compile(r"plan|goal|intend|intention|wish|dream|aspiration")),
-    ("tastes", re.compile(r"favou?rite|hobby|hobbies|interest|music|food|book|film|movie|sport|game")),
+# Free attribute slugs (an LLM's own names, words joined by "_") by the words they hold: a
+# word is the stem, its plural, or (stems of 4+ letters) begins with it.
+SLUG_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("home", ("home", "house", "apartment", "flat", "address", "city", "country", "neighbo", "resid")),
+    ("work", ("job", "work", "career", "employ", "company", "office", "occupation", "profession", "salary", "boss",
+              "colleague", "school", "universit", "college", "degree", "stud")),
+    ("family", ("famil", "partner", "spouse", "husband", "wife", "child", "kid", "son", "daughter", "parent",
+                "mother", "father", "sibling", "brother", "sister", "pet", "dog", "cat", "relationship", "friend")),
+    ("health", ("health", "medic", "illness", "condition", "doctor", "diet", "allerg", "sleep", "exercis", "injur",
+                "weight", "blood")),
+    ("plans", ("plan", "goal", "intend", "intention", "wish", "dream", "aspiration")),
+    ("tastes", ("favou", "favorite", "hobby", "hobbies", "interest", "music", "food", "book", "film", "movie",
+                "sport", "game")),
 )
 PLAN = re.compile(r"\b(?:plans?|planning|intends?|wants?|hopes?|going|aims?) to\b|\bwill\b|\bnext (?:year|month|week)\b",
                   re.IGNORECASE)
@@ -64,10 +67,15 @@ def topic_of(record: Record, now: str) -> str | None:
     if isinstance(attribute, str) and attribute in ATTRIBUTE_TOPICS:
         return ATTRIBUTE_TOPICS[attribute]
     if isinstance(attribute, str):
-        for topic, rule in SLUG_RULES:
-            if rule.search(attribute):
+        words = [w for w in re.split(r"[^a-z0-9]+", attribute.lower()) if w]
+        for topic, stems in SLUG_RULES:
+            if any(_stem_of(word, stem) for word in words for stem in stems):
                 return topic
     return "tastes" if record.kind == "preference" else "other"
+
+
+def _stem_of(word: str, stem: str) -> bool:
+    return word in (stem, stem + "s") or (len(stem) >= 4 and word.startswith(stem))
 
 
 def is_plan(record: Record, now: str) -> bool:

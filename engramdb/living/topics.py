@@ -52,6 +52,14 @@ MIN_COMMON = 3
 PAGE = 5_000
 FORMED = "topic formed from its sources"
 ACTOR = "topics"
+# Words that recur in every conversation without being about anything: times, and nouns
+# that stand for whatever was said ("the event", "my work", "a blast").
+GENERIC = frozenset("""year years yesterday today tomorrow tonight week weeks weekend weekends month months day days
+night nights morning mornings evening evenings time times moment moments lately ago last next past future now
+event events work group groups blast thing things people person stuff way ways lot lots fun life idea ideas part
+experience experiences journey pic pics photo photos picture pictures love story stories kind place places world
+chat chats talk news update updates question questions help support feeling feelings sense bit piece step steps
+matter reason end start side hand point today's""".split())
 _WORD = re.compile(r"[A-Za-z][A-Za-z'’-]+|\d+")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
@@ -84,7 +92,7 @@ def terms_of(derived: Iterable[Record]) -> dict[str, str]:
             if not isinstance(raw, str):
                 continue
             words = _WORD.findall(raw)
-            if not words or len(words) > 3 or all(w.lower() in STOPWORDS for w in words):
+            if not words or len(words) > 3 or all(w.lower() in STOPWORDS or w.lower() in GENERIC for w in words):
                 continue
             term = " ".join(words)
             if len(term) < (3 if term[:1].isupper() else 4) or term.isdigit():
