@@ -125,7 +125,8 @@ class Memory:
             if self._topic_lane is None:
                 self._topic_lane = TopicLane(self._store, lambda texts: self.embedder.embed(texts), self._clock,
                                              min_sessions=self.config.topic_min_sessions,
-                                             max_topics=self.config.topic_max)
+                                             max_topics=self.config.topic_max,
+                                             distilled=self._extractor_name() != "none")
         self._topic_lane.touch(user_id, agent_id)
 
     # -- set-up ------------------------------------------------------------------------

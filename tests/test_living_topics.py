@@ -197,3 +197,21 @@ def test_a_topic_written_while_its_source_was_erased_is_erased(tmp_path):
         assert rebuild(mem.store, EMBED.embed, Scope("nora"), at=AT, min_sessions=2, max_topics=10)
         (topic,) = topics_of(mem)
         assert "forever" not in topic.text and topic.metadata["sessions"] == 2
+
+
+def test_updating_a_source_turn_rebuilds_the_topic_from_its_new_text(tmp_path):
+    with Memory(tmp_path / "u.db", embedder=FakeEmbedder(), config=TOPICS) as mem:
+        first = add_turn(mem, "I love pottery.", "s1", 1)
+        distilled(mem, first, "pottery")
+        second = add_turn(mem, "Pottery at the Kiln Club.", "s2", 2)
+        add_turn(mem, "More pottery today.", "s3", 3)
+        assert mem.flush(30)
+        (topic,) = topics_of(mem)
+        assert "Kiln Club" in topic.text
+        mem.update(second.id, "Pottery at home now.")
+        assert mem.flush(30)
+        (rebuilt,) = topics_of(mem)
+        assert "Pottery at home now." in rebuilt.text and rebuilt.metadata["sessions"] == 3
+        every = mem.list(user_id="nora", filters={"kind": KIND}, include_retired=True)
+        assert [t.id for t in every] == [rebuilt.id], "the outdated topic is erased, not kept retired"
+        assert all(v.text is None or "Kiln" not in v.text for v in mem.history(topic.id))

@@ -50,6 +50,7 @@ SNIPPET_CHARS = 110  # of each source turn, around the term
 MAX_SHARE = 0.05  # a term in more of the scope's turns than this (and more than MIN_COMMON) is too common
 MIN_COMMON = 8  # (a small scope: a term in a third of its turns can be its topic)
 PAGE = 5_000
+REBUILD_EVERY_S = 10.0  # a scope's topics are built at most this often while turns keep coming (flush() waits)
 FORMED = "topic formed from its sources"
 ACTOR = "topics"
 # Words that recur in every conversation without being about anything: times, and nouns
@@ -205,11 +206,17 @@ def rebuild(store: Store, embed: Callable[[list[str]], np.ndarray], scope: Scope
     whole = Scope(scope.user_id, scope.agent_id)
     turns = _all(store, whole, [Condition("kind", "eq", "turn"), own])
     derived = _all(store, whole, [Condition("kind", "in", ["fact", "preference", "event"]), current(), own])
-    existing = {str(r.metadata.get("topic_key")): r for r in _all(store, whole, [Condition("kind", "eq", KIND), own])}
+    existing = _all(store, whole, [Condition("kind", "eq", KIND), own])  # outdated ones too (a source was updated)
     drafts = find_topics(turns, derived, min_sessions=min_sessions, max_topics=max_topics)
-    fresh = [d for d in drafts if not _same(existing.get(d.key), d)]
-    wanted = {d.key for d in drafts}
-    stale = [r.id for key, r in existing.items() if key not in wanted or any(d.key == key for d in fresh)]
+    kept: set[str] = set()
+    fresh = []
+    for draft in drafts:
+        same = next((r.id for r in existing if r.id not in kept and _same(r, draft)), None)
+        if same is None:
+            fresh.append(draft)
+        else:
+            kept.add(same)
+    stale = [r.id for r in existing if r.id not in kept]
     written: list[tuple[str, Draft]] = []
     if fresh:
         vectors = embed([index_text(d.text, None) for d in fresh])
@@ -233,8 +240,10 @@ def rebuild(store: Store, embed: Callable[[list[str]], np.ndarray], scope: Scope
     return not broken
 
 
-def _same(record: Record | None, draft: Draft) -> bool:
-    return record is not None and record.text == draft.text and list(record.sources) == list(draft.sources)
+def _same(record: Record, draft: Draft) -> bool:
+    """A stored topic this draft would write again as it is (and still current)."""
+    return (record.valid_to is None and record.metadata.get("topic_key") == draft.key and record.text == draft.text
+            and list(record.sources) == list(draft.sources))
 
 
 class TopicLane:
@@ -243,16 +252,19 @@ class TopicLane:
     once its distillation has nothing ready (topics read the memories it writes)."""
 
     def __init__(self, store: Store, embed: Callable[[list[str]], np.ndarray], clock: Clock, *, min_sessions: int,
-                 max_topics: int, runner: Runner | None = None) -> None:
+                 max_topics: int, distilled: bool = True, runner: Runner | None = None) -> None:
         self._store = store
         self._embed = embed
         self._clock = clock
         self._min_sessions = min_sessions
         self._max_topics = max_topics
+        self._distilled = distilled  # a distiller runs this store's jobs: wait for it (none runs: do not)
         self._runner = runner or process_runner()
         self._lock = threading.Lock()
         self._marked: dict[tuple[str, str | None], None] = {}
         self._building: tuple[str, str | None] | None = None
+        self._built_at: dict[tuple[str, str | None], float] = {}
+        self._waiting = 0  # flush() calls waiting: build now, whenever the last build was
         self._stopped = False
         self.built = 0
 
@@ -267,9 +279,10 @@ class TopicLane:
     def claim(self) -> Job | None:
         now = format_ts(self._clock.now())
         with self._lock:
-            marked = list(self._marked)
+            soon = time.monotonic() - REBUILD_EVERY_S
+            marked = [k for k in self._marked if self._waiting or self._built_at.get(k, soon) <= soon]
         for user_id, agent_id in marked:
-            if self._store.job_stats(user_id, now=now)["ready"]:
+            if self._distilled and self._store.job_stats(user_id, now=now)["ready"]:
                 continue  # distillation first: topics read what it writes
             with self._lock:
                 if (user_id, agent_id) not in self._marked or self._stopped:
@@ -293,6 +306,7 @@ class TopicLane:
         finally:
             with self._lock:
                 self._building = None
+                self._built_at[key] = time.monotonic()
 
     def pending(self) -> bool:
         with self._lock:
@@ -301,15 +315,21 @@ class TopicLane:
     def wait(self, timeout: float | None) -> bool:
         """Until no scope is marked or being built; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._runner.wake()
-        while self.pending():
-            if not self._runner.alive(self):
-                return not self.pending()
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
+        with self._lock:
+            self._waiting += 1
+        try:
             self._runner.wake()
-        return True
+            while self.pending():
+                if not self._runner.alive(self):
+                    return not self.pending()
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
+                self._runner.wake()
+            return True
+        finally:
+            with self._lock:
+                self._waiting -= 1
 
     def stop(self, timeout: float = 4.0) -> None:
         with self._lock:
