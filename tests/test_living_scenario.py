@@ -7,7 +7,6 @@ anywhere else in the store (the derivation rule, scanned)."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
