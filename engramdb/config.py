@@ -59,6 +59,17 @@ class Config:
     exclude_flagged: bool = False
     rrf_k: int = 10  # small k: the top of each list counts (LoCoMo: 60 -> 10 lifted R≤1000 0.72 -> 0.76)
     candidates: int = 100  # per retriever, before fusion
+    # Living memory (engramdb/living/). The profile (Memory.profile, recall(include_profile=True)):
+    # assembled at read time from the current facts; its default budget, and the most of a
+    # recall() budget it may take.
+    profile: bool = True
+    profile_budget_tokens: int = 300
+    # Topic memories: one derived memory (kind "topic") per subject and term said in at
+    # least `topic_min_sessions` sessions, built by a background job. Off by default: on
+    # LoCoMo they did not lift multi-hop recall (docs/benchmarks.md, "Topic memories").
+    topics: bool = False
+    topic_min_sessions: int = 2
+    topic_max: int = 24  # topics kept per user and agent, the most recurring first
     # Vector index: exact search up to this many vectors in a user's scope, HNSW above.
     ann_threshold: int = 20_000
     # SQLite.

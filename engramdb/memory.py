@@ -20,6 +20,8 @@ from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
 from .distill import Distiller
 from . import guard
 from .lifecycle.runner import shared_extractors
+from .living.reader import profile_cost, profile_share, read_profile
+from .living.topics import TopicLane
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
@@ -32,7 +34,7 @@ from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, witho
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import FLAGGED, Condition, current, valid_at
 from .stores.filters import parse as parse_filters
-from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, Version, check_strings, check_text
+from .types import MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, Version, check_strings, check_text
 
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
@@ -92,6 +94,7 @@ class Memory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
+        self._topic_lane: TopicLane | None = None
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
 
@@ -112,6 +115,19 @@ class Memory:
                                             self._clock, release=lambda: shared.release(key),
                                             lease=timedelta(seconds=self.config.job_lease_s))
             return self._distiller
+
+    def _touch_topics(self, user_id: str, agent_id: str | None) -> None:
+        """With `Config(topics=True)`, the scope's topic memories are built again in the
+        background (living/topics.py) once its distillation is done."""
+        if not self.config.topics or self.read_only:
+            return
+        with self._ready_lock:
+            if self._topic_lane is None:
+                self._topic_lane = TopicLane(self._store, lambda texts: self.embedder.embed(texts), self._clock,
+                                             min_sessions=self.config.topic_min_sessions,
+                                             max_topics=self.config.topic_max,
+                                             distilled=self._extractor_name() != "none")
+        self._topic_lane.touch(user_id, agent_id)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -203,6 +219,7 @@ class Memory:
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
         if distil:
             self._distill().wake()
+        self._touch_topics(user_id, agent_id)
         return AddResult(stored, skipped=valid.skipped)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
@@ -224,6 +241,7 @@ class Memory:
             reason=reason, metadata=meta,
         )
         self._rederive()
+        self._touch_topics(current.user_id, current.agent_id)
         return updated
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
@@ -232,6 +250,7 @@ class Memory:
         current = self.get(id, user_id=user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
         self._rederive()
+        self._touch_topics(current.user_id, current.agent_id)
 
     def forget(self, *, user_id: str, agent_id: str | None = None, session_id: str | None = None) -> int:
         """Erase a whole scope. Returns how many memories were erased."""
@@ -239,6 +258,7 @@ class Memory:
         erased = self._store.forget(Scope(user_id, agent_id, session_id))
         if agent_id is not None or session_id is not None:
             self._rederive()
+            self._touch_topics(user_id, agent_id)
         return erased
 
     def _rederive(self) -> None:
@@ -328,20 +348,27 @@ class Memory:
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
-                as_of: str | None = None) -> str:
+                as_of: str | None = None, include_profile: bool = False) -> str:
         """A prompt block of what matters for `query`, within `budget_tokens` (the text
         of `recall()`)."""
         return self.recall(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
-                           agent_id=agent_id, filters=filters, as_of=as_of).text
+                           agent_id=agent_id, filters=filters, as_of=as_of, include_profile=include_profile).text
 
     def recall(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
-               as_of: str | None = None) -> Recall:
+               as_of: str | None = None, include_profile: bool = False) -> Recall:
         """What matters for `query` within `budget_tokens`, as a prompt block and the
         memories in it. When the whole scope fits the budget, all of it comes back in
-        time order (`complete`): on a small history full context beats retrieval."""
+        time order (`complete`): on a small history full context beats retrieval. With
+        `include_profile`, the block opens with the scope's profile (`profile()`), paid
+        from the same budget (at most `Config.profile_budget_tokens` of it)."""
         _check_int("budget_tokens", budget_tokens, MIN_BUDGET_TOKENS, 10_000_000)
         _check_query(query, self.config.max_query_chars)
+        if not isinstance(include_profile, bool):
+            raise InvalidInputError(f"include_profile must be True or False, got {type(include_profile).__name__}")
+        if include_profile:
+            return self._with_profile(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
+                                      agent_id=agent_id, filters=filters, as_of=as_of)
         scope = Scope(user_id, agent_id, session_id)
         conditions = self._trusted(_in_time(_filters(filters), as_of))
         whole = self._whole_scope(scope, conditions, budget_tokens)
@@ -355,6 +382,34 @@ class Memory:
         )
         text, chosen, _ = assemble(hits, budget_tokens, query)
         return Recall(text, chosen, complete=False)
+
+    def profile(self, user_id: str, *, agent_id: str | None = None, budget_tokens: int | None = None,
+                as_of: str | None = None) -> Profile:
+        """The scope's current facts and preferences (and plans still ahead), grouped by
+        topic (home, work, family, health, about, tastes, plans, other), the most
+        important first within `budget_tokens` (default `Config.profile_budget_tokens`):
+        as a prompt block (`text`) and as items with their memory and source ids. With
+        `as_of`, the profile as it stood then. Assembled at each call from the memories
+        true then, so it states the current truth as soon as `flush()` returns."""
+        if not self.config.profile:
+            raise UsageError("the profile is off (Config(profile=False))")
+        budget = self.config.profile_budget_tokens if budget_tokens is None else budget_tokens
+        _check_int("budget_tokens", budget, 1, 10_000_000)
+        return read_profile(self._store, Scope(user_id, agent_id), budget_tokens=budget,
+                            as_of=None if as_of is None else normalize_ts(as_of, field="as_of"),
+                            now=format_ts(self._clock.now()))
+
+    def _with_profile(self, query: str, *, user_id: str, budget_tokens: int, session_id: str | None,
+                      agent_id: str | None, filters: Mapping[str, Any] | None, as_of: str | None) -> Recall:
+        """The profile first, paid from the budget; then what matters for `query` in what is left."""
+        share = profile_share(budget_tokens, self.config.profile_budget_tokens, MIN_BUDGET_TOKENS)
+        lead = self.profile(user_id, agent_id=agent_id, budget_tokens=share, as_of=as_of) if share else None
+        rest = budget_tokens - (profile_cost(lead.text) if lead is not None and lead.text else 0)
+        found = self.recall(query, user_id=user_id, budget_tokens=rest, session_id=session_id, agent_id=agent_id,
+                            filters=filters, as_of=as_of)
+        if lead is None or not lead.text:
+            return replace(found, profile=lead)
+        return Recall(lead.text + ("\n" + found.text if found.text else ""), found.hits, found.complete, profile=lead)
 
     def _whole_scope(self, scope: Scope, conditions: list, budget_tokens: int) -> list[Hit] | None:
         """Every memory of the scope when their text could fit the budget, else None
@@ -439,6 +494,9 @@ class Memory:
         if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        if self._topic_lane is not None and not self._topic_lane.wait(left):
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return self._store.flush(left)
 
     def compact(self) -> None:
@@ -475,6 +533,8 @@ class Memory:
     def close(self) -> None:
         if self._distiller is not None:
             self._distiller.stop()
+        if self._topic_lane is not None:
+            self._topic_lane.stop()
         self._store.close()
         close = getattr(self._embedder, "close", None)
         if self._owns_embedder and callable(close):
