@@ -84,9 +84,9 @@ def read_reply(text: str, aliases: dict[str, Record], *, max_chars: int) -> list
         cited = item.get("sources")
         if not isinstance(cited, list):
             continue
-        turns = [aliases[c] for c in dict.fromkeys(c for c in cited if isinstance(c, str)) if c in aliases]
-        if not turns or len(turns) < len([c for c in cited if isinstance(c, str)]):
+        if not cited or not all(isinstance(c, str) and c in aliases for c in cited):
             continue  # cites nothing, or something that was not in its input
+        turns = [aliases[c] for c in dict.fromkeys(cited)]
         try:
             thought, _ = check_thought(item.get("text"), [t.id for t in turns], max_chars=min(max_chars, MAX_TEXT))
         except InvalidInputError:
