@@ -130,6 +130,7 @@ def test_similar_thoughts_merge_and_the_merged_one_keeps_every_source(backend, t
         mem.delete(a)
         assert not [r for r in mem.list(user_id="tom", include_retired=True) if r.id in (first.id, merged.id)]
         assert mem.get(other.id).valid_to is None
+        assert mem.jobs(user_id="tom")["pending"] == 0  # a thought is not distilled again
 
 
 # -- following the sources ------------------------------------------------------------------
@@ -188,3 +189,36 @@ def test_a_thought_on_a_thought_follows_it(backend, tmp_path, request):
         assert events(mem, on_top.id)[-1] == ("retire", f"its source {base.id} was outdated")
         mem.delete(turn.id)
         assert not mem.list(user_id="ann", include_retired=True)
+
+
+def test_the_cascade_erases_a_thought_and_distils_nothing_again():
+    from engramdb.lifecycle.policy import Derived, Link, cascade
+    from engramdb.types import Scope
+
+    thought = Derived("mem_t", "thought", Scope("ann"), (Link("mem_t", "mem_a"), Link("mem_t", "mem_b")))
+    fact = Derived("mem_f", "fact", Scope("ann"), (Link("mem_f", "mem_a"), Link("mem_f", "mem_b")))
+    decided = cascade([thought, fact], {"mem_a"})
+    assert decided.erase == ["mem_f", "mem_t"]
+    assert [r.turn_ids for r in decided.rederive] == [("mem_b",)]  # the fact's, not the thought's
+
+
+def test_migrating_a_store_carries_thoughts_with_their_links(tmp_path, pg_url):
+    from engramdb.stores.postgres import PostgresStore
+    from engramdb.stores.sqlite import SQLiteStore
+    from engramdb.stores.transfer import copy_store
+
+    path = tmp_path / "m.db"
+    with Memory(path, embedder=FakeEmbedder(), config=TURNS_ONLY) as mem:
+        a, b = mem.add(["I adopted a cat named Miso", "I work from home"], user_id="ann").ids
+        thought = mem.think("Ann spends her days at home with her cat Miso", user_id="ann", sources=[a, b])
+    source, target = SQLiteStore(path), PostgresStore(pg_url)
+    try:
+        copy_store(source, target)
+    finally:
+        source.close()
+        target.close()
+    with Memory(pg_url, embedder=FakeEmbedder(), config=TURNS_ONLY) as mem:
+        assert mem.get(thought.id).kind == "thought"
+        assert mem.search("home with her cat", user_id="ann")[0].id == thought.id
+        mem.delete(a)
+        assert thought.id not in {r.id for r in mem.list(user_id="ann", include_retired=True)}

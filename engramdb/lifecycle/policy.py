@@ -22,6 +22,7 @@ from ..extract.vocab import same_slot
 from ..types import Scope
 
 SESSION_WIDE_KINDS = frozenset({"summary"})  # re-derived from what is left of their session
+NOT_REDISTILLED_KINDS = frozenset({"thought"})  # an agent's conclusion: erased with a source, never distilled again
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ def cascade(affected: Iterable[Derived], gone: set[str]) -> Cascade:
             continue
         out.erase.append(memory.id)
         session = memory.kind in SESSION_WIDE_KINDS and memory.scope.session_id is not None
-        if live or session:
+        if (live or session) and memory.kind not in NOT_REDISTILLED_KINDS:
             wanted.setdefault((memory.scope, session), {}).update((link.source_id, None) for link in live)
     out.rederive = [Rederive(scope, tuple(turns), session) for (scope, session), turns in wanted.items()]
     return out
