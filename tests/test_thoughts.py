@@ -131,6 +131,13 @@ def test_similar_thoughts_merge_and_the_merged_one_keeps_every_source(backend, t
         assert not [r for r in mem.list(user_id="tom", include_retired=True) if r.id in (first.id, merged.id)]
         assert mem.get(other.id).valid_to is None
         assert mem.jobs(user_id="tom")["pending"] == 0  # a thought is not distilled again
+        users = mem.think("Tom is training hard for the city marathon now", user_id="tom", sources=[b])
+        coachs = mem.think("Tom is training hard for the city marathon now", user_id="tom", sources=[b],
+                           agent_id="coach")
+        assert mem.get(users.id).valid_to is None and mem.get(coachs.id).valid_to is None  # an agent's own stay
+        assert sorted(mem.think("Tom is training hard for the city marathon now!", user_id="tom", sources=[c],
+                                agent_id="coach").sources) == ["m2", "m3"]  # absorbs the coach's, not the user's
+        assert mem.get(coachs.id).valid_to is not None and mem.get(users.id).valid_to is None
 
 
 # -- following the sources ------------------------------------------------------------------

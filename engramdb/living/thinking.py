@@ -58,8 +58,9 @@ def new_thought(text: str, scope: Scope, sources: Sequence[Record], *, at: str,
 
 def absorb_similar(store: Store, thought: Record, vector: np.ndarray, *, threshold: float = MERGE_THRESHOLD,
                    at: str, actor: str | None) -> Record:
-    """Merge the current thoughts of `thought`'s user (and agent) that say the same
-    conclusion into it (thoughts.mergeable; a flagged one only with a flagged one).
+    """Merge the current thoughts of `thought`'s user and agent (an agent's own, or the
+    user's without one) that say the same conclusion into it (thoughts.mergeable; a
+    flagged one only with a flagged one).
     Returns the thought as stored now, with every source."""
     scope = Scope(thought.user_id, thought.agent_id)
     conditions = [Condition("kind", "eq", KIND), current()]
@@ -67,8 +68,8 @@ def absorb_similar(store: Store, thought: Record, vector: np.ndarray, *, thresho
     records = store.by_rowids([h.rowid for h in hits], scope)
     flagged = bool(thought.metadata.get(guard.METADATA_KEY))
     absorbed = [r.id for h in hits if (r := records.get(h.rowid)) is not None and r.id != thought.id
-                and bool(r.metadata.get(guard.METADATA_KEY)) == flagged and mergeable(thought.text, r.text, h.score,
-                                                                                       threshold)]
+                and r.agent_id == thought.agent_id and bool(r.metadata.get(guard.METADATA_KEY)) == flagged
+                and mergeable(thought.text, r.text, h.score, threshold)]
     if absorbed:
         store.merge_thoughts(thought.id, absorbed, at=at, actor=actor)
     return store.get(thought.id, user_id=thought.user_id) or thought
