@@ -75,9 +75,9 @@ class Config:
     # ones merge at this cosine of their vectors (measured for MiniLM: docs/benchmarks.md).
     thoughts: bool = True
     thought_merge_threshold: float = 0.86
-    # Reflection (living/reflection.py): with an LLM (llm_base_url and a model: this one, or
-    # the extractor's "llm:<model>"), a background job forms thoughts from a scope's recent
-    # turns, one LLM call per `reflect_every_turns` new turns at most. Off with no LLM.
+    # Reflection (living/reflection.py): with an LLM (an "llm:<model>" extractor, or this
+    # model with llm_base_url or llm_api_key), a background job forms thoughts from a scope's
+    # recent turns, one LLM call per `reflect_every_turns` new turns at most. Off with no LLM.
     reflection: bool = True
     reflection_model: str | None = None
     reflect_every_turns: int = 10

@@ -123,7 +123,8 @@ def test_a_dead_llm_fails_the_job_to_retry_and_loses_nothing(tmp_path):
         assert len(mem.list(user_id="ann")) >= 10
 
 
-@pytest.mark.parametrize("settings", [{"llm_base_url": None}, {"reflection": False}, {"thoughts": False}])
+@pytest.mark.parametrize("settings", [{"llm_base_url": None}, {"reflection": False}, {"thoughts": False},
+                                      {"reflection_model": None}])
 def test_reflection_is_off_without_an_llm_or_when_switched_off(tmp_path, settings):
     script = Script()
     with json_server(script) as url:
@@ -138,8 +139,11 @@ def test_reflection_is_off_without_an_llm_or_when_switched_off(tmp_path, setting
 def test_the_reflection_model_comes_from_the_config():
     assert reflection_model(Config()) is None
     assert reflection_model(Config(llm_base_url="http://x/v1")) is None  # no model named
+    assert reflection_model(Config(reflection_model="big")) is None  # no server, no key
+    assert reflection_model(Config(reflection_model="big", llm_api_key="k")) == "big"
     assert reflection_model(Config(llm_base_url="http://x/v1", extractor="llm:qwen")) == "qwen"
-    assert reflection_model(Config(llm_base_url="http://x/v1", extractor="llm:qwen", reflection_model="big")) == "big"
+    assert reflection_model(Config(extractor="llm:qwen", reflection_model="big")) == "big"
+    assert reflection_model(Config(extractor="llm:qwen", reflection=False)) is None
 
 
 def test_a_reply_is_read_leniently_and_validated():
@@ -154,5 +158,6 @@ def test_a_reply_is_read_leniently_and_validated():
     assert read_reply('{"thoughts": "x"}', aliases, max_chars=1000) == []
     many = json.dumps({"thoughts": [{"text": f"Ann thing {i}", "sources": ["T1"]} for i in range(9)]})
     assert len(read_reply(many, aliases, max_chars=1000)) == 5
-    dup = json.dumps({"thoughts": [{"text": "Ann is kind", "sources": ["T1"]}, {"text": "ann is KIND", "sources": ["T1"]}]})
+    dup = json.dumps({"thoughts": [{"text": "Ann is kind", "sources": ["T1"]},
+                                   {"text": "ann is KIND", "sources": ["T1"]}]})
     assert len(read_reply(dup, aliases, max_chars=1000)) == 1

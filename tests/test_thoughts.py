@@ -114,7 +114,8 @@ def test_pairs_the_threshold_was_measured_on_keep_their_details_apart_where_they
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_similar_thoughts_merge_and_the_merged_one_keeps_every_source(backend, tmp_path, request):
     with open_mem(backend, tmp_path, request) as mem:
-        a, b, c = mem.add([{"content": "I run every morning", "id": "m1"}, {"content": "I signed up for a race", "id": "m2"},
+        a, b, c = mem.add([{"content": "I run every morning", "id": "m1"},
+                           {"content": "I signed up for a race", "id": "m2"},
                            {"content": "I bought running shoes", "id": "m3"}], user_id="tom").ids
         first = mem.think("Tom is training hard for the city marathon", user_id="tom", sources=[a, b])
         other = mem.think("Tom is training hard for the 2024 city marathon", user_id="tom", sources=[b])  # a date
@@ -229,3 +230,27 @@ def test_migrating_a_store_carries_thoughts_with_their_links(tmp_path, pg_url):
         assert mem.search("home with her cat", user_id="ann")[0].id == thought.id
         mem.delete(a)
         assert thought.id not in {r.id for r in mem.list(user_id="ann", include_retired=True)}
+
+
+@pytest.mark.distill
+def test_a_thought_comes_back_when_its_outdated_fact_is_said_again(tmp_path, request):
+    with open_mem("sqlite", tmp_path, request, OFFLINE) as mem:
+        (turn,) = mem.add([{"content": "I live in Paris.", "timestamp": "2024-01-10T10:00:00Z"}],
+                          user_id="ann").records
+        assert mem.flush(60)
+        (paris,) = [r for r in mem.list(user_id="ann") if r.kind == "fact"]
+        thought = mem.think("Ann can walk to the Louvre on Sundays", user_id="ann", sources=[paris.id])
+        mem.update(turn.id, "I live in Rome.")
+        assert mem.flush(60)
+        assert events(mem, thought.id)[-1] == ("retire", f"its source {paris.id} was outdated")
+        mem.update(turn.id, "I live in Paris.")  # said again: the fact is revived, and the thought with it
+        assert mem.flush(60)
+        assert mem.get(paris.id).valid_to is None
+        assert mem.get(thought.id).valid_to is None
+        assert events(mem, thought.id)[-1] == ("reinstate", "its sources are current again")
+
+
+def test_a_speaker_called_thought_is_never_labelled_as_one(mem):
+    mem.add({"role": "user", "name": "Thought", "content": "I am a person"}, user_id="ann")
+    block = mem.context("person", user_id="ann", budget_tokens=100)
+    assert "thought:" not in block.lower() and "user: I am a person" in block

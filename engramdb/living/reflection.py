@@ -43,14 +43,17 @@ MAX_TEXT = 500
 
 
 def reflection_model(config: Config) -> str | None:
-    """The model reflection uses, or None when reflection is off (no LLM configured, or
-    switched off)."""
-    if not (config.thoughts and config.reflection and config.llm_base_url):
+    """The model reflection uses, or None when reflection is off: switched off, or no LLM
+    configured (an "llm:<model>" extractor, or `reflection_model` with the server's
+    `llm_base_url` or an `llm_api_key` for the default one)."""
+    if not (config.thoughts and config.reflection):
         return None
-    if config.reflection_model:
-        return config.reflection_model
     extractor = config.extractor or ""
-    return extractor[len("llm:"):] if extractor.startswith("llm:") else None
+    if extractor.startswith("llm:"):
+        return config.reflection_model or extractor[len("llm:"):]
+    if config.reflection_model and (config.llm_base_url or config.llm_api_key):
+        return config.reflection_model
+    return None
 
 
 def prompt_text() -> str:

@@ -3,7 +3,8 @@ the same conclusion said twice (merge), and two conclusions about the same perso
 topic that are not the same (keep apart). Written for this purpose, not from any benchmark."""
 
 SAME = [
-    ("Alice is likely to move abroad for work soon", "Alice will probably relocate to another country for her job soon"),
+    ("Alice is likely to move abroad for work soon",
+     "Alice will probably relocate to another country for her job soon"),
     ("Bob seems to be stressed by his new job", "Bob appears stressed because of his new job"),
     ("Caroline wants to adopt a child", "Caroline hopes to adopt a child"),
     ("Melanie enjoys pottery as a way to relax", "Melanie finds pottery relaxing"),
