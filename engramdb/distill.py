@@ -131,7 +131,8 @@ class Distiller:
             boost(on)
 
     def run(self, job: Job) -> None:
-        if job.kind not in self.KINDS and job.kind not in self._handlers:  # written by a newer Engram: park it, visibly, for that one
+        # A kind written by a newer Engram (or one switched off here): park it, visibly, for that one.
+        if job.kind not in self.KINDS and job.kind not in self._handlers:
             self._store.fail_job(job, f"unknown job kind {job.kind!r}", at=self._now(), retry_at=None)
             return
         self._current = job

@@ -254,3 +254,11 @@ def test_a_speaker_called_thought_is_never_labelled_as_one(mem):
     mem.add({"role": "user", "name": "Thought", "content": "I am a person"}, user_id="ann")
     block = mem.context("person", user_id="ann", budget_tokens=100)
     assert "thought:" not in block.lower() and "user: I am a person" in block
+
+
+def test_thought_settings_are_checked():
+    for bad in ({"thought_merge_threshold": 1.5}, {"thought_merge_threshold": 0}, {"reflect_every_turns": 0},
+                {"thoughts": "yes"}, {"reflection_model": 3}):
+        with pytest.raises(ConfigError):
+            Config(**bad)
+    assert Config.from_mapping({"reflect_every_turns": "20", "reflection": "off"}).reflect_every_turns == 20
