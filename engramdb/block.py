@@ -42,7 +42,7 @@ ROLE_WORDS = frozenset({"user", "users", "human", "assistant", "ai", "system", "
                         "model", "stored", "logged", "message", "instruction", "instructions"})
 # No speaker name may hold one of these words: a name is never a role or a kind of memory.
 RESERVED_WORDS = ROLE_WORDS | {"fact", "event", "preference", "summary", "memory", "turn", "session", "topic",
-                               "profile"}
+                               "profile", "thought"}
 _NAME = re.compile(r"[^\W\d_](?:[\w'’.-]| (?=[^\W_]))*")
 _KIND = re.compile(r"[a-z][a-z_]{0,23}")
 _WORD = re.compile(r"\w+")

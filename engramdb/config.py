@@ -82,6 +82,16 @@ class Config:
     # Server: /readyz answers 503 once the oldest distillation job waiting in an open
     # tenant has waited longer than this many seconds; None: never, it only reports.
     max_backlog_age_s: float | None = None
+    # Thoughts (living/thoughts.py): `Memory.think()` stores an agent's conclusions; similar
+    # ones merge at this cosine of their vectors (measured for MiniLM: docs/benchmarks.md).
+    thoughts: bool = True
+    thought_merge_threshold: float = 0.86
+    # Reflection (living/reflection.py): with an LLM (an "llm:<model>" extractor, or this
+    # model with llm_base_url or llm_api_key), a background job forms thoughts from a scope's
+    # recent turns, one LLM call per `reflect_every_turns` new turns at most. Off with no LLM.
+    reflection: bool = True
+    reflection_model: str | None = None
+    reflect_every_turns: int = 10
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -99,6 +109,8 @@ class Config:
         age = self.max_backlog_age_s
         if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0):
             raise ConfigError(f"config max_backlog_age_s must be a positive number or None, got {age!r}")
+        if not self.thought_merge_threshold <= 1:
+            raise ConfigError(f"config thought_merge_threshold must be at most 1, got {self.thought_merge_threshold!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
         if not (self.extractor in (None, "offline", "fake", "none")

@@ -27,11 +27,14 @@ from .extract.isolated import IsolatedExtractor
 from .config import Config
 from .errors import ConfigError, InvalidInputError, NotFoundError, PermissionDeniedError, UsageError
 from .ids import new_id
+from .living import thinking
+from .living.reflection import Reflector, reflection_model
 from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
+from .stores.base import REFLECT
 from .stores.filters import FLAGGED, Condition, current, valid_at
 from .stores.filters import parse as parse_filters
 from .types import MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, Version, check_strings, check_text
@@ -95,6 +98,7 @@ class Memory:
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
         self._topic_lane: TopicLane | None = None
+        self._reflector: Reflector | None = None
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
 
@@ -111,9 +115,12 @@ class Memory:
                 extractor = shared.acquire(key, lambda: IsolatedExtractor(name) if name == "offline" else make_extractor(
                     name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
                     timeout_s=self.config.llm_timeout_s))
+                self._reflector = Reflector.from_config(self._store, self.config,
+                                                        lambda texts: self.embedder.embed(texts), self._clock)
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
                                             self._clock, release=lambda: shared.release(key),
-                                            lease=timedelta(seconds=self.config.job_lease_s))
+                                            lease=timedelta(seconds=self.config.job_lease_s),
+                                            handlers={REFLECT: self._reflector.run_job} if self._reflector else None)
             return self._distiller
 
     def _touch_topics(self, user_id: str, agent_id: str | None) -> None:
@@ -217,10 +224,29 @@ class Memory:
         records = flag_injections(records)
         distil = self._extractor_name() != "none"
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
+        if distil and reflection_model(self.config) is not None:  # living/reflection.py: one call per N turns
+            self._store.gather_job(Scope(user_id, agent_id), [r.id for r in stored], kind=REFLECT, at=recorded_at,
+                                   every=self.config.reflect_every_turns)
         if distil:
             self._distill().wake()
         self._touch_topics(user_id, agent_id)
         return AddResult(stored, skipped=valid.skipped)
+
+    def think(self, text: str, *, user_id: str, sources: Any, agent_id: str | None = None,
+              session_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> Record:
+        """Store a conclusion an agent reached (a memory of kind "thought"), resting on
+        `sources`: ids of the user's current memories or turns. It is searchable at once,
+        merges with a current thought that says the same (which keeps every source), is
+        retired when a source stops being current and erased with an erased source
+        (living/thoughts.py). Returns the thought as stored."""
+        self._check_writable("think")
+        if not self.config.thoughts:
+            raise ConfigError("thoughts are switched off (Config(thoughts=False))")
+        scope = Scope(user_id, agent_id, session_id)
+        text, ids = thinking.check_thought(text, sources, max_chars=self.config.max_message_chars)
+        meta = _check_metadata(metadata)
+        return thinking.think(self._store, self.embedder.embed, text, scope, ids, at=format_ts(self._clock.now()),
+                              actor=agent_id or user_id, threshold=self.config.thought_merge_threshold, metadata=meta)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
                reason: str | None = None) -> Record:
@@ -535,6 +561,8 @@ class Memory:
             self._distiller.stop()
         if self._topic_lane is not None:
             self._topic_lane.stop()
+        if self._reflector is not None:
+            self._reflector.close()
         self._store.close()
         close = getattr(self._embedder, "close", None)
         if self._owns_embedder and callable(close):

@@ -22,9 +22,10 @@ from ..extract.vocab import same_slot
 from ..types import Scope
 
 SESSION_WIDE_KINDS = frozenset({"summary"})  # re-derived from what is left of their session
-# Built by their own background job from every live memory of their scope (living/topics.py),
-# not by distilling their sources again: erased with a source, they are rebuilt by that job.
-REBUILT_KINDS = frozenset({"topic"})
+# Erased with a source and never distilled again from what remains: a topic is rebuilt by
+# its own background job from every live memory of its scope (living/topics.py); a
+# thought is an agent's conclusion (living/thinking.py), gone with what it rested on.
+REBUILT_KINDS = frozenset({"topic", "thought"})
 
 
 @dataclass(frozen=True)
