@@ -30,6 +30,7 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from .. import operations as ops
 from ..errors import EngramError, InvalidInputError, UsageError
 from . import schemas as s
 from .access import ScopedMemory
@@ -232,8 +233,41 @@ def _add_probes(app: FastAPI) -> None:
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 
+RESPONSES = {"search": s.SearchResponse, "context": s.ContextResponse, "recall": s.RecallResponse,
+             "forget": s.ForgetResponse}
+
+
+def _add_derived_route(app: FastAPI, op: ops.Operation) -> None:
+    """The route of a row whose REST form is `derived`: a JSON body (its request model,
+    schemas.REQUESTS) in, `body_of` the result out; `confirm` guards a destructive one."""
+    form = op.form("rest")
+    assert form is not None and form.derived
+    verb, path = form.name.split(" ", 1)
+    model = s.REQUESTS[op.name]
+    params = op.surface_params("rest")
+
+    def handler(body: Any, memory: ScopedMemory) -> Any:
+        if "confirm" in form.extra and body.confirm is not True:
+            raise UsageError(f"{op.name} erases every memory of the scope; send confirm: true")
+        args = {p.name: getattr(body, p.public) for p in params}
+        return ops.body_of(op, memory.run(op, **args))
+
+    handler.__name__ = op.name
+    handler.__doc__ = op.summary
+    handler.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model),
+        inspect.Parameter("memory", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Writer if op.writes else Reader),
+    ])
+    app.add_api_route(path, handler, methods=[verb], response_model=RESPONSES.get(op.name), responses=ERRORS,
+                      tags=["memories"])
+
+
 def _add_routes(app: FastAPI) -> None:
     tags = ["memories"]
+    for op in ops.OPERATIONS:
+        form = op.form("rest")
+        if form is not None and form.derived:
+            _add_derived_route(app, op)
 
     @app.post("/v1/memories", status_code=201, response_model=s.AddResponse, responses=ERRORS, tags=tags)
     def add(body: s.AddRequest, memory: Writer) -> Any:
@@ -244,32 +278,14 @@ def _add_routes(app: FastAPI) -> None:
                             agent_id=body.agent_id, metadata=body.metadata, **options)
         return result.to_dict()
 
-    @app.post("/v1/memories/search", response_model=s.SearchResponse, responses=ERRORS, tags=tags)
-    def search(body: s.SearchRequest, memory: Reader) -> Any:
-        """The memories that best match a query (keywords and meaning, fused)."""
-        hits = memory.search(body.query, user_id=body.user_id, limit=body.limit, filters=body.filters,
-                             session_id=body.session_id, agent_id=body.agent_id)
-        return {"hits": [h.to_dict() for h in hits]}
-
-    @app.post("/v1/context", response_model=s.ContextResponse, responses=ERRORS, tags=tags)
-    def context(body: s.ContextRequest, memory: Reader) -> Any:
-        """A prompt block of what matters for a query, within a token budget."""
-        block = memory.context(body.query, user_id=body.user_id, budget_tokens=body.budget_tokens,
-                               session_id=body.session_id, agent_id=body.agent_id, filters=body.filters)
-        return {"context": block}
-
-    @app.post("/v1/recall", response_model=s.RecallResponse, responses=ERRORS, tags=tags)
-    def recall(body: s.RecallRequest, memory: Reader) -> Any:
-        """The prompt block of /v1/context with the memories in it and their sources."""
-        return memory.recall(body.query, user_id=body.user_id, budget_tokens=body.budget_tokens,
-                             session_id=body.session_id, agent_id=body.agent_id, filters=body.filters).to_dict()
-
     @app.get("/v1/memories", response_model=s.ListResponse, responses=ERRORS, tags=tags)
     def list_memories(memory: Reader, user_id: UserId = None, agent_id: OptionalId = None,
                       session_id: OptionalId = None, limit: int = LIST_LIMIT,
                       cursor: Annotated[str | None, Query(max_length=512)] = None,
                       offset: Annotated[int | None, Query(ge=0)] = None,
                       filters: Annotated[str | None, Query(description="A JSON filter object, as for search.")] = None,
+                      as_of: Annotated[str | None, Query(max_length=64, description=ops.AS_OF.help)] = None,
+                      include_retired: Annotated[bool, Query(description=ops.RETIRED.help)] = False,
                       ) -> Any:
         """A scope's memories in time order, a page at a time: pass `next_cursor` back as `cursor`."""
         if cursor is not None and offset is not None:
@@ -278,7 +294,8 @@ def _add_routes(app: FastAPI) -> None:
         max_limit = memory.config.max_limit
         probe = limit + 1 if 0 < limit < max_limit else limit  # one more row tells whether a next page exists
         records = memory.list(user_id=user_id, agent_id=agent_id, session_id=session_id, limit=probe,
-                              offset=start, filters=_json_filters(filters))
+                              offset=start, filters=_json_filters(filters), as_of=as_of,
+                              include_retired=include_retired)
         more = len(records) > limit or (probe == limit == len(records))
         records = records[:limit]
         following = start + len(records) if more else None
@@ -306,14 +323,6 @@ def _add_routes(app: FastAPI) -> None:
     def history(memory_id: str, memory: Reader, user_id: OptionalId = None) -> Any:
         """Every version of a memory, oldest first; an erased one keeps only hashes."""
         return {"versions": [v.to_dict() for v in memory.history(memory_id, user_id=user_id)]}
-
-    @app.post("/v1/forget", response_model=s.ForgetResponse, responses=ERRORS, tags=tags)
-    def forget(body: s.ForgetRequest, memory: Writer) -> Any:
-        """Erase every memory of a user, or of one of their agents or sessions."""
-        if body.confirm is not True:
-            raise UsageError("forget erases every memory of the scope; send confirm: true")
-        return {"forgotten": memory.forget(user_id=body.user_id, agent_id=body.agent_id,
-                                           session_id=body.session_id)}
 
     @app.post("/v1/export", responses={200: {"content": {CUBE_TYPE: {}}, "description": "An Engram cube (JSONL)."},
                                        **ERRORS}, response_class=FileResponse, tags=["cubes"])
