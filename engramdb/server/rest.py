@@ -35,7 +35,7 @@ from ..errors import EngramError, InvalidInputError, UsageError
 from . import schemas as s
 from .access import ScopedMemory
 from .auth import Authenticator
-from .metrics import CONTENT_TYPE, BacklogProbe, RequestCounter, render
+from .metrics import CONTENT_TYPE, BacklogProbe, Latency, RequestCounter, StoreSizes, render
 from .middleware import RequestMiddleware, request_id_of, status_of
 from .tenants import Principal, TenantRegistry
 
@@ -126,8 +126,11 @@ def create_app(registry: TenantRegistry, auth: Authenticator, *, mcp: bool = Tru
     app.state.ready = False
     app.state.backlog = BacklogProbe(registry)
     app.state.requests = Counter()
+    app.state.latency = Latency()
+    app.state.sizes = StoreSizes(registry)
     app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes or registry.config.max_request_bytes)
-    app.add_middleware(RequestCounter, counts=app.state.requests)  # outermost: counts the 413s too
+    app.add_middleware(RequestCounter, counts=app.state.requests,  # outermost: counts the 413s too
+                       latency=app.state.latency)
     _add_error_handlers(app)
     _add_probes(app)
     _add_routes(app)
@@ -224,12 +227,16 @@ def _add_probes(app: FastAPI) -> None:
              responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format 0.0.4."},
                         401: {"model": s.ErrorResponse}})
     async def metrics(_: Annotated[Principal, Depends(principal)]) -> PlainTextResponse:
-        """The distillation backlog of the open tenants and the requests answered, in
-        Prometheus' text format. Needs a key, as /v1 does; the figures are the whole
-        server's (no tenant or user is named in them)."""
+        """The distillation backlog of the open tenants (queue depth, failed jobs), the
+        requests answered by route and status with their latency histograms, and each
+        open tenant's store size, in Prometheus' text format. Needs a key, as /v1 does;
+        the figures are the whole server's: no user is named in them, and a tenant only
+        by its slug (`t_` and a hash of its name, as its store file is named)."""
         backlog = await run_in_threadpool(app.state.backlog.read)
-        text = render(backlog, Counter(app.state.requests),  # a copy, taken on the loop that counts
-                      max_backlog_age_s=app.state.registry.config.max_backlog_age_s)
+        sizes = await run_in_threadpool(app.state.sizes.read)
+        text = render(backlog, Counter(app.state.requests),  # copies, taken on the loop that counts
+                      max_backlog_age_s=app.state.registry.config.max_backlog_age_s,
+                      latency=app.state.latency.copy(), sizes=sizes)
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
 
