@@ -105,10 +105,13 @@ def options(name: str, *, skip: tuple[str, ...] = ()) -> Callable[[Callable[...,
         if param.kind == "bool":
             decorators.append(click.option(flag, param.public, is_flag=True, default=bool(param.shown_default),
                                            help=param.help))
+        elif param.kind == "ids":
+            decorators.append(click.option(flag, param.public, multiple=True, required=param.required,
+                                           help=param.help + " (repeat for several)"))
         else:
             json_help = " (JSON)" if param.kind == "json" else ""
             decorators.append(click.option(
-                flag, param.public, required=param.required, type=int if param.kind == "int" else str,
+                flag, param.public, required=param.required, type={"int": int, "float": float}.get(param.kind, str),
                 default=None if param.required else param.shown_default, help=param.help + json_help,
                 show_default=param.shown_default is not None and not param.required,
                 metavar="JSON" if param.kind == "json" else None))
@@ -131,8 +134,37 @@ def call_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
             value = given[param.public]
             if param.kind == "json":
                 value = _json_object(value, param.flag or "--" + param.public.replace("_", "-"))
+            elif param.kind == "ids":
+                value = list(value) if value else (None if param.default is None else [])
             args[param.name] = value
     return args
+
+
+def derived_command(op: ops.Operation) -> click.Command:
+    """The command of a row whose CLI form is `derived`: its options from the row, the
+    result printed as hits, records or text, and with --json as REST gives it."""
+
+    def command(as_json: bool, **given: Any) -> None:
+        memory = _app().memory(read_only=op.reads)
+        result = getattr(memory, op.name)(**call_args(op.name, given))
+        body = ops.body_of(op, result)
+        items = result if isinstance(result, list) else []
+        if as_json:
+            _print_json(body)
+        elif isinstance(result, str):
+            click.echo(result)
+        elif items and all(type(item).__name__ == "Hit" for item in items):
+            _console().print(_hits_table(items))
+        elif items and all(type(item).__name__ == "Record" for item in items):
+            _console().print(_records_table(items))
+        else:
+            _print_json(body)
+
+    command.__name__ = op.name
+    command.__doc__ = op.summary
+    form = op.form("cli")
+    assert form is not None and form.derived
+    return click.command(name=form.name)(options(op.name)(command))
 
 
 @click.group(name="engram", cls=EngramGroup)
@@ -688,6 +720,9 @@ from .server.cli import keys, serve  # noqa: E402  (light: the web stack loads o
 
 main.add_command(serve)
 main.add_command(keys)
+for _op in ops.OPERATIONS:  # rows whose command is built from the row alone
+    if (_form := _op.form("cli")) is not None and _form.derived and _form.name not in main.commands:
+        main.add_command(derived_command(_op))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -25,7 +25,7 @@ from typing import Any, Literal
 REQUIRED: Any = ...  # a parameter without a default
 
 # What a parameter holds. Each surface maps the kind to its own type (click, pydantic, MCP).
-Kind = Literal["id", "text", "query", "int", "bool", "json", "timestamp", "messages", "path"]
+Kind = Literal["id", "text", "query", "int", "float", "bool", "json", "timestamp", "ids", "messages", "path"]
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ OPERATIONS: tuple[Operation, ...] = (
         (MEMORY_ID, Param("text", "text", help="The new text."), USER_OPTIONAL, METADATA,
          Param("reason", "text", None, help="Why (kept in the history).")),
         returns="Record", result="record", writes=True, idempotent=False, target="memory",
-        cli=Form("update"), rest=Form("PATCH /v1/memories/{memory_id}"), mcp=Form("update_memory", derived=True, title="Correct a memory"),
+        cli=Form("update"), rest=Form("PATCH /v1/memories/{memory_id}", derived=True), mcp=Form("update_memory", derived=True, title="Correct a memory"),
     ),
     Operation(
         "delete", "Erase one memory: its text leaves the store, its indexes and its history.",
@@ -162,7 +162,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "One memory.", (MEMORY_ID, USER_OPTIONAL),
         returns="Record", result="record", writes=False, target="memory",
-        cli=Form("get"), rest=Form("GET /v1/memories/{memory_id}"), mcp=Form("get_memory", derived=True, title="Get a memory"),
+        cli=Form("get"), rest=Form("GET /v1/memories/{memory_id}", derived=True), mcp=Form("get_memory", derived=True, title="Get a memory"),
     ),
     Operation(
         "list", "A scope's memories in time order, a page at a time.",
@@ -176,7 +176,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "history", "Every version of a memory, oldest first; an erased one keeps only hashes.",
         (MEMORY_ID, USER_OPTIONAL),
         returns="list[Version]", result="versions", writes=False, target="memory",
-        cli=Form("history"), rest=Form("GET /v1/memories/{memory_id}/history"),
+        cli=Form("history"), rest=Form("GET /v1/memories/{memory_id}/history", derived=True),
         mcp=Form("memory_history", derived=True, title="History of a memory", help=(
             "Every version of a memory, oldest first (added, updated, superseded, retracted, erased), with the "
             "reason; an erased one keeps only hashes.")),
@@ -238,7 +238,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "jobs", "The distillation queue: pending, running and failed jobs, recent errors.",
         (Param("user_id", "id", None, help="Only this user's jobs.", flag="--user"),),
         returns="dict", result="jobs", writes=False, target="tenant",
-        cli=Form("jobs", extra=("wait",)), rest=Form("GET /v1/jobs"),
+        cli=Form("jobs", extra=("wait",)), rest=Form("GET /v1/jobs", derived=True),
         mcp="an operator's figures, not an agent's: REST /v1/jobs",
     ),
     Operation(
@@ -279,6 +279,8 @@ def body_of(op: Operation, result: Any) -> Any:
     row's `result` key (a list of such, or a plain value)."""
     if hasattr(result, "to_dict"):
         return result.to_dict()
+    if isinstance(result, dict):  # figures (jobs, stats): the body itself
+        return result
     if isinstance(result, list):
         return {op.result: [item.to_dict() if hasattr(item, "to_dict") else item for item in result]}
     return {op.result: result}

@@ -325,3 +325,53 @@ def test_a_read_only_key_cannot_use_a_derived_writing_tool(deployment):
 
     refused = over_mcp(deployment, "acme-ro", calls)
     assert refused.is_error and "PermissionDeniedError" in "".join(getattr(c, "text", "") for c in refused.content)
+
+
+def test_adding_a_row_is_all_it_takes(monkeypatch, tmp_path):
+    """A new Memory method reaches the CLI, REST and MCP by a row alone (here a made-up
+    one, `Memory.tally`, counting a scope's memories of one kind)."""
+
+    def tally(self, *, user_id: str, kind: str | None = None, session_id: str | None = None) -> int:
+        return sum(1 for r in self.list(user_id=user_id, session_id=session_id, limit=50) if kind in (None, r.kind))
+
+    row = ops.Operation(
+        "tally", "How many memories a scope holds (of one kind).",
+        (ops.USER, ops.Param("kind", "text", None, help="Only this kind."), ops.SESSION),
+        returns="int", result="tally", writes=False,
+        cli=ops.Form("tally", derived=True), rest=ops.Form("GET /v1/tally", derived=True),
+        mcp=ops.Form("tally", derived=True),
+    )
+    monkeypatch.setattr(Memory, "tally", tally, raising=False)
+    monkeypatch.setattr(ops, "OPERATIONS", (*ops.OPERATIONS, row))
+    monkeypatch.setitem(ops.BY_NAME, "tally", row)
+    import engramdb.cli as cli
+
+    main.add_command(cli.derived_command(row))
+    try:
+        url = f"sqlite:///{tmp_path / 'cli.db'}"
+        with Memory(url, config=Config(extractor="none"), embedder=FakeEmbedder()) as memory:
+            _seed(memory)
+        result = CliRunner(env=CLEAN_ENV).invoke(main, ["--store", url, "tally", "--user", "alice", "--kind", "turn",
+                                                        "--json"], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout) == {"tally": 2}
+    finally:
+        main.commands.pop("tally")
+
+    live, deployment = start_deployment(tmp_path / "server")
+    try:
+        _seed(live.server.config.app.state.registry.memory("acme"))
+        answer = deployment.client("acme").get("/v1/tally", params={"user_id": "alice"})
+        assert answer.status_code == 200 and answer.json() == {"tally": 2}
+        assert deployment.client("globex").get("/v1/tally", params={"user_id": "alice"}).json() == {"tally": 0}
+
+        async def calls(client):
+            tools = {t.name: t for t in (await client.list_tools()).tools}
+            return tools["tally"], await client.call_tool("tally", {"user_id": "alice", "kind": "turn"})
+
+        tool, called = over_mcp(deployment, "acme", calls)
+        assert tool.annotations.read_only_hint is True and set(tool.input_schema["properties"]) == {
+            "user_id", "kind", "session_id"}
+        assert called.structured_content == {"tally": 2}
+    finally:
+        stop_deployment(live, deployment)

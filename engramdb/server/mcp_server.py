@@ -54,8 +54,8 @@ def hints(op: ops.Operation, title: str | None = None) -> ToolAnnotations:
 
 
 # What each kind of parameter (operations.Kind) is in a tool's arguments.
-KINDS: dict[str, Any] = {"id": str, "text": str, "query": str, "int": int, "bool": bool, "json": dict[str, Any],
-                         "timestamp": str}
+KINDS: dict[str, Any] = {"id": str, "text": str, "query": str, "int": int, "float": float, "bool": bool,
+                         "json": dict[str, Any], "timestamp": str, "ids": list[str]}
 
 
 def derived_tool(op: ops.Operation, memory: Callable[[Context], ScopedMemory]) -> Callable[..., Any]:

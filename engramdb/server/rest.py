@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -241,32 +242,65 @@ def _add_probes(app: FastAPI) -> None:
 
 
 RESPONSES = {"search": s.SearchResponse, "context": s.ContextResponse, "recall": s.RecallResponse,
-             "forget": s.ForgetResponse}
+             "forget": s.ForgetResponse, "get": s.RecordOut, "update": s.RecordOut, "history": s.HistoryResponse,
+             "jobs": s.JobsResponse}
+TAGS = {"jobs": ["housekeeping"], "stats": ["housekeeping"], "export": ["cubes"], "import_": ["cubes"]}
+# What each kind of parameter (operations.Kind) is in a query string (JSON ones: parsed, as `filters`).
+QUERY_KINDS: dict[str, Any] = {"id": str, "text": str, "query": str, "int": int, "float": float, "bool": bool,
+                               "json": str, "timestamp": str, "ids": list[str]}
+
+
+def _query_parameter(param: ops.Param, in_path: bool) -> inspect.Parameter:
+    kind = QUERY_KINDS[param.kind]
+    limits = {"min_length": 1, "max_length": 256} if param.kind == "id" else {}
+    if in_path:
+        annotation: Any = Annotated[kind, PathParam(description=param.help or None)]
+        return inspect.Parameter(param.public, inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+    if param.name == "user_id":
+        return inspect.Parameter("user_id", inspect.Parameter.KEYWORD_ONLY, annotation=UserId if param.required
+                                 else OptionalId, default=None)
+    required = param.required
+    optional = kind | None if required or param.shown_default is None else kind
+    annotation = Annotated[optional, Query(description=param.help or None, **limits)]
+    return inspect.Parameter(param.public, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                             default=... if required else param.shown_default)
 
 
 def _add_derived_route(app: FastAPI, op: ops.Operation) -> None:
-    """The route of a row whose REST form is `derived`: a JSON body (its request model,
-    schemas.REQUESTS) in, `body_of` the result out; `confirm` guards a destructive one."""
+    """The route of a row whose REST form is `derived`. Its path's `{names}` are path
+    parameters; a POST or PATCH takes the rest as a JSON body (its request model,
+    schemas.REQUESTS), a GET or DELETE as a query string (a JSON kind parsed as
+    `filters` is). The answer is `operations.body_of` the result; `confirm` guards a
+    destructive one; a write needs a read-write key."""
     form = op.form("rest")
     assert form is not None and form.derived
     verb, path = form.name.split(" ", 1)
-    model = s.REQUESTS[op.name]
     params = op.surface_params("rest")
+    in_path = set(s.path_params(op))
+    model = s.REQUESTS.get(op.name)
+    if model is None and verb in ("POST", "PATCH", "PUT"):
+        model = s.request_model(op, exclude=s.path_params(op))
+    signature = [inspect.Parameter("memory", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                   annotation=Writer if op.writes else Reader)]
+    if model is not None:
+        signature.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=model))
+    signature.extend(_query_parameter(p, p.public in in_path) for p in params
+                     if model is None or p.public in in_path)
 
-    def handler(body: Any, memory: ScopedMemory) -> Any:
+    def handler(memory: ScopedMemory, body: Any = None, **given: Any) -> Any:
         if "confirm" in form.extra and body.confirm is not True:
             raise UsageError(f"{op.name} erases every memory of the scope; send confirm: true")
-        args = {p.name: getattr(body, p.public) for p in params}
+        args = {}
+        for p in params:
+            value = given[p.public] if p.public in given else getattr(body, p.public)
+            args[p.name] = _json_filters(value, p.public) if p.kind == "json" and body is None else value
         return ops.body_of(op, memory.run(op, **args))
 
     handler.__name__ = op.name
     handler.__doc__ = op.summary
-    handler.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-        inspect.Parameter("body", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=model),
-        inspect.Parameter("memory", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Writer if op.writes else Reader),
-    ])
+    handler.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
     app.add_api_route(path, handler, methods=[verb], response_model=RESPONSES.get(op.name), responses=ERRORS,
-                      tags=["memories"])
+                      tags=TAGS.get(op.name, ["memories"]))
 
 
 def _add_routes(app: FastAPI) -> None:
@@ -309,27 +343,11 @@ def _add_routes(app: FastAPI) -> None:
         return {"records": [r.to_dict() for r in records], "next_offset": following,
                 "next_cursor": None if following is None else _encode_cursor(following)}
 
-    @app.get("/v1/memories/{memory_id}", response_model=s.RecordOut, responses=ERRORS, tags=tags)
-    def get(memory_id: str, memory: Reader, user_id: OptionalId = None) -> Any:
-        """One memory."""
-        return memory.get(memory_id, user_id=user_id).to_dict()
-
-    @app.patch("/v1/memories/{memory_id}", response_model=s.RecordOut, responses=ERRORS, tags=tags)
-    def update(memory_id: str, body: s.UpdateRequest, memory: Writer) -> Any:
-        """Replace a memory's text; the old text stays in its history."""
-        return memory.update(memory_id, body.text, user_id=body.user_id, metadata=body.metadata,
-                             reason=body.reason).to_dict()
-
     @app.delete("/v1/memories/{memory_id}", response_model=s.DeleteResponse, responses=ERRORS, tags=tags)
     def delete(memory_id: str, memory: Writer, user_id: OptionalId = None) -> Any:
         """Erase a memory: its text leaves the store, its indexes and its history."""
         memory.delete(memory_id, user_id=user_id)
         return {"deleted": memory_id}
-
-    @app.get("/v1/memories/{memory_id}/history", response_model=s.HistoryResponse, responses=ERRORS, tags=tags)
-    def history(memory_id: str, memory: Reader, user_id: OptionalId = None) -> Any:
-        """Every version of a memory, oldest first; an erased one keeps only hashes."""
-        return {"versions": [v.to_dict() for v in memory.history(memory_id, user_id=user_id)]}
 
     @app.post("/v1/export", responses={200: {"content": {CUBE_TYPE: {}}, "description": "An Engram cube (JSONL)."},
                                        **ERRORS}, response_class=FileResponse, tags=["cubes"])
@@ -364,11 +382,6 @@ def _add_routes(app: FastAPI) -> None:
         data.pop("store", None)  # a path on the server: not the client's business
         return data
 
-    @app.get("/v1/jobs", response_model=s.JobsResponse, responses=ERRORS, tags=["housekeeping"])
-    def jobs(memory: Reader, user_id: OptionalId = None) -> Any:
-        """The distillation queue: pending, running and failed jobs, and the last errors."""
-        return memory.jobs(user_id=user_id)
-
 
 def _skip_empty(memory: ScopedMemory, skip: bool) -> dict[str, Any]:
     """`{"skip_empty": True}` when asked for, if this engramdb's Memory.add takes it."""
@@ -399,24 +412,24 @@ def _without_path(exc: EngramError, path: Path, name: str) -> EngramError:
     return exc if message == str(exc) else type(exc)(message)
 
 
-def _json_filters(text: str | None) -> dict[str, Any] | None:
+def _json_filters(text: str | None, name: str = "filters") -> dict[str, Any] | None:
     if text is None:
         return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        raise InvalidInputError("filters is not valid JSON") from None
+        raise InvalidInputError(f"{name} is not valid JSON") from None
     except RecursionError:
-        raise InvalidInputError(f"filters nests deeper than {s.MAX_DEPTH} levels") from None
+        raise InvalidInputError(f"{name} nests deeper than {s.MAX_DEPTH} levels") from None
     if not isinstance(value, dict):
-        raise InvalidInputError(f"filters must be a JSON object, got {type(value).__name__}")
-    problem = s.json_problem(value, "filters")
+        raise InvalidInputError(f"{name} must be a JSON object, got {type(value).__name__}")
+    problem = s.json_problem(value, name)
     if problem is not None:
         raise InvalidInputError(problem)
     try:
         return s.shallow(value)
     except ValueError as exc:
-        raise InvalidInputError(f"filters {exc}") from None
+        raise InvalidInputError(f"{name} {exc}") from None
 
 
 def _encode_cursor(offset: int) -> str:

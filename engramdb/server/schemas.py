@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, create_model, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from .. import operations as ops
@@ -95,8 +95,9 @@ class MessageIn(Request):
 Messages = StrictStr | MessageIn | list[StrictStr | MessageIn]
 
 # What each kind of parameter (operations.Kind) is in a request body.
-KINDS: dict[str, Any] = {"id": Id, "text": StrictStr, "query": StrictStr, "int": StrictInt, "bool": StrictBool,
-                         "json": Json, "timestamp": StrictStr, "messages": Messages}
+KINDS: dict[str, Any] = {"id": Id, "text": StrictStr, "query": StrictStr, "int": StrictInt, "float": StrictFloat,
+                         "bool": StrictBool, "json": Json, "timestamp": StrictStr, "ids": list[Id],
+                         "messages": Messages}
 DEFAULT_USER = "Whose memory; default: the API key's default user."
 EXTRA_FIELDS: dict[str, tuple[Any, Any]] = {  # parameters of the REST surface's own (Form.extra)
     "confirm": (StrictBool, Field(description="Must be true: erases every memory of the scope.")),
