@@ -6,17 +6,35 @@ twice is the same as once, and what it returns; then, for each surface, the form
 takes there (`Form`: the command, the route, the tool, and the parameters that surface
 names differently or leaves out, each with its reason) or why it has none (a string).
 
-The surfaces build from the rows: click options for each parameter (`cli.options`),
-pydantic request models and POST routes (`server/schemas.py`, `server/rest.py`), MCP
-tools with their annotations (`server/mcp_server.py`). `tests/test_operations.py`
-fails when a `Memory` method or parameter has no row, when a row's defaults drift
-from the signature, and when a surface lacks a form or a parameter the row gives it.
+The surfaces build from the rows: click options and arguments for each parameter
+(`cli.options`, `cli.call_args`), pydantic request bodies (`server/schemas.py`
+`REQUESTS`), REST routes with their query, path and body parameters
+(`server/rest.py` `_add_derived_route`), MCP tools with their annotations
+(`server/mcp_server.py` `derived_tool`), each calling the method through the caller's
+key (`server/access.py` `ScopedMemory.run`). `tests/test_operations.py` fails when a
+`Memory` method or parameter has no row, when a row's defaults drift from the
+signature, when a surface lacks a form or a parameter the row gives it (hand-written
+forms included), and when docs/cli.md or docs/openapi.json is stale.
 
-Adding an operation (e.g. `Memory.profile`) is adding a row to OPERATIONS: its `rest`
-and `mcp` forms with `derived=True` are then served without more code (a scope
-operation through `access.ScopedMemory.run`), and its CLI command is one
-`@options("profile")` command in cli.py, or a reason in `cli=`."""
+Adding an operation, e.g. `Memory.related(id, *, user_id=None, limit=10)`:
 
+    Operation(
+        "related", "Memories linked to one memory, nearest first.",
+        (MEMORY_ID, USER_OPTIONAL, Param("limit", "int", 10, help="How many.")),
+        returns="list[Hit]", result="hits", writes=False, target="memory",
+        cli=Form("related", derived=True),
+        rest=Form("GET /v1/memories/{memory_id}/related", derived=True),
+        mcp=Form("related_memories", derived=True, title="Related memories"),
+    ),
+
+That row is the whole change: `engram related ID`, the route (GET/DELETE: query and
+path parameters; POST/PATCH: a JSON body) and the tool are built from it. `target` says
+how a key's scope applies ("scope": its `user_id` checked; "memory": the memory's owner;
+"tenant": the whole tenant for an unscoped key). A surface with no form gets a reason
+instead (`mcp="an operator's figures, not an agent's"`); a parameter one surface does
+not take goes in that Form's `omit` with its reason; a Memory parameter no surface
+takes goes in `internal`. Then `python -m engramdb.server.rest > docs/openapi.json`
+and a section for the command in docs/cli.md naming each option."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

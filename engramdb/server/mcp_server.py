@@ -1,4 +1,6 @@
-"""Engram over MCP (the official `mcp` SDK): remember, recall, forget, list_memories, context.
+"""Engram over MCP (the official `mcp` SDK): remember, recall, context, context_with_sources,
+list_memories, get_memory, memory_history, update_memory, forget. The tools of rows marked
+`derived` in engramdb/operations.py are built from their rows (`derived_tool`).
 
 Two transports, one set of tools. Over stdio (`engram serve --mcp-stdio`) a local
 agent talks to one store as one principal. Over streamable HTTP (mounted at /mcp next
@@ -36,7 +38,8 @@ from .tenants import Principal, TenantRegistry
 INSTRUCTIONS = (
     "Engram is this user's long-term memory. Before answering, call `context` with the user's message "
     "to get what you already know about them. Call `remember` with what the user tells you that is "
-    "worth keeping. `recall` searches memories; `list_memories` pages through them; `forget` erases, "
+    "worth keeping. `recall` searches memories (`as_of`: what was true on a date); `list_memories` "
+    "pages through them; `memory_history` shows how one changed; `forget` erases, "
     "only when the user asks for it, with confirm: true. Leave `user_id` out when the server has a "
     "default user; never invent one."
 )
