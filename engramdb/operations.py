@@ -153,7 +153,8 @@ OPERATIONS: tuple[Operation, ...] = (
         (MEMORY_ID, Param("text", "text", help="The new text."), USER_OPTIONAL, METADATA,
          Param("reason", "text", None, help="Why (kept in the history).")),
         returns="Record", result="record", writes=True, idempotent=False, target="memory",
-        cli=Form("update"), rest=Form("PATCH /v1/memories/{memory_id}", derived=True), mcp=Form("update_memory", derived=True, title="Correct a memory"),
+        cli=Form("update"), rest=Form("PATCH /v1/memories/{memory_id}", derived=True),
+        mcp=Form("update_memory", derived=True, title="Correct a memory"),
     ),
     Operation(
         "delete", "Erase one memory: its text leaves the store, its indexes and its history.",
@@ -180,7 +181,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get", "One memory.", (MEMORY_ID, USER_OPTIONAL),
         returns="Record", result="record", writes=False, target="memory",
-        cli=Form("get"), rest=Form("GET /v1/memories/{memory_id}", derived=True), mcp=Form("get_memory", derived=True, title="Get a memory"),
+        cli=Form("get"), rest=Form("GET /v1/memories/{memory_id}", derived=True),
+        mcp=Form("get_memory", derived=True, title="Get a memory"),
     ),
     Operation(
         "list", "A scope's memories in time order, a page at a time.",
@@ -203,9 +205,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "search", "The memories that best match a query (keywords and meaning, fused).",
         (QUERY, USER, Param("limit", "int", 10, help="How many hits."), FILTERS, SESSION, AGENT, AS_OF, RETIRED),
         returns="list[Hit]", result="hits", writes=False,
-        cli=Form("search"), rest=Form("POST /v1/memories/search", derived=True), mcp=Form("recall", derived=True, title="Recall",
-                                                                         help="Search the user's memories: the best "
-                                                                         "matches for `query`, best first."),
+        cli=Form("search"), rest=Form("POST /v1/memories/search", derived=True),
+        mcp=Form("recall", derived=True, title="Recall",
+                 help="Search the user's memories: the best matches for `query`, best first."),
     ),
     Operation(
         "context", "A prompt block of what matters for a query, within a token budget.",

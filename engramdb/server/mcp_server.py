@@ -44,6 +44,7 @@ INSTRUCTIONS = (
     "default user; never invent one."
 )
 
+LIST_LIMIT = ops.operation("list").param("limit").shown_default
 UserId = Annotated[str | None, Field(description=(
     "Whose memory. Leave it out to use this server's (or API key's) default user; do not invent one."))]
 
@@ -51,7 +52,8 @@ UserId = Annotated[str | None, Field(description=(
 def hints(op: ops.Operation, title: str | None = None) -> ToolAnnotations:
     """The MCP annotations of `op`'s tool, from its row: reads or writes, destroys or not."""
     form = op.form("mcp")
-    shown = title or (form.title if form is not None and form.title else op.name.strip("_").replace("_", " ").capitalize())
+    named = op.name.strip("_").replace("_", " ").capitalize()
+    shown = title or (form.title if form is not None and form.title else named)
     return ToolAnnotations(title=shown, read_only_hint=op.reads, destructive_hint=op.destructive,
                            idempotent_hint=op.idempotent, open_world_hint=False)
 
@@ -137,8 +139,8 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
                             description=form.help or op.summary, annotations=hints(op))
 
     @server.tool(annotations=hints(ops.operation("list")))
-    def list_memories(ctx: Context, user_id: UserId = None, limit: int = ops.operation("list").param("limit").shown_default,
-                      offset: int = 0, session_id: str | None = None, agent_id: str | None = None,
+    def list_memories(ctx: Context, user_id: UserId = None, limit: int = LIST_LIMIT, offset: int = 0,
+                      session_id: str | None = None, agent_id: str | None = None,
                       filters: Annotated[dict[str, Any] | None, Field(description=ops.FILTERS.help)] = None,
                       as_of: Annotated[str | None, Field(description=ops.AS_OF.help)] = None,
                       include_retired: Annotated[bool, Field(description=ops.RETIRED.help)] = False,

@@ -4,8 +4,9 @@ tenant's store size, in Prometheus' text format (no dependency).
 
 No tenant name, user id or stored text appears in them: the queue figures are summed
 over tenants, and a store's size is labelled by the tenant's slug (`t_` and a hash of
-its name, `stores.tenant_slug`: the name its store file already has). The backlog is read from the tenants' stores at most once
-per `ttl_s`, so that a flood of (unauthenticated) /readyz calls costs one sweep a second."""
+its name, `stores.tenant_slug`: the name its store file already has). The backlog is
+read from the tenants' stores at most once per `ttl_s`, so that a flood of
+(unauthenticated) /readyz calls costs one sweep a second."""
 
 from __future__ import annotations
 
