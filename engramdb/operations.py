@@ -132,6 +132,7 @@ AS_OF = Param("as_of", "timestamp", None, help="Answer as of this date (ISO 8601
 RETIRED = Param("include_retired", "bool", False, help="Also superseded and retracted memories.")
 BUDGET = Param("budget_tokens", "int", 1500, help="Token budget of the block.", flag="--budget")
 METADATA = Param("metadata", "json", None, help="A JSON object stored with every message.")
+PROFILE = Param("include_profile", "bool", False, help="Lead with the user's profile, paid from the budget.")
 
 NO_FILES = "names a file on the server's disk: the REST route carries the cube in the request or response body"
 OPERATOR = "an operator's command over the whole store, run where the store is (engram CLI)"
@@ -211,7 +212,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "context", "A prompt block of what matters for a query, within a token budget.",
-        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF),
+        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF, PROFILE),
         returns="str", result="context", writes=False,
         cli=Form("context"), rest=Form("POST /v1/context", derived=True),
         mcp=Form("context", derived=True, title="Context for a reply", help=(
@@ -221,13 +222,37 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "recall", "The prompt block of `context` with the memories in it, their sources, and whether the whole "
         "scope fit (`complete`).",
-        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF),
+        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF, PROFILE),
         returns="Recall", result="recall", writes=False,
         cli=Form("recall"),
         rest=Form("POST /v1/recall", derived=True),
         mcp=Form("context_with_sources", derived=True, title="Context with its sources", help=(
             "The block `context` gives, with the memories in it, the ids of the turns they came from "
             "(`sources`), and `complete`: whether the user's whole memory fit the budget.")),
+    ),
+    Operation(
+        "profile", "The user's current facts and preferences by topic (home, work, family, tastes, plans, …), "
+        "as a block and as items with their sources.",
+        (USER, AGENT, Param("budget_tokens", "int", None, help="Token budget of the profile (default: the "
+                            "config's profile_budget_tokens).", flag="--budget"), AS_OF),
+        returns="Profile", result="profile", writes=False,
+        cli=Form("profile", derived=True), rest=Form("GET /v1/profile", derived=True),
+        mcp=Form("profile", derived=True, title="The user's profile", help=(
+            "What is true of the user now (or `as_of` a date), by topic: home, work, family, health, tastes, "
+            "plans. Each item names the memories it rests on.")),
+    ),
+    # -- conclusions -------------------------------------------------------------------
+    Operation(
+        "think", "Store a conclusion reached about the user, resting on some of their memories: it is retired "
+        "when one of them stops being current and erased with an erased one.",
+        (Param("text", "text", help="The conclusion."), USER,
+         Param("sources", "ids", help="Ids of the user's memories or turns it rests on."),
+         Param("agent_id", "id", None, help="The agent that reached it.", flag="--agent"),
+         Param("session_id", "id", None, help="The session it was reached in.", flag="--session"),
+         Param("metadata", "json", None, help="A JSON object stored with the thought.")),
+        returns="Record", result="record", writes=True, idempotent=False,
+        cli=Form("think", derived=True), rest=Form("POST /v1/thoughts", derived=True),
+        mcp=Form("think", derived=True, title="Record a conclusion"),
     ),
     # -- cubes -----------------------------------------------------------------------
     Operation(
