@@ -59,6 +59,23 @@ class Config:
     exclude_flagged: bool = False
     rrf_k: int = 10  # small k: the top of each list counts (LoCoMo: 60 -> 10 lifted R≤1000 0.72 -> 0.76)
     candidates: int = 100  # per retriever, before fusion
+    # Vitals (living/vitals.py): each memory's strength, last recall and utility. `vitals`
+    # records recalls (what search / recall / context return, written in the background)
+    # and confirmations; `decay` archives derived memories whose retention
+    # exp(-Δt / (tau · strength)) falls below `decay_threshold`, checked every
+    # `decay_interval_s` (never deletes; turns are never archived). Decay is off by
+    # default: on LoCoMo every question is asked of a conversation after all of it was
+    # added, so no measurement there says what fading costs (docs/benchmarks.md).
+    vitals: bool = True
+    decay: bool = False
+    decay_tau_days: float = 30.0
+    decay_threshold: float = 0.05
+    decay_interval_s: float = 3600.0
+    # How much utility (feedback) and retention move a memory's search score: × (1 + w ·
+    # utility) and × (1 - w · (1 - retention)). None: they do not enter ranking (no
+    # benchmark we hold has feedback; see living/vitals.py reranked).
+    utility_weight: float | None = None
+    retention_weight: float | None = None
     # Vector index: exact search up to this many vectors in a user's scope, HNSW above.
     ann_threshold: int = 20_000
     # SQLite.
@@ -88,6 +105,13 @@ class Config:
         age = self.max_backlog_age_s
         if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0):
             raise ConfigError(f"config max_backlog_age_s must be a positive number or None, got {age!r}")
+        if not self.decay_threshold < 1:
+            raise ConfigError(f"config decay_threshold must be below 1, got {self.decay_threshold!r}")
+        for name in ("utility_weight", "retention_weight"):
+            weight = getattr(self, name)
+            if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                       or not 0 <= weight <= 1):
+                raise ConfigError(f"config {name} must be a number from 0 to 1 or None, got {weight!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
         if not (self.extractor in (None, "offline", "fake", "none")
