@@ -601,7 +601,8 @@ def _rescope(item: ExportedRecord, user_id: str) -> ExportedRecord:
     sources = [rid if s == item.record.id else s for s in item.record.sources]
     record = replace(item.record, id=rid, user_id=user_id, sources=sources)
     versions = [replace(v, memory_id=rid) for v in item.versions]
-    return ExportedRecord(record=record, vector=item.vector, versions=versions)
+    vitals = None if item.vitals is None else replace(item.vitals, memory_id=rid)
+    return ExportedRecord(record=record, vector=item.vector, versions=versions, vitals=vitals)
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

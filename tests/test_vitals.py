@@ -284,6 +284,9 @@ def test_a_cube_written_before_vitals_still_imports(tmp_path):
     with Memory(tmp_path / "b.db", embedder=FakeEmbedder(), config=Config(extractor="none")) as other:
         assert other.import_(tmp_path / "old.jsonl") == 1
         assert other.get(a).state == ACTIVE and other.vitals(a) == Vitals(a)
+        assert other.import_(tmp_path / "new.jsonl", user_id="bea") == 1  # new ids: the vitals follow them
+        (moved,) = other.list(user_id="bea")
+        assert other.vitals(moved.id).recalls == 1 and other.vitals(a).recalls == 0
         with pytest.raises(InvalidInputError, match="strength"):
             other.import_(tmp_path / "bad.jsonl")
 
