@@ -312,6 +312,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_int("limit", limit, 1, self.config.max_limit)
         _check_int("offset", offset, 0, 2**62)
+        _check_bool("include_archived", include_archived)
         conditions = _unarchived(_in_time(_filters(filters), as_of, include_retired), include_archived)
         return self._store.list(scope, conditions, limit, offset)
 
@@ -354,8 +355,7 @@ class Memory:
         scope = Scope(user_id, agent_id, session_id)
         _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
-        if not isinstance(include_archived, bool):
-            raise InvalidInputError(f"include_archived must be True or False, got {type(include_archived).__name__}")
+        _check_bool("include_archived", include_archived)
         conditions = self._trusted(_unarchived(_searchable(_in_time(_filters(filters), as_of, include_retired)),
                                                include_archived))
         depth = max(self.config.candidates, 2 * limit)
@@ -672,6 +672,11 @@ def _unarchived(conditions: list, include_archived: bool) -> list:
     if include_archived or any(c.field == "state" for c in conditions):
         return conditions
     return [*conditions, unarchived()]
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {type(value).__name__}")
 
 
 def _id_list(name: str, value: Any) -> list[str]:

@@ -207,6 +207,10 @@ def test_feedback_moves_utility_and_is_checked(url):
         with pytest.raises(InvalidInputError):
             mem.feedback("", used=[a])
         assert mem.vitals(bob).utility == 0.0 and mem.vitals(a).used == 2  # refused calls wrote nothing
+        with pytest.raises(InvalidInputError, match="include_archived"):
+            mem.list(user_id="ann", include_archived="yes")
+        with pytest.raises(InvalidInputError, match="include_archived"):
+            mem.search("memory", user_id="ann", include_archived=1)
 
 
 def test_switched_off_vitals_record_no_recalls(tmp_path):
