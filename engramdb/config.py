@@ -75,8 +75,9 @@ class Config:
     decay_threshold: float = 0.05
     decay_interval_s: float = 3600.0
     # How much utility (feedback) and retention move a memory's search score: × (1 + w ·
-    # utility) and × (1 - w · (1 - retention)). None: they do not enter ranking (no
-    # benchmark we hold has feedback; see living/vitals.py reranked).
+    # utility) and × (1 - w · (1 - retention)). None: they do not enter ranking (retention
+    # at 0.3 changed no LoCoMo budget row and cost R@5 0.004, docs/benchmarks.md; no
+    # benchmark we hold has feedback to measure utility with).
     utility_weight: float | None = None
     retention_weight: float | None = None
     # Vector index: exact search up to this many vectors in a user's scope, HNSW above.

@@ -25,6 +25,8 @@ SETTINGS = {
     "decay off": Config(extractor="none"),
     "decay on (tau 30 d, threshold 0.05)": Config(extractor="none", decay=True),
     "decay on (tau 180 d, threshold 0.05)": Config(extractor="none", decay=True, decay_tau_days=180.0),
+    "decay off, retention in ranking (weight 0.3, tau 180 d)": Config(extractor="none", retention_weight=0.3,
+                                                                      decay_tau_days=180.0),
 }
 
 
