@@ -310,6 +310,7 @@ def test_stats(store):
     assert everything["records"] == 5
     assert everything["users"] == 2
     assert everything["by_kind"] == {"turn": 4, "fact": 1}
+    assert everything["by_state"] == {"active": 5}
     alice = store.stats("alice")
     assert alice["records"] == 4
     assert alice["sessions"] == 3  # s1, s2 and "no session"
@@ -996,3 +997,4 @@ def test_export_import_and_migrate_carry_states_and_vitals(store_factory, tmp_pa
         assert [other.get(i).state for i in ids] == [source.get(i).state for i in ids]
         assert other.get(faded.id).state == ARCHIVED
         assert other.history(faded.id) == source.history(faded.id)
+        assert other.stats("alice")["by_state"] == {"active": 2, "archived": 1}

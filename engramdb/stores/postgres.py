@@ -853,6 +853,8 @@ class PostgresStore(SQLJobs, SQLVitalSigns):
                 "by_kind": kinds,
                 "sessions": sessions,
                 "schema": [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name")],
+                "by_state": dict(conn.execute(f"SELECT state, count(*) FROM records {where} GROUP BY state",
+                                              params).fetchall()),
             }
             if user_id is None:
                 out["users"] = conn.execute("SELECT count(DISTINCT user_id) FROM records").fetchone()[0]

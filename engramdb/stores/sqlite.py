@@ -941,6 +941,8 @@ class SQLiteStore(SQLJobs, SQLVitalSigns):
                 f"SELECT count(DISTINCT coalesce(session_id, '')) FROM records {where}", params
             ).fetchone()[0],
             "schema": self.applied_migrations(),
+            "by_state": dict(conn.execute(f"SELECT state, count(*) FROM records {where} GROUP BY state",
+                                          params).fetchall()),
         }
         if user_id is None:
             out["users"] = conn.execute("SELECT count(DISTINCT user_id) FROM records").fetchone()[0]
