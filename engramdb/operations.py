@@ -130,6 +130,7 @@ FILTERS = Param("filters", "json", None, help='A filter object, e.g. {"role": "u
                 "lte in nin).")
 AS_OF = Param("as_of", "timestamp", None, help="Answer as of this date (ISO 8601): what was true then.")
 RETIRED = Param("include_retired", "bool", False, help="Also superseded and retracted memories.")
+ARCHIVED = Param("include_archived", "bool", False, help="Also memories archived by decay (Config.decay).")
 BUDGET = Param("budget_tokens", "int", 1500, help="Token budget of the block.", flag="--budget")
 METADATA = Param("metadata", "json", None, help="A JSON object stored with every message.")
 PROFILE = Param("include_profile", "bool", False, help="Lead with the user's profile, paid from the budget.")
@@ -188,7 +189,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "list", "A scope's memories in time order, a page at a time.",
         (USER, AGENT, SESSION, Param("limit", "int", 100, help="Page size.", surface_default=20),
-         Param("offset", "int", 0, help="Skip this many."), FILTERS, AS_OF, RETIRED),
+         Param("offset", "int", 0, help="Skip this many."), FILTERS, AS_OF, RETIRED, ARCHIVED),
         returns="list[Record]", result="records", writes=False,
         cli=Form("list"), rest=Form("GET /v1/memories", extra=("cursor",)),
         mcp=Form("list_memories", title="List memories"),
@@ -204,7 +205,8 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "search", "The memories that best match a query (keywords and meaning, fused).",
-        (QUERY, USER, Param("limit", "int", 10, help="How many hits."), FILTERS, SESSION, AGENT, AS_OF, RETIRED),
+        (QUERY, USER, Param("limit", "int", 10, help="How many hits."), FILTERS, SESSION, AGENT, AS_OF, RETIRED,
+         ARCHIVED),
         returns="list[Hit]", result="hits", writes=False,
         cli=Form("search"), rest=Form("POST /v1/memories/search", derived=True),
         mcp=Form("recall", derived=True, title="Recall",
@@ -253,6 +255,24 @@ OPERATIONS: tuple[Operation, ...] = (
         returns="Record", result="record", writes=True, idempotent=False,
         cli=Form("think", derived=True), rest=Form("POST /v1/thoughts", derived=True),
         mcp=Form("think", derived=True, title="Record a conclusion"),
+    ),
+    Operation(
+        "feedback", "Say which memories an answer to a query used (cited) and which it was given but did not: "
+        "each one's utility moves up or down.",
+        (QUERY, Param("used", "ids", None, help="Ids of the memories the answer used."),
+         Param("unused", "ids", None, help="Ids of the memories it was given but did not use."),
+         Param("user_id", "id", None, help="Whose memories.", flag="--user")),
+        returns="None", result="noted", writes=True, idempotent=False,
+        cli=Form("feedback", derived=True), rest=Form("POST /v1/feedback", derived=True),
+        mcp=Form("feedback", derived=True, title="Which memories an answer used"),
+    ),
+    Operation(
+        "vitals", "What use and time did to a memory: strength, last recall, recalls, confirmations, utility.",
+        (MEMORY_ID, USER_OPTIONAL),
+        returns="Vitals", result="vitals", writes=False, target="memory",
+        cli=Form("vitals", derived=True), rest=Form("GET /v1/memories/{memory_id}/vitals", derived=True),
+        mcp="a memory's figures are for people and programs inspecting the store (REST "
+            "/v1/memories/{memory_id}/vitals), not for an agent's context",
     ),
     # -- cubes -----------------------------------------------------------------------
     Operation(
