@@ -394,3 +394,47 @@ def test_a_missing_framework_raises_with_the_pip_line(module, framework, extra, 
 
     with pytest.raises(MissingDependencyError, match=rf"pip install 'engramdb\[{extra}\]'"):
         importlib.import_module(f"engramdb.integrations.{module}")
+
+
+def test_openai_agents_runner_keeps_the_conversation_in_an_engram_session(mem):
+    """The SDK's own Runner with a scripted model (no LLM): the second run sees the first
+    run's turns, read back from Engram, and a tool call lands in the session too."""
+    from agents import Agent, RunConfig, Runner
+    from agents.items import ModelResponse
+    from agents.models.interface import Model
+    from agents.usage import Usage
+    from openai.types.responses import ResponseFunctionToolCall, ResponseOutputMessage, ResponseOutputText
+
+    from engramdb.integrations.openai_agents import EngramSession, memory_tools
+
+    seen: list[list] = []
+
+    class Scripted(Model):
+        async def get_response(self, system_instructions, input, model_settings, tools, output_schema, handoffs,
+                               tracing, **kwargs):
+            seen.append(list(input))
+            if len(seen) == 1:  # first run: call remember, then answer
+                return ModelResponse(output=[ResponseFunctionToolCall(
+                    type="function_call", call_id="c1", name="remember", id="fc_1",
+                    arguments='{"text": "Alice moved to Berlin"}')], usage=Usage(), response_id=None)
+            text = f"I have {len(input)} items"
+            return ModelResponse(output=[ResponseOutputMessage(
+                type="message", id=f"msg_{len(seen)}", role="assistant", status="completed",
+                content=[ResponseOutputText(type="output_text", text=text, annotations=[])])],
+                usage=Usage(), response_id=None)
+
+        def stream_response(self, *args, **kwargs):
+            raise NotImplementedError
+
+    agent = Agent(name="assistant", model=Scripted(), tools=memory_tools(mem, user_id="alice"))
+    session = EngramSession("s1", mem, user_id="alice")
+    offline = RunConfig(tracing_disabled=True)  # no trace export
+    first = asyncio.run(Runner.run(agent, "I moved to Berlin", session=session, run_config=offline))
+    assert first.final_output == "I have 3 items"  # the user turn, the tool call and its output
+    second = asyncio.run(Runner.run(agent, "where do I live?", session=session, run_config=offline))
+    assert second.final_output == "I have 5 items"  # the first run came back from Engram
+    assert [i.get("role") or i.get("type") for i in seen[-1]] == [
+        "user", "function_call", "function_call_output", "assistant", "user"]
+    stored = [r.text for r in mem.list(user_id="alice", session_id="s1")]
+    assert stored[0] == "I moved to Berlin" and stored[-1] == "I have 5 items"
+    assert "Alice moved to Berlin" in mem.context("where does alice live?", user_id="alice")
