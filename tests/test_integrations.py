@@ -90,6 +90,9 @@ def test_langgraph_put_again_updates_with_history_and_delete_erases(mem):
     store.put(("memories", "alice"), "home", {"text": "Alice moved to Berlin"})
     item = store.get(("memories", "alice"), "home")
     assert item.value == {"text": "Alice moved to Berlin"} and item.created_at == first.created_at
+    assert item.updated_at > first.updated_at
+    (hit,) = store.search(("memories",), query="Berlin")
+    assert hit.updated_at == item.updated_at and hit.created_at == first.created_at
     assert [v.text for v in store.history(("memories", "alice"), "home")] == ["Alice lives in Paris",
                                                                             "Alice moved to Berlin"]
     rid = store.memory_id(("memories", "alice"), "home")
@@ -438,3 +441,15 @@ def test_openai_agents_runner_keeps_the_conversation_in_an_engram_session(mem):
     stored = [r.text for r in mem.list(user_id="alice", session_id="s1")]
     assert stored[0] == "I moved to Berlin" and stored[-1] == "I have 5 items"
     assert "Alice moved to Berlin" in mem.context("where does alice live?", user_id="alice")
+
+
+def test_langgraph_concurrent_puts_of_one_key_keep_one_item(mem):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from engramdb.integrations.langgraph import EngramStore
+
+    store = EngramStore(mem)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: store.put(("n",), "k", {"text": f"value {i}"}), range(16)))
+    assert len(store.search(("n",))) == 1 and len(mem.list(user_id="langgraph")) == 1
+    assert len(store.history(("n",), "k")) == 16

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
@@ -43,12 +44,13 @@ class EngramStore(BaseStore):
     """A LangGraph `BaseStore` backed by an Engram `Memory` (sync `batch`, async `abatch`)."""
 
     supports_ttl = False
-    __slots__ = ("memory", "user_id", "fields")
+    __slots__ = ("memory", "user_id", "fields", "_writing")
 
     def __init__(self, memory: Any, *, user_id: str = "langgraph", fields: list[str] | None = None) -> None:
         self.memory = memory
         self.user_id = user_id
         self.fields = fields  # the value's fields to index (LangGraph paths); None: every string in it
+        self._writing = threading.Lock()  # a put reads, then adds or updates: one at a time (no duplicate keys)
 
     # -- BaseStore -----------------------------------------------------------------------
 
@@ -59,7 +61,8 @@ class EngramStore(BaseStore):
             if isinstance(op, GetOp):
                 results.append(self._get(op.namespace, op.key))
             elif isinstance(op, PutOp):
-                results.append(self._put(op))
+                with self._writing:
+                    results.append(self._put(op))
             elif isinstance(op, SearchOp):
                 results.append(self._search(op))
             elif isinstance(op, ListNamespacesOp):
@@ -135,7 +138,8 @@ class EngramStore(BaseStore):
             depth = min(self.memory.config.max_limit, max(wanted * 4, 40))
             hits = self.memory.search(op.query, user_id=self.user_id, limit=depth, filters=filters,
                                       include_retired=False)
-            found = [(hit, hit.score) for hit in hits if _matches(hit.metadata[META]["value"], op.filter)]
+            found = [(self.memory.get(hit.id, user_id=self.user_id), hit.score) for hit in hits
+                     if _matches(hit.metadata[META]["value"], op.filter)][:wanted]  # records: with updated_at
         else:
             found = [(record, None) for record in self._records(prefix)
                      if _matches(record.metadata[META]["value"], op.filter)]
@@ -180,7 +184,7 @@ def _strings(value: Any) -> Iterator[str]:
 def _item(record: Any, cls: Any, score: float | None = None) -> Any:
     data = record.metadata[META]
     created = datetime.fromisoformat(record.created_at.replace("Z", "+00:00"))
-    updated = datetime.fromisoformat(getattr(record, "updated_at", record.created_at).replace("Z", "+00:00"))
+    updated = datetime.fromisoformat(record.updated_at.replace("Z", "+00:00"))
     if cls is SearchItem:
         return SearchItem(namespace=tuple(data["namespace"]), key=data["key"], value=data["value"],
                           created_at=created, updated_at=updated, score=score)
