@@ -32,6 +32,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
+from .inspection_sql import SQLInspection
 from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
 from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_postgres
@@ -140,7 +141,7 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore(SQLJobs, SQLThoughts):
+class PostgresStore(SQLJobs, SQLThoughts, SQLInspection):
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, ann_threshold: int = 20_000, read_only: bool = False) -> None:
         self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)
