@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from engramdb import Memory
+from engramdb.bench.browser import Browser
 from engramdb.clock import format_ts, parse_ts
 from engramdb.config import Config
 from engramdb.providers.fake import FakeEmbedder
@@ -26,7 +27,6 @@ from engramdb.server.tenants import TenantRegistry
 from engramdb.stores.base import NewRecord
 from engramdb.types import Scope
 
-from inspector_browser import Browser
 from server_helpers import LiveServer
 
 pytestmark = pytest.mark.timeout(300)

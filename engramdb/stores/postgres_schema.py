@@ -143,4 +143,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'distill'
         """,
     ),
+    (
+        "0007_erasure_receipts",
+        """
+        CREATE INDEX versions_erased ON versions (user_id, at, memory_id) WHERE event = 'delete'
+        """,
+    ),
 ]

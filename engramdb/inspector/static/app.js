@@ -81,20 +81,21 @@ function login(message) {
 }
 
 async function guarded(render) {
-  try { await render(); }
+  try { return await render(); }
   catch (err) {
     if (err instanceof ApiError && err.status === 401) login(err.message);
     else show(failure(err));
   }
 }
 
-let whoami = null;
-async function who() {
+let whoami = null;  // a promise of /ui/api/whoami, asked once a page load
+function who() {
   if (whoami === null) {
-    whoami = await api("/ui/api/whoami");
-    const text = (whoami.tenant ? "tenant " + whoami.tenant : "local store") + " · " + whoami.users +
-      (whoami.read_only ? " · read-only" : "");
-    document.getElementById("who").textContent = text;
+    whoami = api("/ui/api/whoami").then((me) => {
+      document.getElementById("who").textContent = (me.tenant ? "tenant " + me.tenant : "local store") + " · " +
+        me.users + (me.read_only ? " · read-only" : "");
+      return me;
+    }, (err) => { whoami = null; throw err; });
   }
   return whoami;
 }
@@ -126,8 +127,7 @@ function currentUser() { return sessionStorage.getItem(USER) || ""; }
 function setUser(user) { if (user) sessionStorage.setItem(USER, user); }
 
 async function userPicker(onPick) {
-  const me = await who();
-  const data = await api("/ui/api/users" + query({ limit: 500 }));
+  const [me, data] = await Promise.all([who(), api("/ui/api/users" + query({ limit: 500 }))]);
   const users = data.users.map(u => u.user_id);
   let chosen = currentUser();
   if (!users.includes(chosen)) chosen = me.default_user || users[0] || "";
@@ -140,8 +140,7 @@ async function userPicker(onPick) {
 // -- pages ---------------------------------------------------------------------------------
 
 async function usersPage() {
-  await who();
-  const data = await api("/ui/api/users" + query({ limit: 500 }));
+  const [, data] = await Promise.all([who(), api("/ui/api/users" + query({ limit: 500 }))]);
   const rows = data.users.map(u => el("tr", {},
     el("td", {}, link(u.user_id, "#/user/" + encodeURIComponent(u.user_id))),
     el("td", {}, String(u.records))));
@@ -152,22 +151,22 @@ async function usersPage() {
 }
 
 async function userPage(user, params) {
-  const me = await who();
   setUser(user);
   const session = params.get("session") || "";
   const kind = params.get("kind") || "";
   const cursor = params.get("cursor") || "";
-  const [sessions, page] = await Promise.all([
-    api("/ui/api/sessions" + query({ user_id: user })),
-    api("/ui/api/timeline" + query({ user_id: user, session_id: session, kind, cursor, limit: 50 })),
-  ]);
+  // The sessions (a summary of every memory of the user) may come after the timeline's page.
+  const sessions = api("/ui/api/sessions" + query({ user_id: user }));
+  sessions.catch(() => {});
+  const [me, page] = await Promise.all([who(),
+    api("/ui/api/timeline" + query({ user_id: user, session_id: session, kind, cursor, limit: 50 }))]);
   const here = (changes) => {
     const next = new URLSearchParams(params);
     for (const [k, v] of Object.entries(changes)) { if (v) next.set(k, v); else next.delete(k); }
     const s = next.toString();
     return "#/user/" + encodeURIComponent(user) + (s ? "?" + s : "");
   };
-  const sessionRows = sessions.sessions.map(s => el("tr", {},
+  const sessionRows = (found) => found.sessions.map(s => el("tr", {},
     el("td", {}, s.session_id === null ? el("span", { class: "dim" }, "(no session)")
                                        : link(s.session_id, here({ session: s.session_id, cursor: "" }))),
     el("td", {}, String(s.records)), el("td", {}, day(s.first)), el("td", {}, day(s.last)),
@@ -189,7 +188,11 @@ async function userPage(user, params) {
       cursor ? el("button", { type: "button", onclick: () => history.back() }, "← previous") : null,
       page.next_cursor ? link("next page →", here({ cursor: page.next_cursor })) : null),
     el("h2", {}, "Sessions"),
-    table(["session", "memories", "first", "last", ""], sessionRows, { id: "sessions" }));
+    el("div", { id: "sessions-box" }, el("p", { class: "dim" }, "Loading sessions…")));
+  return sessions.then(
+    (found) => document.getElementById("sessions-box").replaceChildren(
+      table(["session", "memories", "first", "last", ""], sessionRows(found), { id: "sessions" })),
+    (err) => document.getElementById("sessions-box").replaceChildren(failure(err)));
 }
 
 function recordRow(r) {
@@ -241,8 +244,7 @@ function linked(title, items, id) {
 }
 
 async function memoryPage(id) {
-  const me = await who();
-  const data = await api("/ui/api/memories/" + encodeURIComponent(id));
+  const [me, data] = await Promise.all([who(), api("/ui/api/memories/" + encodeURIComponent(id))]);
   const r = data.record;
   const history = el("ol", { class: "history", id: "history" }, data.history.map(v => el("li", {},
     el("span", { class: "event" }, EVENTS[v.event] || v.event), " ", el("span", { class: "mono dim" }, day(v.at)),
@@ -335,10 +337,9 @@ async function searchPage(params) {
 }
 
 async function jobsPage(params) {
-  await who();
   const state = params.get("state") || "";
   const before = params.get("before") || "";
-  const data = await api("/ui/api/jobs" + query({ state, before, limit: 50 }));
+  const [, data] = await Promise.all([who(), api("/ui/api/jobs" + query({ state, before, limit: 50 }))]);
   const s = data.summary;
   const card = (label, value) => el("div", { class: "card" }, el("b", {}, String(value ?? "–")), label);
   const states = ["", "pending", "running", "failed"];
@@ -357,11 +358,14 @@ async function jobsPage(params) {
 }
 
 async function erasuresPage(params) {
-  const picker = await userPicker((user) => { location.hash = "#/erasures" + query({ user }); });
-  const user = params.get("user") || picker.user;
-  const cursor = params.get("cursor") || "";
+  const given = params.get("user"), cursor = params.get("cursor") || "";
+  if (given) setUser(given);
+  const receipts = (user) => api("/ui/api/erasures" + query({ user_id: user, cursor, limit: 50 }));
+  const [picker, early] = await Promise.all([
+    userPicker((user) => { location.hash = "#/erasures" + query({ user }); }), given ? receipts(given) : null]);
+  const user = given || picker.user;
   if (!user) { show(el("h1", {}, "Erasure receipts"), el("p", { class: "dim" }, "No users.")); return; }
-  const data = await api("/ui/api/erasures" + query({ user_id: user, cursor, limit: 50 }));
+  const data = early || await receipts(user);
   show(el("h1", {}, "Erasure receipts"),
     el("div", { class: "row" }, picker.node),
     el("p", { class: "dim" }, "What delete() left of each erased memory: its id, when, and a hash of its text. Never the text."),
@@ -396,9 +400,13 @@ async function route() {
   const pages = { users: usersPage, user: () => userPage(parts[1], params), memory: () => memoryPage(parts[1]),
                   search: () => searchPage(params), jobs: () => jobsPage(params), erasures: () => erasuresPage(params) };
   const page = pages[parts[0]] || usersPage;
-  await guarded(page);
+  const later = await guarded(page);  // a page may fill in a part after its first paint
+  if (location.hash !== started) return;  // a newer page is on its way
   if (notice) main().prepend(el("p", { class: "card", id: "notice", role: "status" }, notice));
-  if (location.hash === started) document.body.dataset.ready = started;  // else a newer page is on its way
+  // The frame painted with the page's data (the first paint `engram bench inspector` times).
+  requestAnimationFrame(() => setTimeout(() => { document.body.dataset.painted = String(performance.now()); }));
+  if (later) await later;
+  if (location.hash === started) document.body.dataset.ready = started;  // every part of it is there
 }
 
 window.addEventListener("hashchange", route);
