@@ -276,7 +276,7 @@ def test_delete_asks_first_then_the_memory_is_gone_leaving_a_receipt_without_tex
     site.find("#delete")[0].click()
     assert site.find("#confirm")[0].is_displayed()
     site.find("#confirm-cancel")[0].click()  # asked, and cancelled: still there
-    site.go(f"#/user/alice")
+    site.go("#/user/alice")
     assert "Nice, Paris is lovely" in site.text("#timeline")
     site.go(f"#/memory/{memory_id}")
     site.find("#delete")[0].click()

@@ -76,7 +76,7 @@ def run(*, memories: int = 100_000, loads: int = 10, cache: Path = Path(".bench"
     with Memory(path, config=Config(extractor="none"), embedder=FakeEmbedder()) as mem:  # migrated, if older
         some = mem.list(user_id=USER, limit=1, offset=memories // 3)[0]
         deep = mem.list(user_id=USER, limit=1, offset=memories - 100)[0]
-    from ..server.inspector import _cursor
+    from ..server.inspector import cursor_for
 
     key = secrets.token_urlsafe(24)
     registry = TenantRegistry(path, Config(extractor="none"), embedder=FakeEmbedder())
@@ -92,7 +92,7 @@ def run(*, memories: int = 100_000, loads: int = 10, cache: Path = Path(".bench"
     pages = {
         "users": "#/users",
         "timeline (first page)": f"#/user/{USER}",
-        "timeline (a page near the end)": f"#/user/{USER}?cursor={_cursor(deep.created_at, 0)}",
+        "timeline (a page near the end)": f"#/user/{USER}?cursor={cursor_for(deep.created_at, 0)}",
         "memory and its history": f"#/memory/{some.id}",
         "search playground": "#/search",
         "jobs": "#/jobs",

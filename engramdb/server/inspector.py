@@ -137,7 +137,7 @@ def timeline(request: Request, user_id: Id = None, session_id: Id = None,
     if more:
         last = page[-1].created_at
         same = sum(1 for r in page if r.created_at == last) + (skip if last == since else 0)
-        following = _cursor(last, same)
+        following = cursor_for(last, same)
     return {"user_id": user, "records": [_row(r) for r in page], "next_cursor": following}
 
 
@@ -216,7 +216,7 @@ def erasures(request: Request, user_id: Id = None, cursor: Cursor = None, limit:
         before = (at, seen)
     rows = memory.memory.store.erasures(user, limit + 1, before)
     page = rows[:limit]
-    following = _cursor(page[-1]["at"], page[-1]["memory_id"]) if len(rows) > limit else None
+    following = cursor_for(page[-1]["at"], page[-1]["memory_id"]) if len(rows) > limit else None
     return {"user_id": user, "receipts": page, "next_cursor": following}
 
 
@@ -227,7 +227,7 @@ def _row(record: Record) -> dict[str, Any]:
     return record.to_dict()
 
 
-def _cursor(at: str, rest: Any) -> str:
+def cursor_for(at: str, rest: Any) -> str:
     return base64.urlsafe_b64encode(json.dumps([at, rest]).encode()).decode().rstrip("=")
 
 
