@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -164,3 +165,13 @@ def test_engram_ui_serves_the_local_store_behind_a_key_of_its_own(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_make_test_installs_the_browser_from_the_system_packages_and_never_skips():
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    assert re.search(r"^test: .*\bbrowser\b", makefile, re.M)
+    recipe = makefile.split("\nbrowser:", 1)[1].split("\n\n", 1)[0]
+    assert "apt-get install -y $(BROWSER_PACKAGES)" in recipe and "apt-get update" in recipe
+    assert re.search(r"^BROWSER_PACKAGES := chromium chromium-driver$", makefile, re.M)
+    browser_tests = (Path(__file__).parent / "test_inspector_browser.py").read_text()
+    assert "skip" not in browser_tests  # a missing browser fails them, with the line that installs it
