@@ -724,6 +724,10 @@ for _op in ops.OPERATIONS:  # rows whose command is built from the row alone
     if (_form := _op.form("cli")) is not None and _form.derived and _form.name not in main.commands:
         main.add_command(derived_command(_op))
 
+from .server.ui import ui  # noqa: E402  (the web inspector; light until it runs)
+
+main.add_command(ui)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

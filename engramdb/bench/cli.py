@@ -319,6 +319,21 @@ def tenants(tenants: int, extractor: str, as_json: bool) -> None:
                f"children), {result['threads']} threads; distilled in {result['seconds']} s")
 
 
+@bench.command()
+@click.option("--memories", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Memories of the one user (built once into --dir, then reused).")
+@click.option("--loads", type=click.IntRange(min=1), default=10, show_default=True, help="Fresh loads of each page.")
+@click.option("--dir", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
+              show_default=True, help="Where the store is built and kept.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def inspector(memories: int, loads: int, cache_dir: Path, as_json: bool) -> None:
+    """First paint of the web inspector's pages in a headless Chromium (the system package)."""
+    from .inspector import run, table
+
+    result = run(memories=memories, loads=loads, cache=cache_dir)
+    click.echo(json.dumps(result) if as_json else table(result))
+
+
 def answer_table(answers: dict) -> list[str]:
     """One line per row (the same questions, reader and budget; only the context differs),
     then the rows per category."""

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .. import __version__
 from .. import operations as ops
 from ..errors import EngramError, InvalidInputError, UsageError
-from . import schemas as s
+from . import inspector, schemas as s
 from .access import ScopedMemory
 from .auth import Authenticator
 from .metrics import CONTENT_TYPE, BacklogProbe, Latency, RequestCounter, StoreSizes, render
@@ -135,6 +135,7 @@ def create_app(registry: TenantRegistry, auth: Authenticator, *, mcp: bool = Tru
     _add_error_handlers(app)
     _add_probes(app)
     _add_routes(app)
+    app.include_router(inspector.router)  # the web inspector at /ui
     if mcp_server is not None:
         app.router.routes.append(http_route(mcp_server, auth, max_body_bytes or registry.config.max_request_bytes,
                                             host=host))

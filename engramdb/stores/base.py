@@ -190,7 +190,19 @@ class VitalSigns(Protocol):
     def decay_candidates(self, *, before: str, after_rowid: int, limit: int) -> list[tuple[int, Candidate]]: ...
 
 
-class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, VitalSigns, Protocol):
+class Inspection(Protocol):
+    """Bounded summaries for the web inspector (stores/inspection_sql.py); no erased text."""
+
+    def user_counts(self, limit: int, after: str | None = None) -> list[tuple[str, int]]: ...
+    def sessions(self, user_id: str, limit: int) -> list[dict[str, Any]]: ...
+    def memory_links(self, memory_id: str) -> list[tuple[str, str, str]]: ...
+    def job_rows(self, user_id: str | None, state: str | None, limit: int,
+                 before: int | None = None) -> list[dict[str, Any]]: ...
+    def erasures(self, user_id: str, limit: int, before: tuple[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+
+class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, VitalSigns, Inspection,
+            Protocol):
     """Every backend, whole: the aggregates above, compaction and closing. Nothing
     outside stores/ calls a store method this does not declare (tests/test_seam.py)."""
 

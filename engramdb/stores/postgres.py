@@ -32,6 +32,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
+from .inspection_sql import SQLInspection
 from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
 from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_postgres
@@ -142,7 +143,7 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns):
+class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
     _vitals_dialect = POSTGRES
 
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,

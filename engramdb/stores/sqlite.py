@@ -28,6 +28,7 @@ from ..keys import content_hash, index_text
 from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
+from .inspection_sql import SQLInspection
 from .lifecycle_sql import SQLITE, SQLJobs, SQLLifecycle, exported_links
 from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_sql
@@ -66,7 +67,7 @@ def fts_query(text: str) -> str | None:
 OVERFETCH = (1.25, 4)
 
 
-class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns):
+class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
     _vitals_dialect = SQLITE
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,

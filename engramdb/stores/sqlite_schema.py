@@ -160,4 +160,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         ) WITHOUT ROWID;
         """,
     ),
+    (
+        "0008_erasure_receipts",
+        """
+        CREATE INDEX versions_erased ON versions (user_id, at, memory_id) WHERE event = 'delete';
+        """,
+    ),
 ]
