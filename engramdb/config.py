@@ -113,6 +113,20 @@ class Config:
     reflection: bool = True
     reflection_model: str | None = None
     reflect_every_turns: int = 10
+    # The scheduler (lifecycle/scheduler.py): when each capability's background work runs,
+    # never in add()'s path. Distillation takes a scope's turns once it has
+    # `distill_after_turns` new ones (1: each add's at once, the default), or once no add()
+    # came for `distill_idle_s` seconds (None: that trigger is off); topics are built for a
+    # changed scope at most every `topics_every_s` (None: no timer), or after
+    # `topics_after_turns` new turns, or when idle `topics_idle_s`; the decay sweep runs every
+    # `decay_interval_s`, reflection every `reflect_every_turns`; flush() runs all that is
+    # due. `Memory.jobs()["runs"]` shows the last `job_log` runs: what ran and why.
+    distill_after_turns: int = 1
+    distill_idle_s: float | None = None
+    topics_after_turns: int | None = None
+    topics_idle_s: float | None = None
+    topics_every_s: float | None = 10.0
+    job_log: int = 200
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -130,6 +144,13 @@ class Config:
         age = self.max_backlog_age_s
         if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0):
             raise ConfigError(f"config max_backlog_age_s must be a positive number or None, got {age!r}")
+        for name in ("distill_idle_s", "topics_after_turns", "topics_idle_s", "topics_every_s"):
+            value = getattr(self, name)
+            whole = name.endswith("_turns")
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int if whole else (int, float))
+                                      or not value > 0):
+                kind = "a positive integer" if whole else "a positive number"
+                raise ConfigError(f"config {name} must be {kind} or None, got {value!r}")
         if not self.thought_merge_threshold <= 1:
             raise ConfigError(f"config thought_merge_threshold must be at most 1, got {self.thought_merge_threshold!r}")
         if not self.decay_threshold < 1:
@@ -202,6 +223,8 @@ def _coerce(type_name: str, name: str, value: Any) -> Any:
             return float(value)
         if type_name == "float | None":
             return float(value) if value.strip() else None
+        if type_name == "int | None":
+            return int(value) if value.strip() else None
     except ValueError:
         raise ConfigError(f"config {name} must be a number, got {value!r}") from None
     return value or None if "None" in type_name else value

@@ -28,7 +28,8 @@ from .keys import content_hash, index_text
 from .reconcile import Plan, plan, slot_key
 from .retrieval import same_text_key
 from .lifecycle.runner import Runner, process_runner
-from .stores.base import DISTILL, REDERIVE, Job, JobOutcome, Store
+from .lifecycle.scheduler import EVERY_TURN, FLUSH, QUEUED, Scheduler
+from .stores.base import DISTILL, REDERIVE, REFLECT, Job, JobOutcome, Store
 
 log = logging.getLogger("engramdb.distill")
 
@@ -53,8 +54,14 @@ class Distiller:
 
     def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
                  clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None,
-                 lease: timedelta = LEASE, handlers: Mapping[str, Callable[[Job], object]] | None = None) -> None:
+                 lease: timedelta = LEASE, handlers: Mapping[str, Callable[[Job], object]] | None = None,
+                 scheduler: Scheduler | None = None) -> None:
         self._store = store
+        self._scheduler = scheduler  # when jobs are taken (lifecycle/scheduler.py), and the log of runs
+        self._requests, self._served = 0, 0  # wakes by other than add() (a restart, an erasure), and those served
+        self._flushing = 0
+        self._trigger = QUEUED  # why the job claimed last was taken
+        self._error: str | None = None
         self._handlers = dict(handlers or {})  # more job kinds run in this lane (e.g. reflection)
         self._extractor = extractor
         self._embed = embed
@@ -69,24 +76,31 @@ class Distiller:
 
     # -- control ----------------------------------------------------------------------
 
-    def wake(self) -> None:
-        """New work was queued: join the runner if needed, and wake it."""
+    def wake(self, *, requested: bool = True) -> None:
+        """New work was queued: join the runner if needed, and wake it. `requested=False`
+        (add()'s turns): taken when the scheduler says they are due."""
         if self._stop.is_set():
             return
+        if requested:
+            self._requests += 1
         self._idle.clear()
         self._runner.add(self)
 
     def wait(self, timeout: float | None) -> bool:
         """Until no job is ready to run (claimable now); False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self.wake()
-        while True:
-            if self._ready_jobs() == 0:
-                return True
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
+        self._flushing += 1
+        try:
+            self.wake()
+            while True:
+                if self._ready_jobs() == 0:
+                    return True
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(0.05 if remaining is None else min(0.05, remaining))
+        finally:
+            self._flushing -= 1
 
     def stop(self, timeout: float = STOP_S) -> None:
         """Stop within `timeout`: a job being distilled is not waited for (the extractor
@@ -116,10 +130,43 @@ class Distiller:
     def claim(self) -> Job | None:
         if self._stop.is_set():
             return None
+        requests = self._requests
+        gate = self._gate()
+        if gate is None:
+            return None
         job = self._store.claim_job(now=self._now(), lease_until=self._now(self._lease), batch=BATCH_JOBS)
-        if job is None and self._store.job_stats()["pending"] == 0:
-            self._idle.set()
+        if job is None:
+            self._served = requests  # a wake since was not served yet
+            if self._store.job_stats()["pending"] == 0:
+                self._idle.set()
+            return None
+        self._trigger = self._why(job, gate)
         return job
+
+    def _gate(self) -> str | None:
+        """Why jobs may be taken now (None: the scheduler holds add()'s turns back). With
+        the default schedule (after every turn) jobs are always taken, retries included;
+        with another, a job waiting out a retry backoff runs at its scope's next trigger."""
+        if self._scheduler is None:
+            return QUEUED
+        if self._flushing:
+            return FLUSH
+        if self._requests != self._served:
+            return QUEUED
+        due = self._scheduler.any_due(DISTILL)
+        if due is None and self._scheduler.schedule(DISTILL) == EVERY_TURN:
+            return QUEUED  # a retry after its backoff
+        return due
+
+    def _why(self, job: Job, gate: str) -> str:
+        if self._scheduler is None:
+            return gate
+        if job.kind == REFLECT:
+            every = self._scheduler.schedule(REFLECT).after_turns
+            return FLUSH if self._flushing else f"after {every} turns" if every else gate
+        if job.kind == REDERIVE:
+            return QUEUED
+        return self._scheduler.due(DISTILL, job.scope.user_id, flushing=self._flushing > 0) or gate
 
     KINDS = (DISTILL, REDERIVE)  # re-derivation is distillation of what an erasure or update left
 
@@ -137,7 +184,16 @@ class Distiller:
             return
         self._current = job
         try:
-            self.run_job(job)
+            if self._scheduler is None:
+                self.run_job(job)
+                return
+            capability = REFLECT if job.kind == REFLECT else DISTILL
+            if capability == DISTILL:
+                self._scheduler.ran(DISTILL, job.scope.user_id)
+            with self._scheduler.running(capability, job.scope.user_id, self._trigger) as progress:
+                before, self._error = self.processed, None
+                self.run_job(job)
+                progress.items, progress.error = self.processed - before, self._error
         finally:
             self._current = None
 
@@ -155,6 +211,7 @@ class Distiller:
                     log.exception("releasing job %s failed; its lease runs out instead", job.id)
                 return None
             kind = "provider" if isinstance(exc, ProviderError) else type(exc).__name__
+            self._error = type(exc).__name__
             give_up = job.attempts >= MAX_ATTEMPTS
             if not isinstance(exc, ProviderError):
                 log.exception("distillation job %s failed (attempt %s)", job.id, job.attempts)

@@ -23,6 +23,7 @@ from .lifecycle.runner import shared_extractors
 from .living.reader import profile_cost, profile_share, read_profile
 from .living.topics import TopicLane
 from .lifecycle.vitals_lane import Decay, VitalsLane
+from .lifecycle.scheduler import Scheduler, schedules
 from .living.vitals import ACTIVE, ARCHIVED, RECALLED_BY_ID, Vitals, reranked
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
@@ -102,6 +103,8 @@ class Memory:
         self._topic_lane: TopicLane | None = None
         self._reflector: Reflector | None = None
         self._vitals_lane: VitalsLane | None = None
+        self._scheduler = Scheduler(schedules(self.config), now=lambda: format_ts(self._clock.now()),
+                                    log_size=self.config.job_log)
         if self.config.decay and not read_only:
             self._vitals().start()  # the decay sweep runs in the background from now on
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
@@ -125,7 +128,8 @@ class Memory:
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
                                             self._clock, release=lambda: shared.release(key),
                                             lease=timedelta(seconds=self.config.job_lease_s),
-                                            handlers={REFLECT: self._reflector.run_job} if self._reflector else None)
+                                            handlers={REFLECT: self._reflector.run_job} if self._reflector else None,
+                                            scheduler=self._scheduler)
             return self._distiller
 
     def _touch_topics(self, user_id: str, agent_id: str | None) -> None:
@@ -138,7 +142,8 @@ class Memory:
                 self._topic_lane = TopicLane(self._store, lambda texts: self.embedder.embed(texts), self._clock,
                                              min_sessions=self.config.topic_min_sessions,
                                              max_topics=self.config.topic_max,
-                                             distilled=self._extractor_name() != "none")
+                                             distilled=self._extractor_name() != "none",
+                                             scheduler=self._scheduler)
         self._topic_lane.touch(user_id, agent_id)
     def _vitals(self) -> VitalsLane:
         """The vitals lane (recalls written in the background, the decay sweep), made on first use."""
@@ -146,7 +151,7 @@ class Memory:
             if self._vitals_lane is None:
                 c = self.config
                 decay = Decay.of(c.decay_tau_days, c.decay_threshold, c.decay_interval_s) if c.decay else None
-                self._vitals_lane = VitalsLane(self._store, self._clock, decay=decay)
+                self._vitals_lane = VitalsLane(self._store, self._clock, decay=decay, scheduler=self._scheduler)
             return self._vitals_lane
 
     def _recalled(self, user_id: str, hits: list[Hit], query: str | None) -> None:
@@ -245,8 +250,9 @@ class Memory:
         if distil and reflection_model(self.config) is not None:  # living/reflection.py: one call per N turns
             self._store.gather_job(Scope(user_id, agent_id), [r.id for r in stored], kind=REFLECT, at=recorded_at,
                                    every=self.config.reflect_every_turns)
+        self._scheduler.note(user_id, len(stored))  # the scheduler decides when (lifecycle/scheduler.py)
         if distil:
-            self._distill().wake()
+            self._distill().wake(requested=False)
         self._touch_topics(user_id, agent_id)
         return AddResult(stored, skipped=valid.skipped)
 
@@ -631,7 +637,11 @@ class Memory:
         `ready`, how many are running or due (not waiting out a retry backoff); and
         `backlog_age_s`, how long the oldest job not yet done (pending or running) has
         waited since it was queued, by this Memory's clock (None when none waits). With no
-        `user_id`, also `distilled`: the jobs this Memory has distilled since it opened."""
+        `user_id`, also `distilled`: the jobs this Memory has distilled since it opened.
+        `runs`: the recent runs of background work (distillation, topics, the decay
+        sweep, reflection), oldest first: capability, user_id, trigger ("after 10 turns",
+        "idle 30 s", "timer", "flush", "queued"), started_at, finished_at, seconds, items
+        and error (lifecycle/scheduler.py; kept in memory, the last `Config.job_log`)."""
         if user_id is not None:
             Scope(user_id)
         now = self._clock.now()
@@ -644,6 +654,7 @@ class Memory:
                                  if waiting and queued is not None else None)
         if user_id is None:
             data["distilled"] = self._distiller.processed if self._distiller is not None else 0
+        data["runs"] = self._scheduler.log.recent(user_id)
         return data
 
     def _check_writable(self, operation: str) -> None:

@@ -79,7 +79,7 @@ def test_jobs_dates_the_backlog_by_the_memorys_clock(db_path, gate):
     clock = ManualClock()
     with Memory(db_path, embedder=FakeEmbedder(), config=HELD, clock=clock) as mem:
         assert mem.jobs() == {"pending": 0, "running": 0, "failed": 0, "ready": 0, "oldest": None,
-                              "recent_errors": [], "backlog_age_s": None, "distilled": 0}
+                              "recent_errors": [], "backlog_age_s": None, "distilled": 0, "runs": []}
         mem.add("the blue notebook is in the attic", user_id="alice")
         assert gate.entered.wait(30)
         jobs = mem.jobs()

@@ -21,6 +21,7 @@ from ..living.vitals import ACTIVE, ARCHIVED, DAY_S, RECALLED_EXACTLY, to_archiv
 from ..stores.base import Job, Store
 from ..types import Scope
 from .runner import Runner, process_runner
+from .scheduler import DECAY, FLUSH, TIMER, Scheduler
 
 log = logging.getLogger("engramdb.vitals")
 
@@ -45,8 +46,9 @@ class Decay:
 
 class VitalsLane:
     def __init__(self, store: Store, clock: Clock, *, decay: Decay | None, runner: Runner | None = None,
-                 actor: str | None = None) -> None:
+                 actor: str | None = None, scheduler: Scheduler | None = None) -> None:
         self._store = store
+        self._scheduler = scheduler  # logs each sweep (lifecycle/scheduler.py); its timer is decay.interval_s
         self._clock = clock
         self._decay = decay
         self._runner = runner or process_runner()
@@ -104,7 +106,7 @@ class VitalsLane:
     def run(self, job: Job) -> None:
         self.drain()
         if self.sweep_due():
-            self.sweep()
+            self.sweep(trigger=TIMER)
 
     def boost(self, on: bool) -> None:
         """Nothing to boost: the lane runs in the runner's thread."""
@@ -142,11 +144,19 @@ class VitalsLane:
         last = self._last_sweep
         return last is None or self._clock.now() - last >= timedelta(seconds=self._decay.interval_s)
 
-    def sweep(self) -> int:
+    def sweep(self, trigger: str = FLUSH) -> int:
         """Archive every active derived memory whose retention is below the threshold;
         returns how many. Pages through only what was not recalled for long enough."""
         if self._decay is None:
             return 0
+        if self._scheduler is None:
+            return self._sweep()
+        with self._scheduler.running(DECAY, None, trigger) as progress:
+            progress.items = self._sweep()
+            return progress.items
+
+    def _sweep(self) -> int:
+        assert self._decay is not None
         with self._work_lock:
             now = self._clock.now()
             self._last_sweep = now

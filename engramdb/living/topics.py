@@ -37,6 +37,7 @@ from ..extract.vocab import display, possessive
 from ..ids import new_id
 from ..keys import index_text
 from ..lifecycle.runner import Runner, process_runner
+from ..lifecycle.scheduler import FLUSH, TIMER, TOPICS, Scheduler
 from ..stores.base import Job, NewRecord, Store
 from ..stores.filters import Condition, current
 from ..types import Record, Scope
@@ -252,8 +253,12 @@ class TopicLane:
     once its distillation has nothing ready (topics read the memories it writes)."""
 
     def __init__(self, store: Store, embed: Callable[[list[str]], np.ndarray], clock: Clock, *, min_sessions: int,
-                 max_topics: int, distilled: bool = True, runner: Runner | None = None) -> None:
+                 max_topics: int, distilled: bool = True, runner: Runner | None = None,
+                 scheduler: Scheduler | None = None) -> None:
         self._store = store
+        # When a marked scope is built (lifecycle/scheduler.py); None: at most every REBUILD_EVERY_S.
+        self._scheduler = scheduler
+        self._trigger = TIMER
         self._embed = embed
         self._clock = clock
         self._min_sessions = min_sessions
@@ -280,8 +285,17 @@ class TopicLane:
         now = format_ts(self._clock.now())
         with self._lock:
             soon = time.monotonic() - REBUILD_EVERY_S
-            marked = [k for k in self._marked if self._waiting or self._built_at.get(k, soon) <= soon]
-        for user_id, agent_id in marked:
+            flushing = self._waiting > 0
+            if self._scheduler is None:
+                marked = [(k, FLUSH if flushing else TIMER) for k in self._marked
+                          if flushing or self._built_at.get(k, soon) <= soon]
+            else:
+                marked = [(k, None) for k in self._marked]
+        for (user_id, agent_id), trigger in marked:
+            if self._scheduler is not None:
+                trigger = self._scheduler.due(TOPICS, user_id, flushing=flushing)
+                if trigger is None:
+                    continue
             if self._distilled and self._store.job_stats(user_id, now=now)["ready"]:
                 continue  # distillation first: topics read what it writes
             with self._lock:
@@ -289,14 +303,20 @@ class TopicLane:
                     continue
                 del self._marked[(user_id, agent_id)]
                 self._building = (user_id, agent_id)
+                self._trigger = trigger or TIMER
             return Job(id=0, scope=Scope(user_id, agent_id), record_ids=[], attempts=1, kind=JOB_KIND)
         return None
 
     def run(self, job: Job) -> None:
         key = (job.scope.user_id, job.scope.agent_id)
         try:
-            done = rebuild(self._store, self._embed, job.scope, at=format_ts(self._clock.now()),
-                           min_sessions=self._min_sessions, max_topics=self._max_topics)
+            if self._scheduler is None:
+                done = self._rebuild(job)
+            else:
+                self._scheduler.ran(TOPICS, job.scope.user_id)
+                with self._scheduler.running(TOPICS, job.scope.user_id, self._trigger) as progress:
+                    done = self._rebuild(job)
+                    progress.items = 1  # one scope's topics built
             self.built += 1
             if not done:
                 with self._lock:
@@ -307,6 +327,10 @@ class TopicLane:
             with self._lock:
                 self._building = None
                 self._built_at[key] = time.monotonic()
+
+    def _rebuild(self, job: Job) -> bool:
+        return rebuild(self._store, self._embed, job.scope, at=format_ts(self._clock.now()),
+                       min_sessions=self._min_sessions, max_topics=self._max_topics)
 
     def pending(self) -> bool:
         with self._lock:
