@@ -169,3 +169,22 @@ def _check_load(backend: str, tmp_path: Path) -> None:
     assert report["acknowledged_records"] == 2 * report["acknowledged_adds"] > 0
     assert report["lost_writes"] == 0 and report["verify_read_errors"] == {}
     assert (tmp_path / "load" / f"{backend}-fake-300" / "build.json").exists()  # the pre-loaded store is cached
+
+
+@pytest.mark.distill
+def test_bench_lifecycle_reports_a_life(tmp_path):
+    report = _run(["lifecycle", "--turns", "120", "--searches", "5", "--embedder", "fake",
+                   "--store", str(tmp_path / "life.db")])
+    assert report["turns"] == 120 and report["sessions"] == 12 and report["days"] == 730
+    assert report["records"] == report["turns"] + report["derived"]
+    assert report["derived_active"] + report["archived"] == report["derived"] and report["archived"] >= 0
+    assert report["store_bytes"] > 0 and report["run_errors"] == 0
+    for key in ("background_cpu_s", "background_cpu_s_per_1000_turns", "add_cpu_ms_per_turn", "life_s"):
+        assert _is_number(report[key]), key
+    assert report["profile_checks"] == 12  # every life event, each moment in a session of its own
+    assert all(set(f) == {"turn", "states_new_truth", "add_to_flush_s"} for f in report["profile_freshness"])
+    assert report["profile_fresh"] == report["profile_checks"], report["profile_freshness"]
+    assert "Warsaw" in report["final_profile_home"]
+    assert report["search_ms"]["n"] == 5 and _is_number(report["search_ms"]["p95"])
+    assert any(k.startswith("distill: flush") for k in report["runs"])  # held for flush, as the bench schedules
+    assert any(k.startswith("topics: ") for k in report["runs"])

@@ -1,4 +1,4 @@
-"""`engram bench ingest|search|locomo|load|guard`: print a table, or the full JSON with --json."""
+"""`engram bench ingest|search|locomo|load|guard|lifecycle`: print a table, or the full JSON with --json."""
 
 from __future__ import annotations
 
@@ -332,6 +332,25 @@ def inspector(memories: int, loads: int, cache_dir: Path, as_json: bool) -> None
 
     result = run(memories=memories, loads=loads, cache=cache_dir)
     click.echo(json.dumps(result) if as_json else table(result))
+
+
+@bench.command()
+@click.option("--turns", type=click.IntRange(min=10), default=50_000, show_default=True,
+              help="Turns of the one life (10 a session, spread over two simulated years).")
+@click.option("--searches", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Timed searches at the end.")
+@click.option("--store", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Database file to write (default: a temporary directory, removed afterwards).")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--extractor", default="offline", show_default=True, help="Distillation: offline, llm:<model> or fake.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def lifecycle(turns: int, searches: int, store: Path | None, embedder: str, extractor: str, as_json: bool) -> None:
+    """A synthetic life over two years with decay and topics on: store size, active vs
+    archived, background CPU per 1,000 turns, profile freshness, search latency."""
+    from .lifecycle import run, table
+
+    result = run(turns=turns, searches=searches, store=store, embedder=embedder, extractor=extractor)
+    click.echo(json.dumps(result, indent=2) if as_json else "\n".join(table(result)))
 
 
 def answer_table(answers: dict) -> list[str]:
