@@ -250,7 +250,8 @@ class Memory:
         if distil and reflection_model(self.config) is not None:  # living/reflection.py: one call per N turns
             self._store.gather_job(Scope(user_id, agent_id), [r.id for r in stored], kind=REFLECT, at=recorded_at,
                                    every=self.config.reflect_every_turns)
-        self._scheduler.note(user_id, len(stored))  # the scheduler decides when (lifecycle/scheduler.py)
+        if distil or self.config.topics:  # the scheduler decides when their work runs (lifecycle/scheduler.py)
+            self._scheduler.note(user_id, len(stored))
         if distil:
             self._distill().wake(requested=False)
         self._touch_topics(user_id, agent_id)

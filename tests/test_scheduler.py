@@ -179,3 +179,13 @@ def test_topic_builds_and_decay_sweeps_are_logged(db_path):
         assert by["decay"]["user_id"] is None and by["decay"]["trigger"] in (TIMER, FLUSH)
         assert all(r["error"] is None for r in runs)
         assert [r["capability"] for r in mem.jobs(user_id="alice")["runs"]].count("decay") == 0
+
+
+def test_topics_can_wait_for_new_turns_instead_of_a_timer(db_path):
+    config = Config(extractor="none", topics=True, topics_every_s=None, topics_after_turns=3)
+    with Memory(db_path, embedder=FakeEmbedder(), config=config) as mem:
+        mem.add(["I adopted a cat", "she is called Luna"], user_id="alice", session_id="s1")
+        assert mem.jobs()["runs"] == []  # two new turns: no topic build is due
+        mem.add("Luna chased a moth", user_id="alice", session_id="s2")
+        wait_for(lambda: mem.jobs()["runs"])
+        assert [(r["capability"], r["trigger"]) for r in mem.jobs()["runs"]] == [(TOPICS, "after 3 turns")]
