@@ -120,12 +120,14 @@ class Config:
     # changed scope at most every `topics_every_s` (None: no timer), or after
     # `topics_after_turns` new turns, or when idle `topics_idle_s`; the decay sweep runs every
     # `decay_interval_s`, reflection every `reflect_every_turns`; flush() runs all that is
-    # due. `Memory.jobs()["runs"]` shows the last `job_log` runs: what ran and why.
+    # due, and every changed scope's topics unless `topics_at_flush` is False (a build reads
+    # the whole scope: `engram bench lifecycle`, docs/benchmarks.md). `Memory.jobs()["runs"]` shows the last `job_log` runs: what ran and why.
     distill_after_turns: int = 1
     distill_idle_s: float | None = None
     topics_after_turns: int | None = None
     topics_idle_s: float | None = None
     topics_every_s: float | None = 10.0
+    topics_at_flush: bool = True  # flush() builds every changed scope's topics (False: only those due)
     job_log: int = 200
 
     def __post_init__(self) -> None:

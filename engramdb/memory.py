@@ -143,7 +143,7 @@ class Memory:
                                              min_sessions=self.config.topic_min_sessions,
                                              max_topics=self.config.topic_max,
                                              distilled=self._extractor_name() != "none",
-                                             scheduler=self._scheduler)
+                                             scheduler=self._scheduler, at_flush=self.config.topics_at_flush)
         self._topic_lane.touch(user_id, agent_id)
     def _vitals(self) -> VitalsLane:
         """The vitals lane (recalls written in the background, the decay sweep), made on first use."""

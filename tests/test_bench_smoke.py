@@ -173,7 +173,7 @@ def _check_load(backend: str, tmp_path: Path) -> None:
 
 @pytest.mark.distill
 def test_bench_lifecycle_reports_a_life(tmp_path):
-    report = _run(["lifecycle", "--turns", "120", "--searches", "5", "--embedder", "fake",
+    report = _run(["lifecycle", "--turns", "120", "--searches", "5", "--embedder", "fake", "--topics-at-flush",
                    "--store", str(tmp_path / "life.db")])
     assert report["turns"] == 120 and report["sessions"] == 12 and report["days"] == 730
     assert report["records"] == report["turns"] + report["derived"]
@@ -187,4 +187,4 @@ def test_bench_lifecycle_reports_a_life(tmp_path):
     assert "Warsaw" in report["final_profile_home"]
     assert report["search_ms"]["n"] == 5 and _is_number(report["search_ms"]["p95"])
     assert any(k.startswith("distill: flush") for k in report["runs"])  # held for flush, as the bench schedules
-    assert any(k.startswith("topics: ") for k in report["runs"])
+    assert any(k.startswith("topics: flush") for k in report["runs"])  # --topics-at-flush

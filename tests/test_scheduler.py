@@ -189,3 +189,14 @@ def test_topics_can_wait_for_new_turns_instead_of_a_timer(db_path):
         mem.add("Luna chased a moth", user_id="alice", session_id="s2")
         wait_for(lambda: mem.jobs()["runs"])
         assert [(r["capability"], r["trigger"]) for r in mem.jobs()["runs"]] == [(TOPICS, "after 3 turns")]
+
+
+def test_flush_can_leave_topics_to_their_own_trigger(db_path):
+    config = Config(extractor="none", topics=True, topics_every_s=None, topics_after_turns=3, topics_at_flush=False)
+    with Memory(db_path, embedder=FakeEmbedder(), config=config) as mem:
+        mem.add(["I adopted a cat", "she is called Luna"], user_id="alice", session_id="s1")
+        assert mem.flush(30)
+        assert mem.jobs()["runs"] == []  # not due, and flush() does not force it
+        mem.add("Luna chased a moth", user_id="alice", session_id="s2")
+        assert mem.flush(30)  # due now: flush waits for it
+        assert [(r["capability"], r["trigger"]) for r in mem.jobs()["runs"]] == [(TOPICS, "after 3 turns")]

@@ -343,13 +343,16 @@ def inspector(memories: int, loads: int, cache_dir: Path, as_json: bool) -> None
               help="Database file to write (default: a temporary directory, removed afterwards).")
 @click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
 @click.option("--extractor", default="offline", show_default=True, help="Distillation: offline, llm:<model> or fake.")
+@click.option("--topics-at-flush", is_flag=True, help="Build topics at every flush (default: after every 1,000 turns).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def lifecycle(turns: int, searches: int, store: Path | None, embedder: str, extractor: str, as_json: bool) -> None:
+def lifecycle(turns: int, searches: int, store: Path | None, embedder: str, extractor: str, topics_at_flush: bool,
+              as_json: bool) -> None:
     """A synthetic life over two years with decay and topics on: store size, active vs
     archived, background CPU per 1,000 turns, profile freshness, search latency."""
     from .lifecycle import run, table
 
-    result = run(turns=turns, searches=searches, store=store, embedder=embedder, extractor=extractor)
+    result = run(turns=turns, searches=searches, store=store, embedder=embedder, extractor=extractor,
+                 topics_at_flush=topics_at_flush)
     click.echo(json.dumps(result, indent=2) if as_json else "\n".join(table(result)))
 
 

@@ -254,8 +254,9 @@ class TopicLane:
 
     def __init__(self, store: Store, embed: Callable[[list[str]], np.ndarray], clock: Clock, *, min_sessions: int,
                  max_topics: int, distilled: bool = True, runner: Runner | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None, at_flush: bool = True) -> None:
         self._store = store
+        self._at_flush = at_flush  # flush() builds every marked scope (False: only those due by the scheduler)
         # When a marked scope is built (lifecycle/scheduler.py); None: at most every REBUILD_EVERY_S.
         self._scheduler = scheduler
         self._trigger = TIMER
@@ -285,7 +286,7 @@ class TopicLane:
         now = format_ts(self._clock.now())
         with self._lock:
             soon = time.monotonic() - REBUILD_EVERY_S
-            flushing = self._waiting > 0
+            flushing = self._waiting > 0 and (self._at_flush or self._scheduler is None)
             if self._scheduler is None:
                 marked = [(k, FLUSH if flushing else TIMER) for k in self._marked
                           if flushing or self._built_at.get(k, soon) <= soon]
@@ -334,7 +335,12 @@ class TopicLane:
 
     def pending(self) -> bool:
         with self._lock:
-            return bool(self._marked) or self._building is not None
+            if self._building is not None:
+                return True
+            marked = [user_id for user_id, _ in self._marked]
+        if self._at_flush or self._scheduler is None:
+            return bool(marked)
+        return any(self._scheduler.due(TOPICS, user_id) is not None for user_id in marked)
 
     def wait(self, timeout: float | None) -> bool:
         """Until no scope is marked or being built; False on timeout."""
