@@ -182,7 +182,9 @@ def test_bench_lifecycle_reports_a_life(tmp_path):
     for key in ("background_cpu_s", "background_cpu_s_per_1000_turns", "add_cpu_ms_per_turn", "life_s"):
         assert _is_number(report[key]), key
     assert report["profile_checks"] == 12  # every life event, each moment in a session of its own
-    assert all(set(f) == {"turn", "states_new_truth", "add_to_flush_s"} for f in report["profile_freshness"])
+    assert all(set(f) == {"turn", "states_new_truth", "unbounded_states_it", "profile_complete", "add_to_flush_s"}
+               for f in report["profile_freshness"])
+    assert report["profile_fresh_unbounded"] == report["profile_checks"]
     assert report["profile_fresh"] == report["profile_checks"], report["profile_freshness"]
     assert "Warsaw" in report["final_profile_home"]
     assert report["search_ms"]["n"] == 5 and _is_number(report["search_ms"]["p95"])

@@ -68,6 +68,7 @@ LIFE = (
     Event(0.78, "I started a new job at Initech.", "work", "Initech", ("Globex", "Acme")),
     Event(0.9, "I moved to Warsaw.", "home", "Warsaw", ("Athens", "Madrid")),
 )
+FULL_PROFILE = 100_000  # tokens: the whole profile, to tell a budget cut from a stale profile
 OWN_QUESTIONS = ("where do I live now?", "what is my dog's name?", "where do I work?", "what do I eat?")
 
 
@@ -169,11 +170,14 @@ def run(*, turns: int = 50_000, store: Path | None = None, embedder: str = "mini
                     flushes += 1
                     waited = time.perf_counter() - t0
                     if events:
-                        profile = mem.profile(USER)
+                        profile, full = mem.profile(USER), mem.profile(USER, budget_tokens=FULL_PROFILE)
                         for event in events:
-                            said = _said(profile, event.topic)
+                            said, whole = _said(profile, event.topic), _said(full, event.topic)
                             fresh.append({"turn": event.text, "states_new_truth": event.word in said
                                           and not any(w in said for w in event.gone),
+                                          "unbounded_states_it": event.word in whole
+                                          and not any(w in whole for w in event.gone),
+                                          "profile_complete": profile.complete,
                                           "add_to_flush_s": round(waited, 3)})
             life_s = time.perf_counter() - started
             asked = questions(searches, seed=seed + 1)
@@ -204,6 +208,7 @@ def run(*, turns: int = 50_000, store: Path | None = None, embedder: str = "mini
             "background_cpu_ms_per_turn": round(bg_cpu / max(1, stored_turns) * 1000, 2),
             "add_cpu_ms_per_turn": round(fg_cpu / max(1, stored_turns) * 1000, 2),
             "profile_fresh": sum(f["states_new_truth"] for f in fresh), "profile_checks": len(fresh),
+            "profile_fresh_unbounded": sum(f["unbounded_states_it"] for f in fresh),
             "profile_freshness": fresh,
             "add_to_flush_s": {"p50": round(statistics.median(waits), 3) if waits else None,
                                "max": max(waits) if waits else None},
@@ -230,7 +235,7 @@ def table(result: dict[str, Any]) -> list[str]:
         f"background CPU: {result['background_cpu_s_per_1000_turns']} s per 1,000 turns "
         f"({result['background_cpu_ms_per_turn']} ms per turn; add() itself {result['add_cpu_ms_per_turn']} ms)",
         f"profile: states the new truth after {result['profile_fresh']} of {result['profile_checks']} superseding "
-        f"turns once flush() returns; add to flush p50 {result['add_to_flush_s']['p50']} s, "
+        f"turns once flush() returns ({result['profile_fresh_unbounded']} with no budget); add to flush p50 {result['add_to_flush_s']['p50']} s, "
         f"max {result['add_to_flush_s']['max']} s",
         f"search (decay and topics on): p50 {s['p50']} ms, p95 {s['p95']} ms, p99 {s['p99']} ms",
         "runs: " + ", ".join(f"{k} ×{v}" for k, v in result["runs"].items())
