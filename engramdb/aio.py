@@ -13,7 +13,7 @@ from .memory import Memory
 
 METHODS = (
     "add", "search", "context", "recall", "jobs", "compact", "get", "list", "update", "delete", "history", "forget", "reset",
-    "export", "import_", "stats", "flush", "close",
+    "export", "import_", "stats", "flush", "close", "note", "revert_note", "related",
 )
 
 

@@ -19,7 +19,10 @@ from . import cube
 from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
 from .distill import Distiller
 from . import guard
+from .lifecycle.notes_lane import NotesLane
 from .lifecycle.runner import shared_extractors
+from .living.llm_notes import make_note_writer
+from .living.notes import REVERTED, Draft, Evolution, Note, NotesBatch, Related, exported_for, renamed
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
@@ -32,11 +35,12 @@ from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, witho
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.filters import FLAGGED, Condition, current, valid_at
 from .stores.filters import parse as parse_filters
-from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, Version, check_strings, check_text
+from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, ScoredId, Version, check_strings, check_text
 
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
 REEMBED_BATCH = 256
+LINK_SEEDS = 10  # search follows the links of this many of its best candidates
 KEYWORD_THREADS = 16  # keyword searches running beside dense ones, for every Memory of the process
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): made on first search, anew after a fork
@@ -92,6 +96,7 @@ class Memory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
+        self._notes_lane: NotesLane | None = None
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
 
@@ -112,6 +117,21 @@ class Memory:
                                             self._clock, release=lambda: shared.release(key),
                                             lease=timedelta(seconds=self.config.job_lease_s))
             return self._distiller
+
+    def _notes_on(self) -> bool:
+        """Notes and links are made in the background while distillation runs."""
+        return self.config.notes and self._extractor_name() != "none" and not self.read_only
+
+    def _notes(self) -> NotesLane:
+        """The notes lane (lifecycle/notes_lane.py), made on first use."""
+        with self._ready_lock:
+            if self._notes_lane is None:
+                writer = make_note_writer(self._extractor_name(), base_url=self.config.llm_base_url,
+                                          api_key=self.config.llm_api_key, timeout_s=self.config.llm_timeout_s)
+                close = getattr(writer, "close", None)
+                self._notes_lane = NotesLane(self._store, self._clock, writer=writer,
+                                             release=close if callable(close) else None)
+            return self._notes_lane
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -203,6 +223,8 @@ class Memory:
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
         if distil:
             self._distill().wake()
+        if self._notes_on():
+            self._notes().wake()
         return AddResult(stored, skipped=valid.skipped)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
@@ -223,6 +245,7 @@ class Memory:
             current.id, text, vector, at=format_ts(self._clock.now()), actor=user_id or current.user_id,
             reason=reason, metadata=meta,
         )
+        self._store.queue_notes(updated.user_id, [updated.id], reason="text updated", at=format_ts(self._clock.now()))
         self._rederive()
         return updated
 
@@ -246,6 +269,8 @@ class Memory:
         sources say, to distil again (lifecycle/): the worker takes it up."""
         if self._extractor_name() != "none" and not self.read_only:
             self._distill().wake()
+        if self._notes_on():
+            self._notes().wake()
 
     def reset(self, *, confirm: bool = False) -> None:
         """Erase every memory of every user. Refused unless confirm=True."""
@@ -293,6 +318,63 @@ class Memory:
             raise NotFoundError(f"no memory with id {id!r}")
         return versions
 
+    def note(self, id: str, *, user_id: str | None = None, version: int | None = None) -> Note:
+        """A memory's note: keywords, tags and a one-line context (made in the background;
+        `flush()` waits for them), at its current version or at `version`."""
+        record = self.get(id, user_id=user_id)
+        versions = self._store.notes(record.user_id, [record.id]).get(record.id, [])
+        if version is not None:
+            _check_int("version", version, 1, 2**31)
+            versions = [v for v in versions if v.version == version]
+        if not versions:
+            raise NotFoundError(f"memory {id!r} has no note" + (f" version {version}" if version else " yet"))
+        return versions[-1]
+
+    def revert_note(self, id: str, version: int, *, user_id: str | None = None) -> Note:
+        """Restore an earlier version of a memory's note, as a new version (in history)."""
+        self._check_writable("revert_note")
+        old = self.note(id, user_id=user_id, version=version)
+        record = self.get(id, user_id=user_id)
+        draft = Draft(old.keywords, old.tags, old.context, old.made_by)
+        self._store.write_notes(record.user_id, NotesBatch(evolved=[Evolution(record.id, draft, old.causes,
+                                                                              REVERTED.format(version))]),
+                                at=format_ts(self._clock.now()), actor=user_id or record.user_id)
+        return self.note(id, user_id=user_id)
+
+    def related(self, id: str, *, user_id: str | None = None, depth: int = 1, limit: int = 10,
+                min_strength: float = 0.0, include_retired: bool = False) -> list[Related]:
+        """The memories `relates_to` links reach from this one, up to `depth` links away,
+        best first (the product of the strengths on the path), each with the reason and
+        strength of the link that reached it."""
+        start = self.get(id, user_id=user_id)
+        _check_int("depth", depth, 1, 5)
+        _check_int("limit", limit, 1, self.config.max_limit)
+        if isinstance(min_strength, bool) or not isinstance(min_strength, (int, float)) or not 0 <= min_strength <= 1:
+            raise InvalidInputError(f"min_strength must be a number between 0 and 1, got {min_strength!r}")
+        best: dict[str, tuple[float, int, str, str, float]] = {}  # id -> (score, hops, via, reason, strength)
+        scores, frontier = {start.id: 1.0}, [start.id]
+        for hops in range(1, depth + 1):
+            reached: dict[str, tuple[float, int, str, str, float]] = {}
+            for relation in self._store.relations(start.user_id, frontier):
+                if relation.strength < min_strength:
+                    continue
+                for via, other in ((relation.src, relation.dst), (relation.dst, relation.src)):
+                    if via not in frontier or other == start.id or other in best:
+                        continue
+                    score = scores[via] * relation.strength
+                    if other not in reached or score > reached[other][0]:
+                        reached[other] = (score, hops, via, relation.reason, relation.strength)
+            best.update(reached)
+            scores.update({m: v[0] for m, v in reached.items()})
+            frontier = sorted(reached)
+            if not frontier:
+                break
+        found = {r.id: r for r in self._store.records_by_ids(sorted(best), start.user_id)
+                 if include_retired or r.valid_to is None}
+        ordered = sorted((m for m in best if m in found), key=lambda m: (-best[m][0], best[m][1], m))[:limit]
+        return [Related(m, found[m].text, found[m].kind, best[m][3], best[m][4], best[m][1], best[m][2], best[m][0],
+                        found[m].session_id, found[m].created_at, found[m].sources) for m in ordered]
+
     def search(
         self,
         query: str,
@@ -323,8 +405,28 @@ class Memory:
             raise
         keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
-        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k), records)[:limit]
+        follow = self._follower(user_id, records) if self.config.link_search else None
+        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow),
+                               records)[:limit]
         return [_hit(records[item.rowid], item.score) for item in fused if item.rowid in records]
+
+    def _follower(self, user_id: str, records: Mapping[int, Record]):
+        """The ranked list search gets by following `relates_to` links from its best
+        candidates to others of the same candidate pool (so every filter still holds):
+        each linked candidate scores the strength of its links over the rank of the
+        candidate that links it."""
+        def follow(fused: list) -> list[ScoredId]:
+            seeds = [records[i.rowid].id for i in fused[:LINK_SEEDS] if i.rowid in records]
+            rank = {memory_id: index for index, memory_id in enumerate(seeds, start=1)}
+            pool = {r.id: rowid for rowid, r in records.items()}
+            scores: dict[int, float] = {}
+            for relation in self._store.relations(user_id, seeds):
+                for seed, other in ((relation.src, relation.dst), (relation.dst, relation.src)):
+                    if seed in rank and other in pool:
+                        scores[pool[other]] = scores.get(pool[other], 0.0) + relation.strength / rank[seed]
+            return [ScoredId(rowid, score) for rowid, score in sorted(scores.items(), key=lambda p: (-p[1], p[0]))]
+
+        return follow
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
@@ -398,6 +500,7 @@ class Memory:
         return cube.write(
             path, self._store.export(scope), scope=scope, embedder=embedder,
             exported_at=format_ts(self._clock.now()),
+            notes=lambda ids: exported_for(self._store.export_derived(scope.user_id), ids),
         )
 
     def import_(self, path: str | os.PathLike, *, user_id: str | None = None) -> int:
@@ -408,6 +511,7 @@ class Memory:
         if user_id is not None:
             Scope(user_id)
         header, items = cube.read(path)
+        originals = [item.record.id for item in items]
         if user_id is not None:
             items = [_rescope(item, user_id) for item in items]
         embedder = self.embedder
@@ -422,7 +526,11 @@ class Memory:
         for start in range(0, len(todo), REEMBED_BATCH):
             chunk = todo[start:start + REEMBED_BATCH]
             vectors[chunk] = embedder.embed([index_text(items[i].record.text, items[i].record.name) for i in chunk])
-        return self._store.import_records(items, vectors)
+        written = self._store.import_records(items, vectors)
+        if header.get("notes") and items:
+            names = {old: item.record.id for old, item in zip(originals, items)}
+            self._store.import_derived(items[0].record.user_id, renamed(header["notes"], names))
+        return written
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -433,10 +541,14 @@ class Memory:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait for background work: distillation of the turns added so far (jobs waiting
-        out a retry backoff are not waited for) and vector-index builds. Every write is
+        out a retry backoff are not waited for), the notes and links of every memory, and
+        vector-index builds. Every write is
         already durable. True when nothing is left running."""
         start = time.monotonic()
         if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        if self._notes_on() and not self._notes().wait(left):
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return self._store.flush(left)
@@ -473,6 +585,8 @@ class Memory:
                                         "write to it")
 
     def close(self) -> None:
+        if self._notes_lane is not None:
+            self._notes_lane.stop()
         if self._distiller is not None:
             self._distiller.stop()
         self._store.close()

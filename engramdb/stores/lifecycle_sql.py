@@ -17,6 +17,7 @@ from ..lifecycle.engine import retired_entry
 from ..lifecycle.policy import Derived, Link, Retired
 from ..types import Record, Scope
 from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
+from .notes_sql import NoteStatements
 
 CHUNK = 500
 REDERIVED = "re-derived from its sources"
@@ -175,6 +176,7 @@ class SQLLifecycle:
         for chunk in chunks(ids):
             where, params = self._in("id", chunk)
             found += self._rows(f"SELECT id, user_id, text FROM records WHERE {where} ORDER BY id{self.d.lock}", params)
+        NoteStatements.of(self).erase([(row[0], row[1]) for row in found], at=at)  # before the links go
         for chunk in chunks(ids):
             where, params = self._in("memory_id", chunk)
             if reason is None:

@@ -33,6 +33,7 @@ from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
+from .notes_sql import NoteStatements, SQLNotes
 from .filters import Condition, to_postgres
 from .keywords import KEYWORD_WINDOW, query_words
 from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, connect, migrate_schema
@@ -139,7 +140,7 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore(SQLJobs):
+class PostgresStore(SQLJobs, SQLNotes):
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, ann_threshold: int = 20_000, read_only: bool = False) -> None:
         self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)
@@ -446,6 +447,7 @@ class PostgresStore(SQLJobs):
                 )
                 ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
                 conn.execute("DELETE FROM versions WHERE user_id = %s", (scope.user_id,))
+                NoteStatements.of(self._lifecycle(conn)).forget_user(scope.user_id)
             else:
                 ids = [row[0] for row in conn.execute(
                     f"SELECT r.id FROM records r WHERE {where} ORDER BY r.id FOR UPDATE", params)]
@@ -459,7 +461,7 @@ class PostgresStore(SQLJobs):
 
     def reset(self) -> None:
         def work(conn: psycopg.Connection) -> None:
-            for table in ("jobs", "links", "records", "versions"):
+            for table in ("jobs", "links", "records", "versions", "notes", "note_queue"):
                 conn.execute(f"DELETE FROM {table}")
 
         try:
@@ -746,7 +748,8 @@ class PostgresStore(SQLJobs):
                 "WHERE r.user_id = %s ORDER BY l.src, l.type, l.dst", (user_id,)
             )]
             jobs = self._lifecycle(conn).export_jobs(user_id)
-        return {"slots": slots, "links": links, "jobs": jobs}
+            notes = NoteStatements.of(self._lifecycle(conn)).export(user_id)
+        return {"slots": slots, "links": links, "jobs": jobs, **notes}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
         """Write what `export_derived` gave, after the user's records: slots and links of
@@ -765,6 +768,7 @@ class PostgresStore(SQLJobs):
                      for src, type, dst, sources, suffices in exported_links(data)],
                 )
             self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
+            NoteStatements.of(self._lifecycle(conn)).import_(user_id, data)
 
         self._write(work)
 
