@@ -31,7 +31,7 @@ def write(path: str | os.PathLike, items: Iterable[ExportedRecord], *, scope: Sc
           exported_at: str, notes: Callable[[list[str]], dict[str, Any]] | None = None) -> int:
     """Write a cube atomically (to a temporary file, then renamed). Returns the record count.
     `notes(ids)` gives the written records' notes and links (living/notes.py), written
-    last as one line of type "notes"."""
+    last as one line of type "notes" when there are any."""
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     count = 0
@@ -47,8 +47,9 @@ def write(path: str | os.PathLike, items: Iterable[ExportedRecord], *, scope: Sc
                 fh.write(json.dumps(_encode(item), ensure_ascii=False) + "\n")
                 written.append(item.record.id)
                 count += 1
-            if notes is not None:
-                fh.write(json.dumps({"type": "notes", **notes(written)}, ensure_ascii=False) + "\n")
+            carried = notes(written) if notes is not None else {}
+            if any(carried.values()):  # a store without notes writes the cube an older Engram reads
+                fh.write(json.dumps({"type": "notes", **carried}, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)

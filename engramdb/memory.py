@@ -245,7 +245,9 @@ class Memory:
             current.id, text, vector, at=format_ts(self._clock.now()), actor=user_id or current.user_id,
             reason=reason, metadata=meta,
         )
-        self._store.queue_notes(updated.user_id, [updated.id], reason="text updated", at=format_ts(self._clock.now()))
+        if self._notes_on() or self._store.notes(updated.user_id, [updated.id]):  # its note is made again
+            self._store.queue_notes(updated.user_id, [updated.id], reason="text updated",
+                                    at=format_ts(self._clock.now()))
         self._rederive()
         return updated
 
