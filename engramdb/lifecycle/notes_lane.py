@@ -64,7 +64,8 @@ class NotesLane:
         self._release = release
         self._stop = threading.Event()
         self._work: NoteWork | None = None
-        self.processed = 0
+        self.processed = 0  # memories whose notes this lane made, re-made or re-derived
+        self.cpu_s = 0.0  # CPU time of the runner's thread spent on them (bench lifecycle reads it)
 
     # -- control ------------------------------------------------------------------------
 
@@ -114,8 +115,12 @@ class NotesLane:
         work, self._work = self._work, None
         if work is None or self._stop.is_set():
             return
-        self._store.write_notes(work.user_id, self.plan(work), at=self._now(), actor=ACTOR)
-        self.processed += len(work.queued) + len(work.fresh)
+        started = time.thread_time()
+        try:
+            self._store.write_notes(work.user_id, self.plan(work), at=self._now(), actor=ACTOR)
+            self.processed += len(work.queued) + len(work.fresh)
+        finally:
+            self.cpu_s += time.thread_time() - started
 
     # -- the work -------------------------------------------------------------------------
 
@@ -170,7 +175,6 @@ class NotesLane:
         conditions = [current(), Condition("kind", "ne", "summary")]
         vectors = self._store.note_vectors(user, [r.id for r in records])
         siblings = self._store.event_siblings(user, [r.id for r in records])
-        found: dict[str, dict[str, policy.Candidate]] = {}
         rowids: dict[str, dict[int, float]] = {}
         for record in records:
             dense = {}
@@ -207,7 +211,6 @@ class NotesLane:
                 if sibling in others and sibling != record.id:
                     base = candidates.get(sibling, policy.Candidate(sibling))
                     candidates[sibling] = policy.Candidate(sibling, base.similarity, base.shared, True)
-            found[record.id] = candidates
             out += policy.strongest([r for c in candidates.values() if (r := policy.relation(record.id, c))])
         return _one_per_pair(out)
 
