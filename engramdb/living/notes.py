@@ -54,7 +54,11 @@ get gets got getting go goes going went gone make makes made making take takes t
 like likes liked love loved feel feels felt think thinks thought know knows knew see sees saw seen tell tells
 told say says said come comes came need needs needed try tried trying start starts started starting keep kept
 give gave look looks looked find found let lets help helped use used work worked put done doing did does
-been being having has had will would could should might must can cannot""".split())
+been being having has had will would could should might must can cannot sound sounds sounded show shows
+showed important every different since two three four five far true back huge around others other hear heard
+happy happened happen happens wonderful fantastic incredible fun cute beautiful gorgeous lovely fab exciting
+excited interesting glad proud sorry hope hoping wish mean means meant appreciate thank means always never
+ever maybe definitely absolutely special whole enough together able sure awesome""".split())
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,9 @@ def offline_note(record: Record) -> Draft:
     attribute = meta.get("attribute")
     if isinstance(attribute, str) and attribute:
         tags.append(attribute.replace("_", " ").lower()[:MAX_WORD_CHARS])
-    tags += [k.lower() for k in keywords if " " not in k and not k[:1].isupper()]
-    tags += [k.lower() for k in keywords if " " not in k]
+    tags += [k.lower() for k in keywords if " " not in k and not k[:1].isupper()]  # topics, not names
+    if not tags:
+        tags.append(record.kind)
     return Draft(tuple(keywords), tuple(_dedupe(tags)[:MAX_TAGS]), _context(record, keywords))
 
 
@@ -186,9 +191,9 @@ def _names(text: str, speaker: str | None) -> list[str]:
     out = []
     for match in _WORD.finditer(text):
         word = match.group(0).strip("'-")
-        if not word[:1].isupper() or len(word) < 3 or word.isupper() and len(word) > 5:
+        if not word[:1].isupper() or len(word) < 3 or word.isupper() and len(word) > 5 or "'" in word:
             continue
-        if word.lower() in STOPWORDS or word.lower() in _CHATTER or word.lower().endswith("'s"):
+        if word.lower() in STOPWORDS or word.lower() in _CHATTER:
             continue
         out.append(word)  # a capital opening a sentence too: the word lists above keep most of those out
     return out

@@ -129,19 +129,22 @@ class NoteStatements:
                   "VALUES (?, ?, ?, 'note', NULL, ?, ?, ?, ?)", (memory_id, last + 1, rows[0][0], rows[0][1], at,
                                                                  actor, reason))
 
-    def link(self, relation: Relation) -> None:
+    def link(self, user_id: str, relation: Relation) -> None:
+        """A `relates_to` link between two memories of the user (never across users)."""
         self._run(
             "INSERT INTO links (src, type, dst, reason, strength) SELECT ?, 'relates_to', ?, ?, ? "
-            "WHERE EXISTS (SELECT 1 FROM records WHERE id = ?) AND EXISTS (SELECT 1 FROM records WHERE id = ?) "
+            "WHERE EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?) "
+            "AND EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?) "
             "ON CONFLICT (src, type, dst) DO UPDATE SET reason = excluded.reason, strength = excluded.strength",
-            (relation.src, relation.dst, relation.reason, relation.strength, relation.src, relation.dst))
+            (relation.src, relation.dst, relation.reason, relation.strength, relation.src, user_id, relation.dst,
+             user_id))
 
     def queue(self, user_id: str, ids: Sequence[str], *, reason: str, at: str) -> None:
         for memory_id in dict.fromkeys(ids):
             self._run("INSERT INTO note_queue (memory_id, user_id, reason, at) SELECT ?, ?, ?, ? "
-                      "WHERE EXISTS (SELECT 1 FROM records WHERE id = ?) "
+                      "WHERE EXISTS (SELECT 1 FROM records WHERE id = ? AND user_id = ?) "
                       "ON CONFLICT (memory_id) DO UPDATE SET reason = excluded.reason",
-                      (memory_id, user_id, reason, at, memory_id))
+                      (memory_id, user_id, reason, at, memory_id, user_id))
 
     def take_back(self, user_id: str, ids: Sequence[str], *, at: str) -> set[str]:
         """Undo what `ids` gave other memories: their `relates_to` links go, and every
@@ -199,7 +202,7 @@ class NoteStatements:
         changed meanwhile would have shaped is not written: a note is only made for the
         text it was made from, a link only between memories that exist, an evolution
         only when all its causes still exist."""
-        hashes = self._hashes([*[m.memory_id for m in batch.made], *[e.memory_id for e in batch.evolved],
+        hashes = self._hashes(user_id, [*[m.memory_id for m in batch.made], *[e.memory_id for e in batch.evolved],
                                *(c for e in batch.evolved for c in e.causes), *batch.unlink])
         for memory_id in batch.unlink:
             if memory_id in hashes:
@@ -217,7 +220,7 @@ class NoteStatements:
             if made.remade:
                 self.history_event(made.memory_id, made.reason, at=at, actor=actor)
         for relation in batch.links:
-            self.link(relation)
+            self.link(user_id, relation)
         for evolution in batch.evolved:
             if evolution.memory_id not in hashes or not all(c in hashes for c in evolution.causes):
                 continue
@@ -232,12 +235,14 @@ class NoteStatements:
             self._run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = "
                       "excluded.value", (MARK, str(batch.mark)))
 
-    def _hashes(self, ids: Sequence[str]) -> dict[str, str]:
+    def _hashes(self, user_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """The content hashes of these memories of the user that exist (locked against an
+        erasure until this transaction ends)."""
         out = {}
         for chunk in _chunks(sorted(set(ids))):
             where, params = self._in("id", chunk)
-            out.update(dict(self._rows(f"SELECT id, content_hash FROM records WHERE {where} ORDER BY id"
-                                       f"{self.d.share_lock}", params)))
+            out.update(dict(self._rows(f"SELECT id, content_hash FROM records WHERE user_id = ? AND {where} ORDER BY id"
+                                       f"{self.d.share_lock}", [user_id, *params])))
         return out
 
     # -- moving -----------------------------------------------------------------------------
@@ -277,7 +282,7 @@ class NoteStatements:
                  json.dumps(values["tags"]), values["context"], values["content_hash"], values["made_by"],
                  json.dumps(sorted(rename(c) for c in values["causes"])), values["reason"], values["at"]))
         for src, dst, reason, strength in data.get("relations", []):
-            self.link(Relation(rename(src), rename(dst), reason or "", float(strength or 0.0)))
+            self.link(user_id, Relation(rename(src), rename(dst), reason or "", float(strength or 0.0)))
         for memory_id, reason, at in data.get("note_queue", []):
             self.queue(user_id, [rename(memory_id)], reason=reason, at=at)
 
