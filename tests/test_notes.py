@@ -285,10 +285,18 @@ def test_async_memory_has_notes(tmp_path):
 def test_an_llm_writes_better_notes_and_a_bad_reply_falls_back(tmp_path):
     asked = []
 
+    evolving = []
+
     def respond(path, body):
         system = body["messages"][0]["content"]
         if "Zettelkasten" not in system:
             content = '{"memories": []}'
+        elif "linked to it" in system:  # evolution: each memory's note with its neighbours' notes
+            lines = body["messages"][1]["content"].splitlines()
+            evolving.append([json.loads(line) for line in lines])
+            content = json.dumps({"notes": [{"n": json.loads(line)["n"], "tags": ["hobby", "art", "pottery circle"],
+                                             "context": "One of Caroline's pottery days with Melanie."}
+                                            for line in lines]})
         else:
             lines = body["messages"][1]["content"].splitlines()
             asked.append(lines)
@@ -303,12 +311,17 @@ def test_an_llm_writes_better_notes_and_a_bad_reply_falls_back(tmp_path):
         config = Config(extractor="llm:notes-model", llm_base_url=url)
         with Memory(tmp_path / "e.db", embedder=FakeEmbedder(), config=config) as mem:
             ids = fill(mem, POTTERY[:2])
-            note = mem.note(ids[0])
+            note = mem.note(ids[0], version=1)
             assert note.made_by == "llm:notes-model"
             assert note.keywords == ("ceramics", "Melanie") and note.tags[:2] == ("hobby", "art")
             assert note.context == "Caroline's new hobby: pottery with her friend Melanie."
             assert len(asked) == 1 and len(asked[0]) == 2  # one call for the batch
             assert all("ghost" not in mem.note(i).tags for i in ids)
+            assert evolving and all(item["linked"] for batch in evolving for item in batch)
+            evolved = mem.note(ids[0])  # the two turns are linked: the model evolved both notes
+            assert evolved.version == 2 and evolved.tags == ("hobby", "art", "pottery circle")
+            assert evolved.causes == (ids[1],) and evolved.made_by == "llm:notes-model"
+            assert mem.history(ids[0])[-1].reason == f"note evolved: {ids[1]} joined its neighbourhood"
     with json_server(lambda path, body: (200, {"choices": [{"index": 0, "message": {
             "role": "assistant", "content": "I cannot help with that." if "Zettelkasten" in
             body["messages"][0]["content"] else '{"memories": []}'}}]})) as url:

@@ -238,14 +238,22 @@ class NotesLane:
         bases.update(fresh)
         currents = {m: v[-1] for m, v in versions.items()}
         currents.update(fresh)
-        out = []
+        shaped: dict[str, tuple[Note, dict[str, Note]]] = {}
         for target in targets:
             record, base = live.get(target), bases.get(target)
             if record is None or base is None or record.valid_to is not None:
                 continue
-            around = {m: bases[m] for m in neighbours.get(target, {}) if m in bases and m in live}
-            draft = policy.evolve(base, around)
-            causes = policy.causes_of(draft, base, around) if draft is not None else ()
+            shaped[target] = (base, {m: bases[m] for m in neighbours.get(target, {}) if m in bases and m in live})
+        by_model = self._model_evolution(shaped, live)
+        out = []
+        for target, (base, around) in shaped.items():
+            if target in by_model:
+                draft = by_model[target]
+                draft = None if policy.same_content(base, draft) else draft
+                causes = tuple(sorted(around)) if draft is not None else ()  # every neighbour it was shown
+            else:
+                draft = policy.evolve(base, around)
+                causes = policy.causes_of(draft, base, around) if draft is not None else ()
             if draft is None:
                 if target not in rederive or not currents[target].causes:
                     continue
@@ -258,6 +266,27 @@ class NotesLane:
                 continue
             out.append(Evolution(target, draft, causes, reason))
         return out
+
+    def _model_evolution(self, shaped: dict[str, tuple[Note, dict[str, Note]]],
+                         live: dict[str, Record]) -> dict[str, Draft]:
+        """Evolved notes written by the note writer's model, when it has one (an LLM), for
+        the memories with neighbours; {} offline or when the model fails. No flagged memory,
+        nor its note, is shown to the model."""
+        evolve = getattr(self._writer, "evolve", None)
+        if not callable(evolve):
+            return {}
+        items = []
+        for target, (base, around) in shaped.items():
+            trusted = {m: n for m, n in around.items() if not live[m].metadata.get("flagged")}
+            if trusted and not live[target].metadata.get("flagged") and trusted == around:
+                items.append((base, trusted))
+        if not items:
+            return {}
+        try:
+            return evolve(items)
+        except ProviderError as exc:
+            log.warning("note evolution fell back to offline: %s", exc)
+            return {}
 
     def _now(self) -> str:
         return format_ts(self._clock.now())
