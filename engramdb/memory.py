@@ -415,18 +415,22 @@ class Memory:
     def _follower(self, user_id: str, records: Mapping[int, Record]):
         """The ranked list search gets by following `relates_to` links from its best
         candidates to others of the same candidate pool (so every filter still holds):
-        each linked candidate scores the strength of its links over the rank of the
-        candidate that links it."""
+        each of the best candidates in its fused order, each followed by the candidates
+        it links to, strongest first (a linked memory is ranked next to what links it)."""
         def follow(fused: list) -> list[ScoredId]:
             seeds = [records[i.rowid].id for i in fused[:LINK_SEEDS] if i.rowid in records]
-            rank = {memory_id: index for index, memory_id in enumerate(seeds, start=1)}
             pool = {r.id: rowid for rowid, r in records.items()}
-            scores: dict[int, float] = {}
+            linked: dict[str, list[tuple[float, str]]] = {}
             for relation in self._store.relations(user_id, seeds):
                 for seed, other in ((relation.src, relation.dst), (relation.dst, relation.src)):
-                    if seed in rank and other in pool:
-                        scores[pool[other]] = scores.get(pool[other], 0.0) + relation.strength / rank[seed]
-            return [ScoredId(rowid, score) for rowid, score in sorted(scores.items(), key=lambda p: (-p[1], p[0]))]
+                    if other in pool:
+                        linked.setdefault(seed, []).append((relation.strength, other))
+            order: dict[str, None] = {}
+            for seed in seeds:
+                order.setdefault(seed, None)
+                for _, other in sorted(linked.get(seed, []), key=lambda p: (-p[0], p[1])):
+                    order.setdefault(other, None)
+            return [ScoredId(pool[m], float(len(order) - i)) for i, m in enumerate(order)]
 
         return follow
 
