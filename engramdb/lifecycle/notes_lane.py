@@ -243,7 +243,8 @@ class NotesLane:
             record, base = live.get(target), bases.get(target)
             if record is None or base is None or record.valid_to is not None:
                 continue
-            shaped[target] = (base, {m: bases[m] for m in neighbours.get(target, {}) if m in bases and m in live})
+            shaped[target] = (base, {m: bases[m] for m in neighbours.get(target, {})  # a flagged memory shapes none
+                                     if m in bases and m in live and not live[m].metadata.get("flagged")})
         by_model = self._model_evolution(shaped, live)
         out = []
         for target, (base, around) in shaped.items():

@@ -221,9 +221,14 @@ class NoteStatements:
                 self.history_event(made.memory_id, made.reason, at=at, actor=actor)
         for relation in batch.links:
             self.link(user_id, relation)
+        latest = {m: v[-1] for m, v in self.versions([e.memory_id for e in batch.evolved]).items()}
         for evolution in batch.evolved:
             if evolution.memory_id not in hashes or not all(c in hashes for c in evolution.causes):
                 continue
+            now, draft = latest.get(evolution.memory_id), evolution.draft
+            if now is not None and (now.keywords, now.tags, now.context, now.causes) == (
+                    draft.keywords, draft.tags, draft.context, tuple(sorted(evolution.causes))):
+                continue  # another worker wrote it
             self.add_version(evolution.memory_id, user_id, evolution.draft.keywords, evolution.draft.tags,
                              evolution.draft.context, made_by=evolution.draft.made_by, causes=evolution.causes,
                              reason=evolution.reason, at=at, digest=hashes[evolution.memory_id])
