@@ -356,3 +356,50 @@ def test_the_notes_lane_is_one_more_lane_of_the_runner(tmp_path):
         before = process_runner().lanes()
         fill(mem, POTTERY[:1])
         assert process_runner().lanes() == before + 2  # its distiller and its notes lane
+
+
+def test_forgetting_a_session_takes_back_what_its_memories_gave_other_sessions(tmp_path):
+    with Memory(tmp_path / "e.db", embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        kept = mem.add([{"role": "user", "content": t, "name": "Caroline"} for t in POTTERY[:2]], user_id="u",
+                       session_id="s1").ids
+        gone = mem.add([{"role": "user", "content": t, "name": "Caroline"} for t in POTTERY[2:4]], user_id="u",
+                       session_id="s2").ids
+        assert mem.flush(180)
+        assert any(set(mem.note(i).causes) & set(gone) for i in kept), "s2 shaped s1's notes"
+        mem.forget(user_id="u", session_id="s2")
+        assert mem.flush(180)
+        for memory_id in [r.id for r in mem.list(user_id="u", limit=100, include_retired=True)]:
+            assert not set(mem.note(memory_id).causes) & set(gone)
+            assert PRIVATE not in json.dumps(mem.note(memory_id).to_dict()).lower()
+            assert not {r.id for r in mem.related(memory_id, depth=3, limit=100)} & set(gone)
+
+
+def test_a_cube_imported_under_another_user_keeps_its_notes_under_new_ids(tmp_path):
+    with Memory(tmp_path / "a.db", embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        ids = fill(mem, POTTERY[:3])
+        before = {mem.get(i).text: (mem.note(i), {mem.get(r.id).text for r in mem.related(i)}) for i in ids}
+        mem.export(tmp_path / "u.cube", user_id="u")
+    with Memory(tmp_path / "b.db", embedder=FakeEmbedder(), config=Config(extractor="none")) as other:
+        other.import_(tmp_path / "u.cube", user_id="v")
+        moved = [r for r in other.list(user_id="v", limit=100) if r.text in before]
+        assert len(moved) == len(before) and not {r.id for r in moved} & set(ids)
+        for r in moved:
+            note, related = before[r.text]
+            now = other.note(r.id, user_id="v")
+            assert (now.keywords, now.tags, now.context, now.version) == (note.keywords, note.tags, note.context,
+                                                                          note.version)
+            assert not set(now.causes) & set(ids)  # causes renamed with their memories
+            assert {x.text for x in other.related(r.id, user_id="v")} == related
+
+
+def test_bad_note_arguments_are_refused(tmp_path):
+    with Memory(tmp_path / "e.db", embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        (memory_id,) = fill(mem, POTTERY[:1])
+        for bad in ("1", 0, True, 1.5):
+            with pytest.raises(InvalidInputError):
+                mem.note(memory_id, version=bad)
+        for bad in (-0.1, 1.5, "x", True):
+            with pytest.raises(InvalidInputError):
+                mem.related(memory_id, min_strength=bad)
+        with pytest.raises(NotFoundError):
+            mem.note("mem_nope")
