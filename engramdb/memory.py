@@ -99,6 +99,8 @@ class Memory:
         self._notes_lane: NotesLane | None = None
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
+        if self._notes_on() and (work := self._store.note_work(1)) is not None and work.user_id:
+            self._notes().wake()  # notes a closed process left to make
 
     def _extractor_name(self) -> str:
         return self.config.extractor or DEFAULT_EXTRACTOR

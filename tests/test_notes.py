@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 import pytest
@@ -403,3 +404,14 @@ def test_bad_note_arguments_are_refused(tmp_path):
                 mem.related(memory_id, min_strength=bad)
         with pytest.raises(NotFoundError):
             mem.note("mem_nope")
+
+
+def test_notes_left_to_make_are_made_after_a_restart(tmp_path):
+    with Memory(tmp_path / "e.db", embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
+        ids = mem.add(POTTERY[:2], user_id="u").ids  # stored by a process that made no notes
+    with Memory(tmp_path / "e.db", embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        deadline = time.monotonic() + 60
+        while mem.store.notes("u", ids).keys() != set(ids):  # no add, no flush: the lane started on open
+            assert time.monotonic() < deadline, "the notes were not made"
+            time.sleep(0.05)
+        assert "pottery" in mem.note(ids[0]).tags
