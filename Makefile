@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test slow-test bench clean
+.PHONY: demo test browser slow-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,16 @@ $(TEST_STAMP): $(STAMP)
 demo: $(STAMP)  ## set up and run Engram end to end on the embedded default
 	$(BIN)/engram demo
 
-test: $(TEST_STAMP)  ## set up and run the whole test suite
+test: $(TEST_STAMP) browser  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
+
+# The inspector's tests drive a real headless Chromium: the system packages, never a
+# downloaded browser. Installed when missing (CI runs as root on Debian); never skipped.
+BROWSER_PACKAGES := chromium chromium-driver
+browser:  ## the system Chromium and chromedriver the browser tests need
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y $(BROWSER_PACKAGES) || \
+		(apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(BROWSER_PACKAGES))
 
 # The slow, opt-in tests (pytest -m llm_local): a real small model, Qwen2.5-Coder-1.5B-Instruct
 # (GGUF, shipped in 22 wheels), run by llama-cpp-python, compiled once (~5 min) with

@@ -65,6 +65,38 @@ class Config:
     exclude_flagged: bool = False
     rrf_k: int = 10  # small k: the top of each list counts (LoCoMo: 60 -> 10 lifted R≤1000 0.72 -> 0.76)
     candidates: int = 100  # per retriever, before fusion
+    # Living memory (engramdb/living/). The profile (Memory.profile, recall(include_profile=True)):
+    # assembled at read time from the current facts; its default budget, and the most of a
+    # recall() budget it may take.
+    profile: bool = True
+    profile_budget_tokens: int = 300
+    # Topic memories: one derived memory (kind "topic") per subject and term said in at
+    # least `topic_min_sessions` sessions, built by a background job. Off by default: on
+    # LoCoMo they did not lift multi-hop recall (docs/benchmarks.md, "Topic memories").
+    topics: bool = False
+    topic_min_sessions: int = 2
+    topic_max: int = 24  # topics kept per user and agent, the most recurring first
+    # Vitals (living/vitals.py): each memory's strength, last recall and utility. `vitals`
+    # records recalls (what search / recall / context return, written in the background)
+    # and confirmations; `decay` archives derived memories whose retention
+    # exp(-Δt / (tau · strength)) falls below `decay_threshold`, checked every
+    # `decay_interval_s` (never deletes; turns are never archived). Decay is off by
+    # default: on LoCoMo in simulated time (conversation 1, questions asked the day after
+    # its last session) it archived 40 of 71 derived memories and cost recall() R≤2000
+    # 0.896 -> 0.886, multi-hop 0.716 -> 0.667 (`python -m engramdb.bench.decay 1 DIR`,
+    # docs/benchmarks.md). LoCoMo never recalls between sessions, so nothing there is
+    # reinforced: it measures only the cost of fading, not what recall keeps.
+    vitals: bool = True
+    decay: bool = False
+    decay_tau_days: float = 30.0
+    decay_threshold: float = 0.05
+    decay_interval_s: float = 3600.0
+    # How much utility (feedback) and retention move a memory's search score: × (1 + w ·
+    # utility) and × (1 - w · (1 - retention)). None: they do not enter ranking (retention
+    # at 0.3 changed no LoCoMo budget row and cost R@5 0.004, docs/benchmarks.md; no
+    # benchmark we hold has feedback to measure utility with).
+    utility_weight: float | None = None
+    retention_weight: float | None = None
     # Vector index: exact search up to this many vectors in a user's scope, HNSW above.
     ann_threshold: int = 20_000
     # SQLite.
@@ -77,6 +109,16 @@ class Config:
     # Server: /readyz answers 503 once the oldest distillation job waiting in an open
     # tenant has waited longer than this many seconds; None: never, it only reports.
     max_backlog_age_s: float | None = None
+    # Thoughts (living/thoughts.py): `Memory.think()` stores an agent's conclusions; similar
+    # ones merge at this cosine of their vectors (measured for MiniLM: docs/benchmarks.md).
+    thoughts: bool = True
+    thought_merge_threshold: float = 0.86
+    # Reflection (living/reflection.py): with an LLM (an "llm:<model>" extractor, or this
+    # model with llm_base_url or llm_api_key), a background job forms thoughts from a scope's
+    # recent turns, one LLM call per `reflect_every_turns` new turns at most. Off with no LLM.
+    reflection: bool = True
+    reflection_model: str | None = None
+    reflect_every_turns: int = 10
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -94,6 +136,15 @@ class Config:
         age = self.max_backlog_age_s
         if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0):
             raise ConfigError(f"config max_backlog_age_s must be a positive number or None, got {age!r}")
+        if not self.thought_merge_threshold <= 1:
+            raise ConfigError(f"config thought_merge_threshold must be at most 1, got {self.thought_merge_threshold!r}")
+        if not self.decay_threshold < 1:
+            raise ConfigError(f"config decay_threshold must be below 1, got {self.decay_threshold!r}")
+        for name in ("utility_weight", "retention_weight"):
+            weight = getattr(self, name)
+            if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                       or not 0 <= weight <= 1):
+                raise ConfigError(f"config {name} must be a number from 0 to 1 or None, got {weight!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
         if not (self.extractor in (None, "offline", "fake", "none")

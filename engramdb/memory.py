@@ -23,19 +23,27 @@ from .lifecycle.notes_lane import NotesLane
 from .lifecycle.runner import shared_extractors
 from .living.llm_notes import make_note_writer
 from .living.notes import REVERTED, Draft, Evolution, Note, NotesBatch, Related, exported_for, renamed
+from .living.reader import profile_cost, profile_share, read_profile
+from .living.topics import TopicLane
+from .lifecycle.vitals_lane import Decay, VitalsLane
+from .living.vitals import ACTIVE, ARCHIVED, RECALLED_BY_ID, Vitals, reranked
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
 from .errors import ConfigError, InvalidInputError, NotFoundError, PermissionDeniedError, UsageError
 from .ids import new_id
+from .living import thinking
+from .living.reflection import Reflector, reflection_model
 from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
-from .stores.filters import FLAGGED, Condition, current, valid_at
+from .stores.base import REFLECT
+from .stores.filters import FLAGGED, Condition, current, unarchived, valid_at
 from .stores.filters import parse as parse_filters
-from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, ScoredId, Version, check_strings, check_text
+from .types import (MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, ScoredId, Version, check_strings,
+                    check_text)
 
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
@@ -97,6 +105,11 @@ class Memory:
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
         self._notes_lane: NotesLane | None = None
+        self._topic_lane: TopicLane | None = None
+        self._reflector: Reflector | None = None
+        self._vitals_lane: VitalsLane | None = None
+        if self.config.decay and not read_only:
+            self._vitals().start()  # the decay sweep runs in the background from now on
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
         if self._notes_on() and (work := self._store.note_work(1)) is not None and work.user_id:
@@ -115,9 +128,12 @@ class Memory:
                 extractor = shared.acquire(key, lambda: IsolatedExtractor(name) if name == "offline" else make_extractor(
                     name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
                     timeout_s=self.config.llm_timeout_s))
+                self._reflector = Reflector.from_config(self._store, self.config,
+                                                        lambda texts: self.embedder.embed(texts), self._clock)
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
                                             self._clock, release=lambda: shared.release(key),
-                                            lease=timedelta(seconds=self.config.job_lease_s))
+                                            lease=timedelta(seconds=self.config.job_lease_s),
+                                            handlers={REFLECT: self._reflector.run_job} if self._reflector else None)
             return self._distiller
 
     def _notes_on(self) -> bool:
@@ -134,6 +150,32 @@ class Memory:
                 self._notes_lane = NotesLane(self._store, self._clock, writer=writer,
                                              release=close if callable(close) else None)
             return self._notes_lane
+
+    def _touch_topics(self, user_id: str, agent_id: str | None) -> None:
+        """With `Config(topics=True)`, the scope's topic memories are built again in the
+        background (living/topics.py) once its distillation is done."""
+        if not self.config.topics or self.read_only:
+            return
+        with self._ready_lock:
+            if self._topic_lane is None:
+                self._topic_lane = TopicLane(self._store, lambda texts: self.embedder.embed(texts), self._clock,
+                                             min_sessions=self.config.topic_min_sessions,
+                                             max_topics=self.config.topic_max,
+                                             distilled=self._extractor_name() != "none")
+        self._topic_lane.touch(user_id, agent_id)
+    def _vitals(self) -> VitalsLane:
+        """The vitals lane (recalls written in the background, the decay sweep), made on first use."""
+        with self._ready_lock:
+            if self._vitals_lane is None:
+                c = self.config
+                decay = Decay.of(c.decay_tau_days, c.decay_threshold, c.decay_interval_s) if c.decay else None
+                self._vitals_lane = VitalsLane(self._store, self._clock, decay=decay)
+            return self._vitals_lane
+
+    def _recalled(self, user_id: str, hits: list[Hit], query: str | None) -> None:
+        """Note what a read returned (written later, off the read path)."""
+        if self.config.vitals and not self.read_only:
+            self._vitals().note(user_id, [h.id for h in hits], query)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -223,17 +265,37 @@ class Memory:
         records = flag_injections(records)
         distil = self._extractor_name() != "none"
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
+        if distil and reflection_model(self.config) is not None:  # living/reflection.py: one call per N turns
+            self._store.gather_job(Scope(user_id, agent_id), [r.id for r in stored], kind=REFLECT, at=recorded_at,
+                                   every=self.config.reflect_every_turns)
         if distil:
             self._distill().wake()
         if self._notes_on():
             self._notes().wake()
+        self._touch_topics(user_id, agent_id)
         return AddResult(stored, skipped=valid.skipped)
+
+    def think(self, text: str, *, user_id: str, sources: Any, agent_id: str | None = None,
+              session_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> Record:
+        """Store a conclusion an agent reached (a memory of kind "thought"), resting on
+        `sources`: ids of the user's current memories or turns. It is searchable at once,
+        merges with a current thought that says the same (which keeps every source), is
+        retired when a source stops being current and erased with an erased source
+        (living/thoughts.py). Returns the thought as stored."""
+        self._check_writable("think")
+        if not self.config.thoughts:
+            raise ConfigError("thoughts are switched off (Config(thoughts=False))")
+        scope = Scope(user_id, agent_id, session_id)
+        text, ids = thinking.check_thought(text, sources, max_chars=self.config.max_message_chars)
+        meta = _check_metadata(metadata)
+        return thinking.think(self._store, self.embedder.embed, text, scope, ids, at=format_ts(self._clock.now()),
+                              actor=agent_id or user_id, threshold=self.config.thought_merge_threshold, metadata=meta)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
                reason: str | None = None) -> Record:
         """Replace a memory's text (the old text stays in history)."""
         self._check_writable("update")
-        current = self.get(id, user_id=user_id)
+        current = self._find(id, user_id)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("text must be a non-empty string")
         if len(text) > self.config.max_message_chars:
@@ -251,14 +313,16 @@ class Memory:
             self._store.queue_notes(updated.user_id, [updated.id], reason="text updated",
                                     at=format_ts(self._clock.now()))
         self._rederive()
+        self._touch_topics(current.user_id, current.agent_id)
         return updated
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
         """Erase a memory: its text leaves the store, its indexes and its history."""
         self._check_writable("delete")
-        current = self.get(id, user_id=user_id)
+        current = self._find(id, user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
         self._rederive()
+        self._touch_topics(current.user_id, current.agent_id)
 
     def forget(self, *, user_id: str, agent_id: str | None = None, session_id: str | None = None) -> int:
         """Erase a whole scope. Returns how many memories were erased."""
@@ -266,6 +330,7 @@ class Memory:
         erased = self._store.forget(Scope(user_id, agent_id, session_id))
         if agent_id is not None or session_id is not None:
             self._rederive()
+            self._touch_topics(user_id, agent_id)
         return erased
 
     def _rederive(self) -> None:
@@ -286,6 +351,17 @@ class Memory:
     # -- reads -------------------------------------------------------------------------
 
     def get(self, id: str, *, user_id: str | None = None) -> Record:
+        """One memory by id. Fetching an archived memory by its id recalls it: it is
+        active again (history: 'revive', recalled by id)."""
+        found = self._find(id, user_id)
+        if found.state == ARCHIVED and not self.read_only:
+            at = format_ts(self._clock.now())
+            if self._store.set_state([(found.id, RECALLED_BY_ID)], ACTIVE, at=at, actor=user_id):
+                self._store.reinforce({found.id: 1}, at=at, how="recall")
+            found = self._find(id, user_id)
+        return found
+
+    def _find(self, id: str, user_id: str | None) -> Record:
         _check_memory_id(id)
         found = self._store.get(id, user_id=user_id)
         if found is None:
@@ -303,13 +379,16 @@ class Memory:
         filters: Mapping[str, Any] | None = None,
         as_of: str | None = None,
         include_retired: bool = False,
+        include_archived: bool = False,
     ) -> list[Record]:
         """Memories of a scope in time order, a page at a time: the current ones, with
-        `as_of` those true then, with `include_retired` also the superseded and retracted."""
+        `as_of` those true then, with `include_retired` also the superseded and retracted,
+        with `include_archived` also those decay archived (`Record.state`)."""
         scope = Scope(user_id, agent_id, session_id)
         _check_int("limit", limit, 1, self.config.max_limit)
         _check_int("offset", offset, 0, 2**62)
-        conditions = _in_time(_filters(filters), as_of, include_retired)
+        _check_bool("include_archived", include_archived)
+        conditions = _unarchived(_in_time(_filters(filters), as_of, include_retired), include_archived)
         return self._store.list(scope, conditions, limit, offset)
 
     def history(self, id: str, *, user_id: str | None = None) -> list[Version]:
@@ -390,14 +469,27 @@ class Memory:
         agent_id: str | None = None,
         as_of: str | None = None,
         include_retired: bool = False,
+        include_archived: bool = False,
     ) -> list[Hit]:
         """The memories that best match `query`: keyword (BM25) and dense candidates, fused
         by RRF with their sessions' ranks, the speakers and the dates the query names
-        (retrieval.fuse)."""
+        (retrieval.fuse). Each hit counts as a recall of it (vitals, written later);
+        archived memories are left out unless `include_archived`."""
+        hits = self._search(query, user_id=user_id, limit=limit, filters=filters, session_id=session_id,
+                            agent_id=agent_id, as_of=as_of, include_retired=include_retired,
+                            include_archived=include_archived)
+        self._recalled(user_id, hits, query)
+        return hits
+
+    def _search(self, query: str, *, user_id: str, limit: int, filters: Mapping[str, Any] | None,
+                session_id: str | None, agent_id: str | None, as_of: str | None, include_retired: bool = False,
+                include_archived: bool = False) -> list[Hit]:
         scope = Scope(user_id, agent_id, session_id)
         _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
-        conditions = self._trusted(_searchable(_in_time(_filters(filters), as_of, include_retired)))
+        _check_bool("include_archived", include_archived)
+        conditions = self._trusted(_unarchived(_searchable(_in_time(_filters(filters), as_of, include_retired)),
+                                               include_archived))
         depth = max(self.config.candidates, 2 * limit)
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
@@ -410,9 +502,19 @@ class Memory:
         keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
         follow = self._follower(user_id, records) if self.config.link_search else None
-        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow),
-                               records)[:limit]
-        return [_hit(records[item.rowid], item.score) for item in fused if item.rowid in records]
+        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow), records)
+        scored = [(item.rowid, item.score) for item in fused if item.rowid in records]
+        if self.config.utility_weight or self.config.retention_weight:
+            scored = self._by_use(scored[:max(2 * limit, 50)], records)
+        return [_hit(records[rowid], score) for rowid, score in scored[:limit]]
+
+    def _by_use(self, scored: list[tuple[int, float]], records: dict[int, Record]) -> list[tuple[int, float]]:
+        """Scores adjusted by utility and retention (Config.utility_weight, retention_weight)."""
+        vitals = self._store.vitals([records[rowid].id for rowid, _ in scored])
+        return reranked(scored, {rowid: vitals[r.id] for rowid, r in records.items() if r.id in vitals},
+                        now=self._clock.now(), recorded_at={rowid: r.recorded_at for rowid, r in records.items()},
+                        tau_s=self.config.decay_tau_days * 86_400, utility_weight=self.config.utility_weight,
+                        retention_weight=self.config.retention_weight)
 
     def _follower(self, user_id: str, records: Mapping[int, Record]):
         """The ranked list search gets by following `relates_to` links from its best
@@ -438,33 +540,70 @@ class Memory:
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
-                as_of: str | None = None) -> str:
+                as_of: str | None = None, include_profile: bool = False) -> str:
         """A prompt block of what matters for `query`, within `budget_tokens` (the text
         of `recall()`)."""
         return self.recall(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
-                           agent_id=agent_id, filters=filters, as_of=as_of).text
+                           agent_id=agent_id, filters=filters, as_of=as_of, include_profile=include_profile).text
 
     def recall(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
-               as_of: str | None = None) -> Recall:
+               as_of: str | None = None, include_profile: bool = False) -> Recall:
         """What matters for `query` within `budget_tokens`, as a prompt block and the
         memories in it. When the whole scope fits the budget, all of it comes back in
-        time order (`complete`): on a small history full context beats retrieval."""
+        time order (`complete`): on a small history full context beats retrieval. With
+        `include_profile`, the block opens with the scope's profile (`profile()`), paid
+        from the same budget (at most `Config.profile_budget_tokens` of it)."""
         _check_int("budget_tokens", budget_tokens, MIN_BUDGET_TOKENS, 10_000_000)
         _check_query(query, self.config.max_query_chars)
+        if not isinstance(include_profile, bool):
+            raise InvalidInputError(f"include_profile must be True or False, got {type(include_profile).__name__}")
+        if include_profile:
+            return self._with_profile(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
+                                      agent_id=agent_id, filters=filters, as_of=as_of)
         scope = Scope(user_id, agent_id, session_id)
-        conditions = self._trusted(_in_time(_filters(filters), as_of))
+        conditions = self._trusted(_unarchived(_in_time(_filters(filters), as_of), False))
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
             text, hits, complete = assemble(whole, budget_tokens, query)
             if complete:
+                self._recalled(user_id, hits, query)
                 return Recall(text, hits, complete=True)
-        hits = self.search(
+        hits = self._search(
             query, user_id=user_id, limit=min(self.config.max_limit, max(20, budget_tokens // 10)),
             filters=filters, session_id=session_id, agent_id=agent_id, as_of=as_of,
         )
         text, chosen, _ = assemble(hits, budget_tokens, query)
+        self._recalled(user_id, chosen, query)  # what the block holds was recalled, not every candidate
         return Recall(text, chosen, complete=False)
+
+    def profile(self, user_id: str, *, agent_id: str | None = None, budget_tokens: int | None = None,
+                as_of: str | None = None) -> Profile:
+        """The scope's current facts and preferences (and plans still ahead), grouped by
+        topic (home, work, family, health, about, tastes, plans, other), the most
+        important first within `budget_tokens` (default `Config.profile_budget_tokens`):
+        as a prompt block (`text`) and as items with their memory and source ids. With
+        `as_of`, the profile as it stood then. Assembled at each call from the memories
+        true then, so it states the current truth as soon as `flush()` returns."""
+        if not self.config.profile:
+            raise UsageError("the profile is off (Config(profile=False))")
+        budget = self.config.profile_budget_tokens if budget_tokens is None else budget_tokens
+        _check_int("budget_tokens", budget, 1, 10_000_000)
+        return read_profile(self._store, Scope(user_id, agent_id), budget_tokens=budget,
+                            as_of=None if as_of is None else normalize_ts(as_of, field="as_of"),
+                            now=format_ts(self._clock.now()))
+
+    def _with_profile(self, query: str, *, user_id: str, budget_tokens: int, session_id: str | None,
+                      agent_id: str | None, filters: Mapping[str, Any] | None, as_of: str | None) -> Recall:
+        """The profile first, paid from the budget; then what matters for `query` in what is left."""
+        share = profile_share(budget_tokens, self.config.profile_budget_tokens, MIN_BUDGET_TOKENS)
+        lead = self.profile(user_id, agent_id=agent_id, budget_tokens=share, as_of=as_of) if share else None
+        rest = budget_tokens - (profile_cost(lead.text) if lead is not None and lead.text else 0)
+        found = self.recall(query, user_id=user_id, budget_tokens=rest, session_id=session_id, agent_id=agent_id,
+                            filters=filters, as_of=as_of)
+        if lead is None or not lead.text:
+            return replace(found, profile=lead)
+        return Recall(lead.text + ("\n" + found.text if found.text else ""), found.hits, found.complete, profile=lead)
 
     def _whole_scope(self, scope: Scope, conditions: list, budget_tokens: int) -> list[Hit] | None:
         """Every memory of the scope when their text could fit the budget, else None
@@ -497,6 +636,39 @@ class Memory:
             while len(self._query_cache) > QUERY_CACHE:
                 self._query_cache.popitem(last=False)
         return vector
+
+    # -- vitals ------------------------------------------------------------------------
+
+    def feedback(self, query: str, *, used: Any = None, unused: Any = None, user_id: str | None = None) -> None:
+        """Which memories an answer to `query` actually used (cited) and which it was given
+        but did not: each one's utility moves towards +1 (used) or -1 (unused)
+        (living/vitals.py); a used memory counts as recalled too. The query is checked,
+        not stored. Unknown ids (or another user's) are a NotFoundError, nothing written."""
+        self._check_writable("feedback")
+        _check_query(query, self.config.max_query_chars)
+        used_ids, unused_ids = _id_list("used", used or ()), _id_list("unused", unused or ())
+        both = set(used_ids) & set(unused_ids)
+        if both:
+            raise InvalidInputError(f"memories cannot be both used and unused: {sorted(both)}")
+        if user_id is not None:
+            Scope(user_id)
+        wanted = [*used_ids, *unused_ids]
+        found = {r.id for r in self._store.records_by_ids(wanted, user_id)} if user_id is not None else {
+            i for i in wanted if self._store.get(i) is not None}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFoundError(f"no memory with id {missing[0]!r}" + (f" (and {len(missing) - 1} more)"
+                                                                         if len(missing) > 1 else ""))
+        self._store.record_feedback({**{i: True for i in used_ids}, **{i: False for i in unused_ids}})
+        if used_ids:
+            self._store.reinforce({i: 1 for i in used_ids}, at=format_ts(self._clock.now()), how="recall")
+
+    def vitals(self, id: str, *, user_id: str | None = None) -> Vitals:
+        """What use and time did to a memory: strength, last recall, recalls,
+        confirmations, utility (living/vitals.py). Recalls noted but not yet written
+        (search writes them in the background; flush() waits) are not in it yet."""
+        found = self._find(id, user_id)
+        return self._store.vitals([found.id]).get(found.id, Vitals(found.id))
 
     # -- cubes -------------------------------------------------------------------------
 
@@ -555,6 +727,13 @@ class Memory:
         start = time.monotonic()
         if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
             return False
+        if self._vitals_lane is not None:  # recalls noted so far, and a decay sweep that is due
+            self._vitals_lane.drain()
+            if self.config.decay and self._vitals_lane.sweep_due():
+                self._vitals_lane.sweep()
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        if self._topic_lane is not None and not self._topic_lane.wait(left):
+            return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         if self._notes_on() and not self._notes().wait(left):
             return False
@@ -595,8 +774,14 @@ class Memory:
     def close(self) -> None:
         if self._notes_lane is not None:
             self._notes_lane.stop()
+        if self._vitals_lane is not None:
+            self._vitals_lane.stop()
         if self._distiller is not None:
             self._distiller.stop()
+        if self._topic_lane is not None:
+            self._topic_lane.stop()
+        if self._reflector is not None:
+            self._reflector.close()
         self._store.close()
         close = getattr(self._embedder, "close", None)
         if self._owns_embedder and callable(close):
@@ -625,7 +810,8 @@ def _rescope(item: ExportedRecord, user_id: str) -> ExportedRecord:
     sources = [rid if s == item.record.id else s for s in item.record.sources]
     record = replace(item.record, id=rid, user_id=user_id, sources=sources)
     versions = [replace(v, memory_id=rid) for v in item.versions]
-    return ExportedRecord(record=record, vector=item.vector, versions=versions)
+    vitals = None if item.vitals is None else replace(item.vitals, memory_id=rid)
+    return ExportedRecord(record=record, vector=item.vector, versions=versions, vitals=vitals)
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -687,6 +873,28 @@ def _in_time(conditions: list, as_of: Any, include_retired: bool = False) -> lis
     if include_retired or any(c.field == "valid_to" for c in conditions):
         return conditions
     return [*conditions, current()]
+
+
+def _unarchived(conditions: list, include_archived: bool) -> list:
+    """Archived memories (faded by decay) are out unless asked for, or the caller's
+    filters name a state."""
+    if include_archived or any(c.field == "state" for c in conditions):
+        return conditions
+    return [*conditions, unarchived()]
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {type(value).__name__}")
+
+
+def _id_list(name: str, value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise InvalidInputError(f"{name} must be a list of memory ids, got {type(value).__name__}")
+    ids = list(dict.fromkeys(value))
+    for item in ids:
+        _check_memory_id(item)
+    return ids
 
 
 def _searchable(conditions: list) -> list:

@@ -97,13 +97,33 @@ def test_bench_locomo_reports_recall_per_retriever(tmp_path):
     # 6 turns per conversation: everything fits in 1,000 tokens, so recall is complete
     assert report["rows"]["engram"]["metrics"]["overall"]["R≤1000"] == 1.0
     # recall() returns the whole small memory: every evidence turn, at both budgets
-    assert report["rows"]["engram recall()"]["metrics"]["overall"] == {"R≤1000": 1.0, "R≤2000": 1.0, "n": 6}
+    # … in a block of a few hundred characters: its first evidence line starts within 1,000,
+    # after the preamble at least
+    assert report["rows"]["engram recall()"]["metrics"]["overall"] == {"R≤1000": 1.0, "R≤2000": 1.0,
+                                                                       "lead≤1000": 1.0, "n": 6}
+    assert report["rows"]["engram recall()"]["lead_chars_p50"] > len("Remembered conversation")
     assert report["rows"]["everything"]["tokens_per_conversation"] > 0
     again = _run(args)  # the store is reused, not ingested twice
     assert again["turns_added"] == 0
     table = CliRunner().invoke(bench, args + ["--conversations", "1"])
     assert table.exit_code == 0, table.output
     assert "engram" in table.stdout and "multi-hop" in table.stdout and "ingest:" in table.stdout
+    assert "first evidence line within 1,000 characters 1.000" in table.stdout
+
+
+def test_evidence_lead_counts_the_characters_before_the_first_line_resting_on_evidence():
+    from engramdb.bench.recall import evidence_lead
+    from engramdb.types import Hit, Recall
+
+    def hit(id, sources):
+        return Hit(id=id, text="x", kind="turn", score=1.0, sources=sources, session_id=None,
+                   created_at="2024-01-01T00:00:00Z", valid_to=None)
+
+    text = "Preamble:\n- [1 January 2024] user: first\n- [1 January 2024] user: second"
+    block = Recall(text=text, hits=[hit("a", ["a"]), hit("b", ["b", "c"])], complete=True)
+    assert evidence_lead(block, frozenset({"a"})) == len("Preamble:\n")
+    assert evidence_lead(block, frozenset({"c"})) == len("Preamble:\n- [1 January 2024] user: first\n")
+    assert evidence_lead(block, frozenset({"z"})) is None
 
 
 def test_locomo_loader_facts():

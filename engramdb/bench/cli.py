@@ -133,13 +133,16 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 @click.option("--backend", type=click.Choice(["sqlite", "postgresql"]), default="sqlite", show_default=True,
               help="postgresql: into an embedded PostgreSQL started here (its data cached under .bench/); "
                    "--store is then ignored.")
+@click.option("--topics", is_flag=True,
+              help="Build topic memories too (Config(topics=True)); store cached apart, as .bench/<name>-topics.db.")
 @click.option("--link-search", is_flag=True,
               help="Search follows the relates_to links of notes (Config.link_search) [default: off].")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
            answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
-           answer_log: Path | None, extractor: str, backend: str, link_search: bool, as_json: bool) -> None:
+           answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool,
+           as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
     from contextlib import ExitStack
@@ -167,7 +170,7 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
             answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget,
                                    rows, answer_log)
         result = _locomo(store, data.load(locomo)[:conversations], embedder, extractor, backend, answering,
-                         answer_questions, link_search)
+                         answer_questions, topics, link_search)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -176,23 +179,25 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
 
 
 def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, backend: str, answering,
-            answer_questions: int | None, link_search: bool = False) -> dict:
+            answer_questions: int | None, topics: bool = False, link_search: bool = False) -> dict:
     from .recall import run
 
     name = "locomo" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}"
+    name += "-topics" if topics else ""
     if backend == "postgresql":
         from .load import EmbeddedPostgres
 
         server = EmbeddedPostgres((Path(".bench") / f"{name}-pg" / "pgdata").resolve())
         try:
             result = run(server.url, loaded, embedder=embedder, answering=answering,
-                         answer_questions=answer_questions, extractor=extractor, link_search=link_search)
+                         answer_questions=answer_questions, extractor=extractor, topics=topics,
+                         link_search=link_search)
         finally:
             server.close()
         result["backend"] = "postgresql"
         return result
     return run(store or Path(".bench") / f"{name}.db", loaded, embedder=embedder, answering=answering,
-               answer_questions=answer_questions, extractor=extractor, link_search=link_search)
+               answer_questions=answer_questions, extractor=extractor, topics=topics, link_search=link_search)
 
 
 @bench.command()
@@ -318,6 +323,21 @@ def tenants(tenants: int, extractor: str, as_json: bool) -> None:
                f"children), {result['threads']} threads; distilled in {result['seconds']} s")
 
 
+@bench.command()
+@click.option("--memories", type=click.IntRange(min=1), default=100_000, show_default=True,
+              help="Memories of the one user (built once into --dir, then reused).")
+@click.option("--loads", type=click.IntRange(min=1), default=10, show_default=True, help="Fresh loads of each page.")
+@click.option("--dir", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=Path(".bench"),
+              show_default=True, help="Where the store is built and kept.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def inspector(memories: int, loads: int, cache_dir: Path, as_json: bool) -> None:
+    """First paint of the web inspector's pages in a headless Chromium (the system package)."""
+    from .inspector import run, table
+
+    result = run(memories=memories, loads=loads, cache=cache_dir)
+    click.echo(json.dumps(result) if as_json else table(result))
+
+
 def answer_table(answers: dict) -> list[str]:
     """One line per row (the same questions, reader and budget; only the context differs),
     then the rows per category."""
@@ -369,6 +389,11 @@ def recall_table(result: dict) -> list[str]:
             cells = "".join(f"{1.0:>8.3f}" for _ in keys[:3]) + f"  recall 1.0 at {row['tokens_per_conversation']:,} tokens"
             tail = ""
         lines.append(f"{name:<17}{cells}{tail}")
+    block = result["rows"].get("engram recall()", {})
+    lead = block.get("metrics", {}).get("overall", {}).get("lead≤1000")
+    if lead is not None:
+        lines.append(f"recall() at 2,000 tokens: first evidence line within 1,000 characters {lead:.3f} "
+                     f"(median {block.get('lead_chars_p50')} characters before it)")
     lines.append("")
     cats = [c for c in ("multi-hop", "temporal", "open-domain", "single-hop")
             if any(c in row["metrics"] for row in result["rows"].values())]

@@ -138,9 +138,14 @@ def evaluate(mem: Memory, conversations: Sequence[Conversation], retrievers: Seq
 
 
 def evaluate_blocks(mem: Memory, questions: Sequence[tuple[Conversation, Question]]) -> dict[str, Any]:
-    """Recall within each budget of the blocks Memory.recall assembles."""
+    """Recall within each budget of the blocks Memory.recall assembles, and where the
+    largest budget's block shows its first evidence line: `lead≤1000` is the share of
+    questions whose first evidence line starts within 1,000 characters of the block's
+    start (a small reader takes what comes first), `lead chars` the characters before it
+    (median over the blocks that hold evidence)."""
     per_cat: dict[str, list[dict[str, float]]] = defaultdict(list)
     latencies = []
+    leads: list[int] = []
     for conv, q in questions:
         result = {}
         for budget in BUDGETS:
@@ -148,9 +153,30 @@ def evaluate_blocks(mem: Memory, questions: Sequence[tuple[Conversation, Questio
             block = mem.recall(q.text, user_id=conv.sample_id, budget_tokens=budget)
             latencies.append(time.perf_counter() - start)
             result[f"R≤{budget}"] = len(q.evidence & set(block.sources)) / len(q.evidence)
+        lead = evidence_lead(block, q.evidence)
+        result[f"lead≤{LEAD_CHARS}"] = float(lead is not None and lead < LEAD_CHARS)
+        if lead is not None:
+            leads.append(lead)
         per_cat[CATEGORIES[q.category]].append(result)
         per_cat["overall"].append(result)
-    return {"metrics": {cat: _mean(items) for cat, items in per_cat.items()}, "latency_ms": latency_summary(latencies)}
+    return {"metrics": {cat: _mean(items) for cat, items in per_cat.items()}, "latency_ms": latency_summary(latencies),
+            "lead_chars_p50": int(np.median(leads)) if leads else None}
+
+
+LEAD_CHARS = 1000
+
+
+def evidence_lead(block: Any, evidence: frozenset[str]) -> int | None:
+    """The characters of `block.text` before the line of its first memory that rests on
+    an evidence turn (None: no such memory). The block is the preamble, then one line
+    per hit in `block.hits` order (block.py)."""
+    lines = block.text.split("\n")
+    offset = len(lines[0]) + 1
+    for hit, text in zip(block.hits, lines[1:]):
+        if evidence & set(hit.sources):
+            return offset
+        offset += len(text) + 1
+    return None
 
 
 SAMPLE_SEED = 11  # the answering sample's seed: every run answers the same questions
@@ -183,19 +209,23 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
 
 def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
         embedder: str = "minilm", answering: Callable[[Memory, list], dict[str, Any]] | None = None,
-        answer_questions: int | None = None, extractor: str = "none", link_search: bool = False) -> dict[str, Any]:
+        answer_questions: int | None = None, extractor: str = "none", topics: bool = False,
+        link_search: bool = False) -> dict[str, Any]:
     """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a fixed
     stratified sample of `answer_questions` questions (all when None). With an `extractor`, the
-    turns are distilled too and the derived memories compete for the budget."""
+    turns are distilled too and the derived memories compete for the budget; with `topics`,
+    topic memories (living/topics.py) are built too and compete as well."""
     if isinstance(store, Path):
         store.parent.mkdir(parents=True, exist_ok=True)
-    with Memory(store, config=Config(embedder=embedder, extractor=extractor, link_search=link_search)) as mem:
+    with Memory(store, config=Config(embedder=embedder, extractor=extractor, topics=topics,
+                                     link_search=link_search)) as mem:
         seconds, added = ingest(mem, conversations)
         flush_start = time.perf_counter()
         mem.flush(None)
         distill_s = time.perf_counter() - flush_start
         result = evaluate(mem, conversations, retrievers)
         result["extractor"] = extractor
+        result["topics"] = topics
         result["link_search"] = link_search
         result["distill_after_ingest_s"] = round(distill_s, 1)
         result["derived"] = {k: v for k, v in mem.stats().get("by_kind", {}).items() if k != "turn"}

@@ -115,7 +115,7 @@ def _serve_http(registry, url: str | None, keys_file: str | None, host: str, por
     if as_json:
         _announce_when_started(server, where)
     else:
-        click.echo(f"engram: serving {where['url']}/v1 and {where['mcp']}"
+        click.echo(f"engram: serving {where['url']}/v1, {where['mcp']} and the inspector at {where['url']}/ui"
                    + ("" if where["auth"] else " without API keys (--no-auth)"), err=True)
     server.run(sockets=[sock])
 

@@ -5,13 +5,14 @@ Every read takes the caller's Scope and never returns rows outside it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
 from ..living.notes import Note, NotesBatch, NoteWork, Relation
+from ..living.vitals import Candidate, Vitals
 from ..types import Record, Scope, ScoredId, Version
 from .filters import Condition
 
@@ -52,6 +53,7 @@ class Job:
 
 
 DISTILL, REDERIVE = "distill", "rederive"  # the job kinds the distiller runs; later issues add theirs
+REFLECT = "reflect"  # form thoughts from a scope's recent turns with an LLM (living/reflection.py)
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class ExportedRecord:
     record: Record
     vector: np.ndarray | None
     versions: list[Version]
+    vitals: Vitals | None = None  # None: never recalled, confirmed or given feedback
 
 
 class Records(Protocol):
@@ -150,6 +153,7 @@ class Derivations(Protocol):
     def slot_memories(self, user_id: str, slots: Sequence[str]) -> list[Record]: ...
     def current_derived(self, user_id: str, content_hashes: Sequence[str]) -> list[Record]: ...
     def derived_of(self, user_id: str, turn_ids: Sequence[str]) -> list[tuple[Record, str]]: ...
+    def merge_thoughts(self, survivor: str, absorbed: Sequence[str], *, at: str, actor: str | None) -> list[str]: ...
 
 
 class Jobs(Protocol):
@@ -160,6 +164,7 @@ class Jobs(Protocol):
     def fail_job(self, job: Job, error: str, *, at: str, retry_at: str | None) -> None: ...
     def release_job(self, job: Job, *, at: str) -> None: ...
     def job_stats(self, user_id: str | None = None, *, now: str | None = None) -> dict[str, Any]: ...
+    def gather_job(self, scope: Scope, record_ids: Sequence[str], *, kind: str, at: str, every: int) -> bool: ...
 
 
 class Transfer(Protocol):
@@ -186,7 +191,31 @@ class Notes(Protocol):
     def queue_notes(self, user_id: str, ids: Sequence[str], *, reason: str, at: str) -> None: ...
 
 
-class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, Notes, Protocol):
+class VitalSigns(Protocol):
+    """What use and time did to memories (living/vitals.py decides; vitals_sql.py writes)."""
+
+    def reinforce(self, counts: Mapping[str, int], *, at: str, how: str = "recall") -> None: ...
+    def record_feedback(self, outcomes: Mapping[str, bool]) -> None: ...
+    def vitals(self, ids: Sequence[str]) -> dict[str, Vitals]: ...
+    def set_state(self, changes: Sequence[tuple[str, str]], state: str, *, at: str,
+                  actor: str | None) -> list[str]: ...
+    def archived_matching(self, user_id: str, content_hashes: Sequence[str]) -> list[str]: ...
+    def decay_candidates(self, *, before: str, after_rowid: int, limit: int) -> list[tuple[int, Candidate]]: ...
+
+
+class Inspection(Protocol):
+    """Bounded summaries for the web inspector (stores/inspection_sql.py); no erased text."""
+
+    def user_counts(self, limit: int, after: str | None = None) -> list[tuple[str, int]]: ...
+    def sessions(self, user_id: str, limit: int) -> list[dict[str, Any]]: ...
+    def memory_links(self, memory_id: str) -> list[tuple[str, str, str]]: ...
+    def job_rows(self, user_id: str | None, state: str | None, limit: int,
+                 before: int | None = None) -> list[dict[str, Any]]: ...
+    def erasures(self, user_id: str, limit: int, before: tuple[str, str] | None = None) -> list[dict[str, Any]]: ...
+
+
+class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, VitalSigns, Inspection,
+            Notes, Protocol):
     """Every backend, whole: the aggregates above, compaction and closing. Nothing
     outside stores/ calls a store method this does not declare (tests/test_seam.py)."""
 

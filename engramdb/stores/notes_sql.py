@@ -3,7 +3,7 @@ lifecycle's dialect (lifecycle_sql.Dialect). `NoteStatements` runs inside a stor
 transaction (the erasure's included: `erase` takes back every note version an erased
 memory shaped); `SQLNotes` is the store-facing half, like `SQLJobs`.
 
-Tables (migration 0008_notes): `notes` holds every version of every note (the current
+Tables (migration 0009_notes): `notes` holds every version of every note (the current
 one is the highest), with the memories that shaped it (`causes`, by id); `note_queue`
 the memories whose notes must be made again or re-derived; `links` rows of type
 `relates_to` carry a reason and a strength. New memories are found past a watermark
@@ -119,9 +119,10 @@ class NoteStatements:
         return last + 1
 
     def history_event(self, memory_id: str, reason: str, *, at: str, actor: str | None) -> None:
-        """A line in the memory's history (event 'note'), for a current memory only: a
-        retired one's latest event must stay the one that retired it."""
-        rows = self._rows("SELECT user_id, content_hash FROM records WHERE id = ? AND valid_to IS NULL", (memory_id,))
+        """A line in the memory's history (event 'note'), for a current, active memory
+        only: a retired or archived one's latest event must stay the one that changed it."""
+        rows = self._rows("SELECT user_id, content_hash FROM records WHERE id = ? AND valid_to IS NULL AND "
+                          "state = 'active'", (memory_id,))
         if not rows:
             return
         last = self._rows("SELECT max(version) FROM versions WHERE memory_id = ?", (memory_id,))[0][0] or 0
