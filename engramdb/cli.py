@@ -621,6 +621,10 @@ from .server.cli import keys, serve  # noqa: E402  (light: the web stack loads o
 main.add_command(serve)
 main.add_command(keys)
 
+from .proxy.cli import proxy  # noqa: E402  (light too: the proxy's web stack loads when it runs)
+
+main.add_command(proxy)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

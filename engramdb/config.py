@@ -71,6 +71,9 @@ class Config:
     # Server: /readyz answers 503 once the oldest distillation job waiting in an open
     # tenant has waited longer than this many seconds; None: never, it only reports.
     max_backlog_age_s: float | None = None
+    # Proxy (`engram proxy`): the tokens of memory put into each conversation, unless a
+    # request sets its own (engramdb/proxy/).
+    proxy_budget_tokens: int = 1500
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -1,0 +1,70 @@
+"""What the proxy asks of a user's memory: the system message before a request, and the
+exchange stored after its answer. Synchronous (a `Memory`, or a key's `ScopedMemory`);
+the app runs both in worker threads, the store after the answer has gone out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from ..errors import InvalidInputError
+from ..types import Hit
+from . import layout
+
+# The profile hook: (memory, user_id) -> the profile's memories, rendered first. A
+# `Memory.profile()` is being built elsewhere; until it lands the proxy has no profile
+# section, and wiring it in is one argument: `Injector(profile=lambda m, u: ...)`.
+Profile = Callable[[Any, str], Sequence[Hit]]
+STABLE_LIMIT = 200  # long-lived memories listed at most (oldest first); the budget usually stops sooner
+QUERY_CHARS = 2000  # the query is the latest user message's last this many characters
+
+
+class Injector:
+    def __init__(self, *, profile: Profile | None = None) -> None:
+        self.profile = profile
+
+    def lookup(self, memory: Any, user_id: str, messages: Sequence[Mapping[str, Any]], budget_tokens: int,
+               session_id: str | None = None) -> layout.Injection:
+        """The system message for a request whose messages are `messages`."""
+        if budget_tokens < layout.MIN_BUDGET_TOKENS:
+            raise InvalidInputError(f"the memory budget must be at least {layout.MIN_BUDGET_TOKENS} tokens, "
+                                    f"got {budget_tokens}")
+        latest = layout.latest_user_turn(messages)
+        query = " ".join(layout.message_text(latest).split())[-QUERY_CHARS:] if latest is not None else ""
+        stable_budget = layout.stable_budget(budget_tokens)
+        sections: list[layout.Section] = []
+        if self.profile is not None:
+            profiled = layout.section(layout.PROFILE_TITLE, self.profile(memory, user_id), stable_budget)
+            if profiled is not None:
+                sections.append(profiled)
+                stable_budget -= layout.budget_used(profiled)
+        listed = memory.list(user_id=user_id, filters={"kind": {"in": list(layout.STABLE_KINDS)}},
+                             limit=min(STABLE_LIMIT, memory.config.max_limit))
+        stable = layout.section(layout.STABLE_TITLE, [layout.hit_of(r) for r in listed], stable_budget)
+        if stable is not None:
+            sections.append(stable)
+        left = layout.query_budget(budget_tokens, sections)
+        if query and left >= layout.MIN_BUDGET_TOKENS:
+            recalled = memory.recall(query, user_id=user_id, budget_tokens=left,
+                                     filters={"kind": {"nin": list(layout.QUERY_EXCLUDED)}})
+            hits = layout.not_in_conversation(recalled.hits, messages)
+            found = layout.section(layout.QUERY_TITLE, hits, left, query)
+            if found is not None:
+                sections.append(found)
+        return layout.system_message(sections)
+
+    def remember(self, memory: Any, user_id: str, user_turn: Mapping[str, Any] | None, answer: str,
+                 model: str | None, session_id: str | None = None) -> int:
+        """Store the latest user turn and the answer (agent: the model's name); returns
+        how many turns were stored. Distillation runs in the background, as for any add."""
+        turns = []
+        if user_turn is not None:
+            turn = {"role": "user", "content": layout.message_text(user_turn)}
+            name = user_turn.get("name")
+            if isinstance(name, str) and name:
+                turn["name"] = name
+            turns.append(turn)
+        turns.append({"role": "assistant", "content": answer})
+        result = memory.add(turns, user_id=user_id, session_id=session_id, agent_id=model or None,
+                            skip_empty=True)
+        return len(result.records)
