@@ -430,3 +430,51 @@ def test_insert_puts_engram_after_the_callers_leading_system_messages():
     assert [m["content"] for m in layout.insert([{"role": "user", "content": "c"}], message)] == ["memory", "c"]
     assert layout.message_text({"role": "user", "content": [{"type": "text", "text": "x"},
                                                              {"type": "image_url", "image_url": {}}]}) == "x"
+
+
+# -- the command -----------------------------------------------------------------------
+
+
+def test_the_engram_proxy_command_serves_and_remembers(upstream, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    store = tmp_path / "cli.db"
+    env = {**os.environ, "ENGRAM_EMBEDDER": "fake", "ENGRAM_EXTRACTOR": "none", "ENGRAM_CONFIG": ""}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "engramdb.cli", "--store", f"sqlite:///{store}", "proxy", "--upstream", upstream.url,
+         "--no-auth", "--user", "alice", "--port", "0", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        where = json.loads(process.stdout.readline())
+        assert where["auth"] is False and where["upstream"] == upstream.url
+        client = openai.OpenAI(base_url=where["url"], api_key="sk-x", max_retries=0, timeout=30)
+        assert client.chat.completions.create(model="stub-model", messages=[
+            {"role": "user", "content": "I live on a houseboat"}]).choices[0].message.content == \
+            "You said: I live on a houseboat"
+        with Memory(store, config=Config(embedder="fake", extractor="none"), read_only=True) as memory:
+            assert wait_for_records(memory, "alice", 2)[0].text == "I live on a houseboat"
+        client.chat.completions.create(model="stub-model", messages=[{"role": "user", "content": "where do I live?"}])
+        assert "I live on a houseboat" in engram_message(upstream.requests[-1])
+    finally:
+        process.terminate()
+        process.wait(30)
+    log = process.stderr.read()
+    assert "houseboat" not in log  # the access log names routes and statuses, never what was said
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--upstream", "http://127.0.0.1:1/v1", "--no-auth", "--host", "0.0.0.0"], "loopback only"),
+    (["--upstream", "http://127.0.0.1:1/v1", "--user", "alice"], "--user goes with --no-auth"),
+    (["--upstream", "127.0.0.1:1/v1", "--no-auth"], "must be an http:// or https:// URL"),
+])
+def test_the_command_refuses_what_it_cannot_do_safely(args, message):
+    from click.testing import CliRunner
+
+    from engramdb.cli import main
+
+    result = CliRunner(env={"ENGRAM_CONFIG": None, "ENGRAM_STORE": None}).invoke(main, ["proxy", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output

@@ -28,13 +28,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from ..errors import EngramError, InvalidInputError
 from ..server.auth import Authenticator
-from ..server.middleware import status_of
+from ..server.middleware import RequestMiddleware, status_of
 from ..server.scopes import check_name
 from ..server.tenants import Principal
 from . import layout
@@ -52,6 +53,7 @@ class ProxyOptions:
     budget_tokens: int = layout.DEFAULT_BUDGET_TOKENS
     default_user: str | None = None  # without Engram keys: the user a request that names none is
     memory_timeout_s: float = 5.0  # a lookup slower than this: the request goes on without memory
+    max_body_bytes: int = 16_000_000  # bigger request bodies get 413 (config max_request_bytes)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,9 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
                 await run_in_threadpool(on_close)
 
     def caller(request: Request) -> Principal:
-        return auth.principal(request.headers.get("authorization"))
+        who = auth.principal(request.headers.get("authorization"))
+        request.state.principal = who  # for the access log (tenant, key id; never the key)
+        return who
 
     async def models(request: Request) -> Response:
         try:
@@ -179,7 +183,8 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
                                  media_type=answer.headers.get("content-type"), background=BackgroundTask(after))
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"]),
-                             Route("/v1/models", models, methods=["GET"])], lifespan=lifespan)
+                             Route("/v1/models", models, methods=["GET"])], lifespan=lifespan,
+                     middleware=[Middleware(RequestMiddleware, max_body_bytes=options.max_body_bytes)])
 
 
 def _turn(request: Request, body: dict[str, Any], options: ProxyOptions, scoped: Any) -> Turn:

@@ -123,7 +123,8 @@ def _build(url, config, upstream_url, no_auth, default_user, budget_tokens, upst
         if keys is not None:
             keys.close()
 
-    options = ProxyOptions(budget_tokens=budget_tokens, default_user=default_user, memory_timeout_s=memory_timeout)
+    options = ProxyOptions(budget_tokens=budget_tokens, default_user=default_user, memory_timeout_s=memory_timeout,
+                           max_body_bytes=config.max_request_bytes)
     app = create_app(Upstream(upstream_url, api_key=upstream_key, timeout_s=upstream_timeout), memories,
                      Authenticator(keys), options=options, on_start=lambda: registry.embedder.embed(["ready"]),
                      on_close=close)
