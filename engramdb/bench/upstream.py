@@ -31,6 +31,7 @@ class ScriptedUpstream:
         self.requests: list[dict[str, Any]] = []  # bodies of the chat requests, in order
         self.headers: list[dict[str, str]] = []  # their headers
         self.fail: tuple[int, Any] | None = None  # (status, body): every chat request is answered with it
+        self.break_stream = False  # streamed answers stop after their first word, the connection dropped
         self.hold = False  # streamed answers wait after their first chunk until `release` is set
         self.release = threading.Event()
         self.released_in_time: list[bool] = []
@@ -92,6 +93,11 @@ class ScriptedUpstream:
                     self._event({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0,
                                  "model": upstream.model,
                                  "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+                    if index == 1 and upstream.break_stream:
+                        self.close_connection = True
+                        self.wfile.flush()
+                        self.connection.shutdown(2)  # noqa: SIM115  (socket.SHUT_RDWR)
+                        return
                     if index == 1 and upstream.hold:
                         upstream.released_in_time.append(upstream.release.wait(HOLD_S))
                 self._event({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0,

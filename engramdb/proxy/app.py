@@ -123,17 +123,17 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
                                 "invalid_request_error")
         try:
             who = await run_in_threadpool(caller, request)
-            memory = memories(who)
-            turn = _turn(request, body, options, memory if auth.enabled else None)
+            turn = _turn(request, body, options, who if auth.enabled else None)
         except EngramError as exc:
             return _engram_error(exc)
         messages = body["messages"]
         headers: dict[str, str] = {}
-        if turn.recall:
+        memory = await _open(memories, who, headers)
+        if memory is not None and turn.recall:
             injection = await _lookup(injector, memory, turn, messages, options, headers)
             if injection is not None and injection.message is not None:
                 body["messages"] = layout.insert(messages, injection.message)
-        else:
+        elif memory is not None:
             headers[MEMORY] = "off"
         try:
             answer = await upstream.open("POST", "/chat/completions",
@@ -145,7 +145,7 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
         streamed = answer.headers.get("content-type", "").startswith("text/event-stream")
 
         def store(text: str, model: str | None) -> BackgroundTask | None:
-            if not turn.remember or answer.status_code != 200:
+            if memory is None or not turn.remember or answer.status_code != 200:
                 return None
             return BackgroundTask(_remember, injector, memory, turn, user_turn, text,
                                   model or body.get("model"))
@@ -187,9 +187,9 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
                      middleware=[Middleware(RequestMiddleware, max_body_bytes=options.max_body_bytes)])
 
 
-def _turn(request: Request, body: dict[str, Any], options: ProxyOptions, scoped: Any) -> Turn:
-    """The request's memory options; the `engram` field leaves the body here. `scoped`:
-    with Engram keys, the key's ScopedMemory, which checks the user (or gives its default)."""
+def _turn(request: Request, body: dict[str, Any], options: ProxyOptions, keyed: Principal | None) -> Turn:
+    """The request's memory options; the `engram` field leaves the body here. `keyed`:
+    with Engram keys, the caller, whose key's users bound the user (or give its default)."""
     extra = body.pop("engram", None)
     if extra is None:
         extra = {}
@@ -201,8 +201,8 @@ def _turn(request: Request, body: dict[str, Any], options: ProxyOptions, scoped:
     given = request.headers.get("x-engram-user") or extra.get("user_id") or body.get("user")
     if given is not None:
         check_name("user id", given, required=True)
-    if scoped is not None:
-        user = scoped.user(given)  # checked against the key's users; its default user when none is named
+    if keyed is not None:
+        user = keyed.users.user(given)  # checked against the key's users; its default user when none is named
     elif given is not None:
         user = given
     elif options.default_user is not None:
@@ -227,6 +227,19 @@ def _turn(request: Request, body: dict[str, Any], options: ProxyOptions, scoped:
             raise InvalidInputError(f"engram.{name} must be true or false")
         flags[name] = value
     return Turn(user, session, budget, **flags)
+
+
+async def _open(memories: Callable[[Principal], Any], who: Principal, headers: dict[str, str]) -> Any:
+    """The caller's memory (a tenant's store opens on first use), or None (and
+    `unavailable` in the headers) when it cannot be opened: the chat goes on without it."""
+    try:
+        return await run_in_threadpool(memories, who)
+    except Exception as exc:  # as in _lookup: Engram's failure never blocks the chat
+        log.warning("memory unavailable; forwarding without memory", exc_info=not isinstance(exc, EngramError),
+                    extra={"fields": {"error": type(exc).__name__}})
+        headers[MEMORY] = "unavailable"
+        headers["X-Engram-Memory-Error"] = type(exc).__name__
+        return None
 
 
 async def _lookup(injector: Injector, memory: Any, turn: Turn, messages: list, options: ProxyOptions,
