@@ -340,9 +340,12 @@ def proxy(requests: int, preload: int, embedder: str, extractor: str, budget: in
         return
     click.echo(f"{result['requests']} requests each way, {result['preload_turns']} turns preloaded, "
                f"embedder {result['embedder']}, budget {result['budget_tokens']} tokens"
-               + (", streamed" if result["stream"] else "") + f"; memory injected in {result['injected']}")
-    for row in ("direct_ms", "proxied_ms", "added_ms"):
+               + (", streamed" if result["stream"] else "") + f"; memory injected in {result['injected']}; load average {result['load_average']} on "
+               f"{result['cpus']} CPUs")
+    for row in ("direct_ms", "proxied_ms", "added_ms", "lookup_ms"):
         lat = result[row]
+        if lat is None:
+            continue
         click.echo(f"{row.replace('_ms', ''):<9} p50 {lat['p50']:>7} ms   p95 {lat['p95']:>7} ms   max {lat['max']:>7} ms")
 
 

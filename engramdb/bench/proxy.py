@@ -6,7 +6,7 @@ over a store whose user already holds `--preload` turns; one client sends the sa
 questions straight to the upstream and through the proxy, alternating, one at a time
 (httpx, keep-alive). What the proxy adds is the difference: the memory lookup (the
 query's embedding, keyword and vector search, the block), the JSON re-encoding and the
-extra hop. Storing the exchange happens after the answer and is not in the figures, but
+extra hop (`lookup_ms`: the lookup alone, as the proxy timed it). Storing the exchange happens after the answer and is not in the figures, but
 it runs during them (as in use); distillation is off unless `--extractor` says."""
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ def run(*, requests: int = 200, preload: int = 1000, embedder: str = "minilm", e
             direct_ms: list[float] = []
             proxied_ms: list[float] = []
             injected = 0
+            lookup_ms: list[float] = []
             rng = random.Random(11)
             with httpx.Client(timeout=60) as http:
                 def call(base: str, question: str) -> tuple[float, httpx.Response]:
@@ -106,6 +107,8 @@ def run(*, requests: int = 200, preload: int = 1000, embedder: str = "minilm", e
                     direct_ms.append(direct)
                     proxied_ms.append(proxied)
                     injected += response.headers.get("x-engram-memory") == "injected"
+                    if "x-engram-memory-ms" in response.headers:
+                        lookup_ms.append(float(response.headers["x-engram-memory-ms"]))
         finally:
             process.terminate()
             process.wait(30)
@@ -113,4 +116,5 @@ def run(*, requests: int = 200, preload: int = 1000, embedder: str = "minilm", e
     return {"requests": requests, "preload_turns": preload, "embedder": embedder, "extractor": extractor,
             "budget_tokens": budget, "stream": stream, "injected": injected, "preload_s": round(preload_s, 1),
             "direct_ms": _percentiles(direct_ms), "proxied_ms": _percentiles(proxied_ms),
-            "added_ms": _percentiles(added)}
+            "added_ms": _percentiles(added), "lookup_ms": _percentiles(lookup_ms) if lookup_ms else None,
+            "load_average": round(os.getloadavg()[0], 1), "cpus": os.cpu_count()}

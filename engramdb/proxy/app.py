@@ -9,9 +9,10 @@ set `budget_tokens` (`X-Engram-Budget`), `session_id` (`X-Engram-Session`), and
 `recall` / `remember` (false: no memory put in / nothing stored).
 
 Every response says what memory did in `X-Engram-Memory`: `injected` (with
-`X-Engram-Memories`, how many), `empty` (nothing to remember yet), `off` (the request
-asked for none) or `unavailable` (Engram failed or was too slow: the request went on
-without memory; `X-Engram-Memory-Error` names the error class). Engram's own failure
+`X-Engram-Memories`, how many, and `X-Engram-Memory-Ms`, how long the lookup took),
+`empty` (nothing to remember yet), `off` (the request asked for none) or `unavailable`
+(Engram failed or was too slow: the request went on without memory;
+`X-Engram-Memory-Error` names the error class). Engram's own failure
 never blocks the chat; the exchange is stored after the answer has gone out (streamed:
 after the last chunk), and distilled in the background."""
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -246,6 +248,7 @@ async def _lookup(injector: Injector, memory: Any, turn: Turn, messages: list, o
                   headers: dict[str, str]) -> layout.Injection | None:
     """The memory message, or None (and `unavailable` in the headers) when Engram failed
     or was slower than `memory_timeout_s`: the chat goes on without it."""
+    started = time.perf_counter()
     try:
         injection = await asyncio.wait_for(
             run_in_threadpool(injector.lookup, memory, turn.user_id, messages, turn.budget_tokens, turn.session_id),
@@ -260,6 +263,7 @@ async def _lookup(injector: Injector, memory: Any, turn: Turn, messages: list, o
         return None
     headers[MEMORY] = "injected" if injection.message is not None else "empty"
     headers["X-Engram-Memories"] = str(injection.count)
+    headers["X-Engram-Memory-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"  # the lookup, as waited for
     return injection
 
 

@@ -48,7 +48,8 @@ class Injector:
             recalled = memory.recall(query, user_id=user_id, budget_tokens=left,
                                      filters={"kind": {"nin": list(layout.QUERY_EXCLUDED)}})
             hits = layout.not_in_conversation(recalled.hits, messages)
-            found = layout.section(layout.QUERY_TITLE, hits, left, query)
+            found = (layout.rendered(layout.QUERY_TITLE, recalled.text, hits) if len(hits) == len(recalled.hits)
+                     else layout.section(layout.QUERY_TITLE, hits, left, query))  # assembled again without them
             if found is not None:
                 sections.append(found)
         return layout.system_message(sections)

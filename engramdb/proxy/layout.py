@@ -64,7 +64,12 @@ def section(title: str, hits: Sequence[Hit], budget_tokens: int, query: str = ""
     if not hits or budget_tokens < MIN_BUDGET_TOKENS:
         return None
     text, shown, _ = assemble(hits, budget_tokens, query)
-    if not shown:
+    return rendered(title, text, shown)
+
+
+def rendered(title: str, text: str, shown: Sequence[Hit]) -> Section | None:
+    """A block block.py rendered (`recall().text`) as a titled section, or None when empty."""
+    if not shown or not text:
         return None
     lines = text.split("\n")
     assert lines[0] == PREAMBLE  # block.render's first line; the message has it once
