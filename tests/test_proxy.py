@@ -131,6 +131,7 @@ def test_memory_from_an_earlier_exchange_reaches_a_later_request(upstream, make_
     assert int(headers["x-engram-memories"]) >= 1
     sent = upstream.requests[1]
     assert "engram" not in sent  # Engram's own options never reach the upstream
+    assert not any(name.startswith("x-engram") for name in upstream.headers[1])
     block = engram_message(sent)
     assert block is not None and "My sister Ingrid lives in Tromsø" in block
     assert sent["messages"][0]["role"] == "system" and sent["messages"][-1] == {
@@ -233,6 +234,17 @@ def test_a_request_that_names_no_user_is_refused_unless_there_is_a_default(upstr
     local = make_proxy(upstream.url, options=ProxyOptions(default_user="me"))
     ask(local.client(), "hi there")
     assert wait_for_records(local.memory, "me", 2)[0].text == "hi there"
+
+
+def test_malformed_requests_get_a_400_and_never_reach_the_upstream(upstream, make_proxy):
+    import httpx
+
+    proxy = make_proxy(upstream.url)
+    for body in (b"{not json", b"[]", b'{"model": "m"}', b'{"model": "m", "messages": ["hi"]}'):
+        response = httpx.post(proxy.url + "/chat/completions", content=body, headers={"X-Engram-User": "alice"})
+        assert response.status_code == 400, body
+        assert response.json()["error"]["type"] == "invalid_request_error"
+    assert upstream.requests == []
 
 
 def test_per_request_options_turn_recall_and_storing_off(upstream, make_proxy):
@@ -453,13 +465,50 @@ def test_without_keys_the_callers_authorization_goes_to_the_upstream(upstream, m
 
 
 def test_insert_puts_engram_after_the_callers_leading_system_messages():
-    message = {"role": "system", "content": "memory"}
+    front = layout.Injection({"role": "system", "content": "memory"}, ())
     sent = [{"role": "system", "content": "a"}, {"role": "developer", "content": "b"},
             {"role": "user", "content": "c"}]
-    assert [m["content"] for m in layout.insert(sent, message)] == ["a", "b", "memory", "c"]
-    assert [m["content"] for m in layout.insert([{"role": "user", "content": "c"}], message)] == ["memory", "c"]
+    assert [m["content"] for m in layout.insert(sent, front)] == ["a", "b", "memory", "c"]
+    assert [m["content"] for m in layout.insert([{"role": "user", "content": "c"}], front)] == ["memory", "c"]
+    split = layout.Injection({"role": "system", "content": "stable"}, (), {"role": "system", "content": "query"})
+    conversation = [{"role": "user", "content": "u1"}, {"role": "assistant", "content": "a1"},
+                    {"role": "user", "content": "u2"}]
+    assert [m["content"] for m in layout.insert(conversation, split)] == ["stable", "u1", "a1", "query", "u2"]
     assert layout.message_text({"role": "user", "content": [{"type": "text", "text": "x"},
                                                              {"type": "image_url", "image_url": {}}]}) == "x"
+
+
+def test_split_placement_keeps_the_conversation_a_stable_prefix(upstream, tmp_path):
+    """--placement split: long-lived memories up front, the query's just before the latest
+    user message; from one turn to the next, everything before the query's memories is
+    the same (a prefix cache keeps the conversation too)."""
+    from engramdb.proxy.inject import Injector
+
+    memory = Memory(tmp_path / "split.db", config=Config(extractor="fake"), embedder=FakeEmbedder())
+    app = create_app(Upstream(upstream.url), lambda who: memory, Authenticator(None), injector=Injector(split=True))
+    live = LiveServer(app).start()
+    try:
+        client = openai.OpenAI(base_url=live.url + "/v1", api_key="x", max_retries=0,
+                               default_headers={"X-Engram-User": "alice"})
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "I sail a red dinghy"}])
+        wait_for_records(memory, "alice", 2)
+        assert memory.flush(30)
+        history = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi"}]
+        quiet = {"engram": {"remember": False}}  # nothing new stored: the long-lived part cannot change
+        client.chat.completions.create(model="m", messages=[*history, {"role": "user", "content": "my boat?"}],
+                                       extra_body=quiet)
+        first = upstream.requests[-1]["messages"]
+        assert [m["role"] for m in first] == ["system", "user", "assistant", "system", "user"]
+        assert first[0]["content"].split("\n")[:2] == [PREAMBLE, layout.STABLE_TITLE]
+        assert first[3]["content"].split("\n")[:2] == [PREAMBLE, layout.QUERY_TITLE]
+        history += [{"role": "user", "content": "my boat?"}, {"role": "assistant", "content": "a dinghy"}]
+        client.chat.completions.create(model="m", messages=[*history, {"role": "user", "content": "its colour?"}],
+                                       extra_body=quiet)
+        second = upstream.requests[-1]["messages"]
+        assert second[:3] == first[:3]  # the stable memories and the conversation so far: one cached prefix
+    finally:
+        live.stop()
+        memory.close()
 
 
 # -- the command -----------------------------------------------------------------------

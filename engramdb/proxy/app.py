@@ -120,8 +120,9 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
             body = json.loads(await request.body())
         except ValueError:
             return openai_error(400, "the request body is not valid JSON", "invalid_request_error")
-        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-            return openai_error(400, "the request body must be a JSON object with a `messages` list",
+        if (not isinstance(body, dict) or not isinstance(body.get("messages"), list)
+                or not all(isinstance(m, dict) for m in body["messages"])):
+            return openai_error(400, "the request body must be a JSON object with a `messages` list of objects",
                                 "invalid_request_error")
         try:
             who = await run_in_threadpool(caller, request)
@@ -133,8 +134,8 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
         memory = await _open(memories, who, headers)
         if memory is not None and turn.recall:
             injection = await _lookup(injector, memory, turn, messages, options, headers)
-            if injection is not None and injection.message is not None:
-                body["messages"] = layout.insert(messages, injection.message)
+            if injection is not None and (injection.message is not None or injection.late is not None):
+                body["messages"] = layout.insert(messages, injection)
         elif memory is not None:
             headers[MEMORY] = "off"
         try:
@@ -261,7 +262,7 @@ async def _lookup(injector: Injector, memory: Any, turn: Turn, messages: list, o
         headers[MEMORY] = "unavailable"
         headers["X-Engram-Memory-Error"] = kind
         return None
-    headers[MEMORY] = "injected" if injection.message is not None else "empty"
+    headers[MEMORY] = "injected" if injection.sections else "empty"
     headers["X-Engram-Memories"] = str(injection.count)
     headers["X-Engram-Memory-Ms"] = f"{(time.perf_counter() - started) * 1000:.1f}"  # the lookup, as waited for
     return injection

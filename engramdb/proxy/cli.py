@@ -37,12 +37,16 @@ DEFAULT_PORT = 8766
               help="Seconds to wait for the upstream's answer.")
 @click.option("--memory-timeout", type=click.FloatRange(min=0.01), default=5.0, show_default=True,
               help="A memory lookup slower than this many seconds is given up: the request goes on without memory.")
+@click.option("--placement", type=click.Choice(["front", "split"]), default="front", show_default=True,
+              help="front: one memory message after the caller's system prompt. split: the long-lived memories "
+                   "there, the query's just before the latest user message (prefix caches then keep the "
+                   "conversation too; needs a chat template that takes a system message mid-conversation).")
 @click.option("--keys", "keys_file", metavar="FILE", envvar="ENGRAM_KEYS",
               help="An API keys file (SQLite) [env ENGRAM_KEYS; default: beside a SQLite store].")
 @click.option("--json", "as_json", is_flag=True, help="Print where the proxy listens as one JSON line when ready.")
 def proxy(upstream: str, host: str, port: int, store: str | None, no_auth: bool, default_user: str | None,
           budget_tokens: int | None, upstream_key: str | None, upstream_timeout: float, memory_timeout: float,
-          keys_file: str | None, as_json: bool) -> None:
+          placement: str, keys_file: str | None, as_json: bool) -> None:
     """Serve OpenAI's chat API on HOST:PORT in front of UPSTREAM, with memory.
 
     Each request's user is the X-Engram-User header, the body's `user` field, or the API
@@ -67,7 +71,7 @@ def proxy(upstream: str, host: str, port: int, store: str | None, no_auth: bool,
     config = root.config
     url = store or root.store or config.store
     app, where = _build(url, config, upstream, no_auth, default_user, budget_tokens or config.proxy_budget_tokens,
-                        upstream_key, upstream_timeout, memory_timeout, keys_file)
+                        upstream_key, upstream_timeout, memory_timeout, keys_file, placement == "split")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY set by asyncio: no Nagle
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,13 +103,14 @@ def proxy(upstream: str, host: str, port: int, store: str | None, no_auth: bool,
 
 
 def _build(url, config, upstream_url, no_auth, default_user, budget_tokens, upstream_key, upstream_timeout,
-           memory_timeout, keys_file):
+           memory_timeout, keys_file, split):
     from ..server.access import ScopedMemory
     from ..server.auth import Authenticator
     from ..server.keys import open_key_store
     from ..server.tenants import TenantRegistry
     from .app import ProxyOptions, create_app
     from .forward import Upstream
+    from .inject import Injector
 
     registry = TenantRegistry(url, config)
     try:
@@ -126,6 +131,6 @@ def _build(url, config, upstream_url, no_auth, default_user, budget_tokens, upst
     options = ProxyOptions(budget_tokens=budget_tokens, default_user=default_user, memory_timeout_s=memory_timeout,
                            max_body_bytes=config.max_request_bytes)
     app = create_app(Upstream(upstream_url, api_key=upstream_key, timeout_s=upstream_timeout), memories,
-                     Authenticator(keys), options=options, on_start=lambda: registry.embedder.embed(["ready"]),
-                     on_close=close)
+                     Authenticator(keys), options=options, injector=Injector(split=split),
+                     on_start=lambda: registry.embedder.embed(["ready"]), on_close=close)
     return app, {"upstream": upstream_url, "auth": not no_auth}

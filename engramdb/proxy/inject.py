@@ -20,8 +20,9 @@ QUERY_CHARS = 2000  # the query is the latest user message's last this many char
 
 
 class Injector:
-    def __init__(self, *, profile: Profile | None = None) -> None:
+    def __init__(self, *, profile: Profile | None = None, split: bool = False) -> None:
         self.profile = profile
+        self.split = split  # the query's memories in a message of their own, before the latest user message
 
     def lookup(self, memory: Any, user_id: str, messages: Sequence[Mapping[str, Any]], budget_tokens: int,
                session_id: str | None = None) -> layout.Injection:
@@ -52,7 +53,7 @@ class Injector:
                      else layout.section(layout.QUERY_TITLE, hits, left, query))  # assembled again without them
             if found is not None:
                 sections.append(found)
-        return layout.system_message(sections)
+        return layout.system_message(sections, split=self.split)
 
     def remember(self, memory: Any, user_id: str, user_turn: Mapping[str, Any] | None, answer: str,
                  model: str | None, session_id: str | None = None) -> int:

@@ -41,10 +41,13 @@ class Section:
 
 @dataclass(frozen=True)
 class Injection:
-    """The system message (None when there is nothing to remember) and what it holds."""
+    """Engram's system message (None when there is nothing to remember), what it holds,
+    and with the split placement a second one, the query's memories, put just before
+    the latest user message (None otherwise)."""
 
     message: dict[str, Any] | None
     sections: tuple[Section, ...]
+    late: dict[str, Any] | None = None
 
     @property
     def count(self) -> int:
@@ -97,27 +100,40 @@ def not_in_conversation(hits: Sequence[Hit], messages: Sequence[Mapping[str, Any
     return [h for h in hits if same_text_key(h.text) not in said]
 
 
-def system_message(sections: Sequence[Section | None]) -> Injection:
-    """The one system message: the block's preamble, then each section that has lines."""
+def system_message(sections: Sequence[Section | None], *, split: bool = False) -> Injection:
+    """The system message: the block's preamble, then each section that has lines. With
+    `split`, the query's section is a message of its own (`Injection.late`)."""
     kept = tuple(s for s in sections if s is not None and s.lines)
     if not kept:
         return Injection(None, ())
+    if split:
+        early = [s for s in kept if s.title != QUERY_TITLE]
+        late = [s for s in kept if s.title == QUERY_TITLE]
+        return Injection(_message(early) if early else None, kept, _message(late) if late else None)
+    return Injection(_message(kept), kept)
+
+
+def _message(sections: Sequence[Section]) -> dict[str, Any]:
     parts = [PREAMBLE]
-    for part in kept:
+    for part in sections:
         parts.append(part.title)
         parts.extend(part.lines)
-    return Injection({"role": "system", "content": "\n".join(parts)}, kept)
+    return {"role": "system", "content": "\n".join(parts)}
 
 
-def insert(messages: Sequence[Mapping[str, Any]], message: Mapping[str, Any]) -> list[dict[str, Any]]:
+def insert(messages: Sequence[Mapping[str, Any]], injection: Injection) -> list[dict[str, Any]]:
     """`messages` with Engram's message after the caller's own leading system (or
-    developer) messages: their prompt stays the prefix, Engram's stable part follows."""
+    developer) messages: their prompt stays the prefix, Engram's stable part follows.
+    A split injection's second message goes just before the latest user message, so a
+    prefix cache also keeps the conversation up to it from one turn to the next."""
     out = [dict(m) for m in messages]
     at = 0
     while at < len(out) and out[at].get("role") in ("system", "developer"):
         at += 1
-    out.insert(at, dict(message))
-    return out
+    last = max((i for i, m in enumerate(out) if m.get("role") == "user"), default=len(out))
+    early = [] if injection.message is None else [dict(injection.message)]
+    late = [] if injection.late is None else [dict(injection.late)]
+    return out[:at] + early + out[at:last] + late + out[last:]
 
 
 def latest_user_turn(messages: Sequence[Any]) -> Mapping[str, Any] | None:
