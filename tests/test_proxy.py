@@ -557,3 +557,32 @@ def test_the_command_refuses_what_it_cannot_do_safely(args, message):
     result = CliRunner(env={"ENGRAM_CONFIG": None, "ENGRAM_STORE": None}).invoke(main, ["proxy", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_erasing_reaches_everything_the_proxy_stored(upstream, make_proxy):
+    """The proxy keeps no copy of what it forwarded: once the user's memory is erased,
+    the next request carries none of it."""
+    proxy = make_proxy(upstream.url)
+    upstream.reply = lambda body: "Noted."  # an answer that does not repeat what was said
+    client = proxy.client(**{"X-Engram-User": "alice"})
+    ask(client, "My passport number is K1234567")
+    ask(client, "I am allergic to penicillin")
+    stored = wait_for_records(proxy.memory, "alice", 4)
+    proxy.memory.delete(next(r.id for r in stored if r.text == "My passport number is K1234567"))
+    ask(client, "what is my passport number?", extra_body={"engram": {"remember": False}})
+    block = engram_message(upstream.requests[-1])
+    assert "K1234567" not in block
+    assert "penicillin" in block
+    proxy.memory.forget(user_id="alice")
+    _, headers = ask(client, "what am I allergic to?", extra_body={"engram": {"remember": False}})
+    assert headers["x-engram-memory"] == "empty" and engram_message(upstream.requests[-1]) is None
+
+
+def test_bench_proxy_reports_what_the_proxy_adds():
+    """Not a timing test: the benchmark runs end to end at a tiny size and reports its fields."""
+    from engramdb.bench.proxy import run
+
+    report = run(requests=5, preload=20, embedder="fake")
+    assert report["requests"] == 5 and report["injected"] == 5
+    for row in ("direct_ms", "proxied_ms", "added_ms", "lookup_ms"):
+        assert set(report[row]) == {"p50", "p95", "max"} and all(v >= -1000 for v in report[row].values())

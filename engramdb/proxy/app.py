@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -159,8 +160,7 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
             finally:
                 await answer.aclose()
             text, model = answer_of(data) if answer.status_code == 200 else ("", None)
-            return Response(data, status_code=answer.status_code, headers=headers,
-                            background=store(text, model) if text else None)
+            return Response(data, status_code=answer.status_code, headers=headers, background=store(text, model))
         seen = StreamText()
 
         async def relay() -> AsyncIterator[bytes]:
@@ -168,7 +168,7 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
                 async for chunk in answer.aiter_bytes():
                     seen.feed(chunk)
                     yield chunk
-            except Exception as exc:  # the upstream broke off mid-answer: the status is sent, say it in the stream
+            except httpx.HTTPError as exc:  # the upstream broke off mid-answer: the status is sent, say it in the stream
                 log.warning("upstream stream broke off", extra={"fields": {"error": type(exc).__name__}})
                 error = {"error": {"message": f"the upstream broke off the answer: {type(exc).__name__}",
                                    "type": "upstream_error", "param": None, "code": "upstream_broken"}}
@@ -177,7 +177,7 @@ def create_app(upstream: Upstream, memories: Callable[[Principal], Any], auth: A
                 await answer.aclose()
 
         async def after() -> None:
-            if seen.done and seen.text:
+            if seen.done:  # a stream cut short is not stored: half an answer is not what was said
                 task = store(seen.text, seen.model)
                 if task is not None:
                     await task()
