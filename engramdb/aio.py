@@ -12,8 +12,9 @@ from typing import Any
 from .memory import Memory
 
 METHODS = (
-    "add", "search", "context", "recall", "jobs", "compact", "get", "list", "update", "delete", "history", "forget", "reset",
+    "add", "search", "context", "recall", "profile", "jobs", "compact", "get", "list", "update", "delete", "history", "forget", "reset",
     "export", "import_", "stats", "flush", "close",
+    "think",
 )
 
 

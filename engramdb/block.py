@@ -41,7 +41,8 @@ ROLE_LABELS: Mapping[str, str] = {
 ROLE_WORDS = frozenset({"user", "users", "human", "assistant", "ai", "system", "developer", "tool", "function",
                         "model", "stored", "logged", "message", "instruction", "instructions"})
 # No speaker name may hold one of these words: a name is never a role or a kind of memory.
-RESERVED_WORDS = ROLE_WORDS | {"fact", "event", "preference", "summary", "memory", "turn", "session"}
+RESERVED_WORDS = ROLE_WORDS | {"fact", "event", "preference", "summary", "memory", "turn", "session", "topic",
+                               "profile", "thought"}
 _NAME = re.compile(r"[^\W\d_](?:[\w'’.-]| (?=[^\W_]))*")
 _KIND = re.compile(r"[a-z][a-z_]{0,23}")
 _WORD = re.compile(r"\w+")
@@ -73,6 +74,16 @@ def item(hit: Hit) -> Item:
     if flagged:  # a memory that carries instructions: shown, marked as untrusted (guard.py)
         label += f" [untrusted, {flagged}]" if flagged in FLAG_REASONS else " [untrusted]"
     return Item(hit, label, without_own_label(fold(hit.text), own), said_at(hit))
+
+
+def labelled(hit: Hit, label: str) -> Item:
+    """`item(hit)` under a label Engram chose (a profile's topic) instead of its speaker;
+    a flagged memory stays marked as untrusted."""
+    entry = item(hit)
+    flagged = (hit.metadata or {}).get(FLAG_KEY)
+    if flagged:
+        label += f" [untrusted, {flagged}]" if flagged in FLAG_REASONS else " [untrusted]"
+    return Item(hit, label, fold(hit.text), entry.said)
 
 
 def render(items: Sequence[Item]) -> str:

@@ -18,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from . import operations as ops
 from .console import console as _console, err_console as _err_console, print_json as _print_json
 from .errors import EngramError, InvalidInputError, UsageError
 from .messages import ROLES
@@ -78,6 +79,92 @@ class EngramGroup(click.Group):
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 user_option = click.option("--user", "user_id", required=True, help="Whose memories.")
+POSITIONAL = frozenset({"query", "text", "path"})  # kinds a command takes as arguments (and a required memory id)
+METAVARS = {"memory_id": "ID"}
+
+
+def _positional(param: ops.Param) -> bool:
+    return param.required and (param.kind in POSITIONAL or param.public == "memory_id")
+
+
+def options(name: str, *, skip: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The arguments and options of operation `name`'s command, from its row
+    (operations.py): one per parameter its CLI form takes, named as every surface names
+    it (`memory_id`, `budget_tokens`), with the row's default and help; and --json."""
+    op = ops.operation(name)
+    decorators = []
+    for param in op.surface_params("cli"):
+        if param.public in skip:
+            continue
+        if _positional(param):
+            kind = click.Path(dir_okay=False) if param.kind == "path" else click.STRING
+            decorators.append(click.argument(param.public, metavar=METAVARS.get(param.public, param.public.upper()),
+                                             type=kind))
+            continue
+        flag = param.flag or "--" + param.public.replace("_", "-")
+        if param.kind == "bool":
+            decorators.append(click.option(flag, param.public, is_flag=True, default=bool(param.shown_default),
+                                           help=param.help))
+        elif param.kind == "ids":
+            decorators.append(click.option(flag, param.public, multiple=True, required=param.required,
+                                           help=param.help + " (repeat for several)"))
+        else:
+            json_help = " (JSON)" if param.kind == "json" else ""
+            decorators.append(click.option(
+                flag, param.public, required=param.required, type={"int": int, "float": float}.get(param.kind, str),
+                default=None if param.required else param.shown_default, help=param.help + json_help,
+                show_default=param.shown_default is not None and not param.required,
+                metavar="JSON" if param.kind == "json" else None))
+    decorators.append(json_option)
+
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+def call_args(name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The command's values as Memory's keywords: JSON options parsed, `memory_id` as `id`."""
+    op = ops.operation(name)
+    args = {}
+    for param in op.surface_params("cli"):
+        if param.public in given:
+            value = given[param.public]
+            if param.kind == "json":
+                value = _json_object(value, param.flag or "--" + param.public.replace("_", "-"))
+            elif param.kind == "ids":
+                value = list(value) if value else (None if param.default is None else [])
+            args[param.name] = value
+    return args
+
+
+def derived_command(op: ops.Operation) -> click.Command:
+    """The command of a row whose CLI form is `derived`: its options from the row, the
+    result printed as hits, records or text, and with --json as REST gives it."""
+
+    def command(as_json: bool, **given: Any) -> None:
+        memory = _app().memory(read_only=op.reads)
+        result = getattr(memory, op.name)(**call_args(op.name, given))
+        body = ops.body_of(op, result)
+        items = result if isinstance(result, list) else []
+        if as_json:
+            _print_json(body)
+        elif isinstance(result, str):
+            click.echo(result)
+        elif items and all(type(item).__name__ == "Hit" for item in items):
+            _console().print(_hits_table(items))
+        elif items and all(type(item).__name__ == "Record" for item in items):
+            _console().print(_records_table(items))
+        else:
+            _print_json(body)
+
+    command.__name__ = op.name
+    command.__doc__ = op.summary
+    form = op.form("cli")
+    assert form is not None and form.derived
+    return click.command(name=form.name)(options(op.name)(command))
 
 
 @click.group(name="engram", cls=EngramGroup)
@@ -296,12 +383,22 @@ def add(texts: tuple[str, ...], user_id: str, session_id: str | None, agent_id: 
 
 
 @main.command()
-@click.argument("memory_id", metavar="ID")
-@click.option("--user", "user_id", help="Only if the memory belongs to this user.")
-@json_option
-def delete(memory_id: str, user_id: str | None, as_json: bool) -> None:
+@options("update")
+def update(as_json: bool, **given: Any) -> None:
+    """Replace a memory's text; the old text stays in its history."""
+    record = _app().memory().update(**call_args("update", given))
+    if as_json:
+        _print_json(record.to_dict())
+    else:
+        _console().print(_records_table([record], title="updated"))
+
+
+@main.command()
+@options("delete")
+def delete(as_json: bool, **given: Any) -> None:
     """Erase one memory: its text leaves the store, its indexes and its history."""
-    _app().memory().delete(memory_id, user_id=user_id)
+    memory_id = given["memory_id"]
+    _app().memory().delete(**call_args("delete", given))
     if as_json:
         _print_json({"deleted": memory_id})
     else:
@@ -309,16 +406,14 @@ def delete(memory_id: str, user_id: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@user_option
-@click.option("--session", "session_id", help="Only this session.")
-@click.option("--agent", "agent_id", help="Only this agent.")
+@options("forget")
 @click.option("--yes", is_flag=True, help="Confirm: erase without asking.")
-@json_option
-def forget(user_id: str, session_id: str | None, agent_id: str | None, yes: bool, as_json: bool) -> None:
+def forget(yes: bool, as_json: bool, **given: Any) -> None:
     """Erase every memory of a user (or of one of their sessions or agents). Needs --yes."""
+    user_id = given["user_id"]
     if not yes:
         raise UsageError(f"forget erases every memory of user {user_id!r} in that scope; pass --yes to confirm")
-    count = _app().memory().forget(user_id=user_id, agent_id=agent_id, session_id=session_id)
+    count = _app().memory().forget(**call_args("forget", given))
     if as_json:
         _print_json({"forgotten": count})
     else:
@@ -329,22 +424,10 @@ def forget(user_id: str, session_id: str | None, agent_id: str | None, yes: bool
 
 
 @main.command()
-@click.argument("query")
-@user_option
-@click.option("--limit", default=10, show_default=True, type=int, help="How many hits.")
-@click.option("--session", "session_id", help="Only this session.")
-@click.option("--agent", "agent_id", help="Only this agent.")
-@click.option("--filters", help='JSON filter, e.g. \'{"role": "user"}\'.')
-@click.option("--as-of", "as_of", help="Answer as of this date (ISO 8601): what was true then.")
-@click.option("--include-retired", is_flag=True, help="Also superseded and retracted memories.")
-@json_option
-def search(query: str, user_id: str, limit: int, session_id: str | None, agent_id: str | None, filters: str | None,
-           as_of: str | None, include_retired: bool, as_json: bool) -> None:
+@options("search")
+def search(as_json: bool, **given: Any) -> None:
     """Find the memories that best match QUERY (keywords and meaning, fused)."""
-    conditions = _json_object(filters, "--filters")
-    memory = _app().memory(read_only=True)
-    hits = memory.search(query, user_id=user_id, limit=limit, filters=conditions, session_id=session_id,
-                         agent_id=agent_id, as_of=as_of, include_retired=include_retired)
+    hits = _app().memory(read_only=True).search(**call_args("search", given))
     if as_json:
         _print_json([h.to_dict() for h in hits])
     elif hits:
@@ -354,18 +437,11 @@ def search(query: str, user_id: str, limit: int, session_id: str | None, agent_i
 
 
 @main.command(name="list")
-@user_option
-@click.option("--limit", default=20, show_default=True, type=int, help="Page size.")
-@click.option("--offset", default=0, show_default=True, type=int, help="Skip this many.")
-@click.option("--session", "session_id", help="Only this session.")
-@click.option("--agent", "agent_id", help="Only this agent.")
-@click.option("--filters", help="JSON filter, as for search.")
-@json_option
-def list_(user_id: str, limit: int, offset: int, session_id: str | None, agent_id: str | None, filters: str | None,
-          as_json: bool) -> None:
-    """Show a user's memories in time order, a page at a time."""
-    records = _app().memory(read_only=True).list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
-                                                 agent_id=agent_id, filters=_json_object(filters, "--filters"))
+@options("list")
+def list_(as_json: bool, **given: Any) -> None:
+    """Show a user's memories in time order, a page at a time (the current ones; with
+    --as-of those true then; with --include-retired also the superseded and retracted)."""
+    records = _app().memory(read_only=True).list(**call_args("list", given))
     if as_json:
         _print_json([r.to_dict() for r in records])
     elif records:
@@ -375,12 +451,10 @@ def list_(user_id: str, limit: int, offset: int, session_id: str | None, agent_i
 
 
 @main.command()
-@click.argument("memory_id", metavar="ID")
-@click.option("--user", "user_id", help="Only if the memory belongs to this user.")
-@json_option
-def get(memory_id: str, user_id: str | None, as_json: bool) -> None:
+@options("get")
+def get(as_json: bool, **given: Any) -> None:
     """Show one memory."""
-    record = _app().memory(read_only=True).get(memory_id, user_id=user_id)
+    record = _app().memory(read_only=True).get(**call_args("get", given))
     if as_json:
         _print_json(record.to_dict())
         return
@@ -394,12 +468,11 @@ def get(memory_id: str, user_id: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("memory_id", metavar="ID")
-@click.option("--user", "user_id", help="Only if the memory belongs to this user.")
-@json_option
-def history(memory_id: str, user_id: str | None, as_json: bool) -> None:
+@options("history")
+def history(as_json: bool, **given: Any) -> None:
     """Show every version of a memory, oldest first."""
-    versions = _app().memory(read_only=True).history(memory_id, user_id=user_id)
+    memory_id = given["memory_id"]
+    versions = _app().memory(read_only=True).history(**call_args("history", given))
     if as_json:
         _print_json([v.to_dict() for v in versions])
         return
@@ -413,19 +486,12 @@ def history(memory_id: str, user_id: str | None, as_json: bool) -> None:
 
 
 @main.command()
-@click.argument("query")
-@user_option
-@click.option("--budget", default=1500, show_default=True, type=int, help="Token budget of the block.")
-@click.option("--session", "session_id", help="Only this session.")
-@click.option("--agent", "agent_id", help="Only this agent.")
-@json_option
-def context(query: str, user_id: str, budget: int, session_id: str | None, agent_id: str | None,
-            as_json: bool) -> None:
+@options("context")
+def context(as_json: bool, **given: Any) -> None:
     """Print a prompt block of what matters for QUERY, within --budget tokens."""
-    block = _app().memory(read_only=True).context(query, user_id=user_id, budget_tokens=budget,
-                                                  session_id=session_id, agent_id=agent_id)
+    block = _app().memory(read_only=True).context(**call_args("context", given))
     if as_json:
-        _print_json({"query": query, "budget": budget, "context": block})
+        _print_json({"query": given["query"], "budget": given["budget_tokens"], "context": block})
     elif block:
         click.echo(block)
     else:
@@ -433,11 +499,28 @@ def context(query: str, user_id: str, budget: int, session_id: str | None, agent
 
 
 @main.command()
-@click.option("--user", "user_id", help="Only this user's memories.")
-@json_option
-def stats(user_id: str | None, as_json: bool) -> None:
+@options("recall")
+def recall(as_json: bool, **given: Any) -> None:
+    """Print the block `context` gives for QUERY, then the memories in it with their
+    sources, and whether the user's whole memory fit the budget (complete)."""
+    found = _app().memory(read_only=True).recall(**call_args("recall", given))
+    if as_json:
+        _print_json(found.to_dict())
+        return
+    if not found.text:
+        click.echo("No memories fit.", err=True)
+        return
+    click.echo(found.text)
+    _console().print(_hits_table(found.hits, title="complete: the whole memory fit" if found.complete else
+                                 "the best matches that fit"))
+
+
+@main.command()
+@options("stats")
+def stats(as_json: bool, **given: Any) -> None:
     """Show counts for the store (or one user)."""
-    data = _app().memory(read_only=True).stats(user_id=user_id)
+    user_id = given["user_id"]
+    data = _app().memory(read_only=True).stats(**call_args("stats", given))
     if as_json:
         _print_json(data)
         return
@@ -482,18 +565,35 @@ def compact(as_json: bool) -> None:
         click.echo("Compacted.")
 
 
+@main.command()
+@json_option
+def reembed(as_json: bool) -> None:
+    """Re-embed every memory with the configured embedder (after changing embedders)."""
+    from .memory import Memory
+
+    app = _app()
+    memory = Memory(app.store, config=app.config, reembed=True)
+    try:
+        with _err_console().status("re-embedding…"):
+            embedder = memory.embedder  # re-embeds when the store's embedder is another
+        count = memory.stats()["records"]
+    finally:
+        memory.close()
+    if as_json:
+        _print_json({"embedder": embedder.name, "dim": embedder.dim, "records": count})
+    else:
+        _console().print(f"Every memory ({count}) is embedded with {embedder.name} ({embedder.dim} dims).")
+
+
 # -- cubes -----------------------------------------------------------------------------
 
 
 @main.command(name="export")
-@click.argument("path", type=click.Path(dir_okay=False, writable=True))
-@user_option
-@click.option("--session", "session_id", help="Only this session.")
-@click.option("--agent", "agent_id", help="Only this agent.")
-@json_option
-def export_(path: str, user_id: str, session_id: str | None, agent_id: str | None, as_json: bool) -> None:
+@options("export")
+def export_(as_json: bool, **given: Any) -> None:
     """Write a user's memories to PATH as a portable JSONL cube."""
-    count = _app().memory(read_only=True).export(path, user_id=user_id, session_id=session_id, agent_id=agent_id)
+    path, user_id = given["path"], given["user_id"]
+    count = _app().memory(read_only=True).export(**call_args("export", given))
     if as_json:
         _print_json({"exported": count, "path": path})
     else:
@@ -620,6 +720,9 @@ from .server.cli import keys, serve  # noqa: E402  (light: the web stack loads o
 
 main.add_command(serve)
 main.add_command(keys)
+for _op in ops.OPERATIONS:  # rows whose command is built from the row alone
+    if (_form := _op.form("cli")) is not None and _form.derived and _form.name not in main.commands:
+        main.add_command(derived_command(_op))
 
 from .proxy.cli import proxy  # noqa: E402  (light too: the proxy's web stack loads when it runs)
 

@@ -59,6 +59,17 @@ class Config:
     exclude_flagged: bool = False
     rrf_k: int = 10  # small k: the top of each list counts (LoCoMo: 60 -> 10 lifted R≤1000 0.72 -> 0.76)
     candidates: int = 100  # per retriever, before fusion
+    # Living memory (engramdb/living/). The profile (Memory.profile, recall(include_profile=True)):
+    # assembled at read time from the current facts; its default budget, and the most of a
+    # recall() budget it may take.
+    profile: bool = True
+    profile_budget_tokens: int = 300
+    # Topic memories: one derived memory (kind "topic") per subject and term said in at
+    # least `topic_min_sessions` sessions, built by a background job. Off by default: on
+    # LoCoMo they did not lift multi-hop recall (docs/benchmarks.md, "Topic memories").
+    topics: bool = False
+    topic_min_sessions: int = 2
+    topic_max: int = 24  # topics kept per user and agent, the most recurring first
     # Vector index: exact search up to this many vectors in a user's scope, HNSW above.
     ann_threshold: int = 20_000
     # SQLite.
@@ -71,6 +82,16 @@ class Config:
     # Server: /readyz answers 503 once the oldest distillation job waiting in an open
     # tenant has waited longer than this many seconds; None: never, it only reports.
     max_backlog_age_s: float | None = None
+    # Thoughts (living/thoughts.py): `Memory.think()` stores an agent's conclusions; similar
+    # ones merge at this cosine of their vectors (measured for MiniLM: docs/benchmarks.md).
+    thoughts: bool = True
+    thought_merge_threshold: float = 0.86
+    # Reflection (living/reflection.py): with an LLM (an "llm:<model>" extractor, or this
+    # model with llm_base_url or llm_api_key), a background job forms thoughts from a scope's
+    # recent turns, one LLM call per `reflect_every_turns` new turns at most. Off with no LLM.
+    reflection: bool = True
+    reflection_model: str | None = None
+    reflect_every_turns: int = 10
     # Proxy (`engram proxy`): the tokens of memory put into each conversation, unless a
     # request sets its own (engramdb/proxy/).
     proxy_budget_tokens: int = 1500
@@ -91,6 +112,8 @@ class Config:
         age = self.max_backlog_age_s
         if age is not None and (isinstance(age, bool) or not isinstance(age, (int, float)) or not age > 0):
             raise ConfigError(f"config max_backlog_age_s must be a positive number or None, got {age!r}")
+        if not self.thought_merge_threshold <= 1:
+            raise ConfigError(f"config thought_merge_threshold must be at most 1, got {self.thought_merge_threshold!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
         if not (self.extractor in (None, "offline", "fake", "none")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 
 import numpy as np
@@ -53,8 +53,9 @@ class Distiller:
 
     def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
                  clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None,
-                 lease: timedelta = LEASE) -> None:
+                 lease: timedelta = LEASE, handlers: Mapping[str, Callable[[Job], object]] | None = None) -> None:
         self._store = store
+        self._handlers = dict(handlers or {})  # more job kinds run in this lane (e.g. reflection)
         self._extractor = extractor
         self._embed = embed
         self._clock = clock
@@ -130,7 +131,8 @@ class Distiller:
             boost(on)
 
     def run(self, job: Job) -> None:
-        if job.kind not in self.KINDS:  # written by a newer Engram: park it, visibly, for that one
+        # A kind written by a newer Engram (or one switched off here): park it, visibly, for that one.
+        if job.kind not in self.KINDS and job.kind not in self._handlers:
             self._store.fail_job(job, f"unknown job kind {job.kind!r}", at=self._now(), retry_at=None)
             return
         self._current = job
@@ -142,7 +144,7 @@ class Distiller:
     def run_job(self, job: Job) -> Plan | None:
         """Distil one job; failures are recorded on the job, never raised."""
         try:
-            done = self._distil(job)
+            done = self._handlers[job.kind](job) if job.kind in self._handlers else self._distil(job)
             self.processed += len(job.ids)
             return done
         except Exception as exc:  # a dead LLM, bad output that slipped through, a bug

@@ -20,19 +20,24 @@ from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
 from .distill import Distiller
 from . import guard
 from .lifecycle.runner import shared_extractors
+from .living.reader import profile_cost, profile_share, read_profile
+from .living.topics import TopicLane
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
 from .errors import ConfigError, InvalidInputError, NotFoundError, PermissionDeniedError, UsageError
 from .ids import new_id
+from .living import thinking
+from .living.reflection import Reflector, reflection_model
 from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
+from .stores.base import REFLECT
 from .stores.filters import FLAGGED, Condition, current, valid_at
 from .stores.filters import parse as parse_filters
-from .types import MAX_ID_CHARS, AddResult, Hit, Recall, Record, Scope, Version, check_strings, check_text
+from .types import MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, Version, check_strings, check_text
 
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
@@ -92,6 +97,8 @@ class Memory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
+        self._topic_lane: TopicLane | None = None
+        self._reflector: Reflector | None = None
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
 
@@ -108,10 +115,26 @@ class Memory:
                 extractor = shared.acquire(key, lambda: IsolatedExtractor(name) if name == "offline" else make_extractor(
                     name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
                     timeout_s=self.config.llm_timeout_s))
+                self._reflector = Reflector.from_config(self._store, self.config,
+                                                        lambda texts: self.embedder.embed(texts), self._clock)
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
                                             self._clock, release=lambda: shared.release(key),
-                                            lease=timedelta(seconds=self.config.job_lease_s))
+                                            lease=timedelta(seconds=self.config.job_lease_s),
+                                            handlers={REFLECT: self._reflector.run_job} if self._reflector else None)
             return self._distiller
+
+    def _touch_topics(self, user_id: str, agent_id: str | None) -> None:
+        """With `Config(topics=True)`, the scope's topic memories are built again in the
+        background (living/topics.py) once its distillation is done."""
+        if not self.config.topics or self.read_only:
+            return
+        with self._ready_lock:
+            if self._topic_lane is None:
+                self._topic_lane = TopicLane(self._store, lambda texts: self.embedder.embed(texts), self._clock,
+                                             min_sessions=self.config.topic_min_sessions,
+                                             max_topics=self.config.topic_max,
+                                             distilled=self._extractor_name() != "none")
+        self._topic_lane.touch(user_id, agent_id)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -201,9 +224,29 @@ class Memory:
         records = flag_injections(records)
         distil = self._extractor_name() != "none"
         stored = self._store.insert(records, vectors, actor=agent_id or user_id, enqueue=distil)
+        if distil and reflection_model(self.config) is not None:  # living/reflection.py: one call per N turns
+            self._store.gather_job(Scope(user_id, agent_id), [r.id for r in stored], kind=REFLECT, at=recorded_at,
+                                   every=self.config.reflect_every_turns)
         if distil:
             self._distill().wake()
+        self._touch_topics(user_id, agent_id)
         return AddResult(stored, skipped=valid.skipped)
+
+    def think(self, text: str, *, user_id: str, sources: Any, agent_id: str | None = None,
+              session_id: str | None = None, metadata: Mapping[str, Any] | None = None) -> Record:
+        """Store a conclusion an agent reached (a memory of kind "thought"), resting on
+        `sources`: ids of the user's current memories or turns. It is searchable at once,
+        merges with a current thought that says the same (which keeps every source), is
+        retired when a source stops being current and erased with an erased source
+        (living/thoughts.py). Returns the thought as stored."""
+        self._check_writable("think")
+        if not self.config.thoughts:
+            raise ConfigError("thoughts are switched off (Config(thoughts=False))")
+        scope = Scope(user_id, agent_id, session_id)
+        text, ids = thinking.check_thought(text, sources, max_chars=self.config.max_message_chars)
+        meta = _check_metadata(metadata)
+        return thinking.think(self._store, self.embedder.embed, text, scope, ids, at=format_ts(self._clock.now()),
+                              actor=agent_id or user_id, threshold=self.config.thought_merge_threshold, metadata=meta)
 
     def update(self, id: str, text: str, *, user_id: str | None = None, metadata: Mapping[str, Any] | None = None,
                reason: str | None = None) -> Record:
@@ -224,6 +267,7 @@ class Memory:
             reason=reason, metadata=meta,
         )
         self._rederive()
+        self._touch_topics(current.user_id, current.agent_id)
         return updated
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
@@ -232,6 +276,7 @@ class Memory:
         current = self.get(id, user_id=user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
         self._rederive()
+        self._touch_topics(current.user_id, current.agent_id)
 
     def forget(self, *, user_id: str, agent_id: str | None = None, session_id: str | None = None) -> int:
         """Erase a whole scope. Returns how many memories were erased."""
@@ -239,6 +284,7 @@ class Memory:
         erased = self._store.forget(Scope(user_id, agent_id, session_id))
         if agent_id is not None or session_id is not None:
             self._rederive()
+            self._touch_topics(user_id, agent_id)
         return erased
 
     def _rederive(self) -> None:
@@ -328,20 +374,27 @@ class Memory:
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
-                as_of: str | None = None) -> str:
+                as_of: str | None = None, include_profile: bool = False) -> str:
         """A prompt block of what matters for `query`, within `budget_tokens` (the text
         of `recall()`)."""
         return self.recall(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
-                           agent_id=agent_id, filters=filters, as_of=as_of).text
+                           agent_id=agent_id, filters=filters, as_of=as_of, include_profile=include_profile).text
 
     def recall(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
-               as_of: str | None = None) -> Recall:
+               as_of: str | None = None, include_profile: bool = False) -> Recall:
         """What matters for `query` within `budget_tokens`, as a prompt block and the
         memories in it. When the whole scope fits the budget, all of it comes back in
-        time order (`complete`): on a small history full context beats retrieval."""
+        time order (`complete`): on a small history full context beats retrieval. With
+        `include_profile`, the block opens with the scope's profile (`profile()`), paid
+        from the same budget (at most `Config.profile_budget_tokens` of it)."""
         _check_int("budget_tokens", budget_tokens, MIN_BUDGET_TOKENS, 10_000_000)
         _check_query(query, self.config.max_query_chars)
+        if not isinstance(include_profile, bool):
+            raise InvalidInputError(f"include_profile must be True or False, got {type(include_profile).__name__}")
+        if include_profile:
+            return self._with_profile(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
+                                      agent_id=agent_id, filters=filters, as_of=as_of)
         scope = Scope(user_id, agent_id, session_id)
         conditions = self._trusted(_in_time(_filters(filters), as_of))
         whole = self._whole_scope(scope, conditions, budget_tokens)
@@ -355,6 +408,34 @@ class Memory:
         )
         text, chosen, _ = assemble(hits, budget_tokens, query)
         return Recall(text, chosen, complete=False)
+
+    def profile(self, user_id: str, *, agent_id: str | None = None, budget_tokens: int | None = None,
+                as_of: str | None = None) -> Profile:
+        """The scope's current facts and preferences (and plans still ahead), grouped by
+        topic (home, work, family, health, about, tastes, plans, other), the most
+        important first within `budget_tokens` (default `Config.profile_budget_tokens`):
+        as a prompt block (`text`) and as items with their memory and source ids. With
+        `as_of`, the profile as it stood then. Assembled at each call from the memories
+        true then, so it states the current truth as soon as `flush()` returns."""
+        if not self.config.profile:
+            raise UsageError("the profile is off (Config(profile=False))")
+        budget = self.config.profile_budget_tokens if budget_tokens is None else budget_tokens
+        _check_int("budget_tokens", budget, 1, 10_000_000)
+        return read_profile(self._store, Scope(user_id, agent_id), budget_tokens=budget,
+                            as_of=None if as_of is None else normalize_ts(as_of, field="as_of"),
+                            now=format_ts(self._clock.now()))
+
+    def _with_profile(self, query: str, *, user_id: str, budget_tokens: int, session_id: str | None,
+                      agent_id: str | None, filters: Mapping[str, Any] | None, as_of: str | None) -> Recall:
+        """The profile first, paid from the budget; then what matters for `query` in what is left."""
+        share = profile_share(budget_tokens, self.config.profile_budget_tokens, MIN_BUDGET_TOKENS)
+        lead = self.profile(user_id, agent_id=agent_id, budget_tokens=share, as_of=as_of) if share else None
+        rest = budget_tokens - (profile_cost(lead.text) if lead is not None and lead.text else 0)
+        found = self.recall(query, user_id=user_id, budget_tokens=rest, session_id=session_id, agent_id=agent_id,
+                            filters=filters, as_of=as_of)
+        if lead is None or not lead.text:
+            return replace(found, profile=lead)
+        return Recall(lead.text + ("\n" + found.text if found.text else ""), found.hits, found.complete, profile=lead)
 
     def _whole_scope(self, scope: Scope, conditions: list, budget_tokens: int) -> list[Hit] | None:
         """Every memory of the scope when their text could fit the budget, else None
@@ -439,6 +520,9 @@ class Memory:
         if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        if self._topic_lane is not None and not self._topic_lane.wait(left):
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return self._store.flush(left)
 
     def compact(self) -> None:
@@ -475,6 +559,10 @@ class Memory:
     def close(self) -> None:
         if self._distiller is not None:
             self._distiller.stop()
+        if self._topic_lane is not None:
+            self._topic_lane.stop()
+        if self._reflector is not None:
+            self._reflector.close()
         self._store.close()
         close = getattr(self._embedder, "close", None)
         if self._owns_embedder and callable(close):

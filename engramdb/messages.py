@@ -11,7 +11,8 @@ from .clock import format_ts, normalize_ts
 from .errors import InvalidInputError
 from .types import Message, _check_id, check_text
 
-ROLES = frozenset({"user", "assistant", "system", "tool", "event"})
+ROLE_ORDER = ("user", "assistant", "system", "tool", "event")  # the one list of roles (REST, MCP and CLI use it)
+ROLES = frozenset(ROLE_ORDER)
 KNOWN_KEYS = frozenset({"role", "content", "id", "name", "timestamp"})
 
 

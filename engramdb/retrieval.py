@@ -58,6 +58,9 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
     return rrf_ranks(lists + [_ranks(timed)], k) if timed else fused
 
 
+NEVER_ECHOES = frozenset({"turn", "thought"})  # evidence itself, and conclusions: more than their sources say
+
+
 def without_echoes(ranking: Sequence[ScoredId], records: Mapping[int, Record]) -> list[ScoredId]:
     """Drop a derived memory (fact, event, …) whose every source turn is already said
     by a better-ranked result: it would spend the caller's budget on what they have.
@@ -68,9 +71,10 @@ def without_echoes(ranking: Sequence[ScoredId], records: Mapping[int, Record]) -
         record = records.get(item.rowid)
         if record is None:
             continue
-        if record.kind != "turn" and record.sources and covered.issuperset(record.sources):
+        if record.kind not in NEVER_ECHOES and record.sources and covered.issuperset(record.sources):
             continue
-        covered.update(record.sources)
+        if record.kind != "thought":  # a conclusion does not say what its sources say
+            covered.update(record.sources)
         kept.append(item)
     return kept
 
@@ -147,7 +151,7 @@ def assemble(hits: Sequence[Hit], budget_tokens: int, query: str = "") -> Assemb
 
 
 def _echoes(hit: Hit, covered: set[str]) -> bool:
-    return hit.kind != "turn" and bool(hit.sources) and covered.issuperset(hit.sources)
+    return hit.kind not in NEVER_ECHOES and bool(hit.sources) and covered.issuperset(hit.sources)
 
 
 def _cut(entry: Item, layout: Layout, room: int, query: str) -> Item | None:

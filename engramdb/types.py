@@ -153,15 +153,20 @@ class Recall:
     text: str
     hits: list[Hit]
     complete: bool  # the whole scope fit the budget: nothing was left out
+    profile: Profile | None = None  # recall(include_profile=True): the profile that leads the block
 
     @property
     def sources(self) -> list[str]:
         """The source turn ids of every memory in the block, in block order, once each."""
-        return list(dict.fromkeys(s for hit in self.hits for s in hit.sources))
+        lead = self.profile.sources if self.profile is not None else []
+        return list(dict.fromkeys([*lead, *(s for hit in self.hits for s in hit.sources)]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"text": self.text, "hits": [h.to_dict() for h in self.hits], "complete": self.complete,
-                "sources": self.sources}
+        out = {"text": self.text, "hits": [h.to_dict() for h in self.hits], "complete": self.complete,
+               "sources": self.sources}
+        if self.profile is not None:
+            out["profile"] = self.profile.to_dict()
+        return out
 
 
 @dataclass(frozen=True)
@@ -208,3 +213,47 @@ class ScoredId:
 
     rowid: int
     score: float
+
+
+@dataclass(frozen=True)
+class ProfileItem:
+    """One line of a profile: a current fact or preference (or a plan), its topic, and
+    the memory and turns it stands on."""
+
+    topic: str  # home, work, family, health, about, tastes, plans, other (living/profile.py)
+    text: str
+    memory_id: str
+    kind: str
+    sources: list[str]
+    since: str  # when it became true (the memory's created_at)
+    subject: str = "user"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What `Memory.profile()` gives back: the current facts and preferences of a scope,
+    grouped by topic, most important first within the budget, as a block and as items."""
+
+    user_id: str
+    agent_id: str | None
+    as_of: str | None
+    text: str  # rendered by Engram (living/profile.py over block.py); "" when nothing is known
+    items: list[ProfileItem]
+    complete: bool  # every current item fit the budget
+
+    @property
+    def sources(self) -> list[str]:
+        return list(dict.fromkeys(s for item in self.items for s in item.sources))
+
+    def by_topic(self) -> dict[str, list[ProfileItem]]:
+        out: dict[str, list[ProfileItem]] = {}
+        for entry in self.items:
+            out.setdefault(entry.topic, []).append(entry)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"user_id": self.user_id, "agent_id": self.agent_id, "as_of": self.as_of, "text": self.text,
+                "items": [i.to_dict() for i in self.items], "complete": self.complete, "sources": self.sources}

@@ -133,11 +133,13 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 @click.option("--backend", type=click.Choice(["sqlite", "postgresql"]), default="sqlite", show_default=True,
               help="postgresql: into an embedded PostgreSQL started here (its data cached under .bench/); "
                    "--store is then ignored.")
+@click.option("--topics", is_flag=True,
+              help="Build topic memories too (Config(topics=True)); store cached apart, as .bench/<name>-topics.db.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
            answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
-           answer_log: Path | None, extractor: str, backend: str, as_json: bool) -> None:
+           answer_log: Path | None, extractor: str, backend: str, topics: bool, as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
     from contextlib import ExitStack
@@ -165,7 +167,7 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
             answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget,
                                    rows, answer_log)
         result = _locomo(store, data.load(locomo)[:conversations], embedder, extractor, backend, answering,
-                         answer_questions)
+                         answer_questions, topics)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -174,23 +176,24 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
 
 
 def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, backend: str, answering,
-            answer_questions: int | None) -> dict:
+            answer_questions: int | None, topics: bool = False) -> dict:
     from .recall import run
 
     name = "locomo" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}"
+    name += "-topics" if topics else ""
     if backend == "postgresql":
         from .load import EmbeddedPostgres
 
         server = EmbeddedPostgres((Path(".bench") / f"{name}-pg" / "pgdata").resolve())
         try:
             result = run(server.url, loaded, embedder=embedder, answering=answering,
-                         answer_questions=answer_questions, extractor=extractor)
+                         answer_questions=answer_questions, extractor=extractor, topics=topics)
         finally:
             server.close()
         result["backend"] = "postgresql"
         return result
     return run(store or Path(".bench") / f"{name}.db", loaded, embedder=embedder, answering=answering,
-               answer_questions=answer_questions, extractor=extractor)
+               answer_questions=answer_questions, extractor=extractor, topics=topics)
 
 
 @bench.command()

@@ -22,6 +22,10 @@ from ..extract.vocab import same_slot
 from ..types import Scope
 
 SESSION_WIDE_KINDS = frozenset({"summary"})  # re-derived from what is left of their session
+# Erased with a source and never distilled again from what remains: a topic is rebuilt by
+# its own background job from every live memory of its scope (living/topics.py); a
+# thought is an agent's conclusion (living/thinking.py), gone with what it rested on.
+REBUILT_KINDS = frozenset({"topic", "thought"})
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,7 @@ def cascade(affected: Iterable[Derived], gone: set[str]) -> Cascade:
             continue
         out.erase.append(memory.id)
         session = memory.kind in SESSION_WIDE_KINDS and memory.scope.session_id is not None
-        if live or session:
+        if (live or session) and memory.kind not in REBUILT_KINDS:
             wanted.setdefault((memory.scope, session), {}).update((link.source_id, None) for link in live)
     out.rederive = [Rederive(scope, tuple(turns), session) for (scope, session), turns in wanted.items()]
     return out

@@ -118,3 +118,25 @@ class ScopedMemory:
 
     def jobs(self, *, user_id: str | None = None) -> dict[str, Any]:
         return self.memory.jobs(user_id=self._whole_tenant(user_id))
+
+    # -- any operation of the table ------------------------------------------------------
+
+    def run(self, op: Any, **args: Any) -> Any:
+        """`op` (an operations.Operation) with `args` (Memory's own keywords), under this
+        caller's key: through the method above of the same name, or, for a row that has
+        none, by the row's `target` (a scope: its user checked; a memory: its owner's;
+        the tenant: stats-like), writes refused to a read-only key."""
+        own = getattr(type(self), op.name, None)
+        if callable(own):
+            return own(self, **args)
+        if op.writes:
+            self._write()
+        if op.target == "scope":
+            args["user_id"] = self.user(args.get("user_id"))
+        elif op.target == "tenant":
+            args["user_id"] = self._whole_tenant(args.get("user_id"))
+        elif op.target == "memory":
+            args["user_id"] = self.get(args["id"], user_id=args.get("user_id")).user_id
+        else:
+            raise PermissionDeniedError(f"{op.name}() acts on the whole store: not through an API key")
+        return getattr(self.memory, op.name)(**args)

@@ -1,4 +1,6 @@
-"""Engram over MCP (the official `mcp` SDK): remember, recall, forget, list_memories, context.
+"""Engram over MCP (the official `mcp` SDK): remember, recall, context, context_with_sources,
+list_memories, get_memory, memory_history, update_memory, forget. The tools of rows marked
+`derived` in engramdb/operations.py are built from their rows (`derived_tool`).
 
 Two transports, one set of tools. Over stdio (`engram serve --mcp-stdio`) a local
 agent talks to one store as one principal. Over streamable HTTP (mounted at /mcp next
@@ -10,6 +12,8 @@ and act through `access.ScopedMemory`, as REST does: the key's users, its defaul
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -23,6 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
+from .. import operations as ops
 from ..errors import EngramError, InvalidInputError, UsageError
 from .access import ScopedMemory
 from .auth import Authenticator
@@ -33,21 +38,62 @@ from .tenants import Principal, TenantRegistry
 INSTRUCTIONS = (
     "Engram is this user's long-term memory. Before answering, call `context` with the user's message "
     "to get what you already know about them. Call `remember` with what the user tells you that is "
-    "worth keeping. `recall` searches memories; `list_memories` pages through them; `forget` erases, "
+    "worth keeping. `recall` searches memories (`as_of`: what was true on a date); `list_memories` "
+    "pages through them; `memory_history` shows how one changed; `forget` erases, "
     "only when the user asks for it, with confirm: true. Leave `user_id` out when the server has a "
     "default user; never invent one."
 )
 
+LIST_LIMIT = ops.operation("list").param("limit").shown_default
 UserId = Annotated[str | None, Field(description=(
     "Whose memory. Leave it out to use this server's (or API key's) default user; do not invent one."))]
 
 
-def _hints(title: str, *, read_only: bool, destructive: bool = False, idempotent: bool) -> ToolAnnotations:
-    return ToolAnnotations(title=title, read_only_hint=read_only, destructive_hint=destructive,
-                           idempotent_hint=idempotent, open_world_hint=False)
+def hints(op: ops.Operation, title: str | None = None) -> ToolAnnotations:
+    """The MCP annotations of `op`'s tool, from its row: reads or writes, destroys or not."""
+    form = op.form("mcp")
+    named = op.name.strip("_").replace("_", " ").capitalize()
+    shown = title or (form.title if form is not None and form.title else named)
+    return ToolAnnotations(title=shown, read_only_hint=op.reads, destructive_hint=op.destructive,
+                           idempotent_hint=op.idempotent, open_world_hint=False)
 
 
-READS = {"read_only": True, "idempotent": True}
+# What each kind of parameter (operations.Kind) is in a tool's arguments.
+KINDS: dict[str, Any] = {"id": str, "text": str, "query": str, "int": int, "float": float, "bool": bool,
+                         "json": dict[str, Any], "timestamp": str, "ids": list[str]}
+
+
+def derived_tool(op: ops.Operation, memory: Callable[[Context], ScopedMemory]) -> Callable[..., Any]:
+    """The tool of a row whose MCP form is `derived`: one argument per parameter (the
+    row's help as its description, `user_id` always optional), the result as REST gives
+    it (`rest.body_of`), a text result (a prompt block) as text."""
+    params = op.surface_params("mcp")
+    text_result = op.returns == "str"
+
+    def tool(ctx: Context, **given: Any) -> Any:
+        with _errors():
+            args = {p.name: _shallow(p.public, given[p.public]) if p.kind == "json" else given[p.public]
+                    for p in params}
+            result = memory(ctx).run(op, **args)
+            return result if text_result else ops.body_of(op, result)
+
+    signature = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Context)]
+    for p in params:
+        kind = KINDS[p.kind]
+        if p.name == "user_id":
+            annotation, default = UserId, None
+        elif p.required:
+            annotation, default = Annotated[kind, Field(description=p.help)], inspect.Parameter.empty
+        else:
+            optional = kind | None if p.shown_default is None else kind
+            annotation, default = Annotated[optional, Field(description=p.help)], p.shown_default
+        signature.append(inspect.Parameter(p.public, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                           default=default))
+    returns = str if text_result else dict[str, Any]
+    tool.__name__ = op.name
+    tool.__signature__ = inspect.Signature(signature, return_annotation=returns)  # type: ignore[attr-defined]
+    tool.__annotations__ = {**{p.name: p.annotation for p in signature}, "return": returns}
+    return tool
 StrictMessage = Annotated[str | MessageIn, Field(union_mode="left_to_right")]
 
 
@@ -66,7 +112,7 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
             raise ToolError("AuthenticationError: this transport has no API key")
         return ScopedMemory(registry.memory(who.tenant), who)
 
-    @server.tool(annotations=_hints("Remember", read_only=False, idempotent=False))
+    @server.tool(annotations=hints(ops.operation("add"), "Remember"))
     def remember(ctx: Context, text: str | None = None,
                  messages: Annotated[list[StrictMessage] | None, Field(description=(
                      "Several turns at once, each a string or {role, content, name, id, timestamp}: "
@@ -75,44 +121,39 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
                  user_id: UserId = None, session_id: str | None = None, agent_id: str | None = None,
                  role: Role = "user", name: Annotated[str | None, Field(description="Who said `text`.")] = None,
                  timestamp: Annotated[str | None, Field(description="When `text` was said (ISO 8601).")] = None,
-                 metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                 metadata: dict[str, Any] | None = None,
+                 skip_empty: Annotated[bool, Field(description=ops.operation("add").param("skip_empty").help)] = False,
+                 ) -> dict[str, Any]:
         """Store what the user said (or a fact worth keeping) in the user's memory: `text`
         (one turn), or `messages` (several, with speakers, dates and ids)."""
         with _errors():
             batch = _batch(text, messages, role=role, name=name, timestamp=timestamp)
             result = memory(ctx).add(batch, user_id=user_id, session_id=session_id, agent_id=agent_id,
-                                     metadata=_shallow("metadata", metadata))
+                                     metadata=_shallow("metadata", metadata), skip_empty=skip_empty)
             return {"ids": result.ids}
 
-    @server.tool(annotations=_hints("Recall", **READS))
-    def recall(query: str, ctx: Context, user_id: UserId = None, limit: int = 10, session_id: str | None = None,
-               agent_id: str | None = None, filters: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Search the user's memories: the best matches for `query`, best first."""
-        with _errors():
-            hits = memory(ctx).search(query, user_id=user_id, limit=limit, filters=_shallow("filters", filters),
-                                      session_id=session_id, agent_id=agent_id)
-            return {"hits": [h.to_dict() for h in hits]}
+    for op in ops.OPERATIONS:
+        form = op.form("mcp")
+        if form is not None and form.derived:
+            server.add_tool(derived_tool(op, memory), name=form.name, title=form.title or None,
+                            description=form.help or op.summary, annotations=hints(op))
 
-    @server.tool(annotations=_hints("Context for a reply", **READS))
-    def context(query: str, ctx: Context, user_id: UserId = None, budget_tokens: int = 1500,
-                session_id: str | None = None, agent_id: str | None = None) -> str:
-        """Call before answering: a block of what you know about the user that matters for `query`,
-        within `budget_tokens`, ready to put in your prompt."""
-        with _errors():
-            return memory(ctx).context(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
-                                       agent_id=agent_id)
-
-    @server.tool(annotations=_hints("List memories", **READS))
-    def list_memories(ctx: Context, user_id: UserId = None, limit: int = 20, offset: int = 0,
-                      session_id: str | None = None, agent_id: str | None = None) -> dict[str, Any]:
+    @server.tool(annotations=hints(ops.operation("list")))
+    def list_memories(ctx: Context, user_id: UserId = None, limit: int = LIST_LIMIT, offset: int = 0,
+                      session_id: str | None = None, agent_id: str | None = None,
+                      filters: Annotated[dict[str, Any] | None, Field(description=ops.FILTERS.help)] = None,
+                      as_of: Annotated[str | None, Field(description=ops.AS_OF.help)] = None,
+                      include_retired: Annotated[bool, Field(description=ops.RETIRED.help)] = False,
+                      ) -> dict[str, Any]:
         """The user's memories in time order, a page at a time."""
         with _errors():
             records = memory(ctx).list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
-                                       agent_id=agent_id)
+                                       agent_id=agent_id, filters=_shallow("filters", filters), as_of=as_of,
+                                       include_retired=include_retired)
             return {"records": [r.to_dict() for r in records],
                     "next_offset": offset + len(records) if len(records) == limit else None}
 
-    @server.tool(annotations=_hints("Forget", read_only=False, destructive=True, idempotent=True))
+    @server.tool(annotations=hints(ops.operation("forget")))
     def forget(ctx: Context, confirm: Annotated[StrictBool, Field(description=(
                    "Must be true: erased text cannot be recovered. Set it only when the user asked to forget."
                ))] = False,

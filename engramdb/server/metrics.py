@@ -1,9 +1,12 @@
 """What the server tells an operator: the distillation backlog of its open tenants (for
-/readyz and /metrics) and request counts, in Prometheus' text format (no dependency).
+/readyz and /metrics), request counts and latencies by route and status, and each open
+tenant's store size, in Prometheus' text format (no dependency).
 
-Figures are the whole process's, summed over tenants: no tenant name, user id or
-stored text appears in them. The backlog is read from the tenants' stores at most once
-per `ttl_s`, so that a flood of (unauthenticated) /readyz calls costs one sweep a second."""
+No tenant name, user id or stored text appears in them: the queue figures are summed
+over tenants, and a store's size is labelled by the tenant's slug (`t_` and a hash of
+its name, `stores.tenant_slug`: the name its store file already has). The backlog is
+read from the tenants' stores at most once per `ttl_s`, so that a flood of
+(unauthenticated) /readyz calls costs one sweep a second."""
 
 from __future__ import annotations
 
@@ -12,16 +15,19 @@ import math
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..stores import tenant_slug
 from .tenants import TenantRegistry
 
 log = logging.getLogger("engramdb.server")
 BACKLOG_TTL_S = 1.0
 METHODS = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE", "HEAD", "OPTIONS"})
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SIZES_TTL_S = 10.0  # store sizes are counted at most this often (a count over each open store)
+BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # latency histogram bounds
 
 
 @dataclass(frozen=True)
@@ -80,20 +86,73 @@ class BacklogProbe:
             return found
 
 
+@dataclass
+class Latency:
+    """Request durations by (method, route): a Prometheus histogram's buckets, sum and count."""
+
+    buckets: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # per bound of BUCKETS_S, then +Inf
+    sums: Counter = field(default_factory=Counter)
+
+    def observe(self, key: tuple[str, str], seconds: float) -> None:
+        counts = self.buckets.setdefault(key, [0] * (len(BUCKETS_S) + 1))
+        counts[next((i for i, bound in enumerate(BUCKETS_S) if seconds <= bound), len(BUCKETS_S))] += 1
+        self.sums[key] += seconds
+
+    def copy(self) -> "Latency":
+        return Latency({k: list(v) for k, v in self.buckets.items()}, Counter(self.sums))
+
+
+@dataclass(frozen=True)
+class StoreSize:
+    tenant: str  # the tenant's slug (never its name): "local" for the untenanted store
+    records: int
+    bytes: int | None  # the SQLite file and its WAL, or the PostgreSQL schema's tables
+
+
+class StoreSizes:
+    """The size of each open tenant's store, read at most once per `ttl_s`."""
+
+    def __init__(self, registry: TenantRegistry, *, ttl_s: float = SIZES_TTL_S) -> None:
+        self.registry = registry
+        self.ttl_s = ttl_s
+        self._lock = threading.Lock()
+        self._last: tuple[float, list[StoreSize]] | None = None
+
+    def read(self) -> list[StoreSize]:
+        with self._lock:
+            if self._last is not None and time.monotonic() - self._last[0] < self.ttl_s:
+                return self._last[1]
+            found = []
+            for tenant in self.registry.open_tenants():
+                try:
+                    stats = self.registry.memory(tenant).stats()
+                except Exception as exc:  # one tenant's broken store leaves the others' figures
+                    log.warning("reading a tenant's store size failed", extra={"fields": {
+                        "tenant": tenant, "error": type(exc).__name__}})
+                    continue
+                size = stats.get("file_bytes", stats.get("table_bytes"))
+                found.append(StoreSize("local" if tenant is None else tenant_slug(tenant), int(stats["records"]),
+                                       None if size is None else int(size)))
+            self._last = (time.monotonic(), found)
+            return found
+
+
 class RequestCounter:
     """ASGI middleware: HTTP requests answered, by method, route template and status.
     Labels are bounded: a route is its template (`/v1/memories/{memory_id}`), never the
     path asked for; a path no route serves is `unmatched`; an odd method is `other`."""
 
-    def __init__(self, app: ASGIApp, *, counts: Counter) -> None:
+    def __init__(self, app: ASGIApp, *, counts: Counter, latency: Latency | None = None) -> None:
         self.app = app
         self.counts = counts
+        self.latency = latency
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = {"code": 500}
+        start = time.perf_counter()
 
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -105,11 +164,16 @@ class RequestCounter:
         finally:
             method = scope.get("method", "")
             route = getattr(scope.get("route"), "path", None)
-            self.counts[(method if method in METHODS else "other", route or "unmatched", status["code"])] += 1
+            shown = method if method in METHODS else "other"
+            self.counts[(shown, route or "unmatched", status["code"])] += 1
+            if self.latency is not None:
+                self.latency.observe((shown, route or "unmatched"), time.perf_counter() - start)
 
 
-def render(backlog: Backlog, requests: Counter, *, max_backlog_age_s: float | None) -> str:
-    """The Prometheus text exposition (format 0.0.4) of the backlog and the counts."""
+def render(backlog: Backlog, requests: Counter, *, max_backlog_age_s: float | None,
+           latency: Latency | None = None, sizes: list[StoreSize] | None = None) -> str:
+    """The Prometheus text exposition (format 0.0.4) of the backlog, the counts, the
+    latencies and the store sizes."""
     lines: list[str] = []
 
     def metric(name: str, kind: str, text: str, samples: list[tuple[str, float]]) -> None:
@@ -133,6 +197,24 @@ def render(backlog: Backlog, requests: Counter, *, max_backlog_age_s: float | No
            [("", backlog.distilled)])
     metric("engram_http_requests_total", "counter", "HTTP requests answered, by method, route and status.",
            [(f'{{method="{m}",route="{_label(r)}",status="{s}"}}', n) for (m, r, s), n in sorted(requests.items())])
+    if latency is not None:
+        samples: list[tuple[str, float]] = []
+        for (m, r), counts in sorted(latency.buckets.items()):
+            where = f'method="{m}",route="{_label(r)}"'
+            total = 0
+            for bound, count in zip((*BUCKETS_S, math.inf), counts):
+                total += count
+                samples.append((f'_bucket{{{where},le="{_number(bound)}"}}', total))
+            samples.append((f"_sum{{{where}}}", latency.sums[(m, r)]))
+            samples.append((f"_count{{{where}}}", total))
+        lines.extend(["# HELP engram_http_request_duration_seconds Time to answer an HTTP request, by method and "
+                      "route.", "# TYPE engram_http_request_duration_seconds histogram"])
+        lines.extend(f"engram_http_request_duration_seconds{labels} {_number(value)}" for labels, value in samples)
+    if sizes is not None:
+        metric("engram_store_records", "gauge", "Memories in each open tenant's store (tenant: its slug).",
+               [(f'{{tenant="{_label(x.tenant)}"}}', x.records) for x in sizes])
+        metric("engram_store_bytes", "gauge", "Bytes of each open tenant's store on disk (tenant: its slug).",
+               [(f'{{tenant="{_label(x.tenant)}"}}', x.bytes) for x in sizes if x.bytes is not None])
     return "\n".join(lines) + "\n"
 
 

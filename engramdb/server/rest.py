@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Query, Request
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
@@ -30,11 +31,12 @@ from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from .. import operations as ops
 from ..errors import EngramError, InvalidInputError, UsageError
 from . import schemas as s
 from .access import ScopedMemory
 from .auth import Authenticator
-from .metrics import CONTENT_TYPE, BacklogProbe, RequestCounter, render
+from .metrics import CONTENT_TYPE, BacklogProbe, Latency, RequestCounter, StoreSizes, render
 from .middleware import RequestMiddleware, request_id_of, status_of
 from .tenants import Principal, TenantRegistry
 
@@ -125,8 +127,11 @@ def create_app(registry: TenantRegistry, auth: Authenticator, *, mcp: bool = Tru
     app.state.ready = False
     app.state.backlog = BacklogProbe(registry)
     app.state.requests = Counter()
+    app.state.latency = Latency()
+    app.state.sizes = StoreSizes(registry)
     app.add_middleware(RequestMiddleware, max_body_bytes=max_body_bytes or registry.config.max_request_bytes)
-    app.add_middleware(RequestCounter, counts=app.state.requests)  # outermost: counts the 413s too
+    app.add_middleware(RequestCounter, counts=app.state.requests,  # outermost: counts the 413s too
+                       latency=app.state.latency)
     _add_error_handlers(app)
     _add_probes(app)
     _add_routes(app)
@@ -223,17 +228,87 @@ def _add_probes(app: FastAPI) -> None:
              responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format 0.0.4."},
                         401: {"model": s.ErrorResponse}})
     async def metrics(_: Annotated[Principal, Depends(principal)]) -> PlainTextResponse:
-        """The distillation backlog of the open tenants and the requests answered, in
-        Prometheus' text format. Needs a key, as /v1 does; the figures are the whole
-        server's (no tenant or user is named in them)."""
+        """The distillation backlog of the open tenants (queue depth, failed jobs), the
+        requests answered by route and status with their latency histograms, and each
+        open tenant's store size, in Prometheus' text format. Needs a key, as /v1 does;
+        the figures are the whole server's: no user is named in them, and a tenant only
+        by its slug (`t_` and a hash of its name, as its store file is named)."""
         backlog = await run_in_threadpool(app.state.backlog.read)
-        text = render(backlog, Counter(app.state.requests),  # a copy, taken on the loop that counts
-                      max_backlog_age_s=app.state.registry.config.max_backlog_age_s)
+        sizes = await run_in_threadpool(app.state.sizes.read)
+        text = render(backlog, Counter(app.state.requests),  # copies, taken on the loop that counts
+                      max_backlog_age_s=app.state.registry.config.max_backlog_age_s,
+                      latency=app.state.latency.copy(), sizes=sizes)
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
+
+
+RESPONSES = {"search": s.SearchResponse, "context": s.ContextResponse, "recall": s.RecallResponse,
+             "forget": s.ForgetResponse, "get": s.RecordOut, "update": s.RecordOut, "history": s.HistoryResponse,
+             "jobs": s.JobsResponse}
+TAGS = {"jobs": ["housekeeping"], "stats": ["housekeeping"], "export": ["cubes"], "import_": ["cubes"]}
+# What each kind of parameter (operations.Kind) is in a query string (JSON ones: parsed, as `filters`).
+QUERY_KINDS: dict[str, Any] = {"id": str, "text": str, "query": str, "int": int, "float": float, "bool": bool,
+                               "json": str, "timestamp": str, "ids": list[str]}
+
+
+def _query_parameter(param: ops.Param, in_path: bool) -> inspect.Parameter:
+    kind = QUERY_KINDS[param.kind]
+    limits = {"min_length": 1, "max_length": 256} if param.kind == "id" else {}
+    if in_path:
+        annotation: Any = Annotated[kind, PathParam(description=param.help or None)]
+        return inspect.Parameter(param.public, inspect.Parameter.KEYWORD_ONLY, annotation=annotation)
+    if param.name == "user_id":
+        return inspect.Parameter("user_id", inspect.Parameter.KEYWORD_ONLY, annotation=UserId if param.required
+                                 else OptionalId, default=None)
+    required = param.required
+    optional = kind | None if required or param.shown_default is None else kind
+    annotation = Annotated[optional, Query(description=param.help or None, **limits)]
+    return inspect.Parameter(param.public, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                             default=... if required else param.shown_default)
+
+
+def _add_derived_route(app: FastAPI, op: ops.Operation) -> None:
+    """The route of a row whose REST form is `derived`. Its path's `{names}` are path
+    parameters; a POST or PATCH takes the rest as a JSON body (its request model,
+    schemas.REQUESTS), a GET or DELETE as a query string (a JSON kind parsed as
+    `filters` is). The answer is `operations.body_of` the result; `confirm` guards a
+    destructive one; a write needs a read-write key."""
+    form = op.form("rest")
+    assert form is not None and form.derived
+    verb, path = form.name.split(" ", 1)
+    params = op.surface_params("rest")
+    in_path = set(s.path_params(op))
+    model = s.REQUESTS.get(op.name)
+    if model is None and verb in ("POST", "PATCH", "PUT"):
+        model = s.request_model(op, exclude=s.path_params(op))
+    signature = [inspect.Parameter("memory", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                   annotation=Writer if op.writes else Reader)]
+    if model is not None:
+        signature.append(inspect.Parameter("body", inspect.Parameter.KEYWORD_ONLY, annotation=model))
+    signature.extend(_query_parameter(p, p.public in in_path) for p in params
+                     if model is None or p.public in in_path)
+
+    def handler(memory: ScopedMemory, body: Any = None, **given: Any) -> Any:
+        if "confirm" in form.extra and body.confirm is not True:
+            raise UsageError(f"{op.name} erases every memory of the scope; send confirm: true")
+        args = {}
+        for p in params:
+            value = given[p.public] if p.public in given else getattr(body, p.public)
+            args[p.name] = _json_filters(value, p.public) if p.kind == "json" and body is None else value
+        return ops.body_of(op, memory.run(op, **args))
+
+    handler.__name__ = op.name
+    handler.__doc__ = op.summary
+    handler.__signature__ = inspect.Signature(signature)  # type: ignore[attr-defined]
+    app.add_api_route(path, handler, methods=[verb], response_model=RESPONSES.get(op.name), responses=ERRORS,
+                      tags=TAGS.get(op.name, ["memories"]))
 
 
 def _add_routes(app: FastAPI) -> None:
     tags = ["memories"]
+    for op in ops.OPERATIONS:
+        form = op.form("rest")
+        if form is not None and form.derived:
+            _add_derived_route(app, op)
 
     @app.post("/v1/memories", status_code=201, response_model=s.AddResponse, responses=ERRORS, tags=tags)
     def add(body: s.AddRequest, memory: Writer) -> Any:
@@ -244,32 +319,14 @@ def _add_routes(app: FastAPI) -> None:
                             agent_id=body.agent_id, metadata=body.metadata, **options)
         return result.to_dict()
 
-    @app.post("/v1/memories/search", response_model=s.SearchResponse, responses=ERRORS, tags=tags)
-    def search(body: s.SearchRequest, memory: Reader) -> Any:
-        """The memories that best match a query (keywords and meaning, fused)."""
-        hits = memory.search(body.query, user_id=body.user_id, limit=body.limit, filters=body.filters,
-                             session_id=body.session_id, agent_id=body.agent_id)
-        return {"hits": [h.to_dict() for h in hits]}
-
-    @app.post("/v1/context", response_model=s.ContextResponse, responses=ERRORS, tags=tags)
-    def context(body: s.ContextRequest, memory: Reader) -> Any:
-        """A prompt block of what matters for a query, within a token budget."""
-        block = memory.context(body.query, user_id=body.user_id, budget_tokens=body.budget_tokens,
-                               session_id=body.session_id, agent_id=body.agent_id, filters=body.filters)
-        return {"context": block}
-
-    @app.post("/v1/recall", response_model=s.RecallResponse, responses=ERRORS, tags=tags)
-    def recall(body: s.RecallRequest, memory: Reader) -> Any:
-        """The prompt block of /v1/context with the memories in it and their sources."""
-        return memory.recall(body.query, user_id=body.user_id, budget_tokens=body.budget_tokens,
-                             session_id=body.session_id, agent_id=body.agent_id, filters=body.filters).to_dict()
-
     @app.get("/v1/memories", response_model=s.ListResponse, responses=ERRORS, tags=tags)
     def list_memories(memory: Reader, user_id: UserId = None, agent_id: OptionalId = None,
                       session_id: OptionalId = None, limit: int = LIST_LIMIT,
                       cursor: Annotated[str | None, Query(max_length=512)] = None,
                       offset: Annotated[int | None, Query(ge=0)] = None,
                       filters: Annotated[str | None, Query(description="A JSON filter object, as for search.")] = None,
+                      as_of: Annotated[str | None, Query(max_length=64, description=ops.AS_OF.help)] = None,
+                      include_retired: Annotated[bool, Query(description=ops.RETIRED.help)] = False,
                       ) -> Any:
         """A scope's memories in time order, a page at a time: pass `next_cursor` back as `cursor`."""
         if cursor is not None and offset is not None:
@@ -278,42 +335,19 @@ def _add_routes(app: FastAPI) -> None:
         max_limit = memory.config.max_limit
         probe = limit + 1 if 0 < limit < max_limit else limit  # one more row tells whether a next page exists
         records = memory.list(user_id=user_id, agent_id=agent_id, session_id=session_id, limit=probe,
-                              offset=start, filters=_json_filters(filters))
+                              offset=start, filters=_json_filters(filters), as_of=as_of,
+                              include_retired=include_retired)
         more = len(records) > limit or (probe == limit == len(records))
         records = records[:limit]
         following = start + len(records) if more else None
         return {"records": [r.to_dict() for r in records], "next_offset": following,
                 "next_cursor": None if following is None else _encode_cursor(following)}
 
-    @app.get("/v1/memories/{memory_id}", response_model=s.RecordOut, responses=ERRORS, tags=tags)
-    def get(memory_id: str, memory: Reader, user_id: OptionalId = None) -> Any:
-        """One memory."""
-        return memory.get(memory_id, user_id=user_id).to_dict()
-
-    @app.patch("/v1/memories/{memory_id}", response_model=s.RecordOut, responses=ERRORS, tags=tags)
-    def update(memory_id: str, body: s.UpdateRequest, memory: Writer) -> Any:
-        """Replace a memory's text; the old text stays in its history."""
-        return memory.update(memory_id, body.text, user_id=body.user_id, metadata=body.metadata,
-                             reason=body.reason).to_dict()
-
     @app.delete("/v1/memories/{memory_id}", response_model=s.DeleteResponse, responses=ERRORS, tags=tags)
     def delete(memory_id: str, memory: Writer, user_id: OptionalId = None) -> Any:
         """Erase a memory: its text leaves the store, its indexes and its history."""
         memory.delete(memory_id, user_id=user_id)
         return {"deleted": memory_id}
-
-    @app.get("/v1/memories/{memory_id}/history", response_model=s.HistoryResponse, responses=ERRORS, tags=tags)
-    def history(memory_id: str, memory: Reader, user_id: OptionalId = None) -> Any:
-        """Every version of a memory, oldest first; an erased one keeps only hashes."""
-        return {"versions": [v.to_dict() for v in memory.history(memory_id, user_id=user_id)]}
-
-    @app.post("/v1/forget", response_model=s.ForgetResponse, responses=ERRORS, tags=tags)
-    def forget(body: s.ForgetRequest, memory: Writer) -> Any:
-        """Erase every memory of a user, or of one of their agents or sessions."""
-        if body.confirm is not True:
-            raise UsageError("forget erases every memory of the scope; send confirm: true")
-        return {"forgotten": memory.forget(user_id=body.user_id, agent_id=body.agent_id,
-                                           session_id=body.session_id)}
 
     @app.post("/v1/export", responses={200: {"content": {CUBE_TYPE: {}}, "description": "An Engram cube (JSONL)."},
                                        **ERRORS}, response_class=FileResponse, tags=["cubes"])
@@ -348,11 +382,6 @@ def _add_routes(app: FastAPI) -> None:
         data.pop("store", None)  # a path on the server: not the client's business
         return data
 
-    @app.get("/v1/jobs", response_model=s.JobsResponse, responses=ERRORS, tags=["housekeeping"])
-    def jobs(memory: Reader, user_id: OptionalId = None) -> Any:
-        """The distillation queue: pending, running and failed jobs, and the last errors."""
-        return memory.jobs(user_id=user_id)
-
 
 def _skip_empty(memory: ScopedMemory, skip: bool) -> dict[str, Any]:
     """`{"skip_empty": True}` when asked for, if this engramdb's Memory.add takes it."""
@@ -383,24 +412,24 @@ def _without_path(exc: EngramError, path: Path, name: str) -> EngramError:
     return exc if message == str(exc) else type(exc)(message)
 
 
-def _json_filters(text: str | None) -> dict[str, Any] | None:
+def _json_filters(text: str | None, name: str = "filters") -> dict[str, Any] | None:
     if text is None:
         return None
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        raise InvalidInputError("filters is not valid JSON") from None
+        raise InvalidInputError(f"{name} is not valid JSON") from None
     except RecursionError:
-        raise InvalidInputError(f"filters nests deeper than {s.MAX_DEPTH} levels") from None
+        raise InvalidInputError(f"{name} nests deeper than {s.MAX_DEPTH} levels") from None
     if not isinstance(value, dict):
-        raise InvalidInputError(f"filters must be a JSON object, got {type(value).__name__}")
-    problem = s.json_problem(value, "filters")
+        raise InvalidInputError(f"{name} must be a JSON object, got {type(value).__name__}")
+    problem = s.json_problem(value, name)
     if problem is not None:
         raise InvalidInputError(problem)
     try:
         return s.shallow(value)
     except ValueError as exc:
-        raise InvalidInputError(f"filters {exc}") from None
+        raise InvalidInputError(f"{name} {exc}") from None
 
 
 def _encode_cursor(offset: int) -> str:

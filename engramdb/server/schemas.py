@@ -9,9 +9,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr,
+                      create_model, model_validator)
 from pydantic_core import PydanticCustomError
 
+from .. import operations as ops
+from ..messages import ROLE_ORDER
 from ..types import Hit, Record, Version
 
 MAX_DEPTH = 32  # nesting of metadata and filters: deeper JSON is refused, not recursed into
@@ -79,13 +82,7 @@ class Body(Request):
         return data
 
 
-class Scoped(Body):
-    user_id: Id | None = Field(default=None, description="Whose memory; default: the API key's default user.")
-    agent_id: Id | None = None
-    session_id: Id | None = None
-
-
-Role = Literal["user", "assistant", "system", "tool", "event"]
+Role = Literal[ROLE_ORDER]  # the roles messages.py declares, in its order
 
 
 class MessageIn(Request):
@@ -96,50 +93,70 @@ class MessageIn(Request):
     timestamp: StrictStr | None = Field(default=None, description="When it was said (ISO 8601); default: now.")
 
 
-class AddRequest(Scoped):
-    messages: StrictStr | MessageIn | list[StrictStr | MessageIn] = Field(
-        description="One message (a string or an object) or a list of them."
-    )
-    metadata: Json | None = None
-    skip_empty: StrictBool = Field(default=False, description=(
-        "Leave out messages whose content is empty or blank (counted in `skipped`) instead of refusing the batch."))
+Messages = StrictStr | MessageIn | list[StrictStr | MessageIn]
+
+# What each kind of parameter (operations.Kind) is in a request body.
+KINDS: dict[str, Any] = {"id": Id, "text": StrictStr, "query": StrictStr, "int": StrictInt, "float": StrictFloat,
+                         "bool": StrictBool, "json": Json, "timestamp": StrictStr, "ids": list[Id],
+                         "messages": Messages}
+DEFAULT_USER = "Whose memory; default: the API key's default user."
+EXTRA_FIELDS: dict[str, tuple[Any, Any]] = {  # parameters of the REST surface's own (Form.extra)
+    "confirm": (StrictBool, Field(description="Must be true: erases every memory of the scope.")),
+}
+
+
+class Scoped(Body):
+    """The base of every request body derived from an operation."""
 
     def as_messages(self) -> Any:
+        """`messages` as Memory.add takes them."""
         def one(item: str | MessageIn) -> Any:
             return item if isinstance(item, str) else item.model_dump(exclude_none=True)
 
-        return [one(m) for m in self.messages] if isinstance(self.messages, list) else one(self.messages)
+        messages = getattr(self, "messages")
+        return [one(m) for m in messages] if isinstance(messages, list) else one(messages)
 
 
-class SearchRequest(Scoped):
-    query: StrictStr
-    limit: StrictInt = 10
-    filters: Filters | None = None
+def request_field(param: ops.Param) -> tuple[Any, Any]:
+    """A body field for an operation's parameter: strict, with the row's default; a
+    `user_id` is never required (the key's default user stands in)."""
+    kind = KINDS[param.kind]
+    if param.name == "user_id":
+        return kind | None, Field(default=None, description=param.help if param.default is None else DEFAULT_USER)
+    if param.required:
+        return kind, Field(description=param.help or None)
+    default = param.shown_default
+    return (kind | None if default is None else kind), Field(default=default, description=param.help or None)
 
 
-class ContextRequest(Scoped):
-    query: StrictStr
-    budget_tokens: StrictInt = 1500
-    filters: Filters | None = None
+def request_model(op: ops.Operation, *, exclude: tuple[str, ...] = ()) -> type[Scoped]:
+    """The body of `op`'s REST route: one field per parameter its REST form takes (not
+    those in its path, `exclude`), then the form's own (`confirm`)."""
+    form = op.form("rest")
+    assert form is not None, op.name
+    fields: dict[str, Any] = {p.public: request_field(p) for p in op.surface_params("rest") if p.public not in exclude}
+    fields.update({name: EXTRA_FIELDS[name] for name in form.extra if name in EXTRA_FIELDS})
+    name = "".join(part.capitalize() for part in op.name.strip("_").split("_")) + "Request"
+    return create_model(name, __base__=Scoped, __module__=__name__, **fields)
 
 
-class UpdateRequest(Body):
-    text: StrictStr
-    user_id: Id | None = Field(default=None, description="Only if the memory belongs to this user.")
-    metadata: Json | None = None
-    reason: StrictStr | None = None
+def path_params(op: ops.Operation) -> tuple[str, ...]:
+    form = op.form("rest")
+    return tuple(re.findall(r"{(\w+)}", form.name)) if form is not None else ()
 
 
-class ForgetRequest(Scoped):
-    confirm: StrictBool = Field(description="Must be true: erases every memory of the scope.")
-
-
-class ExportRequest(Scoped):
-    pass
-
-
-class RecallRequest(ContextRequest):
-    pass
+REQUESTS: dict[str, type[Scoped]] = {
+    op.name: request_model(op, exclude=path_params(op))
+    for op in ops.OPERATIONS
+    if (form := op.form("rest")) is not None and form.name.split()[0] in ("POST", "PATCH") and op.name != "import_"
+}
+AddRequest = REQUESTS["add"]
+SearchRequest = REQUESTS["search"]
+ContextRequest = REQUESTS["context"]
+RecallRequest = REQUESTS["recall"]
+UpdateRequest = REQUESTS["update"]
+ForgetRequest = REQUESTS["forget"]
+ExportRequest = REQUESTS["export"]
 
 
 # -- responses -------------------------------------------------------------------------

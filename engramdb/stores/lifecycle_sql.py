@@ -16,6 +16,7 @@ from ..keys import content_hash
 from ..lifecycle.engine import retired_entry
 from ..lifecycle.policy import Derived, Link, Retired
 from ..types import Record, Scope
+from . import thoughts_sql
 from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
 
 CHUNK = 500
@@ -227,6 +228,7 @@ class SQLLifecycle:
                 self._run("INSERT INTO links (src, type, dst) VALUES (?, ?, ?) ON CONFLICT (src, type, dst) DO NOTHING",
                           (cause, CAUSE_LINKS[event], id))
         self._add_versions([(id, user_id, event, digest, at, actor, reason) for id, user_id, digest in rows])
+        thoughts_sql.sources_retired(self, [row[0] for row in rows], event, at=at, actor=actor)
         return [row[0] for row in rows]
 
     def retired_for(self, user_id: str, causes: set[str]) -> list[Retired]:
@@ -284,6 +286,7 @@ class SQLLifecycle:
             self._run("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = ? WHERE id = ?", (at, id))
             self._run("DELETE FROM links WHERE dst = ? AND type IN ('supersedes', 'retracts')", (id,))
         self._add_versions([(id, user_id, "reinstate", digest, at, actor, reason) for id, user_id, digest in rows])
+        thoughts_sql.sources_reinstated(self, [row[0] for row in rows], at=at, actor=actor)
 
     def derived_of(self, turn_ids: Sequence[str]) -> list[tuple[Record, str]]:
         """The memories already derived from these turns, each with its latest event."""

@@ -33,6 +33,7 @@ from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
+from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_postgres
 from .keywords import KEYWORD_WINDOW, query_words
 from .postgres_connection import MIGRATION_LOCK, check_schema_name, check_url, connect, migrate_schema
@@ -139,7 +140,7 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore(SQLJobs):
+class PostgresStore(SQLJobs, SQLThoughts):
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, ann_threshold: int = 20_000, read_only: bool = False) -> None:
         self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)

@@ -29,6 +29,7 @@ from ..lifecycle import engine as lifecycle
 from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .lifecycle_sql import SQLITE, SQLJobs, SQLLifecycle, exported_links
+from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_sql
 from .keywords import KEYWORD_WINDOW, query_words
 from .migrations import applied, migrate, pending, sqlite_target
@@ -63,7 +64,7 @@ def fts_query(text: str) -> str | None:
 OVERFETCH = (1.25, 4)
 
 
-class SQLiteStore(SQLJobs):
+class SQLiteStore(SQLJobs, SQLThoughts):
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,
                  read_only: bool = False) -> None:
         """Open (or create) the store at `path`. `read_only` opens an existing store with
