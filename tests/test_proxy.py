@@ -158,31 +158,48 @@ def test_the_callers_system_prompt_stays_first_and_the_conversation_is_not_repea
     assert "My cat is called Miso" not in block  # the conversation already says it: not spent twice
 
 
-def test_long_lived_memories_come_first_and_stay_put_across_turns(upstream, make_proxy):
-    """Stable prefix first: the facts (oldest first), then what matches the message; two
-    different questions get the same leading part, which a prefix cache reuses. (While
-    the history is this small, the second part is the whole of it, in time order.)"""
+def _told(client, memory, texts):
+    for text in texts:
+        ask(client, text)
+    wait_for_records(memory, "alice", 2 * len(texts))
+    assert memory.flush(30)
+
+
+def test_the_profile_comes_first_and_the_stable_part_stays_put_across_turns(upstream, make_proxy):
+    """Stable prefix first: the profile (Memory.profile()), then what matches the message;
+    two different questions get the same leading part, which a prefix cache reuses."""
     proxy = make_proxy(upstream.url, config=Config(extractor="fake"))
     client = proxy.client(**{"X-Engram-User": "alice"})
-    for text in ("I work as a glassblower", "I moved to Bergen in May", "My dog is a whippet"):
-        ask(client, text)
-    wait_for_records(proxy.memory, "alice", 6)
-    assert proxy.memory.flush(30)
-    assert len(proxy.memory.list(user_id="alice", filters={"kind": "fact"})) == 3
-    ask(client, "what does my dog eat?")
-    ask(client, "how is the glassblowing going?")
+    _told(client, proxy.memory, ("I work as a glassblower", "I moved to Bergen in May", "My dog is a whippet"))
+    quiet = {"engram": {"remember": False}}
+    ask(client, "what does my dog eat?", extra_body=quiet)
+    ask(client, "how is the glassblowing going?", extra_body=quiet)
     blocks = [engram_message(body) for body in upstream.requests[-2:]]
-    stables = []
     for block in blocks:
         lines = block.split("\n")
-        assert lines[0] == PREAMBLE and lines[1] == layout.STABLE_TITLE
+        assert lines[:2] == [PREAMBLE, layout.PROFILE_TITLE]
+        profile = lines[2:lines.index(layout.QUERY_TITLE)]
+        for text in ("I work as a glassblower", "I moved to Bergen in May", "My dog is a whippet"):
+            assert sum(f"user said: {text}" in line for line in profile) == 1
+        assert all(line.startswith("- ") for line in profile)
+    prefix = blocks[0][:blocks[0].index(layout.QUERY_TITLE)]
+    assert blocks[1].startswith(prefix)  # the prefix a cache reuses
+
+
+def test_without_a_profile_long_lived_memories_come_oldest_first_and_new_ones_join_at_the_end(upstream, make_proxy):
+    proxy = make_proxy(upstream.url, config=Config(extractor="fake", profile=False))
+    client = proxy.client(**{"X-Engram-User": "alice"})
+    _told(client, proxy.memory, ("I work as a glassblower", "I moved to Bergen in May"))
+    ask(client, "what do I do?", extra_body={"engram": {"remember": False}})
+    _told(client, proxy.memory, ("My dog is a whippet",))
+    ask(client, "and my dog?", extra_body={"engram": {"remember": False}})
+    stables = []
+    for block in (engram_message(body) for body in (upstream.requests[2], upstream.requests[4])):
+        lines = block.split("\n")
+        assert lines[:2] == [PREAMBLE, layout.STABLE_TITLE]
         stables.append([line.split("] ", 1)[1] for line in lines[2:lines.index(layout.QUERY_TITLE)]])
-    assert stables[0] == ["fact: user said: I work as a glassblower", "fact: user said: I moved to Bergen in May",
-                          "fact: user said: My dog is a whippet"]
-    # The first question's own fact may have been distilled by the second: it joins at the end.
-    assert stables[1][:3] == stables[0] and stables[1][3:] in ([], ["fact: user said: what does my dog eat?"])
-    stable_part = blocks[0][:blocks[0].index(layout.QUERY_TITLE)]
-    assert blocks[1].startswith(stable_part.rstrip("\n"))  # the prefix a cache reuses
+    assert stables[0] == ["fact: user said: I work as a glassblower", "fact: user said: I moved to Bergen in May"]
+    assert stables[1] == stables[0] + ["fact: user said: My dog is a whippet"]  # appended: the prefix holds
 
 
 def test_stored_text_cannot_forge_the_structure_of_the_memory_message(upstream, make_proxy):
@@ -499,7 +516,7 @@ def test_split_placement_keeps_the_conversation_a_stable_prefix(upstream, tmp_pa
                                        extra_body=quiet)
         first = upstream.requests[-1]["messages"]
         assert [m["role"] for m in first] == ["system", "user", "assistant", "system", "user"]
-        assert first[0]["content"].split("\n")[:2] == [PREAMBLE, layout.STABLE_TITLE]
+        assert first[0]["content"].split("\n")[:2] == [PREAMBLE, layout.PROFILE_TITLE]
         assert first[3]["content"].split("\n")[:2] == [PREAMBLE, layout.QUERY_TITLE]
         history += [{"role": "user", "content": "my boat?"}, {"role": "assistant", "content": "a dinghy"}]
         client.chat.completions.create(model="m", messages=[*history, {"role": "user", "content": "its colour?"}],

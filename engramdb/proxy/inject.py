@@ -8,19 +8,29 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import InvalidInputError
-from ..types import Hit
+from ..server.access import ScopedMemory
 from . import layout
 
-# The profile hook: (memory, user_id) -> the profile's memories, rendered first. A
-# `Memory.profile()` is being built elsewhere; until it lands the proxy has no profile
-# section, and wiring it in is one argument: `Injector(profile=lambda m, u: ...)`.
-Profile = Callable[[Any, str], Sequence[Hit]]
+# The profile: (memory, user_id, budget_tokens) -> an engramdb.types.Profile, or None.
+ProfileOf = Callable[[Any, str, int], Any]
 STABLE_LIMIT = 200  # long-lived memories listed at most (oldest first); the budget usually stops sooner
 QUERY_CHARS = 2000  # the query is the latest user message's last this many characters
 
 
+def memory_profile(memory: Any, user_id: str, budget_tokens: int) -> Any:
+    """`Memory.profile()` of the user (a key's `ScopedMemory`: of its Memory; the user was
+    checked against the key already), or None when the config turns the profile off."""
+    target = memory.memory if isinstance(memory, ScopedMemory) else memory
+    if not target.config.profile:
+        return None
+    return target.profile(user_id, budget_tokens=min(budget_tokens, target.config.profile_budget_tokens))
+
+
 class Injector:
-    def __init__(self, *, profile: Profile | None = None, split: bool = False) -> None:
+    """`profile`: how to read the user's profile (default `Memory.profile()`; None: no
+    profile section). `split`: the query's memories in a message of their own."""
+
+    def __init__(self, *, profile: ProfileOf | None = memory_profile, split: bool = False) -> None:
         self.profile = profile
         self.split = split  # the query's memories in a message of their own, before the latest user message
 
@@ -34,14 +44,17 @@ class Injector:
         query = " ".join(layout.message_text(latest).split())[-QUERY_CHARS:] if latest is not None else ""
         stable_budget = layout.stable_budget(budget_tokens)
         sections: list[layout.Section] = []
-        if self.profile is not None:
-            profiled = layout.section(layout.PROFILE_TITLE, self.profile(memory, user_id), stable_budget)
+        shown: set[str] = set()
+        if self.profile is not None and stable_budget >= 1:
+            profiled = layout.profile_section(self.profile(memory, user_id, stable_budget))
             if profiled is not None:
                 sections.append(profiled)
+                shown.update(profiled.ids)
                 stable_budget -= layout.budget_used(profiled)
         listed = memory.list(user_id=user_id, filters={"kind": {"in": list(layout.STABLE_KINDS)}},
                              limit=min(STABLE_LIMIT, memory.config.max_limit))
-        stable = layout.section(layout.STABLE_TITLE, [layout.hit_of(r) for r in listed], stable_budget)
+        stable = layout.section(layout.STABLE_TITLE, [layout.hit_of(r) for r in listed if r.id not in shown],
+                                stable_budget)
         if stable is not None:
             sections.append(stable)
         left = layout.query_budget(budget_tokens, sections)

@@ -2,8 +2,9 @@
 in what order, within what budget.
 
 Laid out stable-prefix-first, so that a server with prefix caching reads it once and
-reuses it across turns: the profile (a hook, see `Injector`), then the user's long-lived
-memories (facts and preferences, oldest first: a new one joins at the end), then the
+reuses it across turns: the profile (`Memory.profile()`, grouped by topic), then the
+user's other long-lived memories (facts and preferences, oldest first: a new one joins
+at the end), then the
 memories that match the latest user message (they change every turn, so they come
 last). Every memory line is rendered by engramdb/block.py (through
 `retrieval.assemble`): stored text stays inside its `- ` line; the section titles are
@@ -32,11 +33,12 @@ DEFAULT_BUDGET_TOKENS = 1500
 
 @dataclass(frozen=True)
 class Section:
-    """One titled part of the message: its title and its memory lines (block.py's)."""
+    """One titled part of the message: its title, its memory lines (block.py's) and the
+    ids of the memories they show."""
 
     title: str
     lines: tuple[str, ...]
-    hits: tuple[Hit, ...]
+    ids: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class Injection:
 
     @property
     def count(self) -> int:
-        return sum(len(s.hits) for s in self.sections)
+        return sum(len(s.ids) for s in self.sections)
 
 
 def hit_of(record: Record) -> Hit:
@@ -76,7 +78,15 @@ def rendered(title: str, text: str, shown: Sequence[Hit]) -> Section | None:
         return None
     lines = text.split("\n")
     assert lines[0] == PREAMBLE  # block.render's first line; the message has it once
-    return Section(title, tuple(lines[1:]), tuple(shown))
+    return Section(title, tuple(lines[1:]), tuple(h.id for h in shown))
+
+
+def profile_section(profile: Any) -> Section | None:
+    """`Memory.profile()`'s block (living/profile.py renders it over block.py) as the
+    first section: its lines, without its own preamble line (the message has one)."""
+    if profile is None or not profile.text or not profile.items:
+        return None
+    return Section(PROFILE_TITLE, tuple(profile.text.split("\n")[1:]), tuple(i.memory_id for i in profile.items))
 
 
 def stable_budget(budget_tokens: int) -> int:
