@@ -70,6 +70,27 @@ class Config:
     topics: bool = False
     topic_min_sessions: int = 2
     topic_max: int = 24  # topics kept per user and agent, the most recurring first
+    # Vitals (living/vitals.py): each memory's strength, last recall and utility. `vitals`
+    # records recalls (what search / recall / context return, written in the background)
+    # and confirmations; `decay` archives derived memories whose retention
+    # exp(-Δt / (tau · strength)) falls below `decay_threshold`, checked every
+    # `decay_interval_s` (never deletes; turns are never archived). Decay is off by
+    # default: on LoCoMo in simulated time (conversation 1, questions asked the day after
+    # its last session) it archived 40 of 71 derived memories and cost recall() R≤2000
+    # 0.896 -> 0.886, multi-hop 0.716 -> 0.667 (`python -m engramdb.bench.decay 1 DIR`,
+    # docs/benchmarks.md). LoCoMo never recalls between sessions, so nothing there is
+    # reinforced: it measures only the cost of fading, not what recall keeps.
+    vitals: bool = True
+    decay: bool = False
+    decay_tau_days: float = 30.0
+    decay_threshold: float = 0.05
+    decay_interval_s: float = 3600.0
+    # How much utility (feedback) and retention move a memory's search score: × (1 + w ·
+    # utility) and × (1 - w · (1 - retention)). None: they do not enter ranking (retention
+    # at 0.3 changed no LoCoMo budget row and cost R@5 0.004, docs/benchmarks.md; no
+    # benchmark we hold has feedback to measure utility with).
+    utility_weight: float | None = None
+    retention_weight: float | None = None
     # Vector index: exact search up to this many vectors in a user's scope, HNSW above.
     ann_threshold: int = 20_000
     # SQLite.
@@ -114,6 +135,13 @@ class Config:
             raise ConfigError(f"config max_backlog_age_s must be a positive number or None, got {age!r}")
         if not self.thought_merge_threshold <= 1:
             raise ConfigError(f"config thought_merge_threshold must be at most 1, got {self.thought_merge_threshold!r}")
+        if not self.decay_threshold < 1:
+            raise ConfigError(f"config decay_threshold must be below 1, got {self.decay_threshold!r}")
+        for name in ("utility_weight", "retention_weight"):
+            weight = getattr(self, name)
+            if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                       or not 0 <= weight <= 1):
+                raise ConfigError(f"config {name} must be a number from 0 to 1 or None, got {weight!r}")
         if not isinstance(self.embedder, str) or not self.embedder:
             raise ConfigError("config embedder must be a non-empty string")
         if not (self.extractor in (None, "offline", "fake", "none")

@@ -13,18 +13,21 @@ import base64
 import json
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
+from .clock import normalize_ts
 from .errors import InvalidInputError, StorageError
+from .living.vitals import STATES, Vitals
 from .stores.base import ExportedRecord
 from .types import Record, Scope, Version
 
 FORMAT = "engram-cube"
 VERSION = 1
+OPTIONAL_RECORD_FIELDS = {"state"}  # a cube written before they existed lacks them (the defaults)
 
 
 def write(path: str | os.PathLike, items: Iterable[ExportedRecord], *, scope: Scope, embedder: tuple[str, int],
@@ -61,7 +64,30 @@ def _encode(item: ExportedRecord) -> dict[str, Any]:
         "record": item.record.to_dict(),
         "vector": vector,
         "versions": [v.to_dict() for v in item.versions],
+        **({"vitals": item.vitals.to_dict()} if item.vitals is not None else {}),
     }
+
+
+def _vitals(raw: Any, memory_id: str) -> Vitals | None:
+    """A record's vitals in a cube (absent: it had none, or the cube predates them)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or set(raw) != {f.name for f in fields(Vitals)}:
+        raise ValueError("vitals fields differ")
+    vitals = Vitals(**raw)
+    if vitals.memory_id != memory_id:
+        raise ValueError("vitals name another memory")
+    if isinstance(vitals.strength, bool) or not isinstance(vitals.strength, (int, float)) or vitals.strength < 1:
+        raise ValueError("vitals strength must be a number of at least 1")
+    if not isinstance(vitals.utility, (int, float)) or not -1 <= vitals.utility <= 1:
+        raise ValueError("vitals utility must be between -1 and 1")
+    if vitals.last_recall is not None:
+        vitals = replace(vitals, last_recall=normalize_ts(vitals.last_recall, field="last_recall"))
+    for name in ("recalls", "confirmations", "used", "unused"):
+        value = getattr(vitals, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"vitals {name} must be a count")
+    return vitals
 
 
 def read(path: str | os.PathLike) -> tuple[dict[str, Any], list[ExportedRecord]]:
@@ -95,9 +121,11 @@ def _parse(fh: TextIO, name: str) -> tuple[dict[str, Any], list[ExportedRecord]]
             if data.get("type") != "record":
                 raise ValueError(f"unknown line type {data.get('type')!r}")
             raw = data["record"]
-            if set(raw) != record_fields:
+            if set(raw) != record_fields and set(raw) | OPTIONAL_RECORD_FIELDS != record_fields:
                 raise ValueError(f"record fields differ: {sorted(set(raw) ^ record_fields)}")
             record = Record(**raw)
+            if record.state not in STATES or record.state == "erased":
+                raise ValueError(f"record state {record.state!r} is not one of {list(STATES[:-1])}")
             Scope(record.user_id, record.agent_id, record.session_id)
             if not isinstance(record.text, str) or not record.text:
                 raise ValueError("record text must be a non-empty string")
@@ -106,6 +134,7 @@ def _parse(fh: TextIO, name: str) -> tuple[dict[str, Any], list[ExportedRecord]]
                 if set(v) != version_fields:
                     raise ValueError("version fields differ")
                 versions.append(Version(**v))
+            vitals = _vitals(data.get("vitals"), record.id)
             vector = None
             if data.get("vector") is not None:
                 vector = np.frombuffer(base64.b64decode(data["vector"], validate=True), dtype=np.float32)
@@ -113,7 +142,7 @@ def _parse(fh: TextIO, name: str) -> tuple[dict[str, Any], list[ExportedRecord]]
                     raise ValueError(f"vector has {len(vector)} dimensions, header says {dim}")
         except (ValueError, KeyError, TypeError, AttributeError, InvalidInputError) as exc:
             raise InvalidInputError(f"{name} line {number}: {exc}") from None
-        items.append(ExportedRecord(record=record, vector=vector, versions=versions))
+        items.append(ExportedRecord(record=record, vector=vector, versions=versions, vitals=vitals))
     return header, items
 
 

@@ -22,6 +22,8 @@ from . import guard
 from .lifecycle.runner import shared_extractors
 from .living.reader import profile_cost, profile_share, read_profile
 from .living.topics import TopicLane
+from .lifecycle.vitals_lane import Decay, VitalsLane
+from .living.vitals import ACTIVE, ARCHIVED, RECALLED_BY_ID, Vitals, reranked
 from .extract import make_extractor
 from .extract.isolated import IsolatedExtractor
 from .config import Config
@@ -35,7 +37,7 @@ from .providers import Embedder, make_embedder
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.base import REFLECT
-from .stores.filters import FLAGGED, Condition, current, valid_at
+from .stores.filters import FLAGGED, Condition, current, unarchived, valid_at
 from .stores.filters import parse as parse_filters
 from .types import MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, Version, check_strings, check_text
 
@@ -99,6 +101,9 @@ class Memory:
         self._distiller: Distiller | None = None
         self._topic_lane: TopicLane | None = None
         self._reflector: Reflector | None = None
+        self._vitals_lane: VitalsLane | None = None
+        if self.config.decay and not read_only:
+            self._vitals().start()  # the decay sweep runs in the background from now on
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
 
@@ -135,6 +140,19 @@ class Memory:
                                              max_topics=self.config.topic_max,
                                              distilled=self._extractor_name() != "none")
         self._topic_lane.touch(user_id, agent_id)
+    def _vitals(self) -> VitalsLane:
+        """The vitals lane (recalls written in the background, the decay sweep), made on first use."""
+        with self._ready_lock:
+            if self._vitals_lane is None:
+                c = self.config
+                decay = Decay.of(c.decay_tau_days, c.decay_threshold, c.decay_interval_s) if c.decay else None
+                self._vitals_lane = VitalsLane(self._store, self._clock, decay=decay)
+            return self._vitals_lane
+
+    def _recalled(self, user_id: str, hits: list[Hit], query: str | None) -> None:
+        """Note what a read returned (written later, off the read path)."""
+        if self.config.vitals and not self.read_only:
+            self._vitals().note(user_id, [h.id for h in hits], query)
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -252,7 +270,7 @@ class Memory:
                reason: str | None = None) -> Record:
         """Replace a memory's text (the old text stays in history)."""
         self._check_writable("update")
-        current = self.get(id, user_id=user_id)
+        current = self._find(id, user_id)
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError("text must be a non-empty string")
         if len(text) > self.config.max_message_chars:
@@ -273,7 +291,7 @@ class Memory:
     def delete(self, id: str, *, user_id: str | None = None) -> None:
         """Erase a memory: its text leaves the store, its indexes and its history."""
         self._check_writable("delete")
-        current = self.get(id, user_id=user_id)
+        current = self._find(id, user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
         self._rederive()
         self._touch_topics(current.user_id, current.agent_id)
@@ -303,6 +321,17 @@ class Memory:
     # -- reads -------------------------------------------------------------------------
 
     def get(self, id: str, *, user_id: str | None = None) -> Record:
+        """One memory by id. Fetching an archived memory by its id recalls it: it is
+        active again (history: 'revive', recalled by id)."""
+        found = self._find(id, user_id)
+        if found.state == ARCHIVED and not self.read_only:
+            at = format_ts(self._clock.now())
+            if self._store.set_state([(found.id, RECALLED_BY_ID)], ACTIVE, at=at, actor=user_id):
+                self._store.reinforce({found.id: 1}, at=at, how="recall")
+            found = self._find(id, user_id)
+        return found
+
+    def _find(self, id: str, user_id: str | None) -> Record:
         _check_memory_id(id)
         found = self._store.get(id, user_id=user_id)
         if found is None:
@@ -320,13 +349,16 @@ class Memory:
         filters: Mapping[str, Any] | None = None,
         as_of: str | None = None,
         include_retired: bool = False,
+        include_archived: bool = False,
     ) -> list[Record]:
         """Memories of a scope in time order, a page at a time: the current ones, with
-        `as_of` those true then, with `include_retired` also the superseded and retracted."""
+        `as_of` those true then, with `include_retired` also the superseded and retracted,
+        with `include_archived` also those decay archived (`Record.state`)."""
         scope = Scope(user_id, agent_id, session_id)
         _check_int("limit", limit, 1, self.config.max_limit)
         _check_int("offset", offset, 0, 2**62)
-        conditions = _in_time(_filters(filters), as_of, include_retired)
+        _check_bool("include_archived", include_archived)
+        conditions = _unarchived(_in_time(_filters(filters), as_of, include_retired), include_archived)
         return self._store.list(scope, conditions, limit, offset)
 
     def history(self, id: str, *, user_id: str | None = None) -> list[Version]:
@@ -350,14 +382,27 @@ class Memory:
         agent_id: str | None = None,
         as_of: str | None = None,
         include_retired: bool = False,
+        include_archived: bool = False,
     ) -> list[Hit]:
         """The memories that best match `query`: keyword (BM25) and dense candidates, fused
         by RRF with their sessions' ranks, the speakers and the dates the query names
-        (retrieval.fuse)."""
+        (retrieval.fuse). Each hit counts as a recall of it (vitals, written later);
+        archived memories are left out unless `include_archived`."""
+        hits = self._search(query, user_id=user_id, limit=limit, filters=filters, session_id=session_id,
+                            agent_id=agent_id, as_of=as_of, include_retired=include_retired,
+                            include_archived=include_archived)
+        self._recalled(user_id, hits, query)
+        return hits
+
+    def _search(self, query: str, *, user_id: str, limit: int, filters: Mapping[str, Any] | None,
+                session_id: str | None, agent_id: str | None, as_of: str | None, include_retired: bool = False,
+                include_archived: bool = False) -> list[Hit]:
         scope = Scope(user_id, agent_id, session_id)
         _check_query(query, self.config.max_query_chars)
         _check_int("limit", limit, 1, self.config.max_limit)
-        conditions = self._trusted(_searchable(_in_time(_filters(filters), as_of, include_retired)))
+        _check_bool("include_archived", include_archived)
+        conditions = self._trusted(_unarchived(_searchable(_in_time(_filters(filters), as_of, include_retired)),
+                                               include_archived))
         depth = max(self.config.candidates, 2 * limit)
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
@@ -369,8 +414,19 @@ class Memory:
             raise
         keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
-        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k), records)[:limit]
-        return [_hit(records[item.rowid], item.score) for item in fused if item.rowid in records]
+        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k), records)
+        scored = [(item.rowid, item.score) for item in fused if item.rowid in records]
+        if self.config.utility_weight or self.config.retention_weight:
+            scored = self._by_use(scored[:max(2 * limit, 50)], records)
+        return [_hit(records[rowid], score) for rowid, score in scored[:limit]]
+
+    def _by_use(self, scored: list[tuple[int, float]], records: dict[int, Record]) -> list[tuple[int, float]]:
+        """Scores adjusted by utility and retention (Config.utility_weight, retention_weight)."""
+        vitals = self._store.vitals([records[rowid].id for rowid, _ in scored])
+        return reranked(scored, {rowid: vitals[r.id] for rowid, r in records.items() if r.id in vitals},
+                        now=self._clock.now(), recorded_at={rowid: r.recorded_at for rowid, r in records.items()},
+                        tau_s=self.config.decay_tau_days * 86_400, utility_weight=self.config.utility_weight,
+                        retention_weight=self.config.retention_weight)
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
@@ -396,17 +452,19 @@ class Memory:
             return self._with_profile(query, user_id=user_id, budget_tokens=budget_tokens, session_id=session_id,
                                       agent_id=agent_id, filters=filters, as_of=as_of)
         scope = Scope(user_id, agent_id, session_id)
-        conditions = self._trusted(_in_time(_filters(filters), as_of))
+        conditions = self._trusted(_unarchived(_in_time(_filters(filters), as_of), False))
         whole = self._whole_scope(scope, conditions, budget_tokens)
         if whole is not None:
             text, hits, complete = assemble(whole, budget_tokens, query)
             if complete:
+                self._recalled(user_id, hits, query)
                 return Recall(text, hits, complete=True)
-        hits = self.search(
+        hits = self._search(
             query, user_id=user_id, limit=min(self.config.max_limit, max(20, budget_tokens // 10)),
             filters=filters, session_id=session_id, agent_id=agent_id, as_of=as_of,
         )
         text, chosen, _ = assemble(hits, budget_tokens, query)
+        self._recalled(user_id, chosen, query)  # what the block holds was recalled, not every candidate
         return Recall(text, chosen, complete=False)
 
     def profile(self, user_id: str, *, agent_id: str | None = None, budget_tokens: int | None = None,
@@ -469,6 +527,39 @@ class Memory:
                 self._query_cache.popitem(last=False)
         return vector
 
+    # -- vitals ------------------------------------------------------------------------
+
+    def feedback(self, query: str, *, used: Any = None, unused: Any = None, user_id: str | None = None) -> None:
+        """Which memories an answer to `query` actually used (cited) and which it was given
+        but did not: each one's utility moves towards +1 (used) or -1 (unused)
+        (living/vitals.py); a used memory counts as recalled too. The query is checked,
+        not stored. Unknown ids (or another user's) are a NotFoundError, nothing written."""
+        self._check_writable("feedback")
+        _check_query(query, self.config.max_query_chars)
+        used_ids, unused_ids = _id_list("used", used or ()), _id_list("unused", unused or ())
+        both = set(used_ids) & set(unused_ids)
+        if both:
+            raise InvalidInputError(f"memories cannot be both used and unused: {sorted(both)}")
+        if user_id is not None:
+            Scope(user_id)
+        wanted = [*used_ids, *unused_ids]
+        found = {r.id for r in self._store.records_by_ids(wanted, user_id)} if user_id is not None else {
+            i for i in wanted if self._store.get(i) is not None}
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFoundError(f"no memory with id {missing[0]!r}" + (f" (and {len(missing) - 1} more)"
+                                                                         if len(missing) > 1 else ""))
+        self._store.record_feedback({**{i: True for i in used_ids}, **{i: False for i in unused_ids}})
+        if used_ids:
+            self._store.reinforce({i: 1 for i in used_ids}, at=format_ts(self._clock.now()), how="recall")
+
+    def vitals(self, id: str, *, user_id: str | None = None) -> Vitals:
+        """What use and time did to a memory: strength, last recall, recalls,
+        confirmations, utility (living/vitals.py). Recalls noted but not yet written
+        (search writes them in the background; flush() waits) are not in it yet."""
+        found = self._find(id, user_id)
+        return self._store.vitals([found.id]).get(found.id, Vitals(found.id))
+
     # -- cubes -------------------------------------------------------------------------
 
     def export(self, path: str | os.PathLike, *, user_id: str, agent_id: str | None = None,
@@ -519,6 +610,10 @@ class Memory:
         start = time.monotonic()
         if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
             return False
+        if self._vitals_lane is not None:  # recalls noted so far, and a decay sweep that is due
+            self._vitals_lane.drain()
+            if self.config.decay and self._vitals_lane.sweep_due():
+                self._vitals_lane.sweep()
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         if self._topic_lane is not None and not self._topic_lane.wait(left):
             return False
@@ -557,6 +652,8 @@ class Memory:
                                         "write to it")
 
     def close(self) -> None:
+        if self._vitals_lane is not None:
+            self._vitals_lane.stop()
         if self._distiller is not None:
             self._distiller.stop()
         if self._topic_lane is not None:
@@ -591,7 +688,8 @@ def _rescope(item: ExportedRecord, user_id: str) -> ExportedRecord:
     sources = [rid if s == item.record.id else s for s in item.record.sources]
     record = replace(item.record, id=rid, user_id=user_id, sources=sources)
     versions = [replace(v, memory_id=rid) for v in item.versions]
-    return ExportedRecord(record=record, vector=item.vector, versions=versions)
+    vitals = None if item.vitals is None else replace(item.vitals, memory_id=rid)
+    return ExportedRecord(record=record, vector=item.vector, versions=versions, vitals=vitals)
 
 
 def _check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -653,6 +751,28 @@ def _in_time(conditions: list, as_of: Any, include_retired: bool = False) -> lis
     if include_retired or any(c.field == "valid_to" for c in conditions):
         return conditions
     return [*conditions, current()]
+
+
+def _unarchived(conditions: list, include_archived: bool) -> list:
+    """Archived memories (faded by decay) are out unless asked for, or the caller's
+    filters name a state."""
+    if include_archived or any(c.field == "state" for c in conditions):
+        return conditions
+    return [*conditions, unarchived()]
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be True or False, got {type(value).__name__}")
+
+
+def _id_list(name: str, value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, set, frozenset)):
+        raise InvalidInputError(f"{name} must be a list of memory ids, got {type(value).__name__}")
+    ids = list(dict.fromkeys(value))
+    for item in ids:
+        _check_memory_id(item)
+    return ids
 
 
 def _searchable(conditions: list) -> list:

@@ -130,8 +130,10 @@ FILTERS = Param("filters", "json", None, help='A filter object, e.g. {"role": "u
                 "lte in nin).")
 AS_OF = Param("as_of", "timestamp", None, help="Answer as of this date (ISO 8601): what was true then.")
 RETIRED = Param("include_retired", "bool", False, help="Also superseded and retracted memories.")
+ARCHIVED = Param("include_archived", "bool", False, help="Also memories archived by decay (Config.decay).")
 BUDGET = Param("budget_tokens", "int", 1500, help="Token budget of the block.", flag="--budget")
 METADATA = Param("metadata", "json", None, help="A JSON object stored with every message.")
+PROFILE = Param("include_profile", "bool", False, help="Lead with the user's profile, paid from the budget.")
 
 NO_FILES = "names a file on the server's disk: the REST route carries the cube in the request or response body"
 OPERATOR = "an operator's command over the whole store, run where the store is (engram CLI)"
@@ -187,7 +189,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "list", "A scope's memories in time order, a page at a time.",
         (USER, AGENT, SESSION, Param("limit", "int", 100, help="Page size.", surface_default=20),
-         Param("offset", "int", 0, help="Skip this many."), FILTERS, AS_OF, RETIRED),
+         Param("offset", "int", 0, help="Skip this many."), FILTERS, AS_OF, RETIRED, ARCHIVED),
         returns="list[Record]", result="records", writes=False,
         cli=Form("list"), rest=Form("GET /v1/memories", extra=("cursor",)),
         mcp=Form("list_memories", title="List memories"),
@@ -203,7 +205,8 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "search", "The memories that best match a query (keywords and meaning, fused).",
-        (QUERY, USER, Param("limit", "int", 10, help="How many hits."), FILTERS, SESSION, AGENT, AS_OF, RETIRED),
+        (QUERY, USER, Param("limit", "int", 10, help="How many hits."), FILTERS, SESSION, AGENT, AS_OF, RETIRED,
+         ARCHIVED),
         returns="list[Hit]", result="hits", writes=False,
         cli=Form("search"), rest=Form("POST /v1/memories/search", derived=True),
         mcp=Form("recall", derived=True, title="Recall",
@@ -211,7 +214,7 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "context", "A prompt block of what matters for a query, within a token budget.",
-        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF),
+        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF, PROFILE),
         returns="str", result="context", writes=False,
         cli=Form("context"), rest=Form("POST /v1/context", derived=True),
         mcp=Form("context", derived=True, title="Context for a reply", help=(
@@ -221,13 +224,55 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "recall", "The prompt block of `context` with the memories in it, their sources, and whether the whole "
         "scope fit (`complete`).",
-        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF),
+        (QUERY, USER, BUDGET, SESSION, AGENT, FILTERS, AS_OF, PROFILE),
         returns="Recall", result="recall", writes=False,
         cli=Form("recall"),
         rest=Form("POST /v1/recall", derived=True),
         mcp=Form("context_with_sources", derived=True, title="Context with its sources", help=(
             "The block `context` gives, with the memories in it, the ids of the turns they came from "
             "(`sources`), and `complete`: whether the user's whole memory fit the budget.")),
+    ),
+    Operation(
+        "profile", "The user's current facts and preferences by topic (home, work, family, tastes, plans, …), "
+        "as a block and as items with their sources.",
+        (USER, AGENT, Param("budget_tokens", "int", None, help="Token budget of the profile (default: the "
+                            "config's profile_budget_tokens).", flag="--budget"), AS_OF),
+        returns="Profile", result="profile", writes=False,
+        cli=Form("profile", derived=True), rest=Form("GET /v1/profile", derived=True),
+        mcp=Form("profile", derived=True, title="The user's profile", help=(
+            "What is true of the user now (or `as_of` a date), by topic: home, work, family, health, tastes, "
+            "plans. Each item names the memories it rests on.")),
+    ),
+    # -- conclusions -------------------------------------------------------------------
+    Operation(
+        "think", "Store a conclusion reached about the user, resting on some of their memories: it is retired "
+        "when one of them stops being current and erased with an erased one.",
+        (Param("text", "text", help="The conclusion."), USER,
+         Param("sources", "ids", help="Ids of the user's memories or turns it rests on."),
+         Param("agent_id", "id", None, help="The agent that reached it.", flag="--agent"),
+         Param("session_id", "id", None, help="The session it was reached in.", flag="--session"),
+         Param("metadata", "json", None, help="A JSON object stored with the thought.")),
+        returns="Record", result="record", writes=True, idempotent=False,
+        cli=Form("think", derived=True), rest=Form("POST /v1/thoughts", derived=True),
+        mcp=Form("think", derived=True, title="Record a conclusion"),
+    ),
+    Operation(
+        "feedback", "Say which memories an answer to a query used (cited) and which it was given but did not: "
+        "each one's utility moves up or down.",
+        (QUERY, Param("used", "ids", None, help="Ids of the memories the answer used."),
+         Param("unused", "ids", None, help="Ids of the memories it was given but did not use."),
+         Param("user_id", "id", None, help="Whose memories.", flag="--user")),
+        returns="None", result="noted", writes=True, idempotent=False,
+        cli=Form("feedback", derived=True), rest=Form("POST /v1/feedback", derived=True),
+        mcp=Form("feedback", derived=True, title="Which memories an answer used"),
+    ),
+    Operation(
+        "vitals", "What use and time did to a memory: strength, last recall, recalls, confirmations, utility.",
+        (MEMORY_ID, USER_OPTIONAL),
+        returns="Vitals", result="vitals", writes=False, target="memory",
+        cli=Form("vitals", derived=True), rest=Form("GET /v1/memories/{memory_id}/vitals", derived=True),
+        mcp="a memory's figures are for people and programs inspecting the store (REST "
+            "/v1/memories/{memory_id}/vitals), not for an agent's context",
     ),
     # -- cubes -----------------------------------------------------------------------
     Operation(

@@ -121,6 +121,7 @@ class Record:
     updated_at: str
     seq: int  # order of arrival within the store
     expired_at: str | None = None  # when Engram retired it (superseded or retracted)
+    state: str = "active"  # active, archived, superseded, retracted, merged (living/vitals.py STATES)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

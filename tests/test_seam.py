@@ -16,7 +16,8 @@ from engramdb.stores.postgres import PostgresStore
 from engramdb.stores.sqlite import SQLiteStore
 
 PACKAGE = Path(engramdb.__file__).parent
-AGGREGATES = (base.Records, base.KeywordIndex, base.VectorIndex, base.Derivations, base.Jobs, base.Transfer)
+AGGREGATES = (base.Records, base.KeywordIndex, base.VectorIndex, base.Derivations, base.Jobs, base.Transfer,
+              base.VitalSigns)
 
 
 def declared(protocol: type) -> set[str]:

@@ -310,6 +310,7 @@ def test_stats(store):
     assert everything["records"] == 5
     assert everything["users"] == 2
     assert everything["by_kind"] == {"turn": 4, "fact": 1}
+    assert everything["by_state"] == {"active": 5}
     alice = store.stats("alice")
     assert alice["records"] == 4
     assert alice["sessions"] == 3  # s1, s2 and "no session"
@@ -878,3 +879,122 @@ def test_a_backlog_is_claimed_in_batches_of_one_scope_and_kind(store):
     assert [r.text for r in written] == ["The user said turn 0"]
     left = store.claim_job(now=ts(4), lease_until=ts(4, 1), batch=16)
     assert left.record_ids == [other.id] and left.also == ()
+
+
+# -- vitals and states (living/vitals.py, stores/vitals_sql.py) ---------------------------
+
+def test_vitals_grow_with_recalls_and_feedback_and_skip_what_is_gone(store):
+    from engramdb.living.vitals import Vitals
+
+    a, b = put(store, new("vital one"), new("vital two"))
+    assert store.vitals([a.id, b.id]) == {}  # never recalled: the defaults, no row
+    store.reinforce({a.id: 2, "mem_gone": 1}, at=ts(3))
+    store.reinforce({a.id: 1}, at=ts(2))  # an older recall does not move last_recall back
+    store.record_feedback({a.id: True, b.id: False, "mem_gone": True})
+    store.record_feedback({a.id: True})
+    got = store.vitals([a.id, b.id, "mem_gone"])
+    assert set(got) == {a.id, b.id}
+    assert got[a.id] == Vitals(a.id, strength=4.0, last_recall=ts(3), recalls=3, utility=pytest.approx(0.36),
+                               used=2)
+    assert got[b.id] == Vitals(b.id, utility=pytest.approx(-0.2), unused=1)
+
+
+def test_archive_and_revive_are_history_entries_and_only_move_between_active_and_archived(store):
+    from engramdb.living.vitals import ACTIVE, ARCHIVED
+
+    turn, = put(store, new("I keep bees"))
+    _, (fact,) = distil(store, new("I keep bees too", day=1), make=lambda turns: outcome(
+        derived("The user keeps bees", *turns)))
+    assert store.get(fact.id).state == ACTIVE
+    assert store.set_state([(fact.id, "faded"), ("mem_gone", "faded")], ARCHIVED, at=ts(5), actor=None) == [fact.id]
+    assert store.set_state([(turn.id, "not archived")], ACTIVE, at=ts(5), actor=None) == []  # active already
+    assert (store.get(fact.id).state, store.get(turn.id).state) == (ARCHIVED, ACTIVE)
+    assert store.set_state([(fact.id, "again")], ARCHIVED, at=ts(6), actor=None) == []  # already archived
+    assert store.list(Scope("alice"), parse({"state": "archived"}), 10, 0) == [store.get(fact.id)]
+    assert store.set_state([(fact.id, "recalled by id")], ACTIVE, at=ts(7), actor="alice") == [fact.id]
+    history = store.history(fact.id)
+    assert [(v.event, v.reason, v.at) for v in history] == [
+        ("add", None, AT), ("archive", "faded", ts(5)), ("revive", "recalled by id", ts(7))]
+    assert history[-1].text == fact.text and history[-1].actor == "alice"
+    with pytest.raises(ValueError):
+        store.set_state([(fact.id, "x")], "erased", at=ts(8), actor=None)
+
+
+def test_retirements_set_the_state_and_reinstatement_makes_it_active(store):
+    _, (paris,) = distil(store, new("I live in Paris"), make=lambda turns: outcome(
+        derived("The user lives in Paris", *turns, slot="user|residence")))
+    def berlin(turns):
+        memory = derived("The user lives in Berlin", *turns, slot="user|residence", day=5)
+        return outcome(memory, retirements=(Retirement(paris.id, ts(5), "supersede", superseded_by(memory.id)),))
+
+    (berlin_turn,), (moved,) = distil(store, new("I moved to Berlin", day=5), day=6, make=berlin)
+    assert (store.get(paris.id).state, store.get(moved.id).state) == ("superseded", "active")
+    assert store.delete(berlin_turn.id, at=ts(9), actor="alice")  # what superseded it is gone: true again
+    assert store.get(paris.id).state == "active"
+
+
+def test_decay_candidates_are_active_derived_memories_not_recalled_since(store):
+    from engramdb.living.vitals import ARCHIVED
+
+    turn, = put(store, new("an old turn"))
+    _, (old, recalled, archived) = distil(store, new("three facts"), make=lambda turns: outcome(
+        derived("old fact", *turns), derived("recalled fact", *turns), derived("archived fact", *turns)))
+    store.reinforce({recalled.id: 1, turn.id: 1}, at=ts(20))
+    store.set_state([(archived.id, "faded")], ARCHIVED, at=ts(2), actor=None)
+    page = store.decay_candidates(before=ts(10), after_rowid=0, limit=10)
+    assert [c.id for _, c in page] == [old.id]
+    (rowid, candidate), = page
+    assert (candidate.kind, candidate.state, candidate.recorded_at, candidate.strength, candidate.last_recall) == (
+        "fact", "active", AT, 1.0, None)
+    assert store.decay_candidates(before=ts(10), after_rowid=rowid, limit=10) == []
+    assert [c.id for _, c in store.decay_candidates(before=ts(21), after_rowid=0, limit=10)] == [old.id, recalled.id]
+
+
+def test_archived_memories_are_found_by_their_exact_text(store):
+    from engramdb.living.vitals import ARCHIVED
+
+    a, b = put(store, new("exact one"), new("exact two"))
+    store.set_state([(a.id, "faded"), (b.id, "faded")], ARCHIVED, at=ts(2), actor=None)
+    put(store, new("exact one", user="bob"))
+    assert store.archived_matching("alice", [content_hash("exact one"), content_hash("nothing")]) == [a.id]
+    assert store.archived_matching("bob", [content_hash("exact one")]) == []  # bob's is not archived
+
+
+def test_erasing_a_memory_erases_its_vitals_by_every_path(store):
+    turns = put(store, new("vitals a", session="s1"), new("vitals b", session="s2"), new("vitals c"),
+                new("vitals bob", user="bob"))
+    store.reinforce({t.id: 1 for t in turns}, at=ts(2))
+    store.record_feedback({t.id: True for t in turns})
+    store.delete(turns[0].id, at=ts(3), actor="alice")
+    store.forget(Scope("alice", session_id="s2"))
+    assert set(store.vitals([t.id for t in turns])) == {turns[2].id, turns[3].id}
+    store.forget(Scope("alice"))
+    assert set(store.vitals([t.id for t in turns])) == {turns[3].id}
+    store.reset()
+    assert store.vitals([t.id for t in turns]) == {}
+
+
+def test_export_import_and_migrate_carry_states_and_vitals(store_factory, tmp_path):
+    from engramdb import cube
+    from engramdb.living.vitals import ARCHIVED
+    from engramdb.stores.transfer import copy_store
+
+    source, target, moved = store_factory(), store_factory(), store_factory()
+    _, (kept, faded) = distil(source, new("two facts"), make=lambda turns: outcome(
+        derived("kept fact", *turns), derived("faded fact", *turns)))
+    source.reinforce({kept.id: 3}, at=ts(4))
+    source.record_feedback({kept.id: True, faded.id: False})
+    source.set_state([(faded.id, "retention 0.01 below 0.05")], ARCHIVED, at=ts(9), actor=None)
+    path = tmp_path / "vitals.cube.jsonl"
+    cube.write(path, source.export(Scope("alice")), scope=Scope("alice"), embedder=(EMBED.name, EMBED.dim),
+               exported_at=AT)
+    _, items = cube.read(path)
+    target.import_records(items, np.stack([i.vector for i in items]))
+    copy_store(source, moved)
+    ids = [i.record.id for i in items]
+    for other in (target, moved):
+        assert other.vitals(ids) == source.vitals(ids) and len(other.vitals(ids)) == 2
+        assert [other.get(i).state for i in ids] == [source.get(i).state for i in ids]
+        assert other.get(faded.id).state == ARCHIVED
+        assert other.history(faded.id) == source.history(faded.id)
+        assert other.stats("alice")["by_state"] == {"active": 2, "archived": 1}

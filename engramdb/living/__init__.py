@@ -1,6 +1,8 @@
-"""Living memory: what Engram assembles and forms from the memories it holds, built on
-the lifecycle engine (typed links, job kinds, the derivation rule). `profile`: the
-current facts and preferences of a scope by topic (assembled at read time); `topics`:
-one derived memory per recurring topic across sessions (built by a background job);
-`thoughts`, `thinking`, `reflection`: conclusions an agent (or, with an LLM, a
-reflection job) reached, linked to what they rest on."""
+"""Living memory: what Engram assembles and forms from the memories it holds, and what
+use and time do to them, built on the lifecycle engine (typed links, job kinds, the
+derivation rule). `profile`: the current facts and preferences of a scope by topic
+(assembled at read time); `topics`: one derived memory per recurring topic across
+sessions (built by a background job); `thoughts`, `thinking`, `reflection`: conclusions
+an agent (or, with an LLM, a reflection job) reached, linked to what they rest on;
+`vitals`: strength, retention, utility and states (pure decisions; the stores execute
+them and the lifecycle lanes schedule them)."""

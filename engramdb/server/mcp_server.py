@@ -144,12 +144,13 @@ def build_mcp(registry: TenantRegistry, *, default: Principal | None) -> MCPServ
                       filters: Annotated[dict[str, Any] | None, Field(description=ops.FILTERS.help)] = None,
                       as_of: Annotated[str | None, Field(description=ops.AS_OF.help)] = None,
                       include_retired: Annotated[bool, Field(description=ops.RETIRED.help)] = False,
+                      include_archived: Annotated[bool, Field(description=ops.ARCHIVED.help)] = False,
                       ) -> dict[str, Any]:
         """The user's memories in time order, a page at a time."""
         with _errors():
             records = memory(ctx).list(user_id=user_id, limit=limit, offset=offset, session_id=session_id,
                                        agent_id=agent_id, filters=_shallow("filters", filters), as_of=as_of,
-                                       include_retired=include_retired)
+                                       include_retired=include_retired, include_archived=include_archived)
             return {"records": [r.to_dict() for r in records],
                     "next_offset": offset + len(records) if len(records) == limit else None}
 

@@ -327,6 +327,7 @@ def _add_routes(app: FastAPI) -> None:
                       filters: Annotated[str | None, Query(description="A JSON filter object, as for search.")] = None,
                       as_of: Annotated[str | None, Query(max_length=64, description=ops.AS_OF.help)] = None,
                       include_retired: Annotated[bool, Query(description=ops.RETIRED.help)] = False,
+                      include_archived: Annotated[bool, Query(description=ops.ARCHIVED.help)] = False,
                       ) -> Any:
         """A scope's memories in time order, a page at a time: pass `next_cursor` back as `cursor`."""
         if cursor is not None and offset is not None:
@@ -336,7 +337,7 @@ def _add_routes(app: FastAPI) -> None:
         probe = limit + 1 if 0 < limit < max_limit else limit  # one more row tells whether a next page exists
         records = memory.list(user_id=user_id, agent_id=agent_id, session_id=session_id, limit=probe,
                               offset=start, filters=_json_filters(filters), as_of=as_of,
-                              include_retired=include_retired)
+                              include_retired=include_retired, include_archived=include_archived)
         more = len(records) > limit or (probe == limit == len(records))
         records = records[:limit]
         following = start + len(records) if more else None

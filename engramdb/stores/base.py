@@ -5,12 +5,13 @@ Every read takes the caller's Scope and never returns rows outside it."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from ..living.vitals import Candidate, Vitals
 from ..types import Record, Scope, ScoredId, Version
 from .filters import Condition
 
@@ -106,6 +107,7 @@ class ExportedRecord:
     record: Record
     vector: np.ndarray | None
     versions: list[Version]
+    vitals: Vitals | None = None  # None: never recalled, confirmed or given feedback
 
 
 class Records(Protocol):
@@ -176,7 +178,19 @@ class Transfer(Protocol):
     def import_tombstones(self, items: Sequence[tuple[str, list[Version]]]) -> int: ...
 
 
-class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, Protocol):
+class VitalSigns(Protocol):
+    """What use and time did to memories (living/vitals.py decides; vitals_sql.py writes)."""
+
+    def reinforce(self, counts: Mapping[str, int], *, at: str, how: str = "recall") -> None: ...
+    def record_feedback(self, outcomes: Mapping[str, bool]) -> None: ...
+    def vitals(self, ids: Sequence[str]) -> dict[str, Vitals]: ...
+    def set_state(self, changes: Sequence[tuple[str, str]], state: str, *, at: str,
+                  actor: str | None) -> list[str]: ...
+    def archived_matching(self, user_id: str, content_hashes: Sequence[str]) -> list[str]: ...
+    def decay_candidates(self, *, before: str, after_rowid: int, limit: int) -> list[tuple[int, Candidate]]: ...
+
+
+class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, VitalSigns, Protocol):
     """Every backend, whole: the aggregates above, compaction and closing. Nothing
     outside stores/ calls a store method this does not declare (tests/test_seam.py)."""
 

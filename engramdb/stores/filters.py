@@ -19,7 +19,7 @@ from typing import Any
 from ..clock import normalize_ts
 from ..errors import InvalidInputError
 
-COLUMNS = {"kind", "role", "name", "session_id", "agent_id", "created_at", "valid_to", "id"}
+COLUMNS = {"kind", "role", "name", "session_id", "agent_id", "created_at", "valid_to", "id", "state"}
 TIME_COLUMNS = {"created_at", "valid_to"}
 OPERATORS = {"eq": "=", "ne": "!=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "in": "IN", "nin": "NOT IN"}
 _META_KEY = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -38,6 +38,11 @@ def valid_at(timestamp: str) -> "Condition":
 def current() -> "Condition":
     """What is true now: never superseded or retracted."""
     return Condition("valid_to", "eq", None)
+
+
+def unarchived() -> "Condition":
+    """Not archived by decay (living/vitals.py): what search and list give by default."""
+    return Condition("state", "ne", "archived")
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ import numpy as np
 from ..keys import content_hash
 from ..lifecycle.engine import retired_entry
 from ..lifecycle.policy import Derived, Link, Retired
+from ..living.vitals import RETIRED_STATES
 from ..types import Record, Scope
 from . import thoughts_sql
 from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
+from .vitals_sql import confirm_again
 
 CHUNK = 500
 REDERIVED = "re-derived from its sources"
@@ -222,8 +224,8 @@ class SQLLifecycle:
                 f"SELECT id, user_id, content_hash FROM records WHERE {where} AND valid_to IS NULL ORDER BY id"
                 f"{self.d.lock}", params)
         for id, _, _ in rows:
-            self._run("UPDATE records SET valid_to = ?, expired_at = ?, updated_at = ? WHERE id = ?",
-                      (valid_to, at, at, id))
+            self._run("UPDATE records SET valid_to = ?, expired_at = ?, updated_at = ?, state = ? WHERE id = ?",
+                      (valid_to, at, at, RETIRED_STATES[event], id))
             for cause in causes:
                 self._run("INSERT INTO links (src, type, dst) VALUES (?, ?, ?) ON CONFLICT (src, type, dst) DO NOTHING",
                           (cause, CAUSE_LINKS[event], id))
@@ -283,7 +285,8 @@ class SQLLifecycle:
             where, params = self._in("id", chunk)
             rows += self._rows(f"SELECT id, user_id, content_hash FROM records WHERE {where} ORDER BY id", params)
         for id, _, _ in rows:
-            self._run("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = ? WHERE id = ?", (at, id))
+            self._run("UPDATE records SET valid_to = NULL, expired_at = NULL, updated_at = ?, state = 'active' "
+                      "WHERE id = ?", (at, id))
             self._run("DELETE FROM links WHERE dst = ? AND type IN ('supersedes', 'retracts')", (id,))
         self._add_versions([(id, user_id, "reinstate", digest, at, actor, reason) for id, user_id, digest in rows])
         thoughts_sql.sources_reinstated(self, [row[0] for row in rows], at=at, actor=actor)
@@ -343,6 +346,8 @@ class SQLLifecycle:
                 if turn_id in live:
                     self.link(memory_id, turn_id, suffices=(memory_id, turn_id) in outcome.sufficient)
             self.narrow_sources([memory_id])
+        if job.kind == DISTILL:  # said again by new turns (a re-derivation only says it again)
+            confirm_again(self.conn, self.d, outcome.confirmations, at=at, actor=actor)
         if again:
             self.enqueue(job.scope, list(again), at=at, kind=REDERIVE)
         for job_id in job.ids:

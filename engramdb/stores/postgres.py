@@ -41,6 +41,7 @@ from .postgres_connection import driver_message as _message
 from .postgres_connection import redact as _redact
 from .migrations import pending
 from .postgres_schema import MIGRATIONS
+from .vitals_sql import SQLVitals, SQLVitalSigns
 
 T = TypeVar("T")
 
@@ -50,6 +51,7 @@ MAX_HNSW_DIM = 2000  # pgvector cannot index more dimensions of `vector`
 RECORD_COLUMNS = (
     "r.rowid, r.id, r.user_id, r.agent_id, r.session_id, r.kind, r.role, r.name, r.text, r.sources, r.metadata, "
     "r.created_at, r.valid_to, r.recorded_at, r.updated_at, r.expired_at"
+    ", r.state"
 )
 VERSION_COLUMNS = "memory_id, version, event, text, content_hash, at, actor, reason"
 BIG_SCOPE_TTL_S = 60.0
@@ -140,7 +142,9 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore(SQLJobs, SQLThoughts):
+class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns):
+    _vitals_dialect = POSTGRES
+
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
                  connect_timeout: int = 10, ann_threshold: int = 20_000, read_only: bool = False) -> None:
         self.schema = check_schema_name(DEFAULT_SCHEMA if schema is None else schema)
@@ -701,6 +705,7 @@ class PostgresStore(SQLJobs, SQLThoughts):
                     params + [last],
                 ).fetchall()
                 histories = _histories(conn, [row[1] for row in rows])
+                vitals = SQLVitals(conn, POSTGRES).vitals([row[1] for row in rows])
             if not rows:
                 return
             for row in rows:
@@ -709,6 +714,7 @@ class PostgresStore(SQLJobs, SQLThoughts):
                     record=record,
                     vector=None if vec is None else np.asarray(vec.to_numpy(), dtype=np.float32),
                     versions=histories.get(record.id, []),
+                    vitals=vitals.get(record.id),
                 )
             last = rows[-1][0]
 
@@ -724,6 +730,10 @@ class PostgresStore(SQLJobs, SQLThoughts):
                 )
                 if self._insert_one(conn, new, vec, rec.updated_at, rec.expired_at) is None:
                     continue  # that id exists: skipped
+                if rec.state != "active":
+                    conn.execute("UPDATE records SET state = %s WHERE id = %s", (rec.state, rec.id))
+                if item.vitals is not None:
+                    SQLVitals(conn, POSTGRES).write([item.vitals])
                 conn.execute("DELETE FROM versions WHERE memory_id = %s", (rec.id,))
                 versions = item.versions or [
                     Version(rec.id, 1, "add", None, content_hash(rec.text), rec.recorded_at, None, None)
@@ -844,6 +854,8 @@ class PostgresStore(SQLJobs, SQLThoughts):
                 "by_kind": kinds,
                 "sessions": sessions,
                 "schema": [row[0] for row in conn.execute("SELECT name FROM schema_migrations ORDER BY name")],
+                "by_state": dict(conn.execute(f"SELECT state, count(*) FROM records {where} GROUP BY state",
+                                              params).fetchall()),
             }
             if user_id is None:
                 out["users"] = conn.execute("SELECT count(DISTINCT user_id) FROM records").fetchone()[0]
@@ -966,9 +978,9 @@ def _scored(rows: Sequence[tuple]) -> list[ScoredId]:
 
 def _record(row: tuple) -> Record:
     (rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata,
-     created_at, valid_to, recorded_at, updated_at, expired_at) = row
+     created_at, valid_to, recorded_at, updated_at, expired_at) = row[:16]
     return Record(
         id=id, user_id=user_id, agent_id=agent_id, session_id=session_id, kind=kind, text=text, role=role,
         name=name, sources=sources, metadata=metadata, created_at=created_at, valid_to=valid_to,
-        recorded_at=recorded_at, updated_at=updated_at, seq=rowid, expired_at=expired_at,
+        recorded_at=recorded_at, updated_at=updated_at, seq=rowid, expired_at=expired_at, state=row[16],
     )

@@ -143,4 +143,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         ALTER TABLE jobs ADD COLUMN kind TEXT NOT NULL DEFAULT 'distill'
         """,
     ),
+    (
+        "0007_vitals",
+        """
+        ALTER TABLE records ADD COLUMN state TEXT NOT NULL DEFAULT 'active';
+        UPDATE records SET state = CASE (SELECT v.event FROM versions v WHERE v.memory_id = records.id
+            ORDER BY v.version DESC LIMIT 1) WHEN 'retract' THEN 'retracted' ELSE 'superseded' END
+            WHERE expired_at IS NOT NULL;
+        CREATE INDEX records_archived ON records (user_id, content_hash) WHERE state = 'archived';
+        CREATE TABLE vitals (
+            memory_id TEXT PRIMARY KEY REFERENCES records (id) ON DELETE CASCADE,
+            strength DOUBLE PRECISION NOT NULL DEFAULT 1,
+            last_recall TEXT,
+            recalls BIGINT NOT NULL DEFAULT 0,
+            confirmations BIGINT NOT NULL DEFAULT 0,
+            utility DOUBLE PRECISION NOT NULL DEFAULT 0,
+            used BIGINT NOT NULL DEFAULT 0,
+            unused BIGINT NOT NULL DEFAULT 0
+        )
+        """,
+    ),
 ]

@@ -34,6 +34,7 @@ from .filters import Condition, to_sql
 from .keywords import KEYWORD_WINDOW, query_words
 from .migrations import applied, migrate, pending, sqlite_target
 from .sqlite_schema import MIGRATIONS
+from .vitals_sql import SQLVitals, SQLVitalSigns
 from .vectors import Delta, ScopeState, VectorCache
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ T = TypeVar("T")
 RECORD_COLUMNS = (
     "rowid, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata, "
     "created_at, valid_to, recorded_at, updated_at, expired_at"
+    ", state"
 )
 
 
@@ -64,7 +66,9 @@ def fts_query(text: str) -> str | None:
 OVERFETCH = (1.25, 4)
 
 
-class SQLiteStore(SQLJobs, SQLThoughts):
+class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns):
+    _vitals_dialect = SQLITE
+
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,
                  read_only: bool = False) -> None:
         """Open (or create) the store at `path`. `read_only` opens an existing store with
@@ -775,12 +779,14 @@ class SQLiteStore(SQLJobs, SQLThoughts):
                     f"SELECT record_rowid, vec FROM vectors WHERE record_rowid IN ({marks})", rowids
                 ).fetchall()
             )
+            vitals = self.vitals([record.id for _, record in batch])
             for rowid, record in batch:
                 blob = vecs.get(rowid)
                 yield ExportedRecord(
                     record=record,
                     vector=np.frombuffer(blob, dtype=np.float32) if blob is not None else None,
                     versions=self.history(record.id),
+                    vitals=vitals.get(record.id),
                 )
             last = rowids[-1]
 
@@ -800,8 +806,10 @@ class SQLiteStore(SQLJobs, SQLThoughts):
                     ),
                     vec,
                 )
-                conn.execute("UPDATE records SET updated_at = ?, expired_at = ? WHERE id = ?",
-                             (rec.updated_at, rec.expired_at, rec.id))
+                conn.execute("UPDATE records SET updated_at = ?, expired_at = ?, state = ? WHERE id = ?",
+                             (rec.updated_at, rec.expired_at, rec.state, rec.id))
+                if item.vitals is not None:
+                    SQLVitals(conn, SQLITE).write([item.vitals])
                 conn.execute("DELETE FROM versions WHERE memory_id = ?", (rec.id,))
                 versions = item.versions or [
                     Version(rec.id, 1, "add", None, content_hash(rec.text), rec.recorded_at, None, None)
@@ -934,6 +942,8 @@ class SQLiteStore(SQLJobs, SQLThoughts):
                 f"SELECT count(DISTINCT coalesce(session_id, '')) FROM records {where}", params
             ).fetchone()[0],
             "schema": self.applied_migrations(),
+            "by_state": dict(conn.execute(f"SELECT state, count(*) FROM records {where} GROUP BY state",
+                                          params).fetchall()),
         }
         if user_id is None:
             out["users"] = conn.execute("SELECT count(DISTINCT user_id) FROM records").fetchone()[0]
@@ -1047,9 +1057,10 @@ def _where(scope: Scope, conditions: list[Condition], alias: str = "r") -> tuple
 
 def _record(row: tuple) -> Record:
     (_, id, user_id, agent_id, session_id, kind, role, name, text, sources, metadata,
-     created_at, valid_to, recorded_at, updated_at, expired_at) = row
+     created_at, valid_to, recorded_at, updated_at, expired_at) = row[:16]
     return Record(
         id=id, user_id=user_id, agent_id=agent_id, session_id=session_id, kind=kind, text=text, role=role,
         name=name, sources=json.loads(sources), metadata=json.loads(metadata), created_at=created_at,
         valid_to=valid_to, recorded_at=recorded_at, updated_at=updated_at, seq=row[0], expired_at=expired_at,
+        state=row[16],
     )

@@ -1,0 +1,1 @@
+"""Facades with other memory libraries' APIs over Engram, for code moving to it."""
