@@ -57,11 +57,12 @@ class Injector:
                                 stable_budget)
         if stable is not None:
             sections.append(stable)
+            shown.update(stable.ids)
         left = layout.query_budget(budget_tokens, sections)
         if query and left >= layout.MIN_BUDGET_TOKENS:
-            recalled = memory.recall(query, user_id=user_id, budget_tokens=left,
-                                     filters={"kind": {"nin": list(layout.QUERY_EXCLUDED)}})
-            hits = layout.not_in_conversation(recalled.hits, messages)
+            recalled = memory.recall(query, user_id=user_id, budget_tokens=left)
+            # Not twice: what the sections above show, and what the conversation already says.
+            hits = layout.not_in_conversation([h for h in recalled.hits if h.id not in shown], messages)
             found = (layout.rendered(layout.QUERY_TITLE, recalled.text, hits) if len(hits) == len(recalled.hits)
                      else layout.section(layout.QUERY_TITLE, hits, left, query))  # assembled again without them
             if found is not None:

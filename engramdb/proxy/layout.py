@@ -23,7 +23,6 @@ from ..retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, same_text_
 from ..types import Hit, Record
 
 STABLE_KINDS = ("fact", "preference")  # long-lived: they change when the user's life does
-QUERY_EXCLUDED = (*STABLE_KINDS, "summary")  # summaries answer "what happened then", not a message
 STABLE_SHARE = 0.4  # at most this share of the budget goes to the long-lived memories
 PROFILE_TITLE = "Profile:"
 STABLE_TITLE = "Long-lived memories, oldest first:"
