@@ -119,6 +119,9 @@ class Config:
     reflection: bool = True
     reflection_model: str | None = None
     reflect_every_turns: int = 10
+    # Proxy (`engram proxy`): the tokens of memory put into each conversation, unless a
+    # request sets its own (engramdb/proxy/).
+    proxy_budget_tokens: int = 1500
 
     def __post_init__(self) -> None:
         for f in fields(self):

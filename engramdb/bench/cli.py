@@ -338,6 +338,39 @@ def inspector(memories: int, loads: int, cache_dir: Path, as_json: bool) -> None
     click.echo(json.dumps(result) if as_json else table(result))
 
 
+@bench.command()
+@click.option("--requests", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Requests each way (straight to the upstream, and through the proxy).")
+@click.option("--preload", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Turns the user holds before the first request.")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--extractor", default="none", show_default=True,
+              help="Distillation of the stored exchanges while measuring: none, offline, fake.")
+@click.option("--budget", type=click.IntRange(min=34), default=1500, show_default=True,
+              help="Tokens of memory per request.")
+@click.option("--stream", is_flag=True, help="Streamed requests (time to the last chunk).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def proxy(requests: int, preload: int, embedder: str, extractor: str, budget: int, stream: bool,
+          as_json: bool) -> None:
+    """The latency `engram proxy` adds to a chat request, memory lookup included (p50/p95)."""
+    from .proxy import run
+
+    result = run(requests=requests, preload=preload, embedder=embedder, extractor=extractor, budget=budget,
+                 stream=stream)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{result['requests']} requests each way, {result['preload_turns']} turns preloaded, "
+               f"embedder {result['embedder']}, budget {result['budget_tokens']} tokens"
+               + (", streamed" if result["stream"] else "") + f"; memory injected in {result['injected']}; load average {result['load_average']} on "
+               f"{result['cpus']} CPUs")
+    for row in ("direct_ms", "proxied_ms", "added_ms", "lookup_ms"):
+        lat = result[row]
+        if lat is None:
+            continue
+        click.echo(f"{row.replace('_ms', ''):<9} p50 {lat['p50']:>7} ms   p95 {lat['p95']:>7} ms   max {lat['max']:>7} ms")
+
+
 def answer_table(answers: dict) -> list[str]:
     """One line per row (the same questions, reader and budget; only the context differs),
     then the rows per category."""
