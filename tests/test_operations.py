@@ -163,7 +163,7 @@ def test_every_tool_and_command_comes_from_a_row():
 
 def _sections(doc: str) -> dict[str, str]:
     """docs/cli.md's text under each `## engram NAME` heading (down to the next such heading)."""
-    parts = re.split(r"^##+ `?engram ([\w ]+?)`?\s*$", doc, flags=re.M)
+    parts = re.split(r"^##+ `?engram ([\w -]+?)`?\s*$", doc, flags=re.M)
     return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 
