@@ -53,6 +53,12 @@ class Config:
     # A claimed background job is another worker's to take once this long has passed
     # without it ending (its worker died): longer than any one job takes.
     job_lease_s: float = 300.0
+    # Notes and links (living/notes.py): every memory gets keywords, tags and a context
+    # line, and is linked to related memories, in the background (with distillation on).
+    notes: bool = True
+    # Search follows `relates_to` links: one more ranked list for fusion (retrieval.fuse).
+    # Off: not yet measured to earn its place on `engram bench locomo` (docs/benchmarks.md).
+    link_search: bool = False
     # Retrieval.
     # Memories flagged as carrying instructions (guard.py) are shown marked as untrusted;
     # True leaves them out of search and recall altogether (filters={"flagged": True} still finds them).
@@ -121,7 +127,8 @@ class Config:
     # `topics_after_turns` new turns, or when idle `topics_idle_s`; the decay sweep runs every
     # `decay_interval_s`, reflection every `reflect_every_turns`; flush() runs all that is
     # due, and every changed scope's topics unless `topics_at_flush` is False (a build reads
-    # the whole scope: `engram bench lifecycle`, docs/benchmarks.md). `Memory.jobs()["runs"]` shows the last `job_log` runs: what ran and why.
+    # the whole scope: `engram bench lifecycle`, docs/benchmarks.md). `Memory.jobs()["runs"]`
+    # shows the last `job_log` runs: what ran and why.
     distill_after_turns: int = 1
     distill_idle_s: float | None = None
     topics_after_turns: int | None = None
@@ -129,6 +136,9 @@ class Config:
     topics_every_s: float | None = 10.0
     topics_at_flush: bool = True  # flush() builds every changed scope's topics (False: only those due)
     job_log: int = 200
+    # Proxy (`engram proxy`): the tokens of memory put into each conversation, unless a
+    # request sets its own (engramdb/proxy/).
+    proxy_budget_tokens: int = 1500
 
     def __post_init__(self) -> None:
         for f in fields(self):
