@@ -376,7 +376,8 @@ def recall_table(result: dict) -> list[str]:
     lines = [
         f"LoCoMo: {result['conversations']} conversations, {result['turns']:,} turns, "
         f"{result['questions']:,} questions (categories 1-4); embedder {result['embedder']}; "
-        f"extractor {result.get('extractor', 'none')}, shape {result.get('shape', 'plain')}" + (f", derived {result['derived']}" if result.get("derived") else ""),
+        f"extractor {result.get('extractor', 'none')}, shape {result.get('shape', 'plain')}"
+        + (f", derived {result['derived']}" if result.get("derived") else ""),
         f"{'retriever':<17}" + "".join(f"{k:>8}" for k in keys) + f"{'multi≤2000':>11}{'p50 ms':>8}{'p95 ms':>8}",
     ]
     for name, row in result["rows"].items():
