@@ -24,6 +24,7 @@ from .types import AddResult, Hit, Recall, Record, Scope, Version
 
 if TYPE_CHECKING:
     from .aio import AsyncMemory
+    from .living.notes import Note, Related
     from .memory import Memory
 
 __version__ = "0.1.0"
@@ -31,10 +32,10 @@ __version__ = "0.1.0"
 __all__ = [
     "AddResult", "AsyncMemory", "Config", "ConfigError", "EngramError", "Hit", "InvalidInputError", "Memory",
     "MissingDependencyError", "NotFoundError", "ProviderError", "Recall", "Record", "Scope", "StorageError", "UsageError",
-    "Version",
+    "Version", "Note", "Related",
 ]
 
-_LAZY = {"Memory": "memory", "AsyncMemory": "aio"}
+_LAZY = {"Memory": "memory", "AsyncMemory": "aio", "Note": "living.notes", "Related": "living.notes"}
 
 
 def __getattr__(name: str) -> Any:

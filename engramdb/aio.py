@@ -14,7 +14,7 @@ from .memory import Memory
 METHODS = (
     "add", "search", "context", "recall", "profile", "jobs", "compact", "get", "list", "update", "delete", "history", "forget", "reset",
     "export", "import_", "stats", "flush", "close",
-    "think", "feedback", "vitals",
+    "think", "feedback", "vitals", "note", "revert_note", "related",
 )
 
 

@@ -727,6 +727,9 @@ for _op in ops.OPERATIONS:  # rows whose command is built from the row alone
 from .server.ui import ui  # noqa: E402  (the web inspector; light until it runs)
 
 main.add_command(ui)
+from .proxy.cli import proxy  # noqa: E402  (light too: the proxy's web stack loads when it runs)
+
+main.add_command(proxy)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -53,6 +53,12 @@ class Config:
     # A claimed background job is another worker's to take once this long has passed
     # without it ending (its worker died): longer than any one job takes.
     job_lease_s: float = 300.0
+    # Notes and links (living/notes.py): every memory gets keywords, tags and a context
+    # line, and is linked to related memories, in the background (with distillation on).
+    notes: bool = True
+    # Search follows `relates_to` links: one more ranked list for fusion (retrieval.fuse).
+    # Off: not yet measured to earn its place on `engram bench locomo` (docs/benchmarks.md).
+    link_search: bool = False
     # Retrieval.
     # Memories flagged as carrying instructions (guard.py) are shown marked as untrusted;
     # True leaves them out of search and recall altogether (filters={"flagged": True} still finds them).
@@ -113,6 +119,9 @@ class Config:
     reflection: bool = True
     reflection_model: str | None = None
     reflect_every_turns: int = 10
+    # Proxy (`engram proxy`): the tokens of memory put into each conversation, unless a
+    # request sets its own (engramdb/proxy/).
+    proxy_budget_tokens: int = 1500
 
     def __post_init__(self) -> None:
         for f in fields(self):

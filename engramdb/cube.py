@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -31,8 +31,10 @@ OPTIONAL_RECORD_FIELDS = {"state"}  # a cube written before they existed lacks t
 
 
 def write(path: str | os.PathLike, items: Iterable[ExportedRecord], *, scope: Scope, embedder: tuple[str, int],
-          exported_at: str) -> int:
-    """Write a cube atomically (to a temporary file, then renamed). Returns the record count."""
+          exported_at: str, notes: Callable[[list[str]], dict[str, Any]] | None = None) -> int:
+    """Write a cube atomically (to a temporary file, then renamed). Returns the record count.
+    `notes(ids)` gives the written records' notes and links (living/notes.py), written
+    last as one line of type "notes" when there are any."""
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     count = 0
@@ -43,9 +45,14 @@ def write(path: str | os.PathLike, items: Iterable[ExportedRecord], *, scope: Sc
                 "embedder": {"name": embedder[0], "dim": embedder[1]}, "scope": asdict(scope),
             }
             fh.write(json.dumps(header) + "\n")
+            written = []
             for item in items:
                 fh.write(json.dumps(_encode(item), ensure_ascii=False) + "\n")
+                written.append(item.record.id)
                 count += 1
+            carried = notes(written) if notes is not None else {}
+            if any(carried.values()):  # a store without notes writes the cube an older Engram reads
+                fh.write(json.dumps({"type": "notes", **carried}, ensure_ascii=False) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
@@ -117,6 +124,9 @@ def _parse(fh: TextIO, name: str) -> tuple[dict[str, Any], list[ExportedRecord]]
         if not line.strip():
             continue
         data = _json_line(line, name, number)
+        if data.get("type") == "notes":
+            header = {**header, "notes": _notes_line(data, name, number)}
+            continue
         try:
             if data.get("type") != "record":
                 raise ValueError(f"unknown line type {data.get('type')!r}")
@@ -144,6 +154,26 @@ def _parse(fh: TextIO, name: str) -> tuple[dict[str, Any], list[ExportedRecord]]
             raise InvalidInputError(f"{name} line {number}: {exc}") from None
         items.append(ExportedRecord(record=record, vector=vector, versions=versions, vitals=vitals))
     return header, items
+
+
+def _notes_line(data: dict[str, Any], name: str, number: int) -> dict[str, Any]:
+    """A cube's notes and links, checked for shape before anything is written."""
+    def strings(value: Any) -> bool:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+    notes, relations = data.get("notes", []), data.get("relations", [])
+    queue = data.get("note_queue", [])
+    ok = (isinstance(notes, list) and isinstance(relations, list) and isinstance(queue, list)
+          and all(isinstance(n, list) and len(n) == 10 and isinstance(n[0], str) and isinstance(n[1], int)
+                  and strings(n[2]) and strings(n[3]) and isinstance(n[4], str) and isinstance(n[5], str)
+                  and strings(n[6]) and (n[7] is None or isinstance(n[7], str)) and isinstance(n[8], str)
+                  and isinstance(n[9], str) for n in notes)
+          and all(isinstance(r, list) and len(r) == 4 and strings(r[:2]) and (r[2] is None or isinstance(r[2], str))
+                  and isinstance(r[3], (int, float)) and not isinstance(r[3], bool) for r in relations)
+          and all(isinstance(q, list) and len(q) == 3 and strings(q) for q in queue))
+    if not ok:
+        raise InvalidInputError(f"{name} line {number}: malformed notes")
+    return {"notes": notes, "relations": relations, "note_queue": queue}
 
 
 def _json_line(line: str, name: str, number: int) -> dict[str, Any]:

@@ -19,7 +19,10 @@ from . import cube
 from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
 from .distill import Distiller
 from . import guard
+from .lifecycle.notes_lane import NotesLane
 from .lifecycle.runner import shared_extractors
+from .living.llm_notes import make_note_writer
+from .living.notes import REVERTED, Draft, Evolution, Note, NotesBatch, Related, exported_for, renamed
 from .living.reader import profile_cost, profile_share, read_profile
 from .living.topics import TopicLane
 from .lifecycle.vitals_lane import Decay, VitalsLane
@@ -39,11 +42,13 @@ from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.base import REFLECT
 from .stores.filters import FLAGGED, Condition, current, unarchived, valid_at
 from .stores.filters import parse as parse_filters
-from .types import MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, Version, check_strings, check_text
+from .types import (MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, ScoredId, Version, check_strings,
+                    check_text)
 
 DEFAULT_EXTRACTOR = "offline"  # Config.extractor None means this
 QUERY_CACHE = 256
 REEMBED_BATCH = 256
+LINK_SEEDS = 10  # search follows the links of this many of its best candidates
 KEYWORD_THREADS = 16  # keyword searches running beside dense ones, for every Memory of the process
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): made on first search, anew after a fork
@@ -99,6 +104,7 @@ class Memory:
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
+        self._notes_lane: NotesLane | None = None
         self._topic_lane: TopicLane | None = None
         self._reflector: Reflector | None = None
         self._vitals_lane: VitalsLane | None = None
@@ -106,6 +112,8 @@ class Memory:
             self._vitals().start()  # the decay sweep runs in the background from now on
         if not read_only and self._extractor_name() != "none" and self._store.job_stats()["pending"]:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
+        if self._notes_on() and (work := self._store.note_work(1)) is not None and work.user_id:
+            self._notes().wake()  # notes a closed process left to make
 
     def _extractor_name(self) -> str:
         return self.config.extractor or DEFAULT_EXTRACTOR
@@ -127,6 +135,21 @@ class Memory:
                                             lease=timedelta(seconds=self.config.job_lease_s),
                                             handlers={REFLECT: self._reflector.run_job} if self._reflector else None)
             return self._distiller
+
+    def _notes_on(self) -> bool:
+        """Notes and links are made in the background while distillation runs."""
+        return self.config.notes and self._extractor_name() != "none" and not self.read_only
+
+    def _notes(self) -> NotesLane:
+        """The notes lane (lifecycle/notes_lane.py), made on first use."""
+        with self._ready_lock:
+            if self._notes_lane is None:
+                writer = make_note_writer(self._extractor_name(), base_url=self.config.llm_base_url,
+                                          api_key=self.config.llm_api_key, timeout_s=self.config.llm_timeout_s)
+                close = getattr(writer, "close", None)
+                self._notes_lane = NotesLane(self._store, self._clock, writer=writer,
+                                             release=close if callable(close) else None)
+            return self._notes_lane
 
     def _touch_topics(self, user_id: str, agent_id: str | None) -> None:
         """With `Config(topics=True)`, the scope's topic memories are built again in the
@@ -247,6 +270,8 @@ class Memory:
                                    every=self.config.reflect_every_turns)
         if distil:
             self._distill().wake()
+        if self._notes_on():
+            self._notes().wake()
         self._touch_topics(user_id, agent_id)
         return AddResult(stored, skipped=valid.skipped)
 
@@ -284,6 +309,9 @@ class Memory:
             current.id, text, vector, at=format_ts(self._clock.now()), actor=user_id or current.user_id,
             reason=reason, metadata=meta,
         )
+        if self._notes_on() or self._store.notes(updated.user_id, [updated.id]):  # its note is made again
+            self._store.queue_notes(updated.user_id, [updated.id], reason="text updated",
+                                    at=format_ts(self._clock.now()))
         self._rederive()
         self._touch_topics(current.user_id, current.agent_id)
         return updated
@@ -310,6 +338,8 @@ class Memory:
         sources say, to distil again (lifecycle/): the worker takes it up."""
         if self._extractor_name() != "none" and not self.read_only:
             self._distill().wake()
+        if self._notes_on():
+            self._notes().wake()
 
     def reset(self, *, confirm: bool = False) -> None:
         """Erase every memory of every user. Refused unless confirm=True."""
@@ -371,6 +401,63 @@ class Memory:
             raise NotFoundError(f"no memory with id {id!r}")
         return versions
 
+    def note(self, id: str, *, user_id: str | None = None, version: int | None = None) -> Note:
+        """A memory's note: keywords, tags and a one-line context (made in the background;
+        `flush()` waits for them), at its current version or at `version`."""
+        record = self.get(id, user_id=user_id)
+        versions = self._store.notes(record.user_id, [record.id]).get(record.id, [])
+        if version is not None:
+            _check_int("version", version, 1, 2**31)
+            versions = [v for v in versions if v.version == version]
+        if not versions:
+            raise NotFoundError(f"memory {id!r} has no note" + (f" version {version}" if version else " yet"))
+        return versions[-1]
+
+    def revert_note(self, id: str, version: int, *, user_id: str | None = None) -> Note:
+        """Restore an earlier version of a memory's note, as a new version (in history)."""
+        self._check_writable("revert_note")
+        old = self.note(id, user_id=user_id, version=version)
+        record = self.get(id, user_id=user_id)
+        draft = Draft(old.keywords, old.tags, old.context, old.made_by)
+        self._store.write_notes(record.user_id, NotesBatch(evolved=[Evolution(record.id, draft, old.causes,
+                                                                              REVERTED.format(version))]),
+                                at=format_ts(self._clock.now()), actor=user_id or record.user_id)
+        return self.note(id, user_id=user_id)
+
+    def related(self, id: str, *, user_id: str | None = None, depth: int = 1, limit: int = 10,
+                min_strength: float = 0.0, include_retired: bool = False) -> list[Related]:
+        """The memories `relates_to` links reach from this one, up to `depth` links away,
+        best first (the product of the strengths on the path), each with the reason and
+        strength of the link that reached it."""
+        start = self.get(id, user_id=user_id)
+        _check_int("depth", depth, 1, 5)
+        _check_int("limit", limit, 1, self.config.max_limit)
+        if isinstance(min_strength, bool) or not isinstance(min_strength, (int, float)) or not 0 <= min_strength <= 1:
+            raise InvalidInputError(f"min_strength must be a number between 0 and 1, got {min_strength!r}")
+        best: dict[str, tuple[float, int, str, str, float]] = {}  # id -> (score, hops, via, reason, strength)
+        scores, frontier = {start.id: 1.0}, [start.id]
+        for hops in range(1, depth + 1):
+            reached: dict[str, tuple[float, int, str, str, float]] = {}
+            for relation in self._store.relations(start.user_id, frontier):
+                if relation.strength < min_strength:
+                    continue
+                for via, other in ((relation.src, relation.dst), (relation.dst, relation.src)):
+                    if via not in frontier or other == start.id or other in best:
+                        continue
+                    score = scores[via] * relation.strength
+                    if other not in reached or score > reached[other][0]:
+                        reached[other] = (score, hops, via, relation.reason, relation.strength)
+            best.update(reached)
+            scores.update({m: v[0] for m, v in reached.items()})
+            frontier = sorted(reached)
+            if not frontier:
+                break
+        found = {r.id: r for r in self._store.records_by_ids(sorted(best), start.user_id)
+                 if include_retired or r.valid_to is None}
+        ordered = sorted((m for m in best if m in found), key=lambda m: (-best[m][0], best[m][1], m))[:limit]
+        return [Related(m, found[m].text, found[m].kind, best[m][3], best[m][4], best[m][1], best[m][2], best[m][0],
+                        found[m].session_id, found[m].created_at, found[m].sources) for m in ordered]
+
     def search(
         self,
         query: str,
@@ -414,7 +501,8 @@ class Memory:
             raise
         keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
-        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k), records)
+        follow = self._follower(user_id, records) if self.config.link_search else None
+        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow), records)
         scored = [(item.rowid, item.score) for item in fused if item.rowid in records]
         if self.config.utility_weight or self.config.retention_weight:
             scored = self._by_use(scored[:max(2 * limit, 50)], records)
@@ -427,6 +515,28 @@ class Memory:
                         now=self._clock.now(), recorded_at={rowid: r.recorded_at for rowid, r in records.items()},
                         tau_s=self.config.decay_tau_days * 86_400, utility_weight=self.config.utility_weight,
                         retention_weight=self.config.retention_weight)
+
+    def _follower(self, user_id: str, records: Mapping[int, Record]):
+        """The ranked list search gets by following `relates_to` links from its best
+        candidates to others of the same candidate pool (so every filter still holds):
+        each of the best candidates in its fused order, each followed by the candidates
+        it links to, strongest first (a linked memory is ranked next to what links it)."""
+        def follow(fused: list) -> list[ScoredId]:
+            seeds = [records[i.rowid].id for i in fused[:LINK_SEEDS] if i.rowid in records]
+            pool = {r.id: rowid for rowid, r in records.items()}
+            linked: dict[str, list[tuple[float, str]]] = {}
+            for relation in self._store.relations(user_id, seeds):
+                for seed, other in ((relation.src, relation.dst), (relation.dst, relation.src)):
+                    if other in pool:
+                        linked.setdefault(seed, []).append((relation.strength, other))
+            order: dict[str, None] = {}
+            for seed in seeds:
+                order.setdefault(seed, None)
+                for _, other in sorted(linked.get(seed, []), key=lambda p: (-p[0], p[1])):
+                    order.setdefault(other, None)
+            return [ScoredId(pool[m], float(len(order) - i)) for i, m in enumerate(order)]
+
+        return follow
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None,
@@ -570,6 +680,7 @@ class Memory:
         return cube.write(
             path, self._store.export(scope), scope=scope, embedder=embedder,
             exported_at=format_ts(self._clock.now()),
+            notes=lambda ids: exported_for(self._store.export_derived(scope.user_id), ids),
         )
 
     def import_(self, path: str | os.PathLike, *, user_id: str | None = None) -> int:
@@ -580,6 +691,7 @@ class Memory:
         if user_id is not None:
             Scope(user_id)
         header, items = cube.read(path)
+        originals = [item.record.id for item in items]
         if user_id is not None:
             items = [_rescope(item, user_id) for item in items]
         embedder = self.embedder
@@ -594,7 +706,11 @@ class Memory:
         for start in range(0, len(todo), REEMBED_BATCH):
             chunk = todo[start:start + REEMBED_BATCH]
             vectors[chunk] = embedder.embed([index_text(items[i].record.text, items[i].record.name) for i in chunk])
-        return self._store.import_records(items, vectors)
+        written = self._store.import_records(items, vectors)
+        if header.get("notes") and items:
+            names = {old: item.record.id for old, item in zip(originals, items)}
+            self._store.import_derived(items[0].record.user_id, renamed(header["notes"], names))
+        return written
 
     # -- housekeeping ------------------------------------------------------------------
 
@@ -605,7 +721,8 @@ class Memory:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait for background work: distillation of the turns added so far (jobs waiting
-        out a retry backoff are not waited for) and vector-index builds. Every write is
+        out a retry backoff are not waited for), the notes and links of every memory, and
+        vector-index builds. Every write is
         already durable. True when nothing is left running."""
         start = time.monotonic()
         if not self.read_only and self._extractor_name() != "none" and not self._distill().wait(timeout):
@@ -616,6 +733,9 @@ class Memory:
                 self._vitals_lane.sweep()
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         if self._topic_lane is not None and not self._topic_lane.wait(left):
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        if self._notes_on() and not self._notes().wait(left):
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return self._store.flush(left)
@@ -652,6 +772,8 @@ class Memory:
                                         "write to it")
 
     def close(self) -> None:
+        if self._notes_lane is not None:
+            self._notes_lane.stop()
         if self._vitals_lane is not None:
             self._vitals_lane.stop()
         if self._distiller is not None:

@@ -243,6 +243,32 @@ OPERATIONS: tuple[Operation, ...] = (
             "What is true of the user now (or `as_of` a date), by topic: home, work, family, health, tastes, "
             "plans. Each item names the memories it rests on.")),
     ),
+    # -- notes and links ---------------------------------------------------------------
+    Operation(
+        "note", "A memory's note: keywords, tags and a one-line context, at its current version or an earlier one.",
+        (MEMORY_ID, USER_OPTIONAL, Param("version", "int", None, help="This version of the note (default: the "
+                                         "current one).")),
+        returns="Note", result="note", writes=False, target="memory",
+        cli=Form("note", derived=True), rest=Form("GET /v1/memories/{memory_id}/note", derived=True),
+        mcp=Form("memory_note", derived=True, title="A memory's note"),
+    ),
+    Operation(
+        "related", "Memories linked to one memory (same event, shared names, similar meaning), best first, "
+        "each with the reason and strength of its link.",
+        (MEMORY_ID, USER_OPTIONAL, Param("depth", "int", 1, help="Links to walk (1-5)."),
+         Param("limit", "int", 10, help="How many."),
+         Param("min_strength", "float", 0.0, help="Only links at least this strong (0-1)."), RETIRED),
+        returns="list[Related]", result="related", writes=False, target="memory",
+        cli=Form("related", derived=True), rest=Form("GET /v1/memories/{memory_id}/related", derived=True),
+        mcp=Form("related_memories", derived=True, title="Related memories"),
+    ),
+    Operation(
+        "revert_note", "Restore an earlier version of a memory's note, as a new version (kept in its history).",
+        (MEMORY_ID, Param("version", "int", help="The version to restore."), USER_OPTIONAL),
+        returns="Note", result="note", writes=True, idempotent=False, target="memory",
+        cli=Form("revert-note", derived=True), rest=Form("POST /v1/memories/{memory_id}/note/revert", derived=True),
+        mcp="notes are tidied by people inspecting the store (CLI, REST), not by an agent mid-conversation",
+    ),
     # -- conclusions -------------------------------------------------------------------
     Operation(
         "think", "Store a conclusion reached about the user, resting on some of their memories: it is retired "
@@ -331,6 +357,7 @@ NOT_OPERATIONS: dict[str, str] = {
     "config": "the Config object; surfaces build it from their options and the environment",
     "tenant": "the tenant this Memory was opened for (set by the server), not an operation",
     "read_only": "how this Memory was opened, not an operation",
+    # Notes and links (issue 12): Python only for now; their rows (CLI, REST, MCP) come with the merge.
 }
 
 # Memory's constructor options the CLI offers as commands (not rows: they are not methods).

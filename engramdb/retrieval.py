@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import NamedTuple
 
@@ -39,12 +39,13 @@ def rrf_ranks(ranks: Sequence[Mapping[int, int]], k: int = 60) -> list[ScoredId]
 
 
 def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], records: Mapping[int, Record],
-         k: int) -> list[ScoredId]:
+         k: int, follow: Callable[[list[ScoredId]], list[ScoredId]] | None = None) -> list[ScoredId]:
     """The candidates of both retrievers, best first: RRF of the dense list (only the
     turns of the speakers the query names, when it names some: speakers.py), the keyword
     list, the candidates' session ranks (sessions.py) and the named speakers' turns; then,
     when the query names a date, RRF again with the candidates said in that window
-    (timeframe.py)."""
+    (timeframe.py). With `follow`, the candidates it reaches from the fused ranking (its
+    `relates_to` links, Memory.search) are one more list."""
     speakers = named_speakers(query, records.values())
     dense = said_by(dense, records, speakers) or dense
     first = rrf([dense, keyword], k)
@@ -53,6 +54,10 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
     spoken = said_by(fused, records, speakers)
     if spoken:
         lists.append(_ranks(spoken))
+        fused = rrf_ranks(lists, k)
+    linked = follow(fused) if follow is not None else []
+    if linked:
+        lists.append(_ranks(linked))
         fused = rrf_ranks(lists, k)
     timed = window_ranking(fused, records, timeframes(query))
     return rrf_ranks(lists + [_ranks(timed)], k) if timed else fused

@@ -149,12 +149,12 @@ def test_the_mcp_tool_takes_every_parameter_of_its_row_with_its_annotations(op, 
 
 
 def test_every_tool_and_command_comes_from_a_row():
-    """Nothing is served that the table does not describe (bench, serve, keys and the
-    commands of Memory's constructor options aside)."""
+    """Nothing is served that the table does not describe (bench, serve, keys, proxy and
+    the commands of Memory's constructor options aside)."""
     rows = {form.name for _, form in _forms("mcp")}
     assert set(_tools()) == rows
     commands = {form.name for _, form in _forms("cli")}
-    own = {"demo", "bench", "serve", "keys", "migrate", *ops.COMMANDS_OF_OPTIONS, "ui"}
+    own = {"demo", "bench", "serve", "keys", "migrate", *ops.COMMANDS_OF_OPTIONS, "ui", "proxy"}
     assert set(main.commands) - commands <= own, set(main.commands) - commands - own
 
 
@@ -163,7 +163,7 @@ def test_every_tool_and_command_comes_from_a_row():
 
 def _sections(doc: str) -> dict[str, str]:
     """docs/cli.md's text under each `## engram NAME` heading (down to the next such heading)."""
-    parts = re.split(r"^##+ `?engram ([\w ]+?)`?\s*$", doc, flags=re.M)
+    parts = re.split(r"^##+ `?engram ([\w -]+?)`?\s*$", doc, flags=re.M)
     return {parts[i].strip(): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
 
 

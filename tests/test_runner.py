@@ -72,7 +72,7 @@ def test_many_memories_share_one_runner_and_one_extractor_child(tmp_path):
         for mem in mems:
             assert mem.flush(120)
             assert [r for r in mem.list(user_id="ann") if r.kind == "fact"], "each store got its memories"
-        assert process_runner().lanes() == 5
+        assert process_runner().lanes() == 10  # each Memory: its distiller and its notes lane
         assert len(extractor_children()) - len(before) == 1  # one spaCy child, not one per Memory
         assert shared_extractors().users(("offline", None, None, Config().llm_timeout_s)) == 5
     finally:

@@ -881,6 +881,51 @@ def test_a_backlog_is_claimed_in_batches_of_one_scope_and_kind(store):
     assert left.record_ids == [other.id] and left.also == ()
 
 
+# -- notes and relates_to links (issue 12) ------------------------------------------------------
+
+
+def test_notes_links_and_their_take_back_on_erasure(store_factory):
+    from engramdb.living.notes import Draft, Evolution, Made, NotesBatch, Relation
+
+    store = store_factory()
+    a, b, c = put(store, new("pottery class in Boston"), new("clay bowl in Boston"), new("glaze for the bowl"))
+    other = put(store, new("bob's pottery", user="bob"))[0]
+    work = store.note_work(10)
+    assert work.user_id == "alice" and set(work.fresh) == {a.id, b.id, c.id} and work.queued == ()
+    made = [Made(r.id, content_hash(r.text), Draft((r.text.split()[0],), ("pottery",), f"about {r.id}"))
+            for r in (a, b, c)]
+    store.write_notes("alice", NotesBatch(made=made, links=[Relation(c.id, a.id, "shared entities: bowl", 0.7),
+                                                             Relation(c.id, b.id, "similar meaning (0.8)", 0.8),
+                                                             Relation(c.id, other.id, "another user", 0.9)],
+                                          evolved=[Evolution(a.id, Draft(("pottery",), ("pottery", "glaze"),
+                                                                         "about a; linked with glaze"), (c.id,),
+                                                             f"note evolved: {c.id} joined its neighbourhood")],
+                                          mark=work.mark), at=AT, actor="notes")
+    assert store.note_work(10).user_id == "bob"  # alice's are done; bob's is next
+    notes = store.notes("alice", [a.id, b.id, c.id, other.id])
+    assert set(notes) == {a.id, b.id, c.id}  # another user's memory is never read
+    assert [(v.version, v.tags, v.causes) for v in notes[a.id]] == [(1, ("pottery",), ()),
+                                                                   (2, ("pottery", "glaze"), (c.id,))]
+    assert store.history(a.id)[-1].event == "note"
+    related = store.relations("alice", [c.id])
+    assert {(r.src, r.dst, r.reason, r.strength) for r in related} >= {
+        (c.id, a.id, "shared entities: bowl", 0.7), (c.id, b.id, "similar meaning (0.8)", 0.8)}
+    # moving the user carries every note version and link
+    target = store_factory()
+    target.import_records(list(store.export(Scope("alice"))), np.stack([vec(r.text) for r in (a, b, c)]))
+    target.import_derived("alice", store.export_derived("alice"))
+    assert target.notes("alice", [a.id, b.id, c.id]) == notes
+    assert target.relations("alice", [a.id, b.id, c.id]) == store.relations("alice", [a.id, b.id, c.id])
+    # erasing c takes back its links and the note version it shaped, and queues a and b
+    assert store.delete(c.id, at=AT, actor="tester")
+    after = store.notes("alice", [a.id, b.id])
+    assert [v.version for v in after[a.id]] == [1] and store.relations("alice", [a.id, b.id]) == []
+    assert set(store.note_work(10).queued) == {a.id, b.id}
+    store.queue_notes("alice", [a.id], reason="text updated", at=AT)
+    store.forget(Scope("alice"))
+    assert store.notes("alice", [a.id, b.id]) == {} and store.note_work(10).user_id == "bob"
+
+
 # -- vitals and states (living/vitals.py, stores/vitals_sql.py) ---------------------------
 
 def test_vitals_grow_with_recalls_and_feedback_and_skip_what_is_gone(store):

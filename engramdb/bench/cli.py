@@ -135,6 +135,8 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
                    "--store is then ignored.")
 @click.option("--topics", is_flag=True,
               help="Build topic memories too (Config(topics=True)); store cached apart, as .bench/<name>-topics.db.")
+@click.option("--link-search", is_flag=True,
+              help="Search follows the relates_to links of notes (Config.link_search) [default: off].")
 @click.option("--shape", type=click.Choice(["plain", "prefixed", "long"]), default="plain", show_default=True,
               help="How the turns are sent (bench/locomo.py reshape): prefixed = 'Speaker: text' with one timestamp "
                    "per session; long = each session joined into a few long messages. Store cached apart.")
@@ -142,7 +144,8 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
            answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
-           answer_log: Path | None, extractor: str, backend: str, topics: bool, shape: str, as_json: bool) -> None:
+           answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool, shape: str,
+           as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
     from contextlib import ExitStack
@@ -170,7 +173,7 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
             answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget,
                                    rows, answer_log)
         result = _locomo(store, data.reshape(data.load(locomo)[:conversations], shape), embedder, extractor,
-                         backend, answering, answer_questions, topics, shape)
+                         backend, answering, answer_questions, topics, link_search, shape)
         result["shape"] = shape
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -180,7 +183,8 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
 
 
 def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, backend: str, answering,
-            answer_questions: int | None, topics: bool = False, shape: str = "plain") -> dict:
+            answer_questions: int | None, topics: bool = False, link_search: bool = False,
+            shape: str = "plain") -> dict:
     from .recall import run
 
     name = "locomo" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}"
@@ -192,13 +196,14 @@ def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, bac
         server = EmbeddedPostgres((Path(".bench") / f"{name}-pg" / "pgdata").resolve())
         try:
             result = run(server.url, loaded, embedder=embedder, answering=answering,
-                         answer_questions=answer_questions, extractor=extractor, topics=topics)
+                         answer_questions=answer_questions, extractor=extractor, topics=topics,
+                         link_search=link_search)
         finally:
             server.close()
         result["backend"] = "postgresql"
         return result
     return run(store or Path(".bench") / f"{name}.db", loaded, embedder=embedder, answering=answering,
-               answer_questions=answer_questions, extractor=extractor, topics=topics)
+               answer_questions=answer_questions, extractor=extractor, topics=topics, link_search=link_search)
 
 
 @bench.command()
@@ -337,6 +342,39 @@ def inspector(memories: int, loads: int, cache_dir: Path, as_json: bool) -> None
 
     result = run(memories=memories, loads=loads, cache=cache_dir)
     click.echo(json.dumps(result) if as_json else table(result))
+
+
+@bench.command()
+@click.option("--requests", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Requests each way (straight to the upstream, and through the proxy).")
+@click.option("--preload", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Turns the user holds before the first request.")
+@click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--extractor", default="none", show_default=True,
+              help="Distillation of the stored exchanges while measuring: none, offline, fake.")
+@click.option("--budget", type=click.IntRange(min=34), default=1500, show_default=True,
+              help="Tokens of memory per request.")
+@click.option("--stream", is_flag=True, help="Streamed requests (time to the last chunk).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def proxy(requests: int, preload: int, embedder: str, extractor: str, budget: int, stream: bool,
+          as_json: bool) -> None:
+    """The latency `engram proxy` adds to a chat request, memory lookup included (p50/p95)."""
+    from .proxy import run
+
+    result = run(requests=requests, preload=preload, embedder=embedder, extractor=extractor, budget=budget,
+                 stream=stream)
+    if as_json:
+        click.echo(json.dumps(result))
+        return
+    click.echo(f"{result['requests']} requests each way, {result['preload_turns']} turns preloaded, "
+               f"embedder {result['embedder']}, budget {result['budget_tokens']} tokens"
+               + (", streamed" if result["stream"] else "") + f"; memory injected in {result['injected']}; load average {result['load_average']} on "
+               f"{result['cpus']} CPUs")
+    for row in ("direct_ms", "proxied_ms", "added_ms", "lookup_ms"):
+        lat = result[row]
+        if lat is None:
+            continue
+        click.echo(f"{row.replace('_ms', ''):<9} p50 {lat['p50']:>7} ms   p95 {lat['p95']:>7} ms   max {lat['max']:>7} ms")
 
 
 def answer_table(answers: dict) -> list[str]:

@@ -209,14 +209,16 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
 
 def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
         embedder: str = "minilm", answering: Callable[[Memory, list], dict[str, Any]] | None = None,
-        answer_questions: int | None = None, extractor: str = "none", topics: bool = False) -> dict[str, Any]:
+        answer_questions: int | None = None, extractor: str = "none", topics: bool = False,
+        link_search: bool = False) -> dict[str, Any]:
     """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a fixed
     stratified sample of `answer_questions` questions (all when None). With an `extractor`, the
     turns are distilled too and the derived memories compete for the budget; with `topics`,
     topic memories (living/topics.py) are built too and compete as well."""
     if isinstance(store, Path):
         store.parent.mkdir(parents=True, exist_ok=True)
-    with Memory(store, config=Config(embedder=embedder, extractor=extractor, topics=topics)) as mem:
+    with Memory(store, config=Config(embedder=embedder, extractor=extractor, topics=topics,
+                                     link_search=link_search)) as mem:
         seconds, added = ingest(mem, conversations)
         flush_start = time.perf_counter()
         mem.flush(None)
@@ -224,6 +226,7 @@ def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Se
         result = evaluate(mem, conversations, retrievers)
         result["extractor"] = extractor
         result["topics"] = topics
+        result["link_search"] = link_search
         result["distill_after_ingest_s"] = round(distill_s, 1)
         result["derived"] = {k: v for k, v in mem.stats().get("by_kind", {}).items() if k != "turn"}
         if answering is not None:

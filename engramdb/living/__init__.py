@@ -5,4 +5,5 @@ derivation rule). `profile`: the current facts and preferences of a scope by top
 sessions (built by a background job); `thoughts`, `thinking`, `reflection`: conclusions
 an agent (or, with an LLM, a reflection job) reached, linked to what they rest on;
 `vitals`: strength, retention, utility and states (pure decisions; the stores execute
-them and the lifecycle lanes schedule them)."""
+them and the lifecycle lanes schedule them); `notes`, `llm_notes`: each memory's
+keywords, tags and context line, its `relates_to` links and their evolution (A-MEM)."""

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..living.notes import Note, NotesBatch, NoteWork, Relation
 from ..living.vitals import Candidate, Vitals
 from ..types import Record, Scope, ScoredId, Version
 from .filters import Condition
@@ -178,6 +179,18 @@ class Transfer(Protocol):
     def import_tombstones(self, items: Sequence[tuple[str, list[Version]]]) -> int: ...
 
 
+class Notes(Protocol):
+    """Notes and `relates_to` links (living/notes.py), written by the notes lane."""
+
+    def note_work(self, limit: int) -> NoteWork | None: ...
+    def notes(self, user_id: str, ids: Sequence[str]) -> dict[str, list[Note]]: ...
+    def relations(self, user_id: str, ids: Sequence[str]) -> list[Relation]: ...
+    def event_siblings(self, user_id: str, ids: Sequence[str]) -> dict[str, set[str]]: ...
+    def note_vectors(self, user_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]: ...
+    def write_notes(self, user_id: str, batch: NotesBatch, *, at: str, actor: str | None) -> None: ...
+    def queue_notes(self, user_id: str, ids: Sequence[str], *, reason: str, at: str) -> None: ...
+
+
 class VitalSigns(Protocol):
     """What use and time did to memories (living/vitals.py decides; vitals_sql.py writes)."""
 
@@ -202,7 +215,7 @@ class Inspection(Protocol):
 
 
 class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, VitalSigns, Inspection,
-            Protocol):
+            Notes, Protocol):
     """Every backend, whole: the aggregates above, compaction and closing. Nothing
     outside stores/ calls a store method this does not declare (tests/test_seam.py)."""
 

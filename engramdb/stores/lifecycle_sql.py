@@ -19,6 +19,7 @@ from ..living.vitals import RETIRED_STATES
 from ..types import Record, Scope
 from . import thoughts_sql
 from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
+from .notes_sql import NoteStatements
 from .vitals_sql import confirm_again
 
 CHUNK = 500
@@ -178,6 +179,7 @@ class SQLLifecycle:
         for chunk in chunks(ids):
             where, params = self._in("id", chunk)
             found += self._rows(f"SELECT id, user_id, text FROM records WHERE {where} ORDER BY id{self.d.lock}", params)
+        NoteStatements.of(self).erase([(row[0], row[1]) for row in found], at=at)  # before the links go
         for chunk in chunks(ids):
             where, params = self._in("memory_id", chunk)
             if reason is None:

@@ -34,6 +34,7 @@ from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .inspection_sql import SQLInspection
 from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
+from .notes_sql import NoteStatements, SQLNotes
 from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_postgres
 from .keywords import KEYWORD_WINDOW, query_words
@@ -143,7 +144,7 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
+class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes):
     _vitals_dialect = POSTGRES
 
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
@@ -452,6 +453,7 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
                 )
                 ids = [row[0] for row in conn.execute(f"DELETE FROM records r WHERE {where} RETURNING r.id", params)]
                 conn.execute("DELETE FROM versions WHERE user_id = %s", (scope.user_id,))
+                NoteStatements.of(self._lifecycle(conn)).forget_user(scope.user_id)
             else:
                 ids = [row[0] for row in conn.execute(
                     f"SELECT r.id FROM records r WHERE {where} ORDER BY r.id FOR UPDATE", params)]
@@ -465,7 +467,7 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
 
     def reset(self) -> None:
         def work(conn: psycopg.Connection) -> None:
-            for table in ("jobs", "links", "records", "versions"):
+            for table in ("jobs", "links", "records", "versions", "notes", "note_queue"):
                 conn.execute(f"DELETE FROM {table}")
 
         try:
@@ -487,7 +489,7 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
         """VACUUM the tables, so erased rows leave the data files (as far as PostgreSQL
         lets them: old WAL segments and backups are the server's business)."""
         with self._connection() as conn:
-            for table in ("records", "keywords", "versions", "links", "jobs"):
+            for table in ("records", "keywords", "versions", "links", "jobs", "notes", "note_queue"):
                 conn.execute(sql.SQL("VACUUM {}.{}").format(sql.Identifier(self.schema), sql.Identifier(table)))
 
     # -- derived memories and their jobs ----------------------------------------------
@@ -758,7 +760,8 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
                 "WHERE r.user_id = %s ORDER BY l.src, l.type, l.dst", (user_id,)
             )]
             jobs = self._lifecycle(conn).export_jobs(user_id)
-        return {"slots": slots, "links": links, "jobs": jobs}
+            notes = NoteStatements.of(self._lifecycle(conn)).export(user_id)
+        return {"slots": slots, "links": links, "jobs": jobs, **notes}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
         """Write what `export_derived` gave, after the user's records: slots and links of
@@ -777,6 +780,7 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
                      for src, type, dst, sources, suffices in exported_links(data)],
                 )
             self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
+            NoteStatements.of(self._lifecycle(conn)).import_(user_id, data)
 
         self._write(work)
 

@@ -169,4 +169,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX versions_erased ON versions (user_id, at, memory_id) WHERE event = 'delete'
         """,
     ),
+    (
+        "0009_notes",
+        """
+        ALTER TABLE links ADD COLUMN reason TEXT;
+        ALTER TABLE links ADD COLUMN strength DOUBLE PRECISION;
+        CREATE TABLE notes (
+            memory_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            keywords JSONB NOT NULL DEFAULT '[]',
+            tags JSONB NOT NULL DEFAULT '[]',
+            context TEXT NOT NULL DEFAULT '',
+            content_hash TEXT NOT NULL,
+            made_by TEXT NOT NULL,
+            causes JSONB NOT NULL DEFAULT '[]',
+            reason TEXT,
+            at TEXT NOT NULL,
+            PRIMARY KEY (memory_id, version)
+        );
+        CREATE INDEX notes_user ON notes (user_id);
+        CREATE TABLE note_queue (
+            memory_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX note_queue_user ON note_queue (user_id)
+        """,
+    ),
 ]

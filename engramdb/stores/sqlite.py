@@ -30,6 +30,7 @@ from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .inspection_sql import SQLInspection
 from .lifecycle_sql import SQLITE, SQLJobs, SQLLifecycle, exported_links
+from .notes_sql import NoteStatements, SQLNotes
 from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_sql
 from .keywords import KEYWORD_WINDOW, query_words
@@ -67,7 +68,7 @@ def fts_query(text: str) -> str | None:
 OVERFETCH = (1.25, 4)
 
 
-class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
+class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes):
     _vitals_dialect = SQLITE
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,
@@ -475,6 +476,7 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
                 conn.execute("DELETE FROM records WHERE user_id = ?", (scope.user_id,))
                 conn.execute("DELETE FROM versions WHERE user_id = ?", (scope.user_id,))
                 conn.execute("DELETE FROM jobs WHERE user_id = ?", (scope.user_id,))
+                NoteStatements.of(self._lifecycle(conn)).forget_user(scope.user_id)
                 conn.execute(
                     "INSERT INTO scopes (user_key, generation) VALUES (?, 1) "
                     "ON CONFLICT (user_key) DO UPDATE SET generation = generation + 1",
@@ -494,7 +496,8 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
 
     def reset(self) -> None:
         def work(conn: sqlite3.Connection) -> None:
-            for table in ("fts", "vectors", "vector_removals", "records", "versions", "links", "jobs"):
+            for table in ("fts", "vectors", "vector_removals", "records", "versions", "links", "jobs", "notes",
+                          "note_queue"):
                 conn.execute(f"DELETE FROM {table}")
             conn.execute("UPDATE scopes SET generation = generation + 1")
 
@@ -837,7 +840,8 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
                 "SELECT l.src, l.type, l.dst, l.sources, l.suffices FROM links l JOIN records r ON r.id = l.dst "
                 "WHERE r.user_id = ? ORDER BY l.src, l.type, l.dst", (user_id,))]
             jobs = self._lifecycle(conn).export_jobs(user_id)
-        return {"slots": slots, "links": links, "jobs": jobs}
+            notes = NoteStatements.of(self._lifecycle(conn)).export(user_id)
+        return {"slots": slots, "links": links, "jobs": jobs, **notes}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -849,6 +853,7 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection):
                 [(src, type, dst, json.dumps(sources), int(suffices), dst, user_id)
                  for src, type, dst, sources, suffices in exported_links(data)])
             self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
+            NoteStatements.of(self._lifecycle(conn)).import_(user_id, data)
 
         self._write(work)
 

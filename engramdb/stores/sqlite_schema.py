@@ -166,4 +166,33 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX versions_erased ON versions (user_id, at, memory_id) WHERE event = 'delete';
         """,
     ),
+    (
+        "0009_notes",
+        """
+        ALTER TABLE links ADD COLUMN reason TEXT;
+        ALTER TABLE links ADD COLUMN strength REAL;
+        CREATE TABLE notes (
+            memory_id TEXT NOT NULL,
+            version INTEGER NOT NULL,
+            user_id TEXT NOT NULL,
+            keywords TEXT NOT NULL DEFAULT '[]',
+            tags TEXT NOT NULL DEFAULT '[]',
+            context TEXT NOT NULL DEFAULT '',
+            content_hash TEXT NOT NULL,
+            made_by TEXT NOT NULL,
+            causes TEXT NOT NULL DEFAULT '[]',
+            reason TEXT,
+            at TEXT NOT NULL,
+            PRIMARY KEY (memory_id, version)
+        ) WITHOUT ROWID;
+        CREATE INDEX notes_user ON notes (user_id);
+        CREATE TABLE note_queue (
+            memory_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        CREATE INDEX note_queue_user ON note_queue (user_id);
+        """,
+    ),
 ]
