@@ -137,11 +137,14 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
               help="Build topic memories too (Config(topics=True)); store cached apart, as .bench/<name>-topics.db.")
 @click.option("--link-search", is_flag=True,
               help="Search follows the relates_to links of notes (Config.link_search) [default: off].")
+@click.option("--shape", type=click.Choice(["plain", "prefixed", "long"]), default="plain", show_default=True,
+              help="How the turns are sent (bench/locomo.py reshape): prefixed = 'Speaker: text' with one timestamp "
+                   "per session; long = each session joined into a few long messages. Store cached apart.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
            answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
-           answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool,
+           answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool, shape: str,
            as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
@@ -169,8 +172,9 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
         elif llm_base_url:
             answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget,
                                    rows, answer_log)
-        result = _locomo(store, data.load(locomo)[:conversations], embedder, extractor, backend, answering,
-                         answer_questions, topics, link_search)
+        result = _locomo(store, data.reshape(data.load(locomo)[:conversations], shape), embedder, extractor,
+                         backend, answering, answer_questions, topics, link_search, shape)
+        result["shape"] = shape
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -179,11 +183,13 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
 
 
 def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, backend: str, answering,
-            answer_questions: int | None, topics: bool = False, link_search: bool = False) -> dict:
+            answer_questions: int | None, topics: bool = False, link_search: bool = False,
+            shape: str = "plain") -> dict:
     from .recall import run
 
     name = "locomo" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}"
     name += "-topics" if topics else ""
+    name += "" if shape == "plain" else f"-{shape}"
     if backend == "postgresql":
         from .load import EmbeddedPostgres
 
@@ -430,7 +436,8 @@ def recall_table(result: dict) -> list[str]:
     lines = [
         f"LoCoMo: {result['conversations']} conversations, {result['turns']:,} turns, "
         f"{result['questions']:,} questions (categories 1-4); embedder {result['embedder']}; "
-        f"extractor {result.get('extractor', 'none')}" + (f", derived {result['derived']}" if result.get("derived") else ""),
+        f"extractor {result.get('extractor', 'none')}, shape {result.get('shape', 'plain')}"
+        + (f", derived {result['derived']}" if result.get("derived") else ""),
         f"{'retriever':<17}" + "".join(f"{k:>8}" for k in keys) + f"{'multi≤2000':>11}{'p50 ms':>8}{'p95 ms':>8}",
     ]
     for name, row in result["rows"].items():

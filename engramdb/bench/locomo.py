@@ -123,3 +123,61 @@ def normalize_evidence(raw: list[str], known: set[str]) -> set[str]:
             if part in known:
                 out.add(part)
     return out
+
+
+SHAPES = ("plain", "prefixed", "long")  # how the turns are sent: see `reshape`
+LONG_CHARS = 2400  # a `long` message holds turns until it reaches this (~600 tokens, past MiniLM's 256 word pieces)
+
+
+def reshape(conversations: list[Conversation], shape: str) -> list[Conversation]:
+    """The conversations as another kind of caller sends them (issue 14):
+
+    - `plain`: as `load` gives them (content without the speaker, turns a second apart);
+    - `prefixed`: `content = "Speaker: text"` with `name = Speaker`, and one timestamp per
+      session (every turn of a session shares the session's date), as many exports look;
+    - `long`: each session's turns, as "Speaker: text" lines, joined into a few long
+      messages of about LONG_CHARS characters (no name, the session's date), each with
+      the id of its first turn and its last ("D1:1..D1:9"); a question's evidence is
+      the long messages that hold its turns."""
+    if shape not in SHAPES:
+        raise InvalidInputError(f"shape must be one of {', '.join(SHAPES)}; got {shape!r}")
+    if shape == "plain":
+        return list(conversations)
+    return [_prefixed(c) if shape == "prefixed" else _long(c) for c in conversations]
+
+
+def _session_start(messages: list[dict[str, Any]]) -> str:
+    return messages[0]["timestamp"] if messages else ""
+
+
+def _prefixed(conv: Conversation) -> Conversation:
+    sessions = []
+    for session_id, messages in conv.sessions:
+        at = _session_start(messages)
+        sessions.append((session_id, [{**m, "content": f"{m['name']}: {m['content']}", "timestamp": at}
+                                      for m in messages]))
+    return Conversation(conv.sample_id, conv.speakers, sessions, conv.questions)
+
+
+def _long(conv: Conversation) -> Conversation:
+    sessions, holder = [], {}
+    for session_id, messages in conv.sessions:
+        at, groups, current, size = _session_start(messages), [], [], 0
+        for m in messages:
+            current.append(m)
+            size += len(m["name"]) + len(m["content"]) + 3
+            if size >= LONG_CHARS:
+                groups.append(current)
+                current, size = [], 0
+        if current:
+            groups.append(current)
+        joined = []
+        for group in groups:
+            long_id = f"{group[0]['id']}..{group[-1]['id']}"
+            holder.update({m["id"]: long_id for m in group})
+            joined.append({"role": "user", "id": long_id, "timestamp": at,
+                           "content": "\n".join(f"{m['name']}: {m['content']}" for m in group)})
+        sessions.append((session_id, joined))
+    questions = [Question(q.conversation, q.text, q.answer, q.category, frozenset(holder[e] for e in q.evidence))
+                 for q in conv.questions]
+    return Conversation(conv.sample_id, conv.speakers, sessions, questions)

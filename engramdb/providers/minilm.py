@@ -34,6 +34,7 @@ from .onnx import import_onnxruntime
 
 TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
+WINDOW_STRIDE = 32  # word pieces a window of a long text shares with the one before it
 MICRO_BATCH = 16  # measured fastest for chat turns on 2 cores
 SMALL_CALL = 4  # up to this many texts: the single-threaded session (see the module's doc)
 
@@ -63,22 +64,35 @@ class MiniLMEmbedder:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ProviderError(f"cannot load the MiniLM model: {exc}") from exc
         self._tokenizer = Tokenizer.from_file(str(TOKENIZER))
-        self._tokenizer.enable_truncation(MAX_TOKENS)
+        self._tokenizer.enable_truncation(MAX_TOKENS, stride=WINDOW_STRIDE)  # the rest comes back as windows
         self._tokenizer.no_padding()
         self._batch_lock = threading.Lock()  # one batch run at a time: it already uses every core
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        # A text longer than the model's MAX_TOKENS word pieces is embedded whole, as
+        # overlapping windows of at most MAX_TOKENS (each with its own [CLS] ... [SEP]);
+        # its vector is the mean of theirs, weighted by their lengths (issue 14: the tail
+        # of a long turn was left without a vector). Shorter texts are embedded as before.
         encodings = self._tokenizer.encode_batch(list(texts))
+        pieces, owners = [], []
+        for index, encoding in enumerate(encodings):
+            for piece in (encoding, *encoding.overflowing):
+                pieces.append(piece.ids)
+                owners.append(index)
         # Sort by length so each micro-batch pads little; restore order at the end.
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        small = len(texts) <= SMALL_CALL
+        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
+        vectors = np.empty((len(pieces), self.dim), dtype=np.float32)
+        small = len(pieces) <= SMALL_CALL
         for start in range(0, len(order), MICRO_BATCH):
             chunk = order[start:start + MICRO_BATCH]
-            out[chunk] = self._run([encodings[i].ids for i in chunk], small)
-        return out
+            vectors[chunk] = self._run([pieces[i] for i in chunk], small)
+        if len(pieces) == len(texts):
+            return vectors
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        np.add.at(out, np.array(owners), vectors * np.array([len(p) for p in pieces], dtype=np.float32)[:, None])
+        return l2_normalize(out)
 
     def _run(self, batch: list[list[int]], small: bool) -> np.ndarray:
         width = max(len(ids) for ids in batch)

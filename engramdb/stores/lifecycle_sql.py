@@ -360,7 +360,9 @@ class SQLLifecycle:
         where, params = "user_id = ? AND session_id = ? AND kind = 'turn'", [scope.user_id, scope.session_id]
         if scope.agent_id is not None:
             where, params = where + " AND agent_id = ?", params + [scope.agent_id]
-        rows = self._rows(f"SELECT id FROM records WHERE {where} ORDER BY created_at DESC, id LIMIT ?", [*params, limit])
+        # rowid breaks ties: the turns of a session often share one timestamp (issue 14)
+        rows = self._rows(f"SELECT id FROM records WHERE {where} ORDER BY created_at DESC, rowid DESC LIMIT ?",
+                          [*params, limit])
         return [row[0] for row in reversed(rows)]
 
     def claim_job(self, *, now: str, lease_until: str, batch: int = 1) -> Job | None:
