@@ -619,10 +619,18 @@ class Memory:
         count = self._store.count(scope)
         if count == 0 or count > budget_tokens:
             return None
-        records = self._store.list(scope, conditions, count, 0)
-        if sum(estimate_tokens(r.text) for r in records) > budget_tokens:
-            return None
-        return [_hit(r, 1.0) for r in records]
+        records: list[Record] = []
+        used = 0
+        while len(records) < count:  # a page at a time: a scope that overflows is not read whole
+            page = self._store.list(scope, conditions, WHOLE_SCOPE_PAGE, len(records))
+            used += sum(estimate_tokens(r.text) for r in page)
+            if used > budget_tokens:
+                return None
+            records += page
+            if len(page) < WHOLE_SCOPE_PAGE:
+                break
+        seen: set[str] = set()  # a turn added between two pages may shift the second by one
+        return [_hit(r, 1.0) for r in records if not (r.id in seen or seen.add(r.id))]
 
     def _trusted(self, conditions: list) -> list:
         """With `Config(exclude_flagged=True)`, memories flagged as carrying instructions
@@ -807,6 +815,9 @@ class Memory:
 
     def __repr__(self) -> str:
         return f"Memory({self._store.url!r})"
+
+
+WHOLE_SCOPE_PAGE = 64  # records read at a time when checking whether a whole scope fits a budget
 
 
 def _hit(record: Record, score: float) -> Hit:

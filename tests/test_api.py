@@ -345,6 +345,19 @@ def test_context_within_budget_a_whole_scope_in_time_order(mem):
     assert mem.context("trip to Japan", user_id="bob") == ""
 
 
+def test_recall_reads_a_whole_scope_of_many_pages_once_each_and_in_time_order(mem):
+    from engramdb import memory as memory_module
+
+    count = memory_module.WHOLE_SCOPE_PAGE * 2 + 5  # three pages
+    mem.add([{"content": f"note {i}", "timestamp": f"2024-01-01T00:{i // 60:02d}:{i % 60:02d}Z"}
+             for i in reversed(range(count))], user_id="carol")
+    whole = mem.recall("note", user_id="carol", budget_tokens=5000)
+    assert whole.complete
+    assert [h.text for h in whole.hits] == [f"note {i}" for i in range(count)]
+    tight = mem.recall("note", user_id="carol", budget_tokens=count + 20)  # more tokens than records, too few for all
+    assert not tight.complete and 0 < len(tight.hits) < count
+
+
 PAINTED = "we painted the kitchen yellow, then the hallway, the stairs and the attic"
 
 
