@@ -31,8 +31,22 @@ def test_the_example_runs_and_prints_what_it_says(title, tmp_path, monkeypatch):
     code = EXAMPLES[title]
     expected = [line.split("# -> ", 1)[1] for line in code.splitlines() if line.startswith("# -> ")]
     assert expected, "an example shows what it prints"
+    from engramdb.memory import Memory
+
+    opened: list[Memory] = []  # the example's stores, closed after it (their background lanes stop)
+    init = Memory.__init__
+
+    def recording(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        opened.append(self)
+
+    monkeypatch.setattr(Memory, "__init__", recording)
     out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, f"{DOC}#{title}", "exec"), {"__name__": "__docs__"})
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile(code, f"{DOC}#{title}", "exec"), {"__name__": "__docs__"})
+    finally:
+        for mem in opened:
+            mem.close()
     printed = out.getvalue().splitlines()
     assert printed == expected
