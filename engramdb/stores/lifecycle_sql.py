@@ -20,6 +20,7 @@ from ..types import Record, Scope
 from . import thoughts_sql
 from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
 from .notes_sql import NoteStatements
+from .statements import Statements
 from .vitals_sql import confirm_again
 
 CHUNK = 500
@@ -73,25 +74,14 @@ def chunks(values: Sequence[Any]) -> Iterator[list[Any]]:
         yield values[start:start + CHUNK]
 
 
-class SQLLifecycle:
+class SQLLifecycle(Statements):
     """`lifecycle.LifecycleTx` over one open write transaction."""
 
     def __init__(self, conn: Any, dialect: Dialect, *, read: Callable[[Any, Sequence[str]], list[Record]],
                  remove_rows: Callable[[Any, list[str]], None]) -> None:
-        self.conn = conn
-        self.d = dialect
+        super().__init__(conn, dialect)
         self._read = read
         self._remove_rows = remove_rows
-
-    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return list(self.conn.execute(self.d.sql(statement), list(params)).fetchall())
-
-    def _run(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(self.d.sql(statement), list(params))
-
-    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        where, params = self.d.in_list(column, values)
-        return where.replace(self.d.mark, "?"), params
 
     # -- links --------------------------------------------------------------------------
 

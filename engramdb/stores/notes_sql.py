@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from ..living.notes import Note, NotesBatch, NoteWork, Relation
+from .statements import Statements
 
 CHUNK = 500
 WINDOW = 1000  # rows behind the watermark looked at again: on PostgreSQL a lower rowid can commit later
@@ -32,27 +33,13 @@ def _chunks(values: Sequence[Any]) -> list[list[Any]]:
     return [values[i:i + CHUNK] for i in range(0, len(values), CHUNK)]
 
 
-class NoteStatements:
+class NoteStatements(Statements):
     """Notes' statements on one connection (inside the caller's transaction)."""
-
-    def __init__(self, conn: Any, dialect: Any) -> None:
-        self.conn = conn
-        self.d = dialect
 
     @classmethod
     def of(cls, tx: Any) -> "NoteStatements":
         """On a store's lifecycle transaction (`SQLLifecycle`)."""
         return cls(tx.conn, tx.d)
-
-    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return list(self.conn.execute(self.d.sql(statement), list(params)).fetchall())
-
-    def _run(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(self.d.sql(statement), list(params))
-
-    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        where, params = self.d.in_list(column, values)
-        return where.replace(self.d.mark, "?"), params
 
     def _json(self, value: Any) -> Any:
         return self.d.load_json(value)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..living.vitals import (ACTIVE, ARCHIVE, ARCHIVED, REVIVE, UTILITY_RATE, VITAL_FIELDS, Candidate, Vitals,
                              confirmed_reason)
+from .statements import Statements
 
 RECALL, CONFIRM = "recall", "confirm"
 _COUNTERS = {RECALL: "recalls", CONFIRM: "confirmations"}
@@ -37,21 +38,7 @@ def confirm_again(conn: Any, dialect: Any, confirmations: Mapping[str, Sequence[
     tx.set_state([(m, confirmed_reason(turns)) for m, turns in confirmations.items()], ACTIVE, at=at, actor=actor)
 
 
-class SQLVitals:
-    def __init__(self, conn: Any, dialect: Any) -> None:  # dialect: lifecycle_sql.Dialect
-        self.conn = conn
-        self.d = dialect
-
-    def _rows(self, statement: str, params: Sequence[Any] = ()) -> list[tuple]:
-        return list(self.conn.execute(self.d.sql(statement), list(params)).fetchall())
-
-    def _run(self, statement: str, params: Sequence[Any] = ()) -> None:
-        self.conn.execute(self.d.sql(statement), list(params))
-
-    def _in(self, column: str, values: Sequence[Any]) -> tuple[str, list[Any]]:
-        where, params = self.d.in_list(column, values)
-        return where.replace(self.d.mark, "?"), params
-
+class SQLVitals(Statements):
     # -- vitals -------------------------------------------------------------------------
 
     def reinforce(self, counts: Mapping[str, int], *, at: str, how: str = RECALL) -> None:
