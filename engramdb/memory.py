@@ -152,7 +152,7 @@ class Memory:
                                           api_key=self.config.llm_api_key, timeout_s=self.config.llm_timeout_s)
                 close = getattr(writer, "close", None)
                 self._notes_lane = NotesLane(self._store, self._clock, writer=writer,
-                                             release=close if callable(close) else None)
+                                             release=close if callable(close) else None, scheduler=self._scheduler)
             return self._notes_lane
 
     def _touch_topics(self, user_id: str, agent_id: str | None) -> None:

@@ -60,7 +60,8 @@ def test_a_life_of_changes_current_answers(life):
     assert "partner" not in now and "likes" not in now
     jobs = life.jobs()
     jobs.pop("distilled")  # counted just after each job's last write (tests/test_backlog.py)
-    assert {r["capability"] for r in jobs.pop("runs")} == {"distill"}  # what ran (tests/test_scheduler.py)
+    ran = {r["capability"] for r in jobs.pop("runs")}  # what ran (tests/test_scheduler.py)
+    assert "distill" in ran and ran <= {"distill", "notes"}
     assert jobs == {"pending": 0, "running": 0, "failed": 0, "ready": 0, "oldest": None, "recent_errors": [],
                     "backlog_age_s": None}
 

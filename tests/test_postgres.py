@@ -383,7 +383,8 @@ def test_distillation_supersedes_and_answers_as_of_on_postgresql(pg_url, fake_em
         assert mem.flush(120)
         jobs = mem.jobs()
         jobs.pop("distilled")  # counted just after each job's last write (tests/test_backlog.py)
-        assert {r["capability"] for r in jobs.pop("runs")} == {"distill"}  # what ran (tests/test_scheduler.py)
+        ran = {r["capability"] for r in jobs.pop("runs")}  # what ran (tests/test_scheduler.py)
+        assert "distill" in ran and ran <= {"distill", "notes"}
         assert jobs == {"pending": 0, "running": 0, "failed": 0, "ready": 0, "oldest": None, "recent_errors": [],
                         "backlog_age_s": None}
         (berlin,) = mem.list(user_id="alice", filters={"metadata.attribute": "residence"})

@@ -12,7 +12,7 @@ import pytest
 from engramdb import Config, Memory
 from engramdb.errors import ConfigError
 from engramdb.lifecycle.scheduler import (
-    DISTILL, FLUSH, TIMER, TOPICS, RunLog, Run, Schedule, Scheduler, decide, schedules,
+    DISTILL, FLUSH, NOTES, QUEUED, TIMER, TOPICS, RunLog, Run, Schedule, Scheduler, decide, schedules,
 )
 from engramdb.providers.fake import FakeEmbedder
 
@@ -125,13 +125,23 @@ def test_jobs_shows_each_distillation_run_and_why_without_memory_text(db_path):
         assert mem.jobs()["runs"] == []
         mem.add(SECRET, user_id="alice")
         assert mem.flush(30)
-        wait_for(lambda: mem.jobs()["runs"])
-        (run,) = mem.jobs()["runs"]
+        wait_for(lambda: distilled(mem))
+        (run,) = distilled(mem)
         assert (run["capability"], run["user_id"], run["items"], run["error"]) == (DISTILL, "alice", 1, None)
         assert run["trigger"] in ("after 1 turn", FLUSH)  # the runner or flush() took it first
         assert run["started_at"] <= run["finished_at"] and run["seconds"] >= 0
+        # the notes lane's rounds are logged too: what distillation left without a note
+        wait_for(lambda: [r for r in mem.jobs()["runs"] if r["capability"] == NOTES])
+        notes = [r for r in mem.jobs()["runs"] if r["capability"] == NOTES]
+        assert notes[0]["user_id"] == "alice" and notes[0]["trigger"] == QUEUED and notes[0]["items"] >= 1
+        assert all(r["error"] is None for r in notes)
         assert mem.jobs(user_id="bob")["runs"] == []
         assert "flowerpot" not in json.dumps(mem.jobs())
+
+
+def distilled(mem: Memory) -> list[dict]:
+    """The distillation runs of `mem.jobs()["runs"]` (the notes lane logs its own)."""
+    return [r for r in mem.jobs()["runs"] if r["capability"] == DISTILL]
 
 
 def test_turns_wait_for_their_threshold_then_run_together(db_path):
@@ -141,20 +151,20 @@ def test_turns_wait_for_their_threshold_then_run_together(db_path):
         mem.add("second", user_id="alice")
         assert mem.jobs()["pending"] == 2  # held back: never in add()'s path, not due yet
         mem.add("third", user_id="alice")
-        wait_for(lambda: mem.jobs()["pending"] == 0 and mem.jobs()["runs"])
-        runs = mem.jobs()["runs"]
+        wait_for(lambda: mem.jobs()["pending"] == 0 and distilled(mem))
+        runs = distilled(mem)
         assert [r["trigger"] for r in runs] == ["after 3 turns"] and runs[0]["items"] == 3
         mem.add("fourth", user_id="alice")
         assert mem.flush(30)  # flush() runs what is not due yet
-        assert [r["trigger"] for r in mem.jobs()["runs"]] == ["after 3 turns", FLUSH]
+        assert [r["trigger"] for r in distilled(mem)] == ["after 3 turns", FLUSH]
 
 
 def test_an_idle_store_distils_what_is_held_back(db_path):
     config = Config(extractor="fake", distill_after_turns=1000, distill_idle_s=0.2)
     with Memory(db_path, embedder=FakeEmbedder(), config=config) as mem:
         mem.add("a turn that waits for a quiet moment", user_id="alice")
-        wait_for(lambda: mem.jobs()["runs"])
-        assert [r["trigger"] for r in mem.jobs()["runs"]] == ["idle 0.2 s"]
+        wait_for(lambda: distilled(mem))
+        assert [r["trigger"] for r in distilled(mem)] == ["idle 0.2 s"]
 
 
 def test_an_erasure_rederives_at_once_whatever_the_threshold(db_path):

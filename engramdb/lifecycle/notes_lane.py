@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Protocol
 
 import numpy as np
@@ -25,6 +26,7 @@ from ..stores.base import Job, Store
 from ..stores.filters import Condition, current
 from ..types import Record, Scope
 from .runner import Runner, process_runner
+from .scheduler import NOTES, QUEUED, Progress, Scheduler
 
 log = logging.getLogger("engramdb.notes")
 
@@ -55,8 +57,9 @@ class NotesLane:
 
     def __init__(self, store: Store, clock: Clock, *, writer: NoteWriter | None = None,
                  runner: Runner | None = None, batch: int = BATCH,
-                 release: Callable[[], None] | None = None) -> None:
+                 release: Callable[[], None] | None = None, scheduler: Scheduler | None = None) -> None:
         self._store = store
+        self._scheduler = scheduler  # logs each round in Memory.jobs()["runs"] (lifecycle/scheduler.py)
         self._clock = clock
         self._writer = writer or OfflineNotes()
         self._runner = runner or process_runner()
@@ -116,9 +119,12 @@ class NotesLane:
         if work is None or self._stop.is_set():
             return
         started = time.thread_time()
+        logged = self._scheduler.running(NOTES, work.user_id, QUEUED) if self._scheduler else nullcontext(Progress())
         try:
-            self._store.write_notes(work.user_id, self.plan(work), at=self._now(), actor=ACTOR)
-            self.processed += len(work.queued) + len(work.fresh)
+            with logged as progress:
+                self._store.write_notes(work.user_id, self.plan(work), at=self._now(), actor=ACTOR)
+                progress.items = len(set(work.queued) | set(work.fresh))
+                self.processed += len(work.queued) + len(work.fresh)
         finally:
             self.cpu_s += time.thread_time() - started
 

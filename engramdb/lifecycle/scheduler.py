@@ -12,7 +12,9 @@ scope is decided by `decide()` (pure) from its `Schedule`:
 
 `Scheduler` keeps the counters and a bounded log of recent runs (`RunLog`): capability,
 the scope's user id, the trigger, when it started and finished, items done and the error
-if any; never a memory's text. `Memory.jobs()` shows it as `runs`."""
+if any; never a memory's text. `Memory.jobs()` shows it as `runs`. The notes lane
+(lifecycle/notes_lane.py) is not scheduled (it takes what distillation leaves without a
+note) but logs each round, as capability "notes", trigger "queued"."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ TOPICS = "topics"
 DECAY = "decay"
 REFLECT = "reflect"
 CAPABILITIES = (DISTILL, TOPICS, DECAY, REFLECT)
+NOTES = "notes"  # runs whenever distillation leaves memories without a note (QUEUED): logged, not scheduled
 
 FLUSH = "flush"
 TIMER = "timer"
