@@ -4,12 +4,12 @@ stack is imported only when the command runs."""
 from __future__ import annotations
 
 import json
-import socket
 import sys
 
 import click
 
 from ..errors import UsageError
+from ..server.cli import listen, when_started
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_PORT = 8766
@@ -72,33 +72,22 @@ def proxy(upstream: str, host: str, port: int, store: str | None, no_auth: bool,
     url = store or root.store or config.store
     app, where = _build(url, config, upstream, no_auth, default_user, budget_tokens or config.proxy_budget_tokens,
                         upstream_key, upstream_timeout, memory_timeout, keys_file, placement == "split")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY set by asyncio: no Nagle
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    where = {"url": f"http://{shown}:{sock.getsockname()[1]}/v1", **where}
+    sock, base = listen(host, port)
+    where = {"url": f"{base}/v1", **where}
     from ..server.logs import configure
 
     configure(sys.stderr)
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
-    startup = server.startup
 
-    async def announce(sockets=None):
-        await startup(sockets=sockets)
-        if server.started:
-            if as_json:
-                click.echo(json.dumps(where))
-                sys.stdout.flush()
-            else:
-                click.echo(f"engram: proxying {where['url']} to {upstream}"
-                           + ("" if where["auth"] else " without API keys (--no-auth)"), err=True)
+    def announce() -> None:
+        if as_json:
+            click.echo(json.dumps(where))
+            sys.stdout.flush()
+        else:
+            click.echo(f"engram: proxying {where['url']} to {upstream}"
+                       + ("" if where["auth"] else " without API keys (--no-auth)"), err=True)
 
-    server.startup = announce
+    when_started(server, announce)
     server.run(sockets=[sock])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+from collections.abc import Callable
 
 import click
 from rich.table import Table
@@ -97,6 +98,24 @@ def _serve_http(registry, url: str | None, keys_file: str | None, host: str, por
         raise
     configure(sys.stderr)
     app = create_app(registry, Authenticator(keys), host=host)
+    try:
+        sock, base = listen(host, port)
+    except UsageError:
+        registry.close()
+        raise
+    where = {"url": base, "mcp": f"{base}/mcp", "auth": not no_auth}
+    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
+    if as_json:
+        when_started(server, lambda: _print_line(json.dumps(where)))
+    else:
+        click.echo(f"engram: serving {where['url']}/v1, {where['mcp']} and the inspector at {where['url']}/ui"
+                   + ("" if where["auth"] else " without API keys (--no-auth)"), err=True)
+    server.run(sockets=[sock])
+
+
+def listen(host: str, port: int) -> tuple[socket.socket, str]:
+    """A TCP socket bound to host:port (0: any free port) for uvicorn, and its base URL
+    (`http://host:port`); a UsageError when it cannot be bound."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are
     # TCP; without it, Nagle holds each response's body for the client's delayed ACK (+40 ms).
@@ -106,31 +125,27 @@ def _serve_http(registry, url: str | None, keys_file: str | None, host: str, por
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        registry.close()
         raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
-    bound = sock.getsockname()[1]
     shown = f"[{host}]" if family == socket.AF_INET6 else host
-    where = {"url": f"http://{shown}:{bound}", "mcp": f"http://{shown}:{bound}/mcp", "auth": not no_auth}
-    server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
-    if as_json:
-        _announce_when_started(server, where)
-    else:
-        click.echo(f"engram: serving {where['url']}/v1, {where['mcp']} and the inspector at {where['url']}/ui"
-                   + ("" if where["auth"] else " without API keys (--no-auth)"), err=True)
-    server.run(sockets=[sock])
+    return sock, f"http://{shown}:{sock.getsockname()[1]}"
 
 
-def _announce_when_started(server, where: dict) -> None:
-    """Print the address once uvicorn is accepting connections (for scripts and tests)."""
+def when_started(server, announce: Callable[[], None]) -> None:
+    """Call `announce` once uvicorn is accepting connections (the address, for scripts
+    and tests)."""
     startup = server.startup
 
     async def startup_then_announce(sockets=None):
         await startup(sockets=sockets)
         if server.started:
-            click.echo(json.dumps(where))
-            sys.stdout.flush()
+            announce()
 
     server.startup = startup_then_announce
+
+
+def _print_line(text: str) -> None:
+    click.echo(text)
+    sys.stdout.flush()
 
 
 # -- keys ------------------------------------------------------------------------------

@@ -10,13 +10,12 @@ from __future__ import annotations
 import hmac
 import json
 import secrets
-import socket
 import sys
 
 import click
 
 from ..errors import AuthenticationError, UsageError
-from .cli import LOOPBACK, _app, _store_url
+from .cli import LOOPBACK, _app, _store_url, listen, when_started
 
 
 class RunKeyAuthenticator:
@@ -63,26 +62,17 @@ def ui(host: str, port: int, store: str | None, no_open: bool, as_json: bool) ->
 
     key = secrets.token_urlsafe(24)
     registry = TenantRegistry(_store_url(store), _app().config)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
+        sock, base = listen(host, port)
+    except UsageError:
         registry.close()
-        raise UsageError(f"cannot listen on {host}:{port}: {exc}") from None
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
-    base = f"http://{shown}:{sock.getsockname()[1]}"
+        raise
     address = f"{base}/ui/#key={key}"
     configure(sys.stderr)
     app = create_app(registry, RunKeyAuthenticator(key), mcp=False, host=host)  # type: ignore[arg-type]
     server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
-    startup = server.startup
 
-    async def announce(sockets=None):
-        await startup(sockets=sockets)
-        if not server.started:
-            return
+    def announce() -> None:
         if as_json:
             click.echo(json.dumps({"url": base, "ui": address}))
         else:
@@ -93,5 +83,5 @@ def ui(host: str, port: int, store: str | None, no_open: bool, as_json: bool) ->
 
             webbrowser.open(address)
 
-    server.startup = announce
+    when_started(server, announce)
     server.run(sockets=[sock])
