@@ -147,6 +147,16 @@ class LocalServer:
         return 200, reply
 
 
+def send_json(handler: Any, status: int, payload: Any) -> None:
+    """Answer an http.server request with `payload` as JSON."""
+    data = json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def _error(message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "invalid_request_error"}}
 
@@ -169,12 +179,7 @@ def _handler(server: LocalServer) -> type[http.server.BaseHTTPRequestHandler]:
             self._send(*server.respond(self.path, body))
 
         def _send(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, payload)
 
         def log_message(self, *args: Any) -> None:
             pass

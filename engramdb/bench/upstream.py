@@ -13,6 +13,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .local_llm import send_json
+
 MODEL = "stub-model"
 HOLD_S = 10.0  # a held stream waits at most this long for `release`
 
@@ -74,12 +76,7 @@ class ScriptedUpstream:
                     "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 10}})
 
             def _json(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def _stream(self, text: str) -> None:
                 self.send_response(200)
