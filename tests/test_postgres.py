@@ -665,8 +665,16 @@ def _derived_life(url: str, embedder) -> dict[str, str]:
         assert mem.flush(120)
         (paris,) = mem.list(user_id="alice", filters={"metadata.attribute": "residence", "valid_to": {"ne": None}})
         (berlin,) = mem.list(user_id="alice", filters={"metadata.attribute": "residence"})
-        mem.store.insert([new("queued, not distilled yet", session="s3")], FakeEmbedder().embed(["q"]), actor=None,
-                         enqueue=True)
+    # Queued once the Memory (and its background worker) is closed: a live worker could
+    # claim and run the job first, and the migrated stores would then have none to claim.
+    from engramdb.stores import open_store
+
+    store = open_store(url, Config())
+    try:
+        store.insert([new("queued, not distilled yet", session="s3")], FakeEmbedder().embed(["q"]), actor=None,
+                     enqueue=True)
+    finally:
+        store.close()
     return {"paris_turn": paris_turn, "berlin_turn": berlin_turn, "paris": paris.id, "berlin": berlin.id}
 
 
