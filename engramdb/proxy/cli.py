@@ -9,7 +9,7 @@ import sys
 import click
 
 from ..errors import UsageError
-from ..server.cli import listen, when_started
+from ..server.cli import _print_line, listen, when_started
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 DEFAULT_PORT = 8766
@@ -81,8 +81,7 @@ def proxy(upstream: str, host: str, port: int, store: str | None, no_auth: bool,
 
     def announce() -> None:
         if as_json:
-            click.echo(json.dumps(where))
-            sys.stdout.flush()
+            _print_line(json.dumps(where))
         else:
             click.echo(f"engram: proxying {where['url']} to {upstream}"
                        + ("" if where["auth"] else " without API keys (--no-auth)"), err=True)
