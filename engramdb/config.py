@@ -59,6 +59,12 @@ class Config:
     # Search follows `relates_to` links: one more ranked list for fusion (retrieval.fuse).
     # Off: not yet measured to earn its place on `engram bench locomo` (docs/benchmarks.md).
     link_search: bool = False
+    # The entity graph (graph.py): distillation records which entities and nouns each
+    # memory says (`graph`); search ranks the candidates by Personalized PageRank seeded
+    # from the query's phrases and its best candidates, one more list for fusion
+    # (`graph_search`, needs `graph`).
+    graph: bool = True
+    graph_search: bool = False
     # Retrieval.
     # Memories flagged as carrying instructions (guard.py) are shown marked as untrusted;
     # True leaves them out of search and recall altogether (filters={"flagged": True} still finds them).

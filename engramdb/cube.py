@@ -157,13 +157,13 @@ def _parse(fh: TextIO, name: str) -> tuple[dict[str, Any], list[ExportedRecord]]
 
 
 def _notes_line(data: dict[str, Any], name: str, number: int) -> dict[str, Any]:
-    """A cube's notes and links, checked for shape before anything is written."""
+    """A cube's notes, links and entity-graph rows, checked for shape before anything is written."""
     def strings(value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
     notes, relations = data.get("notes", []), data.get("relations", [])
-    queue = data.get("note_queue", [])
-    ok = (isinstance(notes, list) and isinstance(relations, list) and isinstance(queue, list)
+    queue, graph = data.get("note_queue", []), data.get("graph_mentions", [])
+    ok = (isinstance(graph, list) and all(isinstance(g, list) and len(g) == 3 and strings(g) for g in graph) and isinstance(notes, list) and isinstance(relations, list) and isinstance(queue, list)
           and all(isinstance(n, list) and len(n) == 10 and isinstance(n[0], str) and isinstance(n[1], int)
                   and strings(n[2]) and strings(n[3]) and isinstance(n[4], str) and isinstance(n[5], str)
                   and strings(n[6]) and (n[7] is None or isinstance(n[7], str)) and isinstance(n[8], str)
@@ -173,7 +173,7 @@ def _notes_line(data: dict[str, Any], name: str, number: int) -> dict[str, Any]:
           and all(isinstance(q, list) and len(q) == 3 and strings(q) for q in queue))
     if not ok:
         raise InvalidInputError(f"{name} line {number}: malformed notes")
-    return {"notes": notes, "relations": relations, "note_queue": queue}
+    return {"notes": notes, "relations": relations, "note_queue": queue, "graph_mentions": graph}
 
 
 def _json_line(line: str, name: str, number: int) -> dict[str, Any]:

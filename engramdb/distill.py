@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 
 import numpy as np
@@ -23,13 +23,15 @@ import numpy as np
 from . import guard
 from .clock import Clock, format_ts
 from .errors import ProviderError
-from .extract.base import Extractor, TurnInput
+from .extract.base import Extractor, TurnInput, TurnNotes
+from .graph import mentioned, phrase_keys
 from .keys import content_hash, index_text
 from .reconcile import Plan, plan, slot_key
 from .retrieval import same_text_key
 from .lifecycle.runner import Runner, process_runner
 from .lifecycle.scheduler import EVERY_TURN, FLUSH, QUEUED, Scheduler
-from .stores.base import DISTILL, REDERIVE, REFLECT, Job, JobOutcome, Store
+from .stores.base import DISTILL, REDERIVE, REFLECT, Job, JobOutcome, Mention, NewRecord, Store
+from .types import Record
 
 log = logging.getLogger("engramdb.distill")
 
@@ -55,8 +57,9 @@ class Distiller:
     def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
                  clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None,
                  lease: timedelta = LEASE, handlers: Mapping[str, Callable[[Job], object]] | None = None,
-                 scheduler: Scheduler | None = None) -> None:
+                 scheduler: Scheduler | None = None, graph: bool = True) -> None:
         self._store = store
+        self._graph = graph  # record the entity graph's edges (graph.py) of what is distilled
         self._scheduler = scheduler  # when jobs are taken (lifecycle/scheduler.py), and the log of runs
         self._requests, self._served = 0, 0  # wakes by other than add() (a restart, an erasure), and those served
         self._flushing = 0
@@ -248,7 +251,9 @@ class Distiller:
         vectors = (self._embed([index_text(r.text, r.name) for r in decided.inserts]) if decided.inserts
                    else np.zeros((0, 0), dtype=np.float32))
         outcome = JobOutcome(decided.inserts, vectors, decided.retirements, decided.confirmations,
-                             decided.revivals, frozenset(decided.sufficient))
+                             decided.revivals, frozenset(decided.sufficient),
+                             mentions=graph_mentions(readable, decided.inserts, result.notes if result and self._graph
+                                                     else {}))
         if self._stop.is_set():  # stopped meanwhile: the job was released, another takes it
             raise _Stopped()
         self._store.complete_job(job, outcome, at=self._now(), actor=f"distill:{self._extractor.name}")
@@ -257,3 +262,19 @@ class Distiller:
     def _now(self, ahead: timedelta | None = None) -> str:
         now = self._clock.now()
         return format_ts(now + ahead if ahead else now)
+
+
+def graph_mentions(turns: Sequence[Record], inserts: Sequence[NewRecord],
+                   notes: Mapping[str, TurnNotes]) -> tuple[Mention, ...]:
+    """The entity graph's edges (graph.py) of distilled turns and their new memories: a
+    turn says the entities, noun phrases and keywords the extractor noted in it; a derived memory, those
+    of its turns that its own text repeats."""
+    said = {t.id: phrase_keys([*(e.text for e in notes[t.id].entities), *notes[t.id].phrases,
+                               *notes[t.id].keywords])
+            for t in turns if t.id in notes}
+    out = [Mention(t.id, content_hash(t.text), said[t.id]) for t in turns if said.get(t.id)]
+    for rec in inserts:
+        keys = mentioned(rec.text, [k for turn in rec.derived_from for k in said.get(turn, ())])
+        if keys:
+            out.append(Mention(rec.id, content_hash(rec.text), keys))
+    return tuple(out)

@@ -38,6 +38,7 @@ from .living.reflection import Reflector, reflection_model
 from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
+from .graph import graph_ranking
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.base import REFLECT
@@ -137,7 +138,7 @@ class Memory:
                                             self._clock, release=lambda: shared.release(key),
                                             lease=timedelta(seconds=self.config.job_lease_s),
                                             handlers={REFLECT: self._reflector.run_job} if self._reflector else None,
-                                            scheduler=self._scheduler)
+                                            scheduler=self._scheduler, graph=self.config.graph)
             return self._distiller
 
     def _notes_on(self) -> bool:
@@ -509,7 +510,9 @@ class Memory:
         keyword = pending.result()
         records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
         follow = self._follower(user_id, records) if self.config.link_search else None
-        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow), records)
+        graph = self._graph_walk(query, user_id, records) if self.config.graph and self.config.graph_search else None
+        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow, graph=graph),
+                               records)
         scored = [(item.rowid, item.score) for item in fused if item.rowid in records]
         if self.config.utility_weight or self.config.retention_weight:
             scored = self._by_use(scored[:max(2 * limit, 50)], records)
@@ -544,6 +547,16 @@ class Memory:
             return [ScoredId(pool[m], float(len(order) - i)) for i, m in enumerate(order)]
 
         return follow
+
+    def _graph_walk(self, query: str, user_id: str, records: Mapping[int, Record]):
+        """The ranked list search gets from the entity graph of its candidates (graph.py):
+        Personalized PageRank seeded from the query's phrases and the best fused candidates."""
+        def walk(fused: list) -> list[ScoredId]:
+            said = self._store.mentions(user_id, [r.id for r in records.values()])
+            edges = {rowid: said.get(r.id, ()) for rowid, r in records.items()}
+            return graph_ranking(query, fused, edges)
+
+        return walk
 
     def context(self, query: str, *, user_id: str, budget_tokens: int = 1500, session_id: str | None = None,
                 agent_id: str | None = None, filters: Mapping[str, Any] | None = None,

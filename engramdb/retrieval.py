@@ -12,6 +12,7 @@ from .speakers import named_speakers, said_by
 from .timeframe import timeframes, window_ranking
 from .types import Hit, Record, ScoredId
 
+GRAPH_WEIGHT = 1.0  # what the entity graph's list counts in fusion, against 1 for each other list
 CHARS_PER_TOKEN = 4  # the approximation LoCoMo-style budgets use
 CUT_MAX_CHARS = 480  # a memory cut to fit shows at most this much of itself
 CUT_MIN_CHARS = 96  # less room than this left: a memory that does not fit whole is left out
@@ -28,24 +29,32 @@ def rrf(rankings: Sequence[Sequence[ScoredId]], k: int = 60) -> list[ScoredId]:
     return rrf_ranks([_ranks(ranking) for ranking in rankings], k)
 
 
-def rrf_ranks(ranks: Sequence[Mapping[int, int]], k: int = 60) -> list[ScoredId]:
-    """RRF over rank maps (rowid -> rank, 1 = best), which may hold ties."""
+def rrf_ranks(ranks: Sequence[Mapping[int, int]], k: int = 60,
+              weights: Sequence[float] | None = None) -> list[ScoredId]:
+    """RRF over rank maps (rowid -> rank, 1 = best), which may hold ties; a list's
+    `weights` entry scales what it adds (1 when not given)."""
     scores: dict[int, float] = {}
-    for ranking in ranks:
+    for index, ranking in enumerate(ranks):
+        weight = 1.0 if weights is None else weights[index]
         for rowid, rank in ranking.items():
-            scores[rowid] = scores.get(rowid, 0.0) + 1.0 / (k + rank)
+            scores[rowid] = scores.get(rowid, 0.0) + weight / (k + rank)
     ordered = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
     return [ScoredId(rowid, score) for rowid, score in ordered]
 
 
+Follower = Callable[[list[ScoredId]], list[ScoredId]]  # a fused ranking -> one more ranked list
+
+
 def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], records: Mapping[int, Record],
-         k: int, follow: Callable[[list[ScoredId]], list[ScoredId]] | None = None) -> list[ScoredId]:
+         k: int, follow: Follower | None = None, graph: Follower | None = None) -> list[ScoredId]:
     """The candidates of both retrievers, best first: RRF of the dense list (only the
     turns of the speakers the query names, when it names some: speakers.py), the keyword
     list, the candidates' session ranks (sessions.py) and the named speakers' turns; then,
     when the query names a date, RRF again with the candidates said in that window
     (timeframe.py). With `follow`, the candidates it reaches from the fused ranking (its
-    `relates_to` links, Memory.search) are one more list."""
+    `relates_to` links, Memory.search) are one more list; with `graph`, the candidates
+    ranked by Personalized PageRank over the entity graph seeded from the fused ranking
+    (graph.py, Memory.search) are one more."""
     speakers = named_speakers(query, records.values())
     dense = said_by(dense, records, speakers) or dense
     first = rrf([dense, keyword], k)
@@ -55,12 +64,15 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
     if spoken:
         lists.append(_ranks(spoken))
         fused = rrf_ranks(lists, k)
-    linked = follow(fused) if follow is not None else []
-    if linked:
-        lists.append(_ranks(linked))
-        fused = rrf_ranks(lists, k)
+    weights = [1.0] * len(lists)
+    for more, weight in ((follow, 1.0), (graph, GRAPH_WEIGHT)):
+        ranked = more(fused) if more is not None else []
+        if ranked:
+            lists.append(_ranks(ranked))
+            weights.append(weight)
+            fused = rrf_ranks(lists, k, weights)
     timed = window_ranking(fused, records, timeframes(query))
-    return rrf_ranks(lists + [_ranks(timed)], k) if timed else fused
+    return rrf_ranks(lists + [_ranks(timed)], k, weights + [1.0]) if timed else fused
 
 
 NEVER_ECHOES = frozenset({"turn", "thought"})  # evidence itself, and conclusions: more than their sources say

@@ -17,7 +17,7 @@ from engramdb.stores.sqlite import SQLiteStore
 
 PACKAGE = Path(engramdb.__file__).parent
 AGGREGATES = (base.Records, base.KeywordIndex, base.VectorIndex, base.Derivations, base.Jobs, base.Transfer,
-              base.VitalSigns, base.Inspection, base.Notes)
+              base.VitalSigns, base.Inspection, base.Notes, base.Graph)
 
 
 def declared(protocol: type) -> set[str]:

@@ -137,6 +137,8 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
               help="Build topic memories too (Config(topics=True)); store cached apart, as .bench/<name>-topics.db.")
 @click.option("--link-search", is_flag=True,
               help="Search follows the relates_to links of notes (Config.link_search) [default: off].")
+@click.option("--graph/--no-graph", "graph_search", default=None,
+              help="Search ranks candidates on the entity graph too (Config.graph_search) [default: the library's].")
 @click.option("--shape", type=click.Choice(["plain", "prefixed", "long"]), default="plain", show_default=True,
               help="How the turns are sent (bench/locomo.py reshape): prefixed = 'Speaker: text' with one timestamp "
                    "per session; long = each session joined into a few long messages. Store cached apart.")
@@ -144,8 +146,8 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
 def locomo(store: Path | None, conversations: int | None, locomo: Path | None, embedder: str,
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
            answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
-           answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool, shape: str,
-           as_json: bool) -> None:
+           answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool,
+           graph_search: bool | None, shape: str, as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
     from contextlib import ExitStack
@@ -173,7 +175,8 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
             answering = _answering(llm_base_url, llm_model, judge_model or llm_model, llm_api_key, answer_budget,
                                    rows, answer_log)
         result = _locomo(store, data.reshape(data.load(locomo)[:conversations], shape), embedder, extractor,
-                         backend, answering, answer_questions, topics, link_search, shape)
+                         backend, answering, answer_questions, topics, link_search, shape,
+                         search=_switches(graph_search=graph_search))
         result["shape"] = shape
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -184,7 +187,7 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
 
 def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, backend: str, answering,
             answer_questions: int | None, topics: bool = False, link_search: bool = False,
-            shape: str = "plain") -> dict:
+            shape: str = "plain", search: dict | None = None) -> dict:
     from .recall import run
 
     name = "locomo" if extractor == "none" else f"locomo-{extractor.replace(':', '-')}"
@@ -197,13 +200,19 @@ def _locomo(store: Path | None, loaded: list, embedder: str, extractor: str, bac
         try:
             result = run(server.url, loaded, embedder=embedder, answering=answering,
                          answer_questions=answer_questions, extractor=extractor, topics=topics,
-                         link_search=link_search)
+                         link_search=link_search, search=search)
         finally:
             server.close()
         result["backend"] = "postgresql"
         return result
     return run(store or Path(".bench") / f"{name}.db", loaded, embedder=embedder, answering=answering,
-               answer_questions=answer_questions, extractor=extractor, topics=topics, link_search=link_search)
+               answer_questions=answer_questions, extractor=extractor, topics=topics, link_search=link_search,
+               search=search)
+
+
+def _switches(**flags: bool | None) -> dict:
+    """The read-path switches a flag pair set (None: left at the library's default)."""
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 @bench.command()

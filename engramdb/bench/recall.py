@@ -210,15 +210,16 @@ def _mean(items: list[dict[str, float]]) -> dict[str, float]:
 def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Sequence[str] = tuple(RETRIEVERS),
         embedder: str = "minilm", answering: Callable[[Memory, list], dict[str, Any]] | None = None,
         answer_questions: int | None = None, extractor: str = "none", topics: bool = False,
-        link_search: bool = False) -> dict[str, Any]:
+        link_search: bool = False, search: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ingest, score retrieval, and with `answering` (bench/answer.py) answer a fixed
     stratified sample of `answer_questions` questions (all when None). With an `extractor`, the
     turns are distilled too and the derived memories compete for the budget; with `topics`,
-    topic memories (living/topics.py) are built too and compete as well."""
+    topic memories (living/topics.py) are built too and compete as well; `search` sets
+    read-path switches of Config (graph_search, …)."""
     if isinstance(store, Path):
         store.parent.mkdir(parents=True, exist_ok=True)
-    with Memory(store, config=Config(embedder=embedder, extractor=extractor, topics=topics,
-                                     link_search=link_search)) as mem:
+    config = Config(embedder=embedder, extractor=extractor, topics=topics, link_search=link_search, **(search or {}))
+    with Memory(store, config=config) as mem:
         seconds, added = ingest(mem, conversations)
         flush_start = time.perf_counter()
         mem.flush(None)
@@ -227,6 +228,8 @@ def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Se
         result["extractor"] = extractor
         result["topics"] = topics
         result["link_search"] = link_search
+        result["search"] = {"graph_search": config.graph_search}
+        result["graph_edges"] = sum(mem.store.graph_size(c.sample_id) for c in conversations)
         result["distill_after_ingest_s"] = round(distill_s, 1)
         result["derived"] = {k: v for k, v in mem.stats().get("by_kind", {}).items() if k != "turn"}
         if answering is not None:

@@ -111,6 +111,7 @@ class TurnNotes:
     keywords: tuple[str, ...] = ()
     entities: tuple[Entity, ...] = ()
     dates: tuple[str, ...] = ()  # ISO dates the turn talks about, resolved
+    phrases: tuple[str, ...] = ()  # noun phrases of two words or more ("home country"): entity-graph nodes
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,8 @@ def result_from_json(data: dict[str, Any]) -> ExtractionResult:
 
     def notes(d: dict[str, Any]) -> TurnNotes:
         return TurnNotes(turn_id=d["turn_id"], keywords=tuple(d["keywords"]),
-                         entities=tuple(Entity(**e) for e in d["entities"]), dates=tuple(d["dates"]))
+                         entities=tuple(Entity(**e) for e in d["entities"]), dates=tuple(d["dates"]),
+                         phrases=tuple(d.get("phrases", ())))
 
     return ExtractionResult(
         candidates=[candidate(c) for c in data["candidates"]],

@@ -119,7 +119,25 @@ def _read_sentence(sentence, turn: TurnInput, subject: str) -> tuple[list[Candid
 def notes(doc, turn_id: str, dates: list[str]) -> TurnNotes:
     entities = tuple(dict.fromkeys(Entity(e.text, e.label_) for e in doc.ents if e.label_ in ENTITY_LABELS))
     return TurnNotes(turn_id=turn_id, keywords=_keywords(doc, limit=10), entities=entities,
-                     dates=tuple(dict.fromkeys(dates)))
+                     dates=tuple(dict.fromkeys(dates)), phrases=_noun_phrases(doc))
+
+
+_PHRASE_SKIP = frozenset({"DET", "PRON", "NUM", "PUNCT", "PART", "CCONJ", "ADP", "SYM", "X", "SPACE"})
+
+
+def _noun_phrases(doc, limit: int = 8) -> tuple[str, ...]:
+    """Noun chunks of two to four content words, their head lemmatised ("my home
+    countries" -> "home country"): the specific things a turn talks about."""
+    out: dict[str, None] = {}
+    for chunk in doc.noun_chunks:
+        kept = [t for t in chunk if t.pos_ not in _PHRASE_SKIP and t.is_alpha]
+        if not 2 <= len(kept) <= 4 or kept[-1].pos_ not in ("NOUN", "PROPN"):
+            continue
+        head = kept[-1].text if kept[-1].pos_ == "PROPN" else kept[-1].lemma_
+        out[" ".join([*(t.text.lower() for t in kept[:-1]), head.lower()])] = None
+        if len(out) >= limit:
+            break
+    return tuple(out)
 
 
 def _keywords(span, limit: int = 8) -> tuple[str, ...]:

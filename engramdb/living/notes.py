@@ -362,11 +362,13 @@ class NotesBatch:
 
 
 def exported_for(data: Mapping[str, Any], ids: Sequence[str]) -> dict[str, Any]:
-    """Of a store's exported notes and links (`export_derived`), those of these memories."""
+    """Of a store's exported notes, links and entity-graph rows (`export_derived`), those
+    of these memories."""
     keep = set(ids)
     return {"notes": [n for n in data.get("notes", []) if n[0] in keep],
             "relations": [r for r in data.get("relations", []) if r[0] in keep and r[1] in keep],
-            "note_queue": [q for q in data.get("note_queue", []) if q[0] in keep]}
+            "note_queue": [q for q in data.get("note_queue", []) if q[0] in keep],
+            "graph_mentions": [g for g in data.get("graph_mentions", []) if g[0] in keep]}
 
 
 def renamed(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
@@ -377,4 +379,5 @@ def renamed(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]
 
     return {"notes": [[to(n[0]), *n[1:6], sorted(to(c) for c in n[6]), *n[7:]] for n in data.get("notes", [])],
             "relations": [[to(r[0]), to(r[1]), *r[2:]] for r in data.get("relations", [])],
-            "note_queue": [[to(q[0]), *q[1:]] for q in data.get("note_queue", [])]}
+            "note_queue": [[to(q[0]), *q[1:]] for q in data.get("note_queue", [])],
+            "graph_mentions": [[to(g[0]), *g[1:]] for g in data.get("graph_mentions", [])]}

@@ -92,6 +92,16 @@ def retired_by(reason: str | None) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
+class Mention:
+    """The phrases (graph.phrase_key keys) a memory says, read from the text whose
+    `content_hash` is given: the entity graph's edges of one memory (graph.py)."""
+
+    record_id: str
+    content_hash: str
+    phrases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class JobOutcome:
     """What one distillation job writes, all in one transaction with the job's end."""
 
@@ -101,6 +111,7 @@ class JobOutcome:
     confirmations: dict[str, tuple[str, ...]] = field(default_factory=dict)  # memory id -> more source turns
     revivals: list[str] = field(default_factory=list)  # outdated memories their re-derivation says again
     sufficient: frozenset[tuple[str, str]] = frozenset()  # (memory, turn): that turn alone says the memory
+    mentions: tuple[Mention, ...] = ()  # the entity graph's edges of the job's turns and new memories
 
 
 @dataclass(frozen=True)
@@ -191,6 +202,14 @@ class Notes(Protocol):
     def queue_notes(self, user_id: str, ids: Sequence[str], *, reason: str, at: str) -> None: ...
 
 
+class Graph(Protocol):
+    """The entity graph (graph.py): which phrases each memory says (stores/graph_sql.py)."""
+
+    def mentions(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str, ...]]: ...
+    def write_mentions(self, user_id: str, mentions: Sequence[Mention]) -> None: ...
+    def graph_size(self, user_id: str) -> int: ...
+
+
 class VitalSigns(Protocol):
     """What use and time did to memories (living/vitals.py decides; vitals_sql.py writes)."""
 
@@ -215,7 +234,7 @@ class Inspection(Protocol):
 
 
 class Store(Records, KeywordIndex, VectorIndex, Derivations, Jobs, Transfer, VitalSigns, Inspection,
-            Notes, Protocol):
+            Notes, Graph, Protocol):
     """Every backend, whole: the aggregates above, compaction and closing. Nothing
     outside stores/ calls a store method this does not declare (tests/test_seam.py)."""
 

@@ -19,6 +19,7 @@ from ..living.vitals import RETIRED_STATES
 from ..types import Record, Scope
 from . import thoughts_sql
 from .base import DISTILL, REDERIVE, Job, JobOutcome, NewRecord
+from .graph_sql import GraphStatements
 from .notes_sql import NoteStatements
 from .statements import Statements
 from .vitals_sql import confirm_again
@@ -338,6 +339,8 @@ class SQLLifecycle(Statements):
                 if turn_id in live:
                     self.link(memory_id, turn_id, suffices=(memory_id, turn_id) in outcome.sufficient)
             self.narrow_sources([memory_id])
+        kept = live | {rec.id for rec in records}  # a memory not written, or a turn erased, gets no edges
+        GraphStatements.of(self).put(job.scope.user_id, [m for m in outcome.mentions if m.record_id in kept])
         if job.kind == DISTILL:  # said again by new turns (a re-derivation only says it again)
             confirm_again(self.conn, self.d, outcome.confirmations, at=at, actor=actor)
         if again:

@@ -34,6 +34,7 @@ from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .inspection_sql import SQLInspection
 from .lifecycle_sql import POSTGRES, SQLJobs, SQLLifecycle, exported_links
+from .graph_sql import GraphStatements, SQLGraph
 from .notes_sql import NoteStatements, SQLNotes
 from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_postgres
@@ -144,7 +145,7 @@ class _Expiring:
         self._items = {k: v for k, v in list(self._items.items()) if not forget(k)}
 
 
-class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes):
+class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes, SQLGraph):
     _vitals_dialect = POSTGRES
 
     def __init__(self, url: str, *, schema: str | None = None, pool_size: int = 10, pool_timeout: float = 30.0,
@@ -420,6 +421,8 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes
                 "VALUES (%s, %s, %s, 'update', NULL, %s, %s, %s, %s)",
                 (id, last + 1, user_id, content_hash(text), at, actor, reason),
             )
+            if old_hash != content_hash(text):  # the graph's edges were read from the old text
+                GraphStatements.of(self._lifecycle(conn)).drop([id])
             if kind == "turn" and old_hash != content_hash(text):
                 lifecycle.outdate(self._lifecycle(conn), user_id, _record(updated), at=at, actor=actor)
             return _record(updated)
@@ -761,7 +764,8 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes
             )]
             jobs = self._lifecycle(conn).export_jobs(user_id)
             notes = NoteStatements.of(self._lifecycle(conn)).export(user_id)
-        return {"slots": slots, "links": links, "jobs": jobs, **notes}
+            graph = GraphStatements.of(self._lifecycle(conn)).export(user_id)
+        return {"slots": slots, "links": links, "jobs": jobs, **notes, "graph_mentions": graph}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
         """Write what `export_derived` gave, after the user's records: slots and links of
@@ -781,6 +785,7 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes
                 )
             self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
             NoteStatements.of(self._lifecycle(conn)).import_(user_id, data)
+            GraphStatements.of(self._lifecycle(conn)).import_(user_id, data.get("graph_mentions", []))
 
         self._write(work)
 

@@ -198,4 +198,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX note_queue_user ON note_queue (user_id)
         """,
     ),
+    (
+        "0010_entity_graph",
+        """
+        CREATE TABLE graph_mentions (
+            record_id TEXT NOT NULL REFERENCES records (id) ON DELETE CASCADE,
+            entity TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            PRIMARY KEY (record_id, entity)
+        );
+        CREATE INDEX graph_mentions_entity ON graph_mentions (user_id, entity)
+        """,
+    ),
 ]

@@ -30,6 +30,7 @@ from ..types import Record, Scope, ScoredId, Version
 from .base import ExportedRecord, Job, JobOutcome, NewRecord
 from .inspection_sql import SQLInspection
 from .lifecycle_sql import SQLITE, SQLJobs, SQLLifecycle, exported_links
+from .graph_sql import GraphStatements, SQLGraph
 from .notes_sql import NoteStatements, SQLNotes
 from .thoughts_sql import SQLThoughts
 from .filters import Condition, to_sql
@@ -68,7 +69,7 @@ def fts_query(text: str) -> str | None:
 OVERFETCH = (1.25, 4)
 
 
-class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes):
+class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes, SQLGraph):
     _vitals_dialect = SQLITE
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 60_000, ann_threshold: int = 20_000,
@@ -399,6 +400,8 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes):
                 "VALUES (?, ?, ?, 'update', NULL, ?, ?, ?, ?)",
                 (id, last + 1, user_id, content_hash(text), at, actor, reason),
             )
+            if old_hash != content_hash(text):  # the graph's edges were read from the old text
+                GraphStatements.of(self._lifecycle(conn)).drop([id])
             if kind == "turn" and old_hash != content_hash(text):
                 turn = self._read_records(conn, [id])[0]
                 lifecycle.outdate(self._lifecycle(conn), user_id, turn, at=at, actor=actor)
@@ -841,7 +844,8 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes):
                 "WHERE r.user_id = ? ORDER BY l.src, l.type, l.dst", (user_id,))]
             jobs = self._lifecycle(conn).export_jobs(user_id)
             notes = NoteStatements.of(self._lifecycle(conn)).export(user_id)
-        return {"slots": slots, "links": links, "jobs": jobs, **notes}
+            graph = GraphStatements.of(self._lifecycle(conn)).export(user_id)
+        return {"slots": slots, "links": links, "jobs": jobs, **notes, "graph_mentions": graph}
 
     def import_derived(self, user_id: str, data: dict[str, Any]) -> None:
         def work(conn: sqlite3.Connection) -> None:
@@ -854,6 +858,7 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes):
                  for src, type, dst, sources, suffices in exported_links(data)])
             self._lifecycle(conn).import_jobs(user_id, data.get("jobs", []))
             NoteStatements.of(self._lifecycle(conn)).import_(user_id, data)
+            GraphStatements.of(self._lifecycle(conn)).import_(user_id, data.get("graph_mentions", []))
 
         self._write(work)
 

@@ -1,0 +1,222 @@
+"""The entity graph (graph.py, stores/graph_sql.py): its phrases, Personalized PageRank,
+its edges written by distillation, and the derivation rule (an erased or changed memory
+leaves the graph) on SQLite and PostgreSQL; cubes and migrations carry it."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+
+from engramdb import Config, Memory
+from engramdb.demo import ingest, load_sample
+from engramdb.graph import grams, graph_ranking, mentioned, personalized_pagerank, phrase_key, phrase_keys
+from engramdb.providers.fake import FakeEmbedder
+from engramdb.stores.base import Mention
+from engramdb.stores.transfer import copy_store
+from engramdb.types import Scope, ScoredId
+
+USER = "alice"
+OFFLINE = Config(extractor="offline")
+
+
+# -- phrases -------------------------------------------------------------------------------
+
+
+def test_phrase_keys_are_one_node_for_one_phrase():
+    assert phrase_key("Books") == phrase_key("the book") == phrase_key("book") == "book"
+    assert phrase_key("my home country") == "home country"
+    assert phrase_key("Caroline's") == "caroline"
+    assert phrase_key("the") is None and phrase_key("yesterday") is None and phrase_key("2023") is None
+    assert phrase_keys(["Sweden", "sweden", "the kids", "kid"]) == ("sweden", "kid")
+
+
+def test_a_text_mentions_the_keys_it_says_as_words():
+    assert mentioned("Caroline moved from her home countries.", ["home country", "sweden", "caroline"]) == \
+        ("home country", "caroline")
+    assert "art" not in grams("She started painting")  # whole words only
+    assert "pottery class" in grams("I signed up for a pottery class")
+
+
+# -- the walk ------------------------------------------------------------------------------
+
+
+def test_pagerank_carries_a_seed_to_what_shares_a_rare_phrase_with_it():
+    edges = {1: ("home country", "friend"), 2: ("home country", "sweden", "necklace"), 3: ("friend", "dog"),
+             4: ("friend", "painting"), 5: ("friend",), 6: ("pottery",)}
+    scores = personalized_pagerank(edges, {1: 1.0}, {})
+    assert max(scores, key=scores.get) == 1
+    # 2 shares the rare "home country" with the seed; 3-5 share "friend", which most rows say
+    assert scores[2] > scores[3] > 0 and scores[2] > scores[5]
+    assert scores[6] == 0  # nothing joins it to the seed
+
+
+def test_query_phrases_seed_the_walk_and_unreached_rows_are_not_ranked():
+    edges = {10: ("sweden", "necklace"), 11: ("necklace", "grandma"), 12: ("pottery",), 13: ()}
+    ranked = graph_ranking("Who gave her the necklace?", [ScoredId(12, 1.0)], edges)
+    order = [item.rowid for item in ranked]
+    assert set(order[:2]) == {10, 11} and 13 not in order
+    assert graph_ranking("anything", [ScoredId(1, 1.0)], {1: (), 2: ()}) == []
+
+
+# -- edges written by distillation ---------------------------------------------------------
+
+
+@pytest.mark.distill
+def test_distillation_writes_each_memorys_phrases_and_search_uses_them(tmp_path):
+    with Memory(tmp_path / "g.db", embedder=FakeEmbedder(), config=OFFLINE.replace(graph_search=True)) as mem:
+        mem.add([{"role": "user", "name": "Caroline", "content": "I moved here from my home country four years ago."},
+                 {"role": "user", "name": "Melanie", "content": "I love pottery and painting with my kids."},
+                 {"role": "user", "name": "Caroline",
+                  "content": "My grandma in my home country, Sweden, gave me this necklace."}],
+                user_id=USER, session_id="s1")
+        assert mem.flush(60)
+        records = mem.list(user_id=USER, limit=50)
+        said = mem.store.mentions(USER, [r.id for r in records])
+        turns = {r.text: r.id for r in records if r.kind == "turn"}
+        assert {"home country", "sweden", "necklace"} <= set(said[turns[next(t for t in turns if "Sweden" in t)]])
+        derived = [r for r in records if r.kind != "turn" and r.id in said]
+        assert derived, "a derived memory keeps the phrases of its turns that it repeats"
+        assert all(set(said[r.id]) <= {k for s in said.values() for k in s} for r in derived)
+        hits = mem.search("Where did Caroline move from?", user_id=USER, limit=10)
+        assert any("Sweden" in h.text for h in hits)
+
+
+@pytest.mark.distill
+def test_the_graph_can_be_switched_off(tmp_path):
+    with Memory(tmp_path / "g.db", embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        mem.add("I moved here from Sweden with my grandma.", user_id=USER)
+        assert mem.flush(60)
+        assert mem.store.graph_size(USER) == 0
+
+
+def test_edges_are_written_only_for_the_text_they_were_read_from(tmp_path):
+    with Memory(tmp_path / "g.db", embedder=FakeEmbedder()) as mem:
+        (turn,) = mem.add("I moved here from Sweden.", user_id=USER).records
+        mem.store.write_mentions(USER, [Mention(turn.id, "not-its-hash", ("sweden",))])
+        assert mem.store.graph_size(USER) == 0
+        from engramdb.keys import content_hash
+
+        mem.store.write_mentions(USER, [Mention(turn.id, content_hash(turn.text), ("sweden",))])
+        mem.store.write_mentions("bob", [Mention(turn.id, content_hash(turn.text), ("moved",))])  # not bob's
+        assert mem.store.mentions(USER, [turn.id]) == {turn.id: ("sweden",)}
+        mem.update(turn.id, "I moved here from Norway.", user_id=USER)
+        assert mem.store.graph_size(USER) == 0, "a changed text's edges go with it"
+
+
+# -- the derivation rule: an erased memory leaves the graph --------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_store(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("graph-demo") / "engram.db"
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        ingest(mem, load_sample())
+        assert mem.flush(120)
+        assert mem.store.graph_size(USER) > 50
+    return path
+
+
+def _copy(template: Path, target: Path) -> Path:
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for file in template.parent.iterdir():
+        if file.name.startswith(template.name):
+            shutil.copy(file, target / file.name)
+    return target / template.name
+
+
+def _private_phrases(erased_text: str, surviving: list[str]) -> set[str]:
+    """The erased memory's phrases that no surviving memory's text says."""
+    said = set().union(*(grams(t) for t in surviving))
+    return {k for k in grams(erased_text) if k not in said}
+
+
+def _sqlite_graph(path: Path) -> list[tuple[str, str, str]]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT record_id, entity, user_id FROM graph_mentions").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.distill
+@pytest.mark.parametrize("source", ["s1-07", "s1-03", "s2-03", "s3-09"])
+def test_an_erased_turn_leaves_the_graph_sqlite(demo_store, tmp_path, source):
+    path = _copy(demo_store, tmp_path / "copy")
+    with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
+        records = mem.list(user_id=USER, limit=1000, include_retired=True)
+        (turn,) = [r for r in records if r.kind == "turn" and r.sources == [source]]
+        had = mem.store.mentions(USER, [turn.id])[turn.id]
+        mem.delete(turn.id)
+        left = [r for r in mem.list(user_id=USER, limit=1000, include_retired=True)]
+    rows = _sqlite_graph(path)
+    assert had and rows
+    ids = {r[0] for r in rows}
+    assert turn.id not in ids
+    assert ids <= {r.id for r in left}, "every edge is of a memory that exists"
+    private = _private_phrases(turn.text, [r.text for r in left])
+    assert not private & {r[1] for r in rows}, "a phrase only the erased turn said is still in the graph"
+
+
+@pytest.mark.distill
+def test_forgetting_the_user_empties_their_graph(demo_store, tmp_path):
+    path = _copy(demo_store, tmp_path / "copy")
+    with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
+        mem.forget(user_id=USER)
+    assert _sqlite_graph(path) == []
+
+
+@pytest.mark.distill
+@pytest.mark.parametrize("source", ["s1-07", "s2-03"])
+def test_an_erased_turn_leaves_the_graph_postgresql(demo_store, postgres_url, tmp_path, source):
+    from engramdb.stores.postgres import PostgresStore
+    from engramdb.stores.sqlite import SQLiteStore
+
+    schema = f"g_{uuid.uuid4().hex[:12]}"
+    sqlite_store = SQLiteStore(_copy(demo_store, tmp_path / "copy"))
+    target = PostgresStore(postgres_url, schema=schema)
+    try:
+        copy_store(sqlite_store, target)  # `engram migrate` carries the graph
+        expected = sqlite_store.graph_size(USER)
+    finally:
+        sqlite_store.close()
+    try:
+        assert target.graph_size(USER) == expected > 0
+        records = [item.record for item in target.export(Scope(USER))]
+        (turn,) = [r for r in records if r.kind == "turn" and r.sources == [source]]
+        assert target.mentions(USER, [turn.id])
+        assert target.delete(turn.id, at="2025-01-01T00:00:00.000000Z", actor="test")
+        left = [item.record for item in target.export(Scope(USER))]
+        with target._connection() as conn:
+            rows = conn.execute(f'SELECT record_id, entity FROM "{schema}".graph_mentions').fetchall()
+        ids = {r[0] for r in rows}
+        assert rows and turn.id not in ids and ids <= {r.id for r in left}
+        private = _private_phrases(turn.text, [r.text for r in left])
+        assert not private & {r[1] for r in rows}
+    finally:
+        target.close()
+
+
+# -- cubes -------------------------------------------------------------------------------
+
+
+@pytest.mark.distill
+def test_a_cube_carries_the_graph_into_another_scope(demo_store, tmp_path):
+    path = _copy(demo_store, tmp_path / "copy")
+    cube = tmp_path / "alice.jsonl"
+    with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
+        mem.export(cube, user_id=USER)
+        before = mem.store.graph_size(USER)
+        by_text = {}
+        for r in mem.list(user_id=USER, limit=1000):
+            by_text.setdefault(r.text, set()).update(mem.store.mentions(USER, [r.id]).get(r.id, ()))
+    with Memory(tmp_path / "other.db", embedder=FakeEmbedder(), config=Config(extractor="none")) as other:
+        other.import_(cube, user_id="carol")
+        assert other.store.graph_size("carol") == before
+        moved = other.list(user_id="carol", limit=1000)
+        said = other.store.mentions("carol", [r.id for r in moved])
+        assert all(set(said.get(r.id, ())) == by_text[r.text] for r in moved)
