@@ -65,6 +65,12 @@ class Config:
     # (`graph_search`, needs `graph`).
     graph: bool = True
     graph_search: bool = False
+    # Query understanding (query.py): a question that asks several things is searched
+    # part by part too, the parts' rankings fused with the whole's (`query_parts`); a
+    # "before / after <event>" question ranks the candidates on that side of the day the
+    # event was said (`query_anchors`).
+    query_parts: bool = False
+    query_anchors: bool = False
     # Retrieval.
     # Memories flagged as carrying instructions (guard.py) are shown marked as untrusted;
     # True leaves them out of search and recall altogether (filters={"flagged": True} still finds them).

@@ -26,7 +26,8 @@ from .types import ScoredId
 DAMPING = 0.5  # HippoRAG's: half of the walk's mass goes back to the seeds at every step
 ITERATIONS = 16
 SEED_HITS = 5  # the best fused candidates that seed the walk
-PHRASE_SHARE = 0.5  # of the seed mass, given to the query's phrases when it names some
+PHRASE_SHARE = 0.0  # of the seed mass, given to the query's phrases (LoCoMo: 0.5 and 1 below 0, the best candidates alone)
+_MULTI = False
 KEEP_SEEDS = False  # the seeds are the best fused already: the list ranks what the walk reached from them
 MAX_PHRASES = 16  # a memory's phrases kept in the graph (entities first)
 MAX_PHRASE_WORDS = 4
@@ -152,13 +153,15 @@ def query_phrases(query: str, edges: Mapping[int, Sequence[str]]) -> dict[str, f
 
 
 def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Sequence[str]],
-                  seeds: int = SEED_HITS) -> list[ScoredId]:
+                  seeds: int | None = None) -> list[ScoredId]:
     """The candidates ranked by Personalized PageRank seeded from the query's phrases
     and the `seeds` best of `fused`; only those the walk reaches from the seeds through
     a phrase (and the seeds themselves) are ranked. Empty when the candidates have no graph."""
+    if _MULTI:
+        edges = {r: tuple(k for k in ks if " " in k) for r, ks in edges.items()}
     if not any(edges.values()):
         return []
-    top = [item.rowid for item in fused[:seeds] if item.rowid in edges]
+    top = [item.rowid for item in fused[:SEED_HITS if seeds is None else seeds] if item.rowid in edges]
     named = query_phrases(query, edges)
     records = {row: 1.0 / (1 + rank) for rank, row in enumerate(top)}
     if named:
@@ -166,7 +169,7 @@ def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Seq
         records = {row: w * (1 - PHRASE_SHARE) / total for row, w in records.items()}
         mass = sum(named.values())
         named = {key: w * PHRASE_SHARE / mass for key, w in named.items()}
-    scores = personalized_pagerank(edges, records, named)
+    scores = personalized_pagerank(edges, records, named, damping=DAMPING, iterations=ITERATIONS)
     reached = [(row, score) for row, score in scores.items() if score > 0 and edges[row]
                and (KEEP_SEEDS or row not in records)]
     reached.sort(key=lambda pair: (-pair[1], pair[0]))

@@ -39,6 +39,7 @@ from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .graph import graph_ranking
+from .query import parts
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.base import REFLECT
@@ -508,11 +509,16 @@ class Memory:
             wait([pending])  # leave no keyword search behind, e.g. queued for a connection to a dead server
             raise
         keyword = pending.result()
-        records = self._store.by_rowids(list({item.rowid: None for item in [*dense, *keyword]}), scope)
+        asked = [(part, self._store.vector_search(scope, self._embed_query(part), conditions, depth),
+                  self._store.keyword_search(scope, part, conditions, depth))
+                 for part in (parts(query) if self.config.query_parts else [])]
+        found = [*dense, *keyword, *(item for _, d, w in asked for item in [*d, *w])]
+        records = self._store.by_rowids(list({item.rowid: None for item in found}), scope)
         follow = self._follower(user_id, records) if self.config.link_search else None
         graph = self._graph_walk(query, user_id, records) if self.config.graph and self.config.graph_search else None
-        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow, graph=graph),
-                               records)
+        ranked_parts = [fuse(part, d, w, records, k=self.config.rrf_k) for part, d, w in asked]
+        fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow, graph=graph,
+                                    parts=ranked_parts, anchors=self.config.query_anchors), records)
         scored = [(item.rowid, item.score) for item in fused if item.rowid in records]
         if self.config.utility_weight or self.config.retention_weight:
             scored = self._by_use(scored[:max(2 * limit, 50)], records)

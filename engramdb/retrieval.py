@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from .block import MAX_NAME_CHARS, PREAMBLE, Item, Layout, item, render, snippet
+from .query import anchored_ranking
 from .sessions import session_ranks
 from .speakers import named_speakers, said_by
 from .timeframe import timeframes, window_ranking
@@ -46,7 +47,8 @@ Follower = Callable[[list[ScoredId]], list[ScoredId]]  # a fused ranking -> one 
 
 
 def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], records: Mapping[int, Record],
-         k: int, follow: Follower | None = None, graph: Follower | None = None) -> list[ScoredId]:
+         k: int, follow: Follower | None = None, graph: Follower | None = None,
+         parts: Sequence[Sequence[ScoredId]] = (), anchors: bool = False) -> list[ScoredId]:
     """The candidates of both retrievers, best first: RRF of the dense list (only the
     turns of the speakers the query names, when it names some: speakers.py), the keyword
     list, the candidates' session ranks (sessions.py) and the named speakers' turns; then,
@@ -54,11 +56,15 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
     (timeframe.py). With `follow`, the candidates it reaches from the fused ranking (its
     `relates_to` links, Memory.search) are one more list; with `graph`, the candidates
     ranked by Personalized PageRank over the entity graph seeded from the fused ranking
-    (graph.py, Memory.search) are one more."""
+    (graph.py, Memory.search) are one more. `parts`: the fused rankings of the parts of
+    a question that asks several things (query.parts), one list each; with `anchors`, a
+    "before / after <event>" question's candidates on that side of the event's day
+    (query.anchored_ranking) are one more list."""
     speakers = named_speakers(query, records.values())
     dense = said_by(dense, records, speakers) or dense
     first = rrf([dense, keyword], k)
-    lists = [_ranks(dense), _ranks(keyword), session_ranks(keyword, [i.rowid for i in first], records)]
+    lists = [_ranks(dense), _ranks(keyword), session_ranks(keyword, [i.rowid for i in first], records),
+             *(_ranks(part) for part in parts if part)]
     fused = rrf_ranks(lists, k)
     spoken = said_by(fused, records, speakers)
     if spoken:
@@ -71,6 +77,11 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
             lists.append(_ranks(ranked))
             weights.append(weight)
             fused = rrf_ranks(lists, k, weights)
+    anchored = anchored_ranking(query, fused, records) if anchors else []
+    if anchored:
+        lists.append(_ranks(anchored))
+        weights.append(1.0)
+        fused = rrf_ranks(lists, k, weights)
     timed = window_ranking(fused, records, timeframes(query))
     return rrf_ranks(lists + [_ranks(timed)], k, weights + [1.0]) if timed else fused
 

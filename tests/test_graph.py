@@ -4,6 +4,7 @@ leaves the graph) on SQLite and PostgreSQL; cubes and migrations carry it."""
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import uuid
 from pathlib import Path
@@ -53,12 +54,22 @@ def test_pagerank_carries_a_seed_to_what_shares_a_rare_phrase_with_it():
     assert scores[6] == 0  # nothing joins it to the seed
 
 
-def test_query_phrases_seed_the_walk_and_unreached_rows_are_not_ranked():
-    edges = {10: ("sweden", "necklace"), 11: ("necklace", "grandma"), 12: ("pottery",), 13: ()}
-    ranked = graph_ranking("Who gave her the necklace?", [ScoredId(12, 1.0)], edges)
-    order = [item.rowid for item in ranked]
-    assert set(order[:2]) == {10, 11} and 13 not in order
+def test_the_walk_ranks_what_the_best_candidates_reach_not_the_candidates_themselves():
+    edges = {10: ("sweden", "necklace"), 11: ("necklace", "grandma"), 12: ("grandma", "pottery"), 13: ("dog",),
+             14: ()}
+    order = [item.rowid for item in graph_ranking("Who gave her the necklace?", [ScoredId(10, 1.0)], edges)]
+    assert order == [11, 12], "one hop before two; the seed and what nothing joins are left out"
     assert graph_ranking("anything", [ScoredId(1, 1.0)], {1: (), 2: ()}) == []
+
+
+def test_query_phrases_can_seed_the_walk(monkeypatch):
+    import engramdb.graph as graph
+
+    edges = {10: ("sweden", "necklace"), 11: ("necklace", "grandma"), 12: ("pottery", "clay"), 13: ("clay",)}
+    assert graph.query_phrases("Who gave her the necklace?", edges) == {"necklace": pytest.approx(math.log(3))}  # log(1 + 4 rows / 2 saying it)
+    monkeypatch.setattr(graph, "PHRASE_SHARE", 0.5)
+    order = [item.rowid for item in graph.graph_ranking("Who gave her the necklace?", [ScoredId(12, 1.0)], edges)]
+    assert set(order) == {10, 11, 13}
 
 
 # -- edges written by distillation ---------------------------------------------------------
@@ -80,8 +91,32 @@ def test_distillation_writes_each_memorys_phrases_and_search_uses_them(tmp_path)
         derived = [r for r in records if r.kind != "turn" and r.id in said]
         assert derived, "a derived memory keeps the phrases of its turns that it repeats"
         assert all(set(said[r.id]) <= {k for s in said.values() for k in s} for r in derived)
-        hits = mem.search("Where did Caroline move from?", user_id=USER, limit=10)
-        assert any("Sweden" in h.text for h in hits)
+        assert mem.search("Where did Caroline move from?", user_id=USER, limit=10)
+
+
+FILLER = ["The weather was grey all week.", "We cooked pasta for dinner on Friday.", "My car needs new tyres.",
+          "I finished a puzzle of a lighthouse.", "The train was late again this morning.",
+          "Work has been busy with the quarterly report.", "I watched a film about whales.",
+          "Our neighbour plays the trumpet at night.", "The library opened a new wing.",
+          "I bought a blue lamp for the desk."]
+
+
+@pytest.mark.distill
+def test_a_turn_that_shares_a_rare_phrase_with_the_best_hit_climbs_with_the_graph(tmp_path):
+    path = tmp_path / "g.db"
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        mem.add([{"role": "user", "name": "Caroline", "content": text} for text in
+                 ["I moved here from my home country four years ago.", *FILLER,
+                  "My grandma in my home country gave me this necklace."]], user_id=USER, session_id="s1")
+        assert mem.flush(60)
+
+    def rank(graph_search: bool) -> int:
+        with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none", graph_search=graph_search)) as m:
+            hits = m.search("Where did Caroline move from?", user_id=USER, limit=30)
+        assert "home country" in hits[0].text and "necklace" not in hits[0].text
+        return next(i for i, h in enumerate(hits) if "necklace" in h.text)
+
+    assert rank(True) < rank(False)
 
 
 @pytest.mark.distill

@@ -139,6 +139,10 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
               help="Search follows the relates_to links of notes (Config.link_search) [default: off].")
 @click.option("--graph/--no-graph", "graph_search", default=None,
               help="Search ranks candidates on the entity graph too (Config.graph_search) [default: the library's].")
+@click.option("--parts/--no-parts", "query_parts", default=None,
+              help="Search a question that asks several things part by part too (Config.query_parts).")
+@click.option("--anchors/--no-anchors", "query_anchors", default=None,
+              help="Anchor 'before / after <event>' questions on the event's day (Config.query_anchors).")
 @click.option("--shape", type=click.Choice(["plain", "prefixed", "long"]), default="plain", show_default=True,
               help="How the turns are sent (bench/locomo.py reshape): prefixed = 'Speaker: text' with one timestamp "
                    "per session; long = each session joined into a few long messages. Store cached apart.")
@@ -147,7 +151,8 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
            answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
            answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool,
-           graph_search: bool | None, shape: str, as_json: bool) -> None:
+           graph_search: bool | None, query_parts: bool | None, query_anchors: bool | None, shape: str,
+           as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
     from contextlib import ExitStack
@@ -176,7 +181,8 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
                                    rows, answer_log)
         result = _locomo(store, data.reshape(data.load(locomo)[:conversations], shape), embedder, extractor,
                          backend, answering, answer_questions, topics, link_search, shape,
-                         search=_switches(graph_search=graph_search))
+                         search=_switches(graph_search=graph_search, query_parts=query_parts,
+                                          query_anchors=query_anchors))
         result["shape"] = shape
     if as_json:
         click.echo(json.dumps(result, indent=2))
