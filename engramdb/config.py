@@ -62,9 +62,10 @@ class Config:
     # The entity graph (graph.py): distillation records which entities and nouns each
     # memory says (`graph`); search ranks the candidates by Personalized PageRank seeded
     # from the query's phrases and its best candidates, one more list for fusion
-    # (`graph_search`, needs `graph`).
+    # (`graph_search`, needs `graph`; LoCoMo: multi-hop within 2,000 tokens +0.02,
+    # docs/benchmarks.md "Entity graph and query understanding").
     graph: bool = True
-    graph_search: bool = False
+    graph_search: bool = True
     # Query understanding (query.py): a question that asks several things is searched
     # part by part too, the parts' rankings fused with the whole's (`query_parts`); a
     # "before / after <event>" question ranks the candidates on that side of the day the

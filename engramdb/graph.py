@@ -26,9 +26,7 @@ from .types import ScoredId
 DAMPING = 0.5  # HippoRAG's: half of the walk's mass goes back to the seeds at every step
 ITERATIONS = 16
 SEED_HITS = 5  # the best fused candidates that seed the walk
-PHRASE_SHARE = 0.0  # of the seed mass, given to the query's phrases (LoCoMo: 0.5 and 1 below 0, the best candidates alone)
-_MULTI = False
-KEEP_SEEDS = False  # the seeds are the best fused already: the list ranks what the walk reached from them
+PHRASE_SHARE = 0.0  # of the seed mass given to the query's phrases (LoCoMo: 0.2, 0.5 and 1 no better than 0)
 MAX_PHRASES = 16  # a memory's phrases kept in the graph (entities first)
 MAX_PHRASE_WORDS = 4
 _WORD = re.compile(r"[a-z0-9][a-z0-9'&.+-]*")
@@ -153,12 +151,15 @@ def query_phrases(query: str, edges: Mapping[int, Sequence[str]]) -> dict[str, f
 
 
 def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Sequence[str]],
-                  seeds: int | None = None) -> list[ScoredId]:
-    """The candidates ranked by Personalized PageRank seeded from the query's phrases
-    and the `seeds` best of `fused`; only those the walk reaches from the seeds through
-    a phrase (and the seeds themselves) are ranked. Empty when the candidates have no graph."""
-    if _MULTI:
-        edges = {r: tuple(k for k in ks if " " in k) for r, ks in edges.items()}
+                  seeds: int | None = None, ignore: frozenset[str] = frozenset()) -> list[ScoredId]:
+    """The candidates ranked by Personalized PageRank seeded from the `seeds` best of
+    `fused` (and the query's phrases, by PHRASE_SHARE); only those the walk reaches
+    through a phrase are ranked, the seeds left out (they lead the other lists already).
+    Phrases in `ignore` are no nodes (the speakers' names: a speaker's name joins most
+    of a conversation, and speaker routing ranks by speaker already). Empty when the
+    candidates have no graph."""
+    if ignore:
+        edges = {r: tuple(k for k in ks if k not in ignore) for r, ks in edges.items()}
     if not any(edges.values()):
         return []
     top = [item.rowid for item in fused[:SEED_HITS if seeds is None else seeds] if item.rowid in edges]
@@ -170,7 +171,6 @@ def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Seq
         mass = sum(named.values())
         named = {key: w * PHRASE_SHARE / mass for key, w in named.items()}
     scores = personalized_pagerank(edges, records, named, damping=DAMPING, iterations=ITERATIONS)
-    reached = [(row, score) for row, score in scores.items() if score > 0 and edges[row]
-               and (KEEP_SEEDS or row not in records)]
+    reached = [(row, score) for row, score in scores.items() if score > 0 and edges[row] and row not in records]
     reached.sort(key=lambda pair: (-pair[1], pair[0]))
     return [ScoredId(row, score) for row, score in reached]

@@ -38,7 +38,7 @@ from .living.reflection import Reflector, reflection_model
 from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
-from .graph import graph_ranking
+from .graph import graph_ranking, phrase_key
 from .query import parts
 from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
 from .stores import ExportedRecord, NewRecord, Store, open_store
@@ -560,7 +560,8 @@ class Memory:
         def walk(fused: list) -> list[ScoredId]:
             said = self._store.mentions(user_id, [r.id for r in records.values()])
             edges = {rowid: said.get(r.id, ()) for rowid, r in records.items()}
-            return graph_ranking(query, fused, edges)
+            names = frozenset(k for r in records.values() if r.name and (k := phrase_key(r.name)))
+            return graph_ranking(query, fused, edges, ignore=names)
 
         return walk
 

@@ -13,7 +13,7 @@ from .speakers import named_speakers, said_by
 from .timeframe import timeframes, window_ranking
 from .types import Hit, Record, ScoredId
 
-GRAPH_WEIGHT = 1.0  # what the entity graph's list counts in fusion, against 1 for each other list
+GRAPH_WEIGHT = 1.0  # the entity graph's list in fusion, against 1 for each other list (LoCoMo: 1.5 cost R≤1000)
 CHARS_PER_TOKEN = 4  # the approximation LoCoMo-style budgets use
 CUT_MAX_CHARS = 480  # a memory cut to fit shows at most this much of itself
 CUT_MIN_CHARS = 96  # less room than this left: a memory that does not fit whole is left out
