@@ -163,7 +163,8 @@ def _notes_line(data: dict[str, Any], name: str, number: int) -> dict[str, Any]:
 
     notes, relations = data.get("notes", []), data.get("relations", [])
     queue, graph = data.get("note_queue", []), data.get("graph_mentions", [])
-    ok = (isinstance(graph, list) and all(isinstance(g, list) and len(g) == 3 and strings(g) for g in graph) and isinstance(notes, list) and isinstance(relations, list) and isinstance(queue, list)
+    ok = (isinstance(graph, list) and all(isinstance(g, list) and len(g) == 3 and strings(g[:2]) and strings(g[2])
+                                          for g in graph) and isinstance(notes, list) and isinstance(relations, list) and isinstance(queue, list)
           and all(isinstance(n, list) and len(n) == 10 and isinstance(n[0], str) and isinstance(n[1], int)
                   and strings(n[2]) and strings(n[3]) and isinstance(n[4], str) and isinstance(n[5], str)
                   and strings(n[6]) and (n[7] is None or isinstance(n[7], str)) and isinstance(n[8], str)

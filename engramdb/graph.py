@@ -101,42 +101,41 @@ def personalized_pagerank(edges: Mapping[int, Sequence[str]], reset_records: Map
     document frequency among the rows, so a phrase every row says carries little.
     Returns each row's score (rows the walk never reaches score 0)."""
     rows = list(edges)
-    index = {row: i for i, row in enumerate(rows)}
-    df: dict[str, int] = {}
-    for keys in edges.values():
-        for key in set(keys):
-            df[key] = df.get(key, 0) + 1
-    phrases = {key: len(rows) + i for i, key in enumerate(sorted(k for k, n in df.items() if n > 1 or k in reset_phrases))}
-    size = len(rows) + len(phrases)
+    vocab: dict[str, int] = {}
+    row_of, phrase_of = [], []
+    for i, row in enumerate(rows):
+        for key in set(edges[row]):
+            row_of.append(i)
+            phrase_of.append(vocab.setdefault(key, len(vocab)))
+    n = len(rows)
+    size = n + len(vocab)
     if size == 0:
         return {}
-    src, dst, weight = [], [], []
-    for row, keys in edges.items():
-        for key in set(keys):
-            if key in phrases:
-                w = math.log(1.0 + len(rows) / df[key])
-                src += [index[row], phrases[key]]
-                dst += [phrases[key], index[row]]
-                weight += [w, w]
+    r, p = np.asarray(row_of, dtype=np.int64), np.asarray(phrase_of, dtype=np.int64)
+    df = np.bincount(p, minlength=len(vocab)) if len(p) else np.zeros(len(vocab), dtype=np.int64)
     reset = np.zeros(size)
+    index = {row: i for i, row in enumerate(rows)}
     for row, w in reset_records.items():
         if row in index:
             reset[index[row]] += w
     for key, w in reset_phrases.items():
-        if key in phrases:
-            reset[phrases[key]] += w
+        if key in vocab:
+            reset[n + vocab[key]] += w
     if reset.sum() <= 0:
         return {}
     reset /= reset.sum()
-    s, d, w = np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64), np.asarray(weight)
-    out_weight = np.bincount(s, weights=w, minlength=size) if len(s) else np.zeros(size)
+    keep = (df[p] > 1) | (reset[n + p] > 0)  # a phrase one row says joins nothing (unless seeded)
+    r, p = r[keep], p[keep] + n
+    w = np.log1p(n / df[p - n]) if len(p) else np.zeros(0)
+    s, d, w = np.concatenate([r, p]), np.concatenate([p, r]), np.concatenate([w, w])
+    out_weight = np.bincount(s, weights=w, minlength=size)
     share = w / out_weight[s] if len(s) else w
     score = reset.copy()
     for _ in range(iterations):
-        walked = np.bincount(d, weights=score[s] * share, minlength=size) if len(s) else np.zeros(size)
+        walked = np.bincount(d, weights=score[s] * share, minlength=size)
         dangling = score[out_weight == 0].sum()  # a node without edges gives its mass back to the seeds
         score = (1 - damping) * reset + damping * (walked + dangling * reset)
-    return {row: float(score[i]) for row, i in index.items()}
+    return {row: float(score[i]) for i, row in enumerate(rows)}
 
 
 def query_phrases(query: str, edges: Mapping[int, Sequence[str]]) -> dict[str, float]:

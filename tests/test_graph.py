@@ -4,6 +4,7 @@ leaves the graph) on SQLite and PostgreSQL; cubes and migrations carry it."""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 import uuid
@@ -173,7 +174,8 @@ def _private_phrases(erased_text: str, surviving: list[str]) -> set[str]:
 def _sqlite_graph(path: Path) -> list[tuple[str, str, str]]:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        return conn.execute("SELECT record_id, entity, user_id FROM graph_mentions").fetchall()
+        return [(record_id, phrase, user_id) for record_id, phrases, user_id in
+                conn.execute("SELECT record_id, phrases, user_id FROM graph_mentions") for phrase in json.loads(phrases)]
     finally:
         conn.close()
 
@@ -227,7 +229,8 @@ def test_an_erased_turn_leaves_the_graph_postgresql(demo_store, postgres_url, tm
         assert target.delete(turn.id, at="2025-01-01T00:00:00.000000Z", actor="test")
         left = [item.record for item in target.export(Scope(USER))]
         with target._connection() as conn:
-            rows = conn.execute(f'SELECT record_id, entity FROM "{schema}".graph_mentions').fetchall()
+            rows = [(record_id, phrase) for record_id, phrases in
+                    conn.execute(f'SELECT record_id, phrases FROM "{schema}".graph_mentions') for phrase in json.loads(phrases)]
         ids = {r[0] for r in rows}
         assert rows and turn.id not in ids and ids <= {r.id for r in left}
         private = _private_phrases(turn.text, [r.text for r in left])

@@ -1,5 +1,6 @@
 """The entity graph's statements (graph.py), written once for SQLite and PostgreSQL over
-the lifecycle's dialect: one table, `graph_mentions`, a row per (memory, phrase it says).
+the lifecycle's dialect: one table, `graph_mentions`, a row per memory with the phrases
+it says (a JSON list: search reads the rows of its candidates, a few hundred at a time).
 
 A row follows its memory: it is written only while the memory still holds the text the
 phrase was read from (its `content_hash`), it goes when the memory's text changes
@@ -9,6 +10,7 @@ Reads join the record's current hash, so a stale row is never read either."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -30,14 +32,13 @@ class GraphStatements(Statements):
         """Replace these memories' phrases, where each memory (of this user) still holds
         the text they were read from; others are left as they are."""
         for mention in mentions:
-            self._run("DELETE FROM graph_mentions WHERE record_id = ? AND content_hash <> ?",
-                      (mention.record_id, mention.content_hash))
-            for key in dict.fromkeys(mention.phrases):
-                self._run(
-                    "INSERT INTO graph_mentions (record_id, entity, user_id, content_hash) "
-                    "SELECT id, ?, user_id, content_hash FROM records WHERE id = ? AND user_id = ? "
-                    "AND content_hash = ? ON CONFLICT (record_id, entity) DO NOTHING",
-                    (key, mention.record_id, user_id, mention.content_hash))
+            if not mention.phrases:
+                continue
+            self._run(
+                "INSERT INTO graph_mentions (record_id, user_id, content_hash, phrases) "
+                "SELECT id, user_id, content_hash, ? FROM records WHERE id = ? AND user_id = ? AND content_hash = ? "
+                "ON CONFLICT (record_id) DO UPDATE SET content_hash = excluded.content_hash, phrases = excluded.phrases",
+                (json.dumps(list(dict.fromkeys(mention.phrases))), mention.record_id, user_id, mention.content_hash))
 
     def drop(self, ids: Sequence[str]) -> None:
         """These memories' text changed: their phrases go (re-derivation writes them again)."""
@@ -47,29 +48,29 @@ class GraphStatements(Statements):
 
     def read(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """The phrases of these memories of the user, read from their current text."""
-        out: dict[str, list[str]] = {}
+        out: dict[str, tuple[str, ...]] = {}
         unique = sorted(set(ids))
         for start in range(0, len(unique), CHUNK):
             where, params = self._in("g.record_id", unique[start:start + CHUNK])
-            for record_id, entity in self._rows(
-                    "SELECT g.record_id, g.entity FROM graph_mentions g JOIN records r ON r.id = g.record_id "
-                    f"AND r.content_hash = g.content_hash WHERE g.user_id = ? AND {where} "
-                    "ORDER BY g.record_id, g.entity", [user_id, *params]):
-                out.setdefault(record_id, []).append(entity)
-        return {k: tuple(v) for k, v in out.items()}
+            for record_id, phrases in self._rows(
+                    "SELECT g.record_id, g.phrases FROM graph_mentions g JOIN records r ON r.id = g.record_id "
+                    f"AND r.content_hash = g.content_hash WHERE g.user_id = ? AND {where}", [user_id, *params]):
+                out[record_id] = tuple(json.loads(phrases))
+        return out
 
-    def export(self, user_id: str) -> list[list[str]]:
-        """[memory id, content hash, phrase] rows, for a cube or a migration."""
-        return [list(row) for row in self._rows(
-            "SELECT g.record_id, g.content_hash, g.entity FROM graph_mentions g JOIN records r ON r.id = g.record_id "
-            "AND r.content_hash = g.content_hash WHERE g.user_id = ? ORDER BY g.record_id, g.entity", (user_id,))]
+    def export(self, user_id: str) -> list[list[Any]]:
+        """[memory id, content hash, [phrases]] rows, for a cube or a migration."""
+        return [[record_id, digest, json.loads(phrases)] for record_id, digest, phrases in self._rows(
+            "SELECT g.record_id, g.content_hash, g.phrases FROM graph_mentions g JOIN records r ON r.id = g.record_id "
+            "AND r.content_hash = g.content_hash WHERE g.user_id = ? ORDER BY g.record_id", (user_id,))]
 
-    def import_(self, user_id: str, rows: Sequence[Sequence[str]], rename: Callable[[str], str] = str) -> None:
+    def import_(self, user_id: str, rows: Sequence[Sequence[Any]]) -> None:
         """Rows of `export`, for the memories that exist with the same text."""
-        grouped: dict[tuple[str, str], list[str]] = {}
-        for record_id, digest, entity in rows:
-            grouped.setdefault((rename(record_id), digest), []).append(entity)
-        self.put(user_id, [Mention(r, d, tuple(e)) for (r, d), e in grouped.items()])
+        self.put(user_id, [Mention(record_id, digest, tuple(phrases)) for record_id, digest, phrases in rows])
+
+    def size(self, user_id: str) -> int:
+        return sum(len(json.loads(row[0])) for row in self._rows(
+            "SELECT phrases FROM graph_mentions WHERE user_id = ?", (user_id,)))
 
 
 class SQLGraph:
@@ -92,7 +93,5 @@ class SQLGraph:
     def graph_size(self, user_id: str) -> int:
         """How many (memory, phrase) rows the user's graph holds."""
         with self._read() as conn:
-            tx = self._lifecycle(conn)
-            return int(GraphStatements.of(tx)._rows("SELECT count(*) FROM graph_mentions WHERE user_id = ?",
-                                                   (user_id,))[0][0])
+            return GraphStatements.of(self._lifecycle(conn)).size(user_id)
 

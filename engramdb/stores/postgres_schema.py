@@ -202,13 +202,12 @@ MIGRATIONS: list[tuple[str, str]] = [
         "0010_entity_graph",
         """
         CREATE TABLE graph_mentions (
-            record_id TEXT NOT NULL REFERENCES records (id) ON DELETE CASCADE,
-            entity TEXT NOT NULL,
+            record_id TEXT PRIMARY KEY REFERENCES records (id) ON DELETE CASCADE,
             user_id TEXT NOT NULL,
             content_hash TEXT NOT NULL,
-            PRIMARY KEY (record_id, entity)
+            phrases TEXT NOT NULL
         );
-        CREATE INDEX graph_mentions_entity ON graph_mentions (user_id, entity)
+        CREATE INDEX graph_mentions_user ON graph_mentions (user_id)
         """,
     ),
 ]
