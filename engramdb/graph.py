@@ -150,10 +150,13 @@ def query_phrases(query: str, edges: Mapping[int, Sequence[str]]) -> dict[str, f
 
 
 def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Sequence[str]],
-                  seeds: int | None = None, ignore: frozenset[str] = frozenset()) -> list[ScoredId]:
+                  seeds: int | None = None, ignore: frozenset[str] = frozenset(),
+                  sources: Mapping[int, Sequence[str]] | None = None) -> list[ScoredId]:
     """The candidates ranked by Personalized PageRank seeded from the `seeds` best of
     `fused` (and the query's phrases, by PHRASE_SHARE); only those the walk reaches
-    through a phrase are ranked, the seeds left out (they lead the other lists already).
+    through a phrase are ranked, the seeds left out (they lead the other lists already),
+    and so is any candidate that shares a source turn with a seed (`sources`: a derived
+    memory and its turn say the same phrases; the walk is for what they do not say).
     Phrases in `ignore` are no nodes (the speakers' names: a speaker's name joins most
     of a conversation, and speaker routing ranks by speaker already). Empty when the
     candidates have no graph."""
@@ -170,6 +173,8 @@ def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Seq
         mass = sum(named.values())
         named = {key: w * PHRASE_SHARE / mass for key, w in named.items()}
     scores = personalized_pagerank(edges, records, named, damping=DAMPING, iterations=ITERATIONS)
-    reached = [(row, score) for row, score in scores.items() if score > 0 and edges[row] and row not in records]
+    said = {s for row in records for s in (sources or {}).get(row, ())}
+    reached = [(row, score) for row, score in scores.items() if score > 0 and edges[row] and row not in records
+               and not said.intersection((sources or {}).get(row, ()))]
     reached.sort(key=lambda pair: (-pair[1], pair[0]))
     return [ScoredId(row, score) for row, score in reached]

@@ -561,7 +561,8 @@ class Memory:
             said = self._store.mentions(user_id, [r.id for r in records.values()])
             edges = {rowid: said.get(r.id, ()) for rowid, r in records.items()}
             names = frozenset(k for r in records.values() if r.name and (k := phrase_key(r.name)))
-            return graph_ranking(query, fused, edges, ignore=names)
+            return graph_ranking(query, fused, edges, ignore=names,
+                                 sources={rowid: r.sources for rowid, r in records.items()})
 
         return walk
 

@@ -63,6 +63,13 @@ def test_the_walk_ranks_what_the_best_candidates_reach_not_the_candidates_themse
     assert graph_ranking("anything", [ScoredId(1, 1.0)], {1: (), 2: ()}) == []
 
 
+def test_what_shares_a_source_with_a_seed_is_not_a_hop():
+    edges = {1: ("berlin", "move"), 2: ("berlin",), 3: ("berlin", "flat"), 4: ("flat",)}
+    sources = {1: ["t1"], 2: ["t1"], 3: ["t2"], 4: ["t3"]}
+    order = [item.rowid for item in graph_ranking("Where does she live?", [ScoredId(1, 1.0)], edges, sources=sources)]
+    assert order == [3, 4], "2 is the seed's own turn said again: left to the other lists"
+
+
 def test_query_phrases_can_seed_the_walk(monkeypatch):
     import engramdb.graph as graph
 
