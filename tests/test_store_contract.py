@@ -1043,3 +1043,29 @@ def test_export_import_and_migrate_carry_states_and_vitals(store_factory, tmp_pa
         assert other.get(faded.id).state == ARCHIVED
         assert other.history(faded.id) == source.history(faded.id)
         assert other.stats("alice")["by_state"] == {"active": 2, "archived": 1}
+
+
+# -- the entity graph (stores/graph_sql.py) ------------------------------------------------
+
+
+def test_graph_edges_are_scoped_guarded_by_text_and_follow_their_memory(store):
+    from engramdb.stores.base import Mention
+
+    a, b = put(store, new("I moved here from Sweden"), new("My grandma lives in Sweden"))
+    (other,) = put(store, new("Bob's own turn", user="bob"))
+    store.write_mentions("alice", [Mention(a.id, content_hash(a.text), ("sweden", "move")),
+                                   Mention(b.id, content_hash(b.text), ("sweden", "grandma")),
+                                   Mention(b.id + "x", "0" * 16, ("ghost",)),  # no such memory
+                                   Mention(other.id, content_hash(other.text), ("bob",))])  # not alice's
+    assert store.mentions("alice", [a.id, b.id, other.id]) == {a.id: ("sweden", "move"), b.id: ("sweden", "grandma")}
+    assert store.mentions("bob", [a.id, other.id]) == {} and store.graph_size("alice") == 4
+    store.write_mentions("alice", [Mention(a.id, "stale", ("norway",))])  # read from another text: not written
+    assert store.mentions("alice", [a.id])[a.id] == ("sweden", "move")
+    store.write_mentions("alice", [Mention(a.id, content_hash(a.text), ("sweden",))])  # replaced
+    assert store.mentions("alice", [a.id])[a.id] == ("sweden",)
+    store.update(b.id, "My grandma lives in Oslo", vec("My grandma lives in Oslo"), at=AT, actor="t", reason=None)
+    assert b.id not in store.mentions("alice", [b.id]), "a changed text's edges go"
+    assert store.delete(a.id, at=AT, actor="t")
+    assert store.graph_size("alice") == 0
+    exported = store.export_derived("alice")["graph_mentions"]
+    assert exported == []
