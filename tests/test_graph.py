@@ -110,8 +110,9 @@ FILLER = ["The weather was grey all week.", "We cooked pasta for dinner on Frida
 
 
 @pytest.mark.distill
-def test_a_turn_that_shares_a_rare_phrase_with_the_best_hit_climbs_with_the_graph(tmp_path):
-    path = tmp_path / "g.db"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_turn_that_shares_a_rare_phrase_with_the_best_hit_climbs_with_the_graph(backend, tmp_path, request):
+    path = tmp_path / "g.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
     with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
         mem.add([{"role": "user", "name": "Caroline", "content": text} for text in
                  ["I moved here from my home country four years ago.", *FILLER,
@@ -125,6 +126,21 @@ def test_a_turn_that_shares_a_rare_phrase_with_the_best_hit_climbs_with_the_grap
         return next(i for i, h in enumerate(hits) if "necklace" in h.text)
 
     assert rank(True) < rank(False)
+
+
+@pytest.mark.distill
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_updated_turn_gets_the_phrases_of_its_new_text(backend, tmp_path, request):
+    path = tmp_path / "g.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        (turn,) = mem.add("My grandma in Sweden gave me this necklace.", user_id=USER).records
+        assert mem.flush(60)
+        assert "necklace" in mem.store.mentions(USER, [turn.id])[turn.id]
+        mem.update(turn.id, "My uncle in Norway gave me this bracelet.")
+        assert mem.flush(60)
+        said = mem.store.mentions(USER, [r.id for r in mem.list(user_id=USER, limit=50)])
+        phrases = {k for keys in said.values() for k in keys}
+        assert "bracelet" in said[turn.id] and not {"necklace", "sweden", "grandma"} & phrases
 
 
 @pytest.mark.distill
