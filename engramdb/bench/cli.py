@@ -466,6 +466,9 @@ def recall_table(result: dict) -> list[str]:
             cells = "".join(f"{1.0:>8.3f}" for _ in keys[:3]) + f"  recall 1.0 at {row['tokens_per_conversation']:,} tokens"
             tail = ""
         lines.append(f"{name:<17}{cells}{tail}")
+    if result.get("search", {}).get("graph_search") and result.get("graph_edges") == 0:
+        lines.append("note: graph search is on but this store has no entity graph (distilled before migration "
+                     "0010, or without the offline extractor): use a fresh --store to measure it")
     block = result["rows"].get("engram recall()", {})
     lead = block.get("metrics", {}).get("overall", {}).get("lead≤1000")
     if lead is not None:
