@@ -178,6 +178,30 @@ def test_vector_search_nearest_first_with_scope_and_conditions(store):
     assert store.vector_search(Scope("nobody"), vec("golden"), [], 10) == []
 
 
+def test_vector_search_many_answers_each_query_as_vector_search_does(store):
+    """One answer per query vector, the same as `vector_search` gives it alone: with a
+    scope, with conditions that only a few (or none) of the nearest pass, and a
+    memory erased meanwhile."""
+    words = ["golden retriever", "stock market", "pottery class", "kayak trip", "vegan recipes", "Paris flat"]
+    records = put(store, *[new(f"{words[i % len(words)]} note {i}", session=f"s{i % 3}", metadata={"k": i % 7})
+                           for i in range(42)])
+    put(store, new("golden retriever of another user", user="bob"))
+    store.delete(records[0].id, at=AT, actor="tester")
+    queries = EMBED.embed(["golden retriever", "kayak", "vegan Paris", "nothing alike at all"])
+    cases = [(Scope("alice"), []), (Scope("alice", session_id="s1"), []), (Scope("alice"), parse({"metadata.k": 3})),
+             (Scope("alice"), parse({"metadata.k": 99})), (Scope("bob"), []), (Scope("nobody"), [])]
+    for scope, conditions in cases:
+        for limit in (1, 5, 9):
+            many = store.vector_search_many(scope, queries, conditions, limit)
+            alone = [store.vector_search(scope, q, conditions, limit) for q in queries]
+            assert [[h.rowid for h in hits] for hits in many] == [[h.rowid for h in hits] for hits in alone]
+            assert all(a.score == pytest.approx(b.score, abs=1e-5) for m, o in zip(many, alone) for a, b in zip(m, o))
+    narrowed = store.vector_search_many(Scope("alice"), queries, parse({"metadata.k": 3}), 5)
+    assert [len(hits) for hits in narrowed] == [5, 5, 5, 5], "k=3: 6 of the 41 left: the exact fallback finds 5"
+    assert records[0].id not in {i for hits in narrowed for i in ids_of(store, hits, Scope("alice"))}
+    assert store.vector_search_many(Scope("alice"), np.zeros((0, queries.shape[1]), np.float32), [], 5) == []
+
+
 # -- update, delete, history ------------------------------------------------------------
 
 

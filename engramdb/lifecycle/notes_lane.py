@@ -181,13 +181,12 @@ class NotesLane:
         conditions = [current(), Condition("kind", "ne", "summary")]
         vectors = self._store.note_vectors(user, [r.id for r in records])
         siblings = self._store.event_siblings(user, [r.id for r in records])
+        searched = [r.id for r in records if (v := vectors.get(r.id)) is not None and np.isfinite(v).all()]
+        nearest = dict(zip(searched, self._store.vector_search_many(
+            scope, np.stack([vectors[m] for m in searched]), conditions, DENSE_CANDIDATES + 1))) if searched else {}
         rowids: dict[str, dict[int, float]] = {}
         for record in records:
-            dense = {}
-            vector = vectors.get(record.id)
-            if vector is not None and np.isfinite(vector).all():
-                dense = {i.rowid: i.score for i in self._store.vector_search(scope, vector, conditions,
-                                                                             DENSE_CANDIDATES + 1)}
+            dense = {i.rowid: i.score for i in nearest.get(record.id, ())}
             names = policy.entities(record, fresh.get(record.id))
             keyword = []
             if names:
