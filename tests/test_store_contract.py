@@ -950,6 +950,35 @@ def test_notes_links_and_their_take_back_on_erasure(store_factory):
     assert store.notes("alice", [a.id, b.id]) == {} and store.note_work(10).user_id == "bob"
 
 
+def test_note_heads_are_the_latest_unshaped_and_the_latest_version(store):
+    from engramdb.living.notes import Draft, Evolution, Made, NotesBatch
+
+    a, b, c, d = put(store, new("pottery in Boston"), new("clay bowl"), new("glaze"), new("kiln"))
+    other = put(store, new("bob's kiln", user="bob"))[0]
+
+    def write(batch: NotesBatch, user: str = "alice") -> None:
+        store.write_notes(user, batch, at=AT, actor="notes")
+
+    def made(r, tag: str, *, remade: bool = False) -> Made:
+        return Made(r.id, content_hash(r.text), Draft((r.text.split()[0],), (tag,), f"about {tag}"), remade=remade)
+
+    write(NotesBatch(made=[made(r, "v1") for r in (a, b, c, d)]))
+    write(NotesBatch(made=[made(other, "bob")]), "bob")
+    for n in (2, 3):  # a: shaped twice by b; c: made again from its own text, then shaped by d
+        write(NotesBatch(evolved=[Evolution(a.id, Draft(("pottery",), (f"v{n}",), f"shaped {n}"), (b.id,), "evolved")]))
+    write(NotesBatch(made=[made(c, "v2", remade=True)]))
+    write(NotesBatch(evolved=[Evolution(c.id, Draft(("glaze",), ("v3",), "shaped"), (d.id,), "evolved")]))
+    every = store.notes("alice", [a.id, b.id, c.id, d.id])
+    assert [v.version for v in every[a.id]] == [1, 2, 3] and [v.version for v in every[c.id]] == [1, 2, 3]
+    heads = store.note_heads("alice", [a.id, b.id, c.id, d.id, other.id, "mem_gone"])
+    assert set(heads) == {a.id, b.id, c.id, d.id}  # another user's note is never read
+    assert heads[a.id] == [every[a.id][0], every[a.id][2]]
+    assert heads[b.id] == every[b.id] and len(heads[b.id]) == 1
+    assert heads[c.id] == [every[c.id][1], every[c.id][2]]
+    assert store.note_heads("bob", [other.id])[other.id][0].tags == ("bob",)
+    assert store.note_heads("alice", []) == {}
+
+
 # -- vitals and states (living/vitals.py, stores/vitals_sql.py) ---------------------------
 
 def test_vitals_grow_with_recalls_and_feedback_and_skip_what_is_gone(store):

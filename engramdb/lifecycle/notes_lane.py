@@ -135,7 +135,7 @@ class NotesLane:
         user = work.user_id
         ids = list(dict.fromkeys([*work.queued, *work.fresh]))
         records = {r.id: r for r in self._store.records_by_ids(ids, user)}
-        versions = self._store.notes(user, ids)
+        versions = self._store.note_heads(user, ids)
         to_make: list[Record] = []
         remade: set[str] = set()
         rederive: set[str] = set()
@@ -199,7 +199,7 @@ class NotesLane:
         sibling_ids = sorted({s for group in siblings.values() for s in group} - set(others))
         others.update({r.id: r for r in self._store.records_by_ids(sibling_ids, user)
                        if r.valid_to is None and r.kind != "summary"})
-        stored = self._store.notes(user, sorted(set(others) - set(fresh)))
+        stored = self._store.note_heads(user, sorted(set(others) - set(fresh)))
         notes_of = {**{m: v[-1] for m, v in stored.items()}, **fresh}
         out: list[Relation] = []
         for record in records:
@@ -238,7 +238,7 @@ class NotesLane:
                 neighbours.setdefault(link.dst, {})[link.src] = link.strength
         every = sorted({m for t in targets for m in neighbours.get(t, {})} | set(targets))
         live = {r.id: r for r in self._store.records_by_ids(every, user)}
-        versions = self._store.notes(user, [m for m in every if m not in fresh])
+        versions = self._store.note_heads(user, [m for m in every if m not in fresh])
         bases = {m: _base(v) for m, v in versions.items()}
         bases.update(fresh)
         currents = {m: v[-1] for m, v in versions.items()}
