@@ -211,7 +211,7 @@ class NoteStatements(Statements):
         for memory_id in batch.unlink:
             if memory_id in hashes:
                 self.take_back(user_id, [memory_id], at=at)
-        current = {m: v[-1] for m, v in self.versions([m.memory_id for m in batch.made]).items()}
+        current = {m: v[-1] for m, v in self.heads(user_id, [m.memory_id for m in batch.made]).items()}
         for made in batch.made:
             if hashes.get(made.memory_id) != made.content_hash:
                 continue  # erased or changed since it was read: the queue has it again
@@ -225,7 +225,7 @@ class NoteStatements(Statements):
                 self.history_event(made.memory_id, made.reason, at=at, actor=actor)
         for relation in batch.links:
             self.link(user_id, relation)
-        latest = {m: v[-1] for m, v in self.versions([e.memory_id for e in batch.evolved]).items()}
+        latest = {m: v[-1] for m, v in self.heads(user_id, [e.memory_id for e in batch.evolved]).items()}
         for evolution in batch.evolved:
             if evolution.memory_id not in hashes or not all(c in hashes for c in evolution.causes):
                 continue
