@@ -270,8 +270,8 @@ def test_distillation_tells_the_runner_which_reads_the_new_block_in_the_backgrou
         runner = Runner(mem, engine)
         try:
             mem.add([{"role": "user", "content": SECRET}], user_id="alice")
-            assert engine.reads == []  # nothing read in add()'s path
             assert mem.flush(30) and runner.wait(30)
+            assert len(engine.reads) == 1 and engine.threads == ["engram-activation"]  # never in add()'s path
             assert Change("alice", DISTILLED) in seen
             block = stable_block(mem, "alice", mem.config.activation_block_tokens)
             assert "floorboard" in block.text
@@ -294,10 +294,6 @@ def test_the_async_memory_shares_the_changes_and_the_states(tmp_path):
 # -- the real model (make slow-test) ------------------------------------------------------
 
 GGUF = Path(__file__).resolve().parents[1] / ".slow" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-GGUF = GGUF if GGUF.exists() else Path("/work/main/.slow/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
-slow = [pytest.mark.llm_local,
-        pytest.mark.skipif(os.environ.get("ENGRAM_SLOW") != "1",
-                           reason="slow and opt-in: `make slow-test` runs it with a local model (ENGRAM_SLOW=1)")]
 
 
 @pytest.fixture(scope="module")

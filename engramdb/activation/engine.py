@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import importlib.util
 import struct
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -174,6 +175,7 @@ class FakeEngine:
     def __init__(self, model_id: str = "fake-model:ctx4096") -> None:
         self.model_id = model_id
         self.reads: list[int] = []  # prefix lengths read
+        self.threads: list[str] = []  # the thread of each read
         self.answers: list[tuple[int, bool]] = []  # (prompt length, from a state)
 
     def tokens(self, segments: Sequence[Segment]) -> list[int]:
@@ -181,6 +183,7 @@ class FakeEngine:
 
     def read(self, tokens: Sequence[int]) -> bytes:
         self.reads.append(len(tokens))
+        self.threads.append(threading.current_thread().name)
         return pack(tokens, "".join(map(chr, tokens)).encode("utf-8"))
 
     def answer(self, tokens: Sequence[int], *, prefix: int, state: bytes | None = None,

@@ -14,7 +14,7 @@ from typing import Any
 from ..changes import Change
 from .engine import Engine
 from .prompt import stable_block
-from .states import cached, keep, prefix_of
+from .states import keep, prefix_of, present
 
 log = logging.getLogger("engramdb.activation")
 
@@ -87,6 +87,6 @@ class Runner:
         prefix = prefix_of(self.memory, self.engine, block, user_id)
         cache = self.memory.activation_states
         with self.lock:
-            if cached(self.memory, cache, prefix, user_id) is None:
+            if not present(self.memory, cache, prefix, user_id):
                 keep(self.memory, self.engine, cache, prefix, user_id)
                 self.read += 1

@@ -26,15 +26,18 @@ def prefix_of(memory: Any, engine: Engine, block: Block, user_id: str) -> Prefix
     return Prefix(block, tokens, key)
 
 
-def cached(memory: Any, cache: StateCache, prefix: Prefix, user_id: str) -> bytes | None:
-    """The kept state of this prefix, or None. The user's states are checked against the
+def present(memory: Any, cache: StateCache, prefix: Prefix, user_id: str) -> bool:
+    """Whether a state of this prefix is kept. The user's states are checked against the
     store first (another process, or a folder restored from a backup, may hold states
     of memories erased since): the stale ones are deleted, whichever prefix they are of."""
     follow.follow(cache, memory.store, tenant=memory.tenant, user_id=user_id)
-    if not any(e.key == prefix.key for e in cache.entries(store=follow.store_id(memory.store), tenant=memory.tenant,
-                                                         user_id=user_id)):
-        return None
-    return cache.get(prefix.key)
+    return any(e.key == prefix.key for e in cache.entries(store=follow.store_id(memory.store), tenant=memory.tenant,
+                                                         user_id=user_id))
+
+
+def cached(memory: Any, cache: StateCache, prefix: Prefix, user_id: str) -> bytes | None:
+    """The kept state of this prefix (checked as `present` says), or None."""
+    return cache.get(prefix.key) if present(memory, cache, prefix, user_id) else None
 
 
 def keep(memory: Any, engine: Engine, cache: StateCache, prefix: Prefix, user_id: str) -> bytes:
