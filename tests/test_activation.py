@@ -308,27 +308,32 @@ def llama_engine():
 
 @pytest.mark.llm_local
 @pytest.mark.skipif(os.environ.get("ENGRAM_SLOW") != "1", reason="slow and opt-in (ENGRAM_SLOW=1)")
-def test_the_real_model_answers_the_same_from_its_state_and_evaluates_only_the_turn(llama_engine, tmp_path):
-    folder = tmp_path / "states"
-    with _memory(str(tmp_path / "engram.db"), folder) as mem:
+def test_the_real_model_answers_the_same_from_its_state_as_from_the_whole_prompt(llama_engine, tmp_path):
+    """Greedy answers: with activation off (the whole prompt evaluated), from a state just
+    read, and from the state loaded from disk; all three the same. Then the erasure of a
+    memory in the block deletes the state file."""
+    folder, url = tmp_path / "states", str(tmp_path / "engram.db")
+    question = "Where do I keep my savings? Answer in one sentence."
+    with _memory(url, folder) as mem:
         for text in (SECRET, OTHER, "My sister Ana lives in Porto", "I am allergic to peanuts"):
             mem.add([{"role": "user", "content": text}], user_id="alice")
         assert mem.flush(60)
-        question = "Where do I keep my savings? Answer in one sentence."
-        cold = Chat(mem, llama_engine, user_id="alice", remember=False, max_tokens=40)
-        started = time.perf_counter()
-        reply = cold.say(question)
-        first = "".join(reply)
-        cold_s = time.perf_counter() - started
-        assert not reply.cached and len(mem.activation_states.entries()) == 1
-        warm = Chat(mem, llama_engine, user_id="alice", remember=False, max_tokens=40)
-        llama_engine.llm.reset()  # nothing of the first turn left in the context
-        again = warm.say(question)
-        second = "".join(again)
-        assert again.cached and second == first
-        print(f"\nactivation: prefix {reply.prefix_tokens} tokens, prompt {reply.prompt_tokens}; "
-              f"first token cold {reply.first_token_s:.2f} s, cached {again.first_token_s:.2f} s; answer {first!r}")
-        assert "floorboard" in first.lower() or "blue" in first.lower()
+    with _memory(url, folder, activation=False) as off:
+        cold = Chat(off, llama_engine, user_id="alice", remember=False, max_tokens=40).say(question)
+        whole = "".join(cold)
+        assert not cold.cached and not folder.exists()
+    with _memory(url, folder) as mem:
+        replies = []
+        for _ in range(2):
+            reply = Chat(mem, llama_engine, user_id="alice", remember=False, max_tokens=40).say(question)
+            replies.append(("".join(reply), reply))
+        (first, read), (second, loaded) = replies
+        assert not read.cached and loaded.cached and len(mem.activation_states.entries()) == 1
+        assert whole == first == second
+        print(f"\nactivation: prefix {cold.prefix_tokens} tokens, prompt {cold.prompt_tokens}; first token "
+              f"without a state {cold.first_token_s:.2f} s, from the state on disk {loaded.first_token_s:.2f} s; "
+              f"answer {whole!r}")
+        assert "floorboard" in whole.lower() or "blue" in whole.lower()
         fact = next(i for t, i in _facts(mem, "alice").items() if "floorboard" in t)
         mem.delete(fact, user_id="alice")
         assert mem.activation_states.entries() == [] and not list(folder.glob("*.state"))
