@@ -291,6 +291,36 @@ def test_the_async_memory_shares_the_changes_and_the_states(tmp_path):
     asyncio.run(main())
 
 
+def test_one_tenants_erasure_leaves_another_tenants_states(tmp_path):
+    """A shared activation folder (Config.activation_dir) holds both tenants' states; an
+    erasure in one follows only that tenant's."""
+    folder, url = tmp_path / "states", str(tmp_path / "engram.db")
+    config = Config(extractor="fake", activation_dir=str(folder))
+    with Memory(url, embedder=FakeEmbedder(), config=config, tenant="acme") as acme, \
+            Memory(url, embedder=FakeEmbedder(), config=config, tenant="globex") as globex:
+        turns = {}
+        for mem in (acme, globex):
+            turns[mem.tenant] = mem.add([{"role": "user", "content": SECRET}], user_id="alice").ids[0]
+            assert mem.flush(30)
+            _chat_once(mem, FakeEngine(), "alice")
+        assert sorted(e.tenant for e in acme.activation_states.entries()) == ["acme", "globex"]
+        acme.delete(turns["acme"], user_id="alice")
+        assert [e.tenant for e in acme.activation_states.entries()] == ["globex"]
+
+
+def test_engram_chat_without_the_model_says_what_builds_it(tmp_path):
+    from click.testing import CliRunner
+
+    from engramdb.cli import main
+
+    store = tmp_path / "engram.db"
+    result = CliRunner().invoke(main, ["--store", str(store), "chat", "--user", "alice",
+                                       "--model", str(tmp_path / "none.gguf")], input="hello\n")
+    assert result.exit_code != 0 and "no model file at" in result.output and "make .slow/" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)  # one line, no traceback
+    assert not store.exists()
+
+
 # -- the real model (make slow-test) ------------------------------------------------------
 
 GGUF = Path(__file__).resolve().parents[1] / ".slow" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
@@ -325,6 +355,7 @@ def test_the_real_model_answers_the_same_from_its_state_as_from_the_whole_prompt
     with _memory(url, folder) as mem:
         replies = []
         for _ in range(2):
+            llama_engine.llm.reset()  # nothing held in the context: the second turn loads the state from disk
             reply = Chat(mem, llama_engine, user_id="alice", remember=False, max_tokens=40).say(question)
             replies.append(("".join(reply), reply))
         (first, read), (second, loaded) = replies

@@ -135,6 +135,12 @@ class LlamaEngine:
         self.llm.n_tokens = len(tokens)
         return len(tokens)
 
+    def _holds(self, tokens: Sequence[int]) -> bool:
+        """Whether the context begins with `tokens` (the last turn of the same conversation
+        left them there: generate() then reuses all it has in common with the prompt)."""
+        held = self.llm.n_tokens
+        return held >= len(tokens) and self.llm.input_ids[:len(tokens)].tolist() == list(tokens)
+
     def answer(self, tokens: Sequence[int], *, prefix: int, state: bytes | None = None,
                max_tokens: int = MAX_TOKENS) -> Iterator[str]:
         tokens = list(tokens)
@@ -144,7 +150,8 @@ class LlamaEngine:
             restored, _ = unpack(state)
             if restored != tokens[:prefix]:
                 raise ValueError("the state was read from another prefix")
-            self._restore(state)
+            if not self._holds(tokens[:prefix]):  # the context may hold it already, and this conversation's turns
+                self._restore(state)
         else:
             self._fresh()
             self.llm.eval(tokens[:prefix])

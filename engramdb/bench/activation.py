@@ -110,6 +110,7 @@ def run(*, sizes: Sequence[int], model: Path, threads: int | None, max_tokens: i
             read_s = time.perf_counter() - read_started
             disk = (cache.folder / entry.file).stat().st_size
             del state
+            engine.llm.reset()  # the context forgets the block: the cached answer must come from the file
             load_started = time.perf_counter()
             loaded = cache.get(entry.key)
             assert loaded is not None
