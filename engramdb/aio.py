@@ -33,6 +33,16 @@ class AsyncMemory:
         """Opened with read_only=True: reads only, every write refused."""
         return self.sync.read_only
 
+    @property
+    def changes(self) -> Any:
+        """`Memory.changes`: listeners are called in the worker thread that made the change."""
+        return self.sync.changes
+
+    @property
+    def activation_states(self) -> Any:
+        """`Memory.activation_states` (file reads: call it from a worker thread)."""
+        return self.sync.activation_states
+
     def __repr__(self) -> str:
         return f"Async{self.sync!r}"
 

@@ -730,6 +730,9 @@ main.add_command(ui)
 from .proxy.cli import proxy  # noqa: E402  (light too: the proxy's web stack loads when it runs)
 
 main.add_command(proxy)
+from .activation.cli import chat  # noqa: E402  (light: llama_cpp loads when a chat starts)
+
+main.add_command(chat)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -152,6 +152,17 @@ class Config:
     # Proxy (`engram proxy`): the tokens of memory put into each conversation, unless a
     # request sets its own (engramdb/proxy/).
     proxy_budget_tokens: int = 1500
+    # Activation memory (engramdb/activation/, `engram chat`): a local model's state after
+    # it read a user's stable memory block (profile and long-lived memories, within
+    # `activation_block_tokens`), kept on disk in `activation_dir` (None: beside the SQLite
+    # file, `<file>.activation/`; for PostgreSQL in the data dir), at most
+    # `activation_max_bytes` of them, least recently used evicted first. False: no state is
+    # made or read (a chat evaluates the whole prompt); states already on disk still follow
+    # erasures, whatever this says.
+    activation: bool = True
+    activation_dir: str | None = None
+    activation_max_bytes: int = 2_000_000_000
+    activation_block_tokens: int = 1000
 
     def __post_init__(self) -> None:
         for f in fields(self):

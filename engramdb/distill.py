@@ -57,8 +57,10 @@ class Distiller:
     def __init__(self, store: Store, extractor: Extractor, embed: Callable[[list[str]], np.ndarray],
                  clock: Clock, *, runner: Runner | None = None, release: Callable[[], None] | None = None,
                  lease: timedelta = LEASE, handlers: Mapping[str, Callable[[Job], object]] | None = None,
-                 scheduler: Scheduler | None = None, graph: bool = True) -> None:
+                 scheduler: Scheduler | None = None, done: Callable[[Job], None] | None = None,
+                 graph: bool = True) -> None:
         self._store = store
+        self._done = done  # told after each job that ended (its memories may supersede or retract others)
         self._graph = graph  # record the entity graph's edges (graph.py) of what is distilled
         self._scheduler = scheduler  # when jobs are taken (lifecycle/scheduler.py), and the log of runs
         self._requests, self._served = 0, 0  # wakes by other than add() (a restart, an erasure), and those served
@@ -205,7 +207,6 @@ class Distiller:
         try:
             done = self._handlers[job.kind](job) if job.kind in self._handlers else self._distil(job)
             self.processed += len(job.ids)
-            return done
         except Exception as exc:  # a dead LLM, bad output that slipped through, a bug
             if self._stop.is_set():  # stopping closed the extractor under it: not the job's fault
                 try:
@@ -224,6 +225,9 @@ class Distiller:
             except Exception:
                 log.exception("recording the failure of job %s failed", job.id)
             return None
+        if self._done is not None:
+            self._done(job)  # outside the try: the job is done; what its listener does is not the job's
+        return done
 
     def _distil(self, job: Job) -> Plan:
         turns = [r for r in self._store.records_by_ids(job.record_ids, job.scope.user_id) if r.kind == "turn"]

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from . import cube
+from .activation import follow as activation_states
+from .changes import DELETED, DISTILLED, FORGOTTEN, RESET, UPDATED, Change, Changes
 from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
 from .distill import Distiller
 from . import guard
@@ -111,6 +113,8 @@ class Memory:
         self._topic_lane: TopicLane | None = None
         self._reflector: Reflector | None = None
         self._vitals_lane: VitalsLane | None = None
+        self._changes = Changes()
+        self._states: activation_states.StateCache | None = None
         self._scheduler = Scheduler(schedules(self.config), now=lambda: format_ts(self._clock.now()),
                                     log_size=self.config.job_log)
         if self.config.decay and not read_only:
@@ -139,7 +143,8 @@ class Memory:
                                             self._clock, release=lambda: shared.release(key),
                                             lease=timedelta(seconds=self.config.job_lease_s),
                                             handlers={REFLECT: self._reflector.run_job} if self._reflector else None,
-                                            scheduler=self._scheduler, graph=self.config.graph)
+                                            scheduler=self._scheduler, graph=self.config.graph,
+                                            done=lambda job: self._changed(job.scope.user_id, DISTILLED))
             return self._distiller
 
     def _notes_on(self) -> bool:
@@ -189,6 +194,31 @@ class Memory:
     @property
     def store(self) -> Store:
         return self._store
+
+    @property
+    def changes(self) -> Changes:
+        """The hub told of every erasure, update, forget, reset and distillation job
+        (engramdb/changes.py): `mem.changes.subscribe(listener)`."""
+        return self._changes
+
+    @property
+    def activation_states(self) -> activation_states.StateCache:
+        """The local model states kept for this store (engramdb/activation/cache.py),
+        beside it unless `Config.activation_dir` says where; nothing is created until a
+        state is put."""
+        with self._ready_lock:
+            if self._states is None:
+                self._states = activation_states.cache_for(self.config, self._store)
+            return self._states
+
+    def _changed(self, user_id: str | None, cause: str, *, whole: bool = False) -> None:
+        """After a change to a user's memories (None: every user's): the activation
+        states built from a memory that is no longer current are deleted (the derivation
+        rule: before the erasure returns), then the listeners are told."""
+        if not self.read_only:
+            activation_states.follow(self.activation_states, self._store, tenant=self.tenant, user_id=user_id,
+                                     whole=whole)
+        self._changes.notify(Change(user_id, cause))
 
     @property
     def embedder(self) -> Embedder:
@@ -318,6 +348,7 @@ class Memory:
             current.id, text, vector, at=format_ts(self._clock.now()), actor=user_id or current.user_id,
             reason=reason, metadata=meta,
         )
+        self._changed(updated.user_id, UPDATED)
         if self._notes_on() or self._store.notes(updated.user_id, [updated.id]):  # its note is made again
             self._store.queue_notes(updated.user_id, [updated.id], reason="text updated",
                                     at=format_ts(self._clock.now()))
@@ -330,6 +361,7 @@ class Memory:
         self._check_writable("delete")
         current = self._find(id, user_id)
         self._store.delete(current.id, at=format_ts(self._clock.now()), actor=user_id or current.user_id)
+        self._changed(current.user_id, DELETED)
         self._rederive()
         self._touch_topics(current.user_id, current.agent_id)
 
@@ -337,6 +369,7 @@ class Memory:
         """Erase a whole scope. Returns how many memories were erased."""
         self._check_writable("forget")
         erased = self._store.forget(Scope(user_id, agent_id, session_id))
+        self._changed(user_id, FORGOTTEN, whole=agent_id is None and session_id is None)
         if agent_id is not None or session_id is not None:
             self._rederive()
             self._touch_topics(user_id, agent_id)
@@ -356,6 +389,7 @@ class Memory:
             raise UsageError("reset() erases every memory of every user; call reset(confirm=True) to do it")
         self._check_writable("reset")
         self._store.reset()
+        self._changed(None, RESET, whole=True)
 
     # -- reads -------------------------------------------------------------------------
 

@@ -357,6 +357,8 @@ NOT_OPERATIONS: dict[str, str] = {
     "config": "the Config object; surfaces build it from their options and the environment",
     "tenant": "the tenant this Memory was opened for (set by the server), not an operation",
     "read_only": "how this Memory was opened, not an operation",
+    "changes": "the hub of change listeners (engramdb/changes.py), a Python handle, not an operation",
+    "activation_states": "the local model states kept beside the store (a Python handle); `engram chat` uses them",
     # Notes and links (issue 12): Python only for now; their rows (CLI, REST, MCP) come with the merge.
 }
 

@@ -70,6 +70,24 @@ def test_flagged_turns_generic_and_too_common_terms_make_no_topic():
     assert find_topics(many, [keywords("coffee")], min_sessions=2, max_topics=10) == [], "in every turn: no topic"
 
 
+def test_the_postings_find_exactly_the_turns_that_say_a_term():
+    """find_topics looks terms up in an index of the turns' words; it must accept the
+    turns `_says` accepts, plurals, possessives and phrases included, and no others."""
+    from engramdb.living.topics import _hits, _postings, _says, _tokens
+
+    said = ["I love pottery.", "Two potteries now!", "The boxes arrived.", "A box of dishes.",
+            "Glass dish, glass box", "Lena’s dog", "lena's cat", "New York was cold", "york new",
+            "the New  York trip", "Rex runs", "Rexes?", "I bus to work", "buses are late", "Bu is here"]
+    tokens = [_tokens(text) for text in said]
+    postings = _postings(tokens)
+    terms = ["pottery", "box", "boxes", "dish", "lena's", "lena", "new york", "york", "rex", "bus", "buses",
+             "glass box", "new york cold", "absent", "cat"]
+    for term in terms:
+        expected = [i for i, words in enumerate(tokens) if _says(words, term)]
+        assert _hits(postings, tokens, term) == expected, term
+    assert _hits(postings, tokens, "box") == [2, 3, 4] and _hits(postings, tokens, "new york") == [7, 9]
+
+
 def test_a_topic_quotes_one_turn_per_session_from_the_newest_sessions():
     turns = [rec(f"Pottery day {i}.", f"s{i:02d}", 1 + i, seq=i) for i in range(10)]
     turns += [rec("More pottery.", "s09", 11, seq=99)]

@@ -149,12 +149,12 @@ def test_the_mcp_tool_takes_every_parameter_of_its_row_with_its_annotations(op, 
 
 
 def test_every_tool_and_command_comes_from_a_row():
-    """Nothing is served that the table does not describe (bench, serve, keys, proxy and
+    """Nothing is served that the table does not describe (bench, serve, keys, proxy, chat and
     the commands of Memory's constructor options aside)."""
     rows = {form.name for _, form in _forms("mcp")}
     assert set(_tools()) == rows
     commands = {form.name for _, form in _forms("cli")}
-    own = {"demo", "bench", "serve", "keys", "migrate", *ops.COMMANDS_OF_OPTIONS, "ui", "proxy"}
+    own = {"demo", "bench", "serve", "keys", "migrate", *ops.COMMANDS_OF_OPTIONS, "ui", "proxy", "chat"}
     assert set(main.commands) - commands <= own, set(main.commands) - commands - own
 
 

@@ -178,6 +178,30 @@ def test_vector_search_nearest_first_with_scope_and_conditions(store):
     assert store.vector_search(Scope("nobody"), vec("golden"), [], 10) == []
 
 
+def test_vector_search_many_answers_each_query_as_vector_search_does(store):
+    """One answer per query vector, the same as `vector_search` gives it alone: with a
+    scope, with conditions that only a few (or none) of the nearest pass, and a
+    memory erased meanwhile."""
+    words = ["golden retriever", "stock market", "pottery class", "kayak trip", "vegan recipes", "Paris flat"]
+    records = put(store, *[new(f"{words[i % len(words)]} note {i}", session=f"s{i % 3}", metadata={"k": i % 7})
+                           for i in range(42)])
+    put(store, new("golden retriever of another user", user="bob"))
+    store.delete(records[0].id, at=AT, actor="tester")
+    queries = EMBED.embed(["golden retriever", "kayak", "vegan Paris", "nothing alike at all"])
+    cases = [(Scope("alice"), []), (Scope("alice", session_id="s1"), []), (Scope("alice"), parse({"metadata.k": 3})),
+             (Scope("alice"), parse({"metadata.k": 99})), (Scope("bob"), []), (Scope("nobody"), [])]
+    for scope, conditions in cases:
+        for limit in (1, 5, 9):
+            many = store.vector_search_many(scope, queries, conditions, limit)
+            alone = [store.vector_search(scope, q, conditions, limit) for q in queries]
+            assert [[h.rowid for h in hits] for hits in many] == [[h.rowid for h in hits] for hits in alone]
+            assert all(a.score == pytest.approx(b.score, abs=1e-5) for m, o in zip(many, alone) for a, b in zip(m, o))
+    narrowed = store.vector_search_many(Scope("alice"), queries, parse({"metadata.k": 3}), 5)
+    assert [len(hits) for hits in narrowed] == [5, 5, 5, 5], "k=3: 6 of the 41 left: the exact fallback finds 5"
+    assert records[0].id not in {i for hits in narrowed for i in ids_of(store, hits, Scope("alice"))}
+    assert store.vector_search_many(Scope("alice"), np.zeros((0, queries.shape[1]), np.float32), [], 5) == []
+
+
 # -- update, delete, history ------------------------------------------------------------
 
 
@@ -924,6 +948,35 @@ def test_notes_links_and_their_take_back_on_erasure(store_factory):
     store.queue_notes("alice", [a.id], reason="text updated", at=AT)
     store.forget(Scope("alice"))
     assert store.notes("alice", [a.id, b.id]) == {} and store.note_work(10).user_id == "bob"
+
+
+def test_note_heads_are_the_latest_unshaped_and_the_latest_version(store):
+    from engramdb.living.notes import Draft, Evolution, Made, NotesBatch
+
+    a, b, c, d = put(store, new("pottery in Boston"), new("clay bowl"), new("glaze"), new("kiln"))
+    other = put(store, new("bob's kiln", user="bob"))[0]
+
+    def write(batch: NotesBatch, user: str = "alice") -> None:
+        store.write_notes(user, batch, at=AT, actor="notes")
+
+    def made(r, tag: str, *, remade: bool = False) -> Made:
+        return Made(r.id, content_hash(r.text), Draft((r.text.split()[0],), (tag,), f"about {tag}"), remade=remade)
+
+    write(NotesBatch(made=[made(r, "v1") for r in (a, b, c, d)]))
+    write(NotesBatch(made=[made(other, "bob")]), "bob")
+    for n in (2, 3):  # a: shaped twice by b; c: made again from its own text, then shaped by d
+        write(NotesBatch(evolved=[Evolution(a.id, Draft(("pottery",), (f"v{n}",), f"shaped {n}"), (b.id,), "evolved")]))
+    write(NotesBatch(made=[made(c, "v2", remade=True)]))
+    write(NotesBatch(evolved=[Evolution(c.id, Draft(("glaze",), ("v3",), "shaped"), (d.id,), "evolved")]))
+    every = store.notes("alice", [a.id, b.id, c.id, d.id])
+    assert [v.version for v in every[a.id]] == [1, 2, 3] and [v.version for v in every[c.id]] == [1, 2, 3]
+    heads = store.note_heads("alice", [a.id, b.id, c.id, d.id, other.id, "mem_gone"])
+    assert set(heads) == {a.id, b.id, c.id, d.id}  # another user's note is never read
+    assert heads[a.id] == [every[a.id][0], every[a.id][2]]
+    assert heads[b.id] == every[b.id] and len(heads[b.id]) == 1
+    assert heads[c.id] == [every[c.id][1], every[c.id][2]]
+    assert store.note_heads("bob", [other.id])[other.id][0].tags == ("bob",)
+    assert store.note_heads("alice", []) == {}
 
 
 # -- vitals and states (living/vitals.py, stores/vitals_sql.py) ---------------------------

@@ -494,3 +494,25 @@ def recall_table(result: dict) -> list[str]:
 
 if __name__ == "__main__":  # python -m engramdb.bench.cli, before the engram command registers it
     bench()
+
+
+@bench.command()
+@click.option("--sizes", default="500,1000,2000", show_default=True,
+              help="Stable block sizes in model tokens, comma-separated.")
+@click.option("--model", "model_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The GGUF file [default: .slow/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf, from `make slow-test`].")
+@click.option("--threads", type=click.IntRange(1, 512), default=None, help="CPU threads [default: llama.cpp's].")
+@click.option("--max-tokens", type=click.IntRange(1, 512), default=32, show_default=True,
+              help="Tokens of each answer at most (the answers are compared).")
+@click.option("--one-shot", is_flag=True, help="Also evaluate each whole prompt in one go, and compare its answer.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def activation(sizes: str, model_path: Path | None, threads: int | None, max_tokens: int, one_shot: bool,
+               as_json: bool) -> None:
+    """Time to first token on a local model with and without a kept state of the stable
+    block, disk and RAM per state, and whether the greedy answers are identical."""
+    from ..activation.cli import DEFAULT_MODEL
+    from .activation import run, table
+
+    result = run(sizes=_sizes(sizes), model=model_path or DEFAULT_MODEL, threads=threads, max_tokens=max_tokens,
+                 one_shot=one_shot)
+    click.echo(json.dumps(result, indent=2) if as_json else "\n".join(table(result)))

@@ -135,7 +135,7 @@ class NotesLane:
         user = work.user_id
         ids = list(dict.fromkeys([*work.queued, *work.fresh]))
         records = {r.id: r for r in self._store.records_by_ids(ids, user)}
-        versions = self._store.notes(user, ids)
+        versions = self._store.note_heads(user, ids)
         to_make: list[Record] = []
         remade: set[str] = set()
         rederive: set[str] = set()
@@ -181,13 +181,12 @@ class NotesLane:
         conditions = [current(), Condition("kind", "ne", "summary")]
         vectors = self._store.note_vectors(user, [r.id for r in records])
         siblings = self._store.event_siblings(user, [r.id for r in records])
+        searched = [r.id for r in records if (v := vectors.get(r.id)) is not None and np.isfinite(v).all()]
+        nearest = dict(zip(searched, self._store.vector_search_many(
+            scope, np.stack([vectors[m] for m in searched]), conditions, DENSE_CANDIDATES + 1))) if searched else {}
         rowids: dict[str, dict[int, float]] = {}
         for record in records:
-            dense = {}
-            vector = vectors.get(record.id)
-            if vector is not None and np.isfinite(vector).all():
-                dense = {i.rowid: i.score for i in self._store.vector_search(scope, vector, conditions,
-                                                                             DENSE_CANDIDATES + 1)}
+            dense = {i.rowid: i.score for i in nearest.get(record.id, ())}
             names = policy.entities(record, fresh.get(record.id))
             keyword = []
             if names:
@@ -200,7 +199,7 @@ class NotesLane:
         sibling_ids = sorted({s for group in siblings.values() for s in group} - set(others))
         others.update({r.id: r for r in self._store.records_by_ids(sibling_ids, user)
                        if r.valid_to is None and r.kind != "summary"})
-        stored = self._store.notes(user, sorted(set(others) - set(fresh)))
+        stored = self._store.note_heads(user, sorted(set(others) - set(fresh)))
         notes_of = {**{m: v[-1] for m, v in stored.items()}, **fresh}
         out: list[Relation] = []
         for record in records:
@@ -239,7 +238,7 @@ class NotesLane:
                 neighbours.setdefault(link.dst, {})[link.src] = link.strength
         every = sorted({m for t in targets for m in neighbours.get(t, {})} | set(targets))
         live = {r.id: r for r in self._store.records_by_ids(every, user)}
-        versions = self._store.notes(user, [m for m in every if m not in fresh])
+        versions = self._store.note_heads(user, [m for m in every if m not in fresh])
         bases = {m: _base(v) for m, v in versions.items()}
         bases.update(fresh)
         currents = {m: v[-1] for m, v in versions.items()}

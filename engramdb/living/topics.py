@@ -112,11 +112,12 @@ def find_topics(turns: Sequence[Record], derived: Sequence[Record], *, min_sessi
     if not readable:
         return []
     tokens = [_tokens(t.text) for t in readable]
+    postings = _postings(tokens)
     subjects = [TurnInput.from_record(t).subject for t in readable]
     common = max(MIN_COMMON, int(MAX_SHARE * len(readable)))
     drafts: list[Draft] = []
     for folded, term in sorted(terms_of(derived).items()):
-        hits = [i for i, words in enumerate(tokens) if _says(words, folded)]
+        hits = _hits(postings, tokens, folded)
         if not hits or len(hits) > common:
             continue
         by_subject: dict[str, list[int]] = {}
@@ -160,6 +161,30 @@ def _draft(subject: str, term: str, turns: Sequence[Record], sessions: int) -> D
 def _tokens(text: str) -> tuple[frozenset[str], str]:
     words = [w.lower().replace("’", "'") for w in _WORD.findall(text)]
     return frozenset(words), " " + " ".join(words) + " "
+
+
+def _postings(tokens: Sequence[tuple[frozenset[str], str]]) -> dict[str, list[int]]:
+    """word -> the indexes of the turns that say it, in order."""
+    out: dict[str, list[int]] = {}
+    for i, (found, _) in enumerate(tokens):
+        for word in found:
+            out.setdefault(word, []).append(i)
+    return out
+
+
+def _hits(postings: dict[str, list[int]], tokens: Sequence[tuple[frozenset[str], str]], term: str) -> list[int]:
+    """The indexes of the turns that say `term` (those `_says` accepts), looked up in the
+    postings instead of testing every turn: a build costs what its terms' hits do, not
+    terms × turns."""
+    parts = [w.lower() for w in _WORD.findall(term)]
+    if not parts:
+        return []
+    if len(parts) == 1:
+        word = parts[0]
+        forms = [word, word + "s", word + "es", *([word[:-1]] if word.endswith("s") else [])]
+        return sorted({i for form in forms for i in postings.get(form, ())})
+    rarest = min(parts, key=lambda w: len(postings.get(w, ())))
+    return [i for i in postings.get(rarest, ()) if _says(tokens[i], term)]
 
 
 def _says(words: tuple[frozenset[str], str], term: str) -> bool:

@@ -55,6 +55,22 @@ class NoteStatements(Statements):
                 out.setdefault(row[0], []).append(self._note(row))
         return out
 
+    def heads(self, user_id: str, ids: Sequence[str]) -> dict[str, list[Note]]:
+        """Of every version of these notes of the user, only the two the lane reads: the
+        latest that no neighbour shaped (no causes) and the latest, oldest first (one,
+        when they are the same version or no version is unshaped)."""
+        out: dict[str, list[Note]] = {}
+        for chunk in _chunks(sorted(set(ids))):
+            where, params = self._in("n.memory_id", chunk)
+            for row in self._rows(
+                    f"SELECT {', '.join('n.' + c for c in NOTE_COLUMNS.split(', '))} FROM notes n "
+                    f"WHERE n.user_id = ? AND {where} AND (n.version = (SELECT max(m.version) FROM notes m "
+                    "WHERE m.memory_id = n.memory_id) OR n.version = (SELECT max(m.version) FROM notes m "
+                    "WHERE m.memory_id = n.memory_id AND m.causes = {json})) ORDER BY n.memory_id, n.version",
+                    [user_id, *params, "[]"]):
+                out.setdefault(row[0], []).append(self._note(row))
+        return out
+
     def _note(self, row: tuple) -> Note:
         memory_id, version, keywords, tags, context, made_by, causes, reason, at, digest = row
         return Note(memory_id, int(version), tuple(self._json(keywords)), tuple(self._json(tags)), context, made_by,
@@ -195,7 +211,7 @@ class NoteStatements(Statements):
         for memory_id in batch.unlink:
             if memory_id in hashes:
                 self.take_back(user_id, [memory_id], at=at)
-        current = {m: v[-1] for m, v in self.versions([m.memory_id for m in batch.made]).items()}
+        current = {m: v[-1] for m, v in self.heads(user_id, [m.memory_id for m in batch.made]).items()}
         for made in batch.made:
             if hashes.get(made.memory_id) != made.content_hash:
                 continue  # erased or changed since it was read: the queue has it again
@@ -209,7 +225,7 @@ class NoteStatements(Statements):
                 self.history_event(made.memory_id, made.reason, at=at, actor=actor)
         for relation in batch.links:
             self.link(user_id, relation)
-        latest = {m: v[-1] for m, v in self.versions([e.memory_id for e in batch.evolved]).items()}
+        latest = {m: v[-1] for m, v in self.heads(user_id, [e.memory_id for e in batch.evolved]).items()}
         for evolution in batch.evolved:
             if evolution.memory_id not in hashes or not all(c in hashes for c in evolution.causes):
                 continue
@@ -301,6 +317,12 @@ class SQLNotes:
         with self._read() as conn:
             owned = self._owned(conn, user_id, ids)
             return self._notes(conn).versions(sorted(owned))
+
+    def note_heads(self, user_id: str, ids: Sequence[str]) -> dict[str, list[Note]]:
+        """Of these memories' notes (the user's only), the versions the notes lane reads:
+        the latest made from the memory alone (no causes) and the latest, oldest first."""
+        with self._read() as conn:
+            return self._notes(conn).heads(user_id, ids)
 
     def relations(self, user_id: str, ids: Sequence[str]) -> list[Relation]:
         """The `relates_to` links touching these memories of the user, either way."""

@@ -690,6 +690,14 @@ class PostgresStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes
                 conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
                 return _scored(conn.execute(query, args).fetchall())
 
+    def vector_search_many(self, scope: Scope, vectors: np.ndarray, conditions: list[Condition],
+                           limit: int) -> list[list[ScoredId]]:
+        """`vector_search` for each row of `vectors` (pgvector answers one query a statement)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(vectors) == 0:
+            return []
+        return [self.vector_search(scope, vector, conditions, limit) for vector in vectors.reshape(len(vectors), -1)]
+
     def history(self, id: str) -> list[Version]:
         with self._read() as conn:
             return _histories(conn, [id]).get(id, [])

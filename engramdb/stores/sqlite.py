@@ -705,6 +705,53 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes, 
         )
         return [ScoredId(owners[vid], score) for vid, score in found if vid in owners]
 
+    def vector_search_many(self, scope: Scope, vectors: np.ndarray, conditions: list[Condition],
+                           limit: int) -> list[list[ScoredId]]:
+        """`vector_search` for each row of `vectors`, the mirror caught up and read once
+        per round for all of them (the notes lane searches for a batch of memories)."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(vectors) == 0:
+            return []
+        vectors = vectors.reshape(len(vectors), -1)
+        key = user_key(scope.user_id)
+        mirror = self._cache(vectors.shape[1]).scope(key)
+        narrowed = scope.agent_id is not None or scope.session_id is not None or bool(conditions)
+        out: list[list[ScoredId] | None] = [None] * len(vectors)
+        pending = list(range(len(vectors)))
+        for factor in OVERFETCH if narrowed else (1,):  # as vector_search: the user's nearest, narrowed after
+            depth = math.ceil(limit * factor)
+            with mirror.lock:
+                with self._read() as conn:
+                    mirror.catch_up(self._scope_state(conn, key),
+                                    lambda after, seq: self._delta(conn, key, after, seq))
+                found = mirror.search_many(vectors[pending], depth)
+            vids = sorted({vid for pairs in found for vid, _ in pairs})
+            owners: dict[int, int] = {}
+            for start in range(0, len(vids), 500):
+                chunk = vids[start:start + 500]
+                owners.update(self._conn().execute(
+                    f"SELECT vid, record_rowid FROM vectors WHERE vid IN ({','.join('?' * len(chunk))}) "
+                    "AND user_key = ?", [*chunk, key]).fetchall())
+            wide = [[ScoredId(owners[vid], score) for vid, score in pairs if vid in owners] for pairs in found]
+            if not narrowed:
+                for i, items in zip(pending, wide):
+                    out[i] = items
+                return [items or [] for items in out]
+            kept = self._narrow(self._conn(), scope, conditions, sorted({x.rowid for items in wide for x in items}))
+            waiting = []
+            for i, items in zip(pending, wide):
+                mine = [x for x in items if x.rowid in kept]
+                if len(mine) >= limit or len(items) < depth:
+                    out[i] = mine[:limit]
+                else:
+                    waiting.append(i)
+            pending = waiting
+            if not pending:
+                break
+        for i in pending:  # too few in the scope among the nearest: vector_search's exact filtered search
+            out[i] = self.vector_search(scope, vectors[i], conditions, limit)
+        return [items or [] for items in out]
+
     def _narrow(self, conn: sqlite3.Connection, scope: Scope, conditions: list[Condition],
                 rowids: list[int]) -> set[int]:
         """Which of `rowids` are in the scope and pass the conditions."""
