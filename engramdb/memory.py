@@ -590,11 +590,11 @@ class Memory:
 
     def _graph_walk(self, query: str, user_id: str, records: Mapping[int, Record]):
         """The ranked list search gets from the entity graph of its candidates (graph.py):
-        Personalized PageRank seeded from the query's phrases and the best fused candidates."""
+        Personalized PageRank seeded from the best fused candidates."""
         def walk(fused: list) -> list[ScoredId]:
             said = self._store.mentions(user_id, [r.id for r in records.values()])
             edges = {rowid: said.get(r.id, ()) for rowid, r in records.items()}
-            names = frozenset(k for r in records.values() if r.name and (k := phrase_key(r.name)))
+            names = frozenset(k for name in {r.name for r in records.values() if r.name} if (k := phrase_key(name)))
             return graph_ranking(query, fused, edges, ignore=names,
                                  sources={rowid: r.sources for rowid, r in records.items()})
 
