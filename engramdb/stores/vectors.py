@@ -169,7 +169,7 @@ def cosines(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
     calling thread. NumPy's OpenBLAS spreads one product of more rows over its threads,
     which on a busy 2-core machine made it 5-25x slower (a 6,000-row product: 5.1 ms
     against 1.0 ms) and spun CPU that the embedder needed: the notes lane runs one per
-    memory it links (issue 14, docs/benchmarks.md "Ingest, issue 14")."""
+    memory it links (issue 14, docs/benchmarks.md "Ingest speed (issue 14)")."""
     out = np.empty(len(matrix), dtype=np.float32)
     for start in range(0, len(matrix), SCORE_ROWS):
         np.dot(matrix[start:start + SCORE_ROWS], query, out=out[start:start + SCORE_ROWS])
