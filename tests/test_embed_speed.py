@@ -116,3 +116,20 @@ def test_a_copy_built_before_is_pruned_not_rebuilt(minilm, tmp_path):
     assert guarded.exists()  # an older Engram on the same machine still reads it
     assert sum(n.op_type == "IsNaN" for n in onnx.load(str(lean)).graph.node) == 0
     assert quantized_copy(source, tmp_path) == lean  # built once
+
+
+def test_a_batch_does_not_wait_for_a_session_another_caller_holds():
+    import threading
+
+    embedder = MiniLMEmbedder(threads=2)
+    expected = MiniLMEmbedder(threads=1).embed(TEXTS * 3)
+    embedder._locks[1].acquire()  # a slow caller (the background runner, say) holds the second session
+    try:
+        done: list[np.ndarray] = []
+        worker = threading.Thread(target=lambda: done.append(embedder.embed(TEXTS * 3)))
+        worker.start()
+        worker.join(60)
+        assert done, "the batch waited for the held session"
+        assert np.array_equal(done[0], expected)
+    finally:
+        embedder._locks[1].release()

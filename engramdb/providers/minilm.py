@@ -12,9 +12,9 @@ If that cannot be built, the wheel's model is used as it is.
 Single-threaded sessions of the one model, one per core: calls of up to SMALL_CALL texts
 (a query, a turn or two: what a server gets) run on the first with no lock, so
 concurrent callers embed on separate cores at once; a bigger batch is cut into the same
-micro-batches as ever and those run on every session at once, one batch call at a time
-(issue 14: one session spreading each run over both cores cost ~20 % more CPU for the
-same vectors, and did worse on a busy machine). None spins threads while idle
+micro-batches as ever and those run on every session free, each held by one thread at a
+time (issue 14: one session spreading each run over both cores cost ~20 % more CPU for
+the same vectors, and did worse on a busy machine). None spins threads while idle
 (onnxruntime's default spinning costs ~60 % more CPU per small call, CPU a busy server
 needs for its other requests).
 """
@@ -75,7 +75,7 @@ class MiniLMEmbedder:
         self._tokenizer = Tokenizer.from_file(str(TOKENIZER))
         self._tokenizer.enable_truncation(MAX_TOKENS, stride=WINDOW_STRIDE)  # the rest comes back as windows
         self._tokenizer.no_padding()
-        self._batch_lock = threading.Lock()  # one batch call at a time: it already uses every session
+        self._locks = [threading.Lock() for _ in self._sessions]  # a batch call's thread holds one at a time
         self._shrink = ort.RunOptions()
         self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
@@ -100,8 +100,7 @@ class MiniLMEmbedder:
             for chunk in chunks:
                 vectors[chunk] = self._run(self._sessions[0], [pieces[i] for i in chunk])
         else:
-            with self._batch_lock:
-                self._run_all(chunks, pieces, vectors)
+            self._run_all(chunks, pieces, vectors)
         if len(pieces) == len(texts):
             return vectors
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
@@ -109,42 +108,68 @@ class MiniLMEmbedder:
         return l2_normalize(out)
 
     def _run_all(self, chunks: list[list[int]], pieces: list[list[int]], vectors: np.ndarray) -> None:
-        """Every micro-batch, each session taking the next one left (onnxruntime lets go
-        of the GIL while it runs). The micro-batches are those a single session would run,
-        so the vectors do not depend on how many sessions there are."""
+        """Every micro-batch, each session held taking the next one left (onnxruntime lets
+        go of the GIL while it runs). The micro-batches are those a single session would
+        run, so the vectors do not depend on how many sessions there are. A session is
+        held by one call's thread at a time, and no call waits for all of them: a caller
+        at low priority (the background runner embedding derived memories) holding one
+        slows only what runs on that one (with one lock for every batch, an add() waited
+        behind it)."""
         taken = iter(range(len(chunks)))
         lock = threading.Lock()
+        left = [len(chunks)]
 
-        def work(session) -> None:
-            while True:
-                with lock:
-                    index = next(taken, None)
-                if index is None:
-                    return
-                chunk = chunks[index]
-                vectors[chunk] = self._run(session, [pieces[i] for i in chunk])
+        def work(preferred: int) -> None:
+            held = self._hold(preferred, lambda: left[0] > 0)
+            if held is None:
+                return
+            try:
+                while True:
+                    with lock:
+                        index = next(taken, None)
+                        if index is not None:
+                            left[0] -= 1
+                    if index is None:
+                        return
+                    chunk = chunks[index]
+                    vectors[chunk] = self._run(self._sessions[held], [pieces[i] for i in chunk])
+            finally:
+                self._locks[held].release()
 
         failed: list[BaseException] = []
 
-        def helper(session) -> None:
+        def helper(preferred: int) -> None:
             try:
-                work(session)
+                work(preferred)
             except BaseException as exc:  # re-raised in the caller's thread
                 failed.append(exc)
 
         # A thread per other session, for this call only (~0.1 ms against >= 10 ms of work):
         # nothing is left running between calls.
-        helpers = [threading.Thread(target=helper, args=(session,), name="engram-embed", daemon=True)
-                   for session in self._sessions[1:len(chunks)]]
+        helpers = [threading.Thread(target=helper, args=(k,), name="engram-embed", daemon=True)
+                   for k in range(1, min(len(self._sessions), len(chunks)))]
         for thread in helpers:
             thread.start()
         try:
-            work(self._sessions[0])
+            work(0)
         finally:
             for thread in helpers:
                 thread.join()
         if failed:
             raise failed[0]
+
+    def _hold(self, preferred: int, wanted) -> int | None:
+        """Lock a free session (`preferred` first), waiting while `wanted()`; None once
+        the call's micro-batches are all taken."""
+        count = len(self._sessions)
+        while True:
+            for k in [preferred, *(i for i in range(count) if i != preferred)]:
+                if self._locks[k].acquire(blocking=False):
+                    return k
+            if not wanted():
+                return None
+            if self._locks[preferred].acquire(timeout=0.002):
+                return preferred
 
     def _run(self, session, batch: list[list[int]]) -> np.ndarray:
         width = max(len(ids) for ids in batch)
