@@ -53,6 +53,9 @@ class Config:
     # A claimed background job is another worker's to take once this long has passed
     # without it ending (its worker died): longer than any one job takes.
     job_lease_s: float = 300.0
+    # The offline extractor runs in child processes: a big request (a backlog, long
+    # messages) is shared out among up to this many, one per core at most; 1: one child.
+    extract_processes: int = 2
     # Notes and links (living/notes.py): every memory gets keywords, tags and a context
     # line, and is linked to related memories, in the background (with distillation on).
     notes: bool = True

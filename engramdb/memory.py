@@ -132,9 +132,11 @@ class Memory:
         with self._ready_lock:
             if self._distiller is None:
                 name = self._extractor_name()
-                key = (name, self.config.llm_base_url, self.config.llm_api_key, self.config.llm_timeout_s)
+                key = (name, self.config.llm_base_url, self.config.llm_api_key, self.config.llm_timeout_s,
+                       self.config.extract_processes)
                 shared = shared_extractors()
-                extractor = shared.acquire(key, lambda: IsolatedExtractor(name) if name == "offline" else make_extractor(
+                extractor = shared.acquire(key, lambda: IsolatedExtractor(
+                    name, self.config.extract_processes) if name == "offline" else make_extractor(
                     name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
                     timeout_s=self.config.llm_timeout_s))
                 self._reflector = Reflector.from_config(self._store, self.config,

@@ -81,6 +81,31 @@ def _tiny_locomo(path):
     return path
 
 
+def test_bench_ingest_long_shape_joins_sessions_and_reports_time_to_distilled(tmp_path):
+    data = _tiny_locomo(tmp_path / "locomo.json")
+    report = _run(["ingest", "--shape", "long", "--turns", "3", "--locomo", str(data), "--embedder", "fake",
+                   "--extractor", "offline", "--store", str(tmp_path / "long.db")])
+    # the tiny sessions are each shorter than the first size: one message per session,
+    # one add per session, stopped after the third message
+    assert report["shape"] == "long" and report["turns"] == report["stored"] == 3 and report["adds"] == 3
+    assert report["tokens"] > 0 and report["distill_finished"] is True
+    assert report["first_add_to_distilled_s"] >= report["total_s"]
+    assert report["derived_memories"]  # the joined lines were distilled
+    assert _is_number(report["cpu_s"]["process"]) and report["cpu_s"]["children"] > 0  # spaCy's child
+
+
+def test_long_history_joins_turns_as_speaker_lines(tmp_path):
+    from engramdb.bench.ingest import long_history
+
+    sessions = long_history(_tiny_locomo(tmp_path / "locomo.json"), messages=10)
+    assert [sid for sid, _ in sessions] == ["conv-0/session_1", "conv-0/session_2", "conv-1/session_1",
+                                            "conv-1/session_2"]
+    first = sessions[0][1]
+    assert len(first) == 1 and first[0]["role"] == "user" and "name" not in first[0]
+    assert first[0]["content"].splitlines()[0] == "Ana: I adopted a dog named Rex1 last week."
+    assert first[0]["content"].splitlines()[1].startswith("Ben: Nice! I started painting lakes.")
+
+
 def test_bench_locomo_reports_recall_per_retriever(tmp_path):
     data = _tiny_locomo(tmp_path / "locomo.json")
     args = ["locomo", "--locomo", str(data), "--embedder", "fake", "--store", str(tmp_path / "locomo.db")]

@@ -152,3 +152,13 @@ def test_embedder_registry():
     for name in ("nope", "openai:", "minilm2"):
         with pytest.raises(ConfigError):
             make_embedder(Config(embedder=name))
+
+
+def test_extract_processes_is_a_positive_integer():
+    from engramdb.errors import ConfigError
+
+    assert Config().extract_processes == 2
+    assert Config(extract_processes=1).extract_processes == 1
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError):
+            Config(extract_processes=bad)

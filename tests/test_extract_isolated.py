@@ -32,7 +32,7 @@ def test_the_child_process_extracts_exactly_what_the_parent_would():
         assert any(c.attribute == "residence" and c.value == "Lisbon" for c in there.candidates)
     finally:
         isolated.close()
-    assert isolated._process is None
+    assert all(child._process is None for child in isolated._children)
 
 
 def test_a_child_dying_mid_request_is_a_provider_error_and_is_replaced():
@@ -46,7 +46,7 @@ def test_a_child_dying_mid_request_is_a_provider_error_and_is_replaced():
         with pytest.raises(ProviderError, match="garbage"):
             isolated.extract(TURNS[:1])
         isolated.command = real
-        isolated._kill()
+        isolated._children[0]._kill()
         assert isolated.extract(TURNS[:1]).candidates  # a new, real child took over
     finally:
         isolated.close()
@@ -59,3 +59,66 @@ def test_an_unknown_extractor_in_the_child_is_a_provider_error():
             isolated.extract(TURNS[:1])
     finally:
         isolated.close()
+
+
+def _backlog() -> list[TurnInput]:
+    """Four sessions, interleaved as jobs of several adds can be, past BIG_REQUEST_CHARS:
+    facts that supersede each other across sessions, events, and sessions long enough
+    for a summary."""
+    said = [
+        "I moved to Lisbon last May and I love the light there.",
+        "My sister Marta works at a bakery near the river.",
+        "Yesterday I went to a pottery class with my friend Joana.",
+        "I adopted a dog named Rex two weeks ago, he is a beagle.",
+        "I started a new job as a nurse at the city hospital.",
+        "Last weekend I ran a half marathon in Porto with my cousin.",
+    ]
+    turns = []
+    for n in range(48):
+        session = f"s{n % 4}"
+        who = ("Ana", "Ben")[n % 2]
+        text = f"{said[n % len(said)]} " + " ".join(["We also talked about the garden and the weather."] * 3)
+        if n == 40:
+            text = "I moved to Madrid last week, Lisbon is behind me now."
+        turns.append(TurnInput(f"t{n}", "user", text, f"2023-07-{3 + n // 12:02d}T10:{n % 60:02d}:00Z", who, session))
+    return turns
+
+
+def test_a_big_request_shared_among_children_gives_what_one_gives():
+    from engramdb.extract.isolated import BIG_REQUEST_CHARS, _cores
+
+    if _cores() < 2:
+        pytest.skip("one core: one child")
+    turns = _backlog()
+    assert sum(len(t.text) for t in turns) >= BIG_REQUEST_CHARS
+    isolated = IsolatedExtractor("offline", processes=2)
+    try:
+        here, there = OfflineExtractor().extract(turns), isolated.extract(turns)
+        assert all(child._process is not None for child in isolated._children)  # both children worked
+        assert comparable(there) == comparable(here)  # the same candidates, in the same order
+        assert list(there.notes) == [t.id for t in turns]
+        assert sum(c.kind == "summary" for c in there.candidates) >= 2
+        assert any(c.value == "Madrid" for c in there.candidates)
+    finally:
+        isolated.close()
+
+
+def test_a_small_request_goes_to_one_child():
+    isolated = IsolatedExtractor("offline", processes=2)
+    try:
+        isolated.extract(TURNS)
+        assert sum(child._process is not None for child in isolated._children) == 1
+    finally:
+        isolated.close()
+
+
+def test_sessions_are_shared_out_whole_and_balanced():
+    from engramdb.extract.isolated import _share
+
+    turns = _backlog()
+    parts = _share(turns, 2)
+    assert sorted(t.id for part in parts for t in part) == sorted(t.id for t in turns)
+    sessions = [{t.session_id for t in part} for part in parts]
+    assert not sessions[0] & sessions[1] and all(sessions)
+    for part in parts:  # each keeps the turns' order
+        assert [t.id for t in part] == [t.id for t in turns if t in part]

@@ -275,3 +275,15 @@ def test_store_vector_search_hnsw_equals_exact_and_cache_survives_reopen(tmp_pat
     assert {r.id for r in added} <= {r.id for r in reopened.list(user_id="alice", limit=1000, offset=200)}
     reopened.close()
     exact.close()
+
+
+@pytest.mark.parametrize("rows", [0, 1, 1023, 1024, 1025, 2500])
+def test_cosines_in_chunks_are_the_whole_product(rows):
+    from engramdb.stores.vectors import cosines
+
+    rng = np.random.default_rng(rows)
+    matrix = rng.standard_normal((rows, 48)).astype(np.float32)
+    query = rng.standard_normal(48).astype(np.float32)
+    got = cosines(matrix, query)
+    assert got.shape == (rows,) and got.dtype == np.float32
+    np.testing.assert_allclose(got, matrix @ query, rtol=1e-6, atol=1e-6)

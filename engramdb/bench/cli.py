@@ -39,9 +39,12 @@ def bench() -> None:
 @click.option("--synthetic", is_flag=True, help="Use synthetic turns even if LoCoMo is available.")
 @click.option("--extractor", default=None,
               help="Distillation: offline, llm:<model>, fake or none [default: the library default, offline].")
+@click.option("--shape", type=click.Choice(["short", "long"]), default="short", show_default=True,
+              help="short: LoCoMo's turns in adds of --batch; long: 500 long messages (~120k tokens) joined "
+                   "from LoCoMo's turns, one add per session (--turns sets how many messages).")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, locomo: Path | None,
-           synthetic: bool, extractor: str | None, as_json: bool) -> None:
+           synthetic: bool, extractor: str | None, shape: str, as_json: bool) -> None:
     """Ingest throughput (turns/s) through Memory.add, embedding included."""
     from .ingest import run
 
@@ -50,13 +53,17 @@ def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, loc
     elif locomo is None:
         env = os.environ.get("ENGRAM_LOCOMO")
         locomo = Path(env) if env else DEFAULT_LOCOMO
-    result = run(turns=turns, batch=batch, store=store, embedder=embedder, locomo=locomo, extractor=extractor)
+    if shape == "long" and (locomo is None or not locomo.is_file()):
+        raise click.UsageError("--shape long is built from LoCoMo: pass --locomo (not --synthetic)")
+    result = run(shape=shape, turns=turns, batch=batch, store=store, embedder=embedder, locomo=locomo,
+                 extractor=extractor)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
     lat = result["add_latency_ms"]
+    adds = f"adds of {result['batch']}" if result["batch"] else f"{result['adds']} adds (one per session)"
     click.echo(f"source: {result['source']}, embedder: {result['embedder']}, "
-               f"{result['turns']} turns in adds of {result['batch']}")
+               f"{result['turns']} turns (~{result['tokens']:,} tokens) in {adds}")
     click.echo(f"throughput: {result['turns_per_s']} turns/s overall "
                f"(embedding {result['embed_turns_per_s']} turns/s, store {result['store_turns_per_s']} turns/s; "
                f"embedding is {result['embed_share']:.0%} of the time)")
@@ -64,7 +71,10 @@ def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, loc
     click.echo(f"per add(): p50 {lat['p50']} ms, p95 {lat['p95']} ms; per turn without embedding: "
                f"p50 {store_lat['p50']} ms, p95 {store_lat['p95']} ms; peak RSS {result['peak_rss_mb']} MB")
     click.echo(f"distillation ({result['extractor']}): finished {result['distill_after_last_add_s']} s after the "
-               f"last add; derived {result['derived_memories']}")
+               f"last add, {result['first_add_to_distilled_s']} s after the first "
+               f"({result['distilled_turns_per_s']} turns/s); derived {result['derived_memories']}")
+    cpu = result["cpu_s"]
+    click.echo(f"CPU: {cpu['process']} s in this process, {cpu['children']} s in its children")
 
 
 @bench.command()

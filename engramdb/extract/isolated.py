@@ -8,7 +8,12 @@ own, at low priority, it uses the other core and leaves the caller's threads alo
 The child is `python -m engramdb.extract.isolated NAME`: it reads one JSON line of turns
 per request on stdin and writes one JSON line of results on stdout. It is started on
 first use and again if it dies; a dead or garbled child is a ProviderError, so the job
-is retried like one that met a dead LLM."""
+is retried like one that met a dead LLM.
+
+A big request (BIG_REQUEST_CHARS or more: a backlog, long messages) is shared out, whole
+sessions at a time (a session's summary needs all its turns), among up to `processes`
+children, one per core, and their results put back in the order one child gives them
+(issue 14: spaCy alone took longer than the embedding of what it distilled)."""
 
 from __future__ import annotations
 
@@ -24,19 +29,69 @@ from typing import Any
 from ..errors import ProviderError
 from .base import Candidate, Entity, ExtractionResult, Skipped, TurnInput, TurnNotes
 
+BIG_REQUEST_CHARS = 8_000  # below this a second child would cost more (its start, the pipes) than it saves
+
 
 class IsolatedExtractor:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, processes: int = 1) -> None:
         self.name = name
         self.command = [sys.executable, "-m", "engramdb.extract.isolated", name]
-        self._process: subprocess.Popen[str] | None = None
-        self._lock = threading.Lock()
+        self.processes = max(1, min(processes, _cores()))
+        self._children = [_Child(self) for _ in range(self.processes)]
         self._boosted = False
 
     def extract(self, turns: Sequence[TurnInput]) -> ExtractionResult:
+        parts = _share(turns, self.processes) if sum(len(t.text) for t in turns) >= BIG_REQUEST_CHARS else [turns]
+        parts = [part for part in parts if part] or [turns]
+        if len(parts) == 1:
+            return self._children[0].extract(parts[0], self._boosted)
+        results: list[ExtractionResult | BaseException | None] = [None] * len(parts)
+
+        def run(index: int) -> None:
+            try:
+                results[index] = self._children[index].extract(parts[index], self._boosted)
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                results[index] = exc
+
+        threads = [threading.Thread(target=run, args=(i,), name="engram-extract", daemon=True)
+                   for i in range(1, len(parts))]
+        for thread in threads:
+            thread.start()
+        run(0)
+        for thread in threads:
+            thread.join()
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return _in_order(turns, [r for r in results if isinstance(r, ExtractionResult)])
+
+    def boost(self, on: bool) -> None:
+        """Let the children run at normal priority (the backlog is too old) or on idle CPU only."""
+        if on == self._boosted:
+            return
+        self._boosted = on
+        for child in self._children:
+            child.schedule(on)
+
+    def close(self) -> None:
+        """End the children. An extraction in flight is not waited for: the child is killed
+        and that extraction fails (its job goes back to the queue)."""
+        for child in self._children:
+            child.close()
+
+
+class _Child:
+    """One child process, started on first use and again if it died; one request at a time."""
+
+    def __init__(self, owner: IsolatedExtractor) -> None:
+        self._owner = owner  # whose `command` starts it
+        self._process: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def extract(self, turns: Sequence[TurnInput], boosted: bool) -> ExtractionResult:
         request = json.dumps({"turns": [asdict(t) for t in turns]})
         with self._lock:
-            process = self._child()
+            process = self._child(boosted)
             try:
                 assert process.stdin is not None and process.stdout is not None
                 process.stdin.write(request + "\n")
@@ -56,25 +111,21 @@ class IsolatedExtractor:
             raise ProviderError(f"extraction failed in the child process: {reply['error']}")
         return result_from_json(reply)
 
-    def _child(self) -> subprocess.Popen[str]:
+    def _child(self, boosted: bool) -> subprocess.Popen[str]:
         if self._process is None or self._process.poll() is not None:
             self._process = subprocess.Popen(
-                self.command,
+                self._owner.command,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                 encoding="utf-8", bufsize=1,
             )
-            if self._boosted:
+            if boosted:
                 _schedule(self._process.pid, True)
         return self._process
 
-    def boost(self, on: bool) -> None:
-        """Let the child run at normal priority (the backlog is too old) or on idle CPU only."""
-        if on == self._boosted:
-            return
-        self._boosted = on
+    def schedule(self, normal: bool) -> None:
         process = self._process
         if process is not None and process.poll() is None:
-            _schedule(process.pid, on)
+            _schedule(process.pid, normal)
 
     def _kill(self) -> None:
         if self._process is not None:
@@ -83,8 +134,6 @@ class IsolatedExtractor:
             self._process = None
 
     def close(self) -> None:
-        """End the child. An extraction in flight is not waited for: the child is killed
-        and that extraction fails (its job goes back to the queue)."""
         process = self._process
         if process is not None and self._lock.locked():
             process.kill()
@@ -98,6 +147,54 @@ class IsolatedExtractor:
             except (OSError, subprocess.TimeoutExpired):
                 process.kill()
                 process.wait()
+
+
+def _share(turns: Sequence[TurnInput], parts: int) -> list[list[TurnInput]]:
+    """The turns in `parts` groups of whole sessions, of about equal text (the longest
+    session first, each to the group with least text so far); each group keeps the
+    turns' order."""
+    sessions: dict[str | None, list[int]] = {}
+    for index, turn in enumerate(turns):
+        sessions.setdefault(turn.session_id, []).append(index)
+    sizes = [0] * parts
+    owner: dict[str | None, int] = {}
+    for session, indexes in sorted(sessions.items(), key=lambda item: -sum(len(turns[i].text) for i in item[1])):
+        smallest = min(range(parts), key=lambda p: sizes[p])
+        owner[session] = smallest
+        sizes[smallest] += sum(len(turns[i].text) for i in indexes)
+    return [[t for t in turns if owner[t.session_id] == p] for p in range(parts)]
+
+
+def _in_order(turns: Sequence[TurnInput], results: list[ExtractionResult]) -> ExtractionResult:
+    """The results of the groups as one child would have given them for all the turns:
+    each turn's candidates in turn order, then the summaries in order of their sessions."""
+    position = {t.id: i for i, t in enumerate(turns)}
+    session_of = {t.id: t.session_id for t in turns}
+    first_turn: dict[str | None, int] = {}
+    for i, t in enumerate(turns):
+        first_turn.setdefault(t.session_id, i)
+
+    def where(sources: Sequence[str]) -> int:
+        return min((position[s] for s in sources if s in position), default=len(turns))
+
+    merged = ExtractionResult()
+    for result in results:
+        merged.merge(result)
+    summaries = [c for c in merged.candidates if c.kind == "summary"]
+    said = [c for c in merged.candidates if c.kind != "summary"]
+    said.sort(key=lambda c: where(c.sources))
+    summaries.sort(key=lambda c: first_turn.get(session_of.get(c.sources[0]) if c.sources else None, len(turns)))
+    merged.candidates = said + summaries
+    merged.notes = {t.id: merged.notes[t.id] for t in turns if t.id in merged.notes}
+    merged.skipped.sort(key=lambda s: where(s.sources))
+    return merged
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def result_to_json(result: ExtractionResult) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class _Exact:
         return self.keys[: self.size][mask], self.matrix[: self.size][mask]
 
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        scores = self.matrix[: self.size] @ query
+        scores = cosines(self.matrix[: self.size], query)
         scores[self.keys[: self.size] < 0] = -np.inf
         return _top(self.keys[: self.size], scores, k)
 
@@ -165,6 +165,21 @@ class _Graph:
         self.index.expansion_search = max(EXPANSION_SEARCH, 2 * k)
         found = self.index.search(query, k)
         return np.asarray(found.keys, dtype=np.int64), 1.0 - np.asarray(found.distances, dtype=np.float32)
+
+
+SCORE_ROWS = 1024  # rows per matrix-vector product (see `cosines`)
+
+
+def cosines(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """`matrix @ query`, SCORE_ROWS rows at a time: the same numbers, computed on the
+    calling thread. NumPy's OpenBLAS spreads one product of more rows over its threads,
+    which on a busy 2-core machine made it 5-25x slower (a 6,000-row product: 5.1 ms
+    against 1.0 ms) and spun CPU that the embedder needed: the notes lane runs one per
+    memory it links (issue 14, docs/benchmarks.md "Ingest speed (issue 14)")."""
+    out = np.empty(len(matrix), dtype=np.float32)
+    for start in range(0, len(matrix), SCORE_ROWS):
+        np.dot(matrix[start:start + SCORE_ROWS], query, out=out[start:start + SCORE_ROWS])
+    return out
 
 
 def _top(keys: np.ndarray, scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -337,7 +352,7 @@ class ScopeVectors:
         if allowed is not None:
             if isinstance(self.impl, _Exact) or len(allowed) <= self.ann_threshold:
                 keys, matrix = self.impl.subset(allowed)
-                keys, scores = _top(keys, matrix @ query, k)
+                keys, scores = _top(keys, cosines(matrix, query), k)
                 return list(zip(keys.tolist(), scores.tolist()))
             # A broad filter on a big scope: over-fetch from the graph, then filter.
             fetch = k * 4
