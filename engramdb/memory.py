@@ -127,13 +127,16 @@ class Memory:
     def _extractor_name(self) -> str:
         return self.config.extractor or DEFAULT_EXTRACTOR
 
+    def _extractor_key(self) -> tuple:
+        """Memories whose configs give the same key share one extractor (runner.SharedExtractors)."""
+        return (self._extractor_name(), self.config.llm_base_url, self.config.llm_api_key, self.config.llm_timeout_s,
+                self.config.extract_processes)
+
     def _distill(self) -> Distiller:
         """The background distillation worker, made on first use."""
         with self._ready_lock:
             if self._distiller is None:
-                name = self._extractor_name()
-                key = (name, self.config.llm_base_url, self.config.llm_api_key, self.config.llm_timeout_s,
-                       self.config.extract_processes)
+                name, key = self._extractor_name(), self._extractor_key()
                 shared = shared_extractors()
                 extractor = shared.acquire(key, lambda: IsolatedExtractor(
                     name, self.config.extract_processes) if name == "offline" else make_extractor(

@@ -74,7 +74,7 @@ def test_many_memories_share_one_runner_and_one_extractor_child(tmp_path):
             assert [r for r in mem.list(user_id="ann") if r.kind == "fact"], "each store got its memories"
         assert process_runner().lanes() == 10  # each Memory: its distiller and its notes lane
         assert len(extractor_children()) - len(before) == 1  # one spaCy child, not one per Memory
-        assert shared_extractors().users(("offline", None, None, Config().llm_timeout_s)) == 5
+        assert shared_extractors().users(mems[0]._extractor_key()) == 5
     finally:
         for mem in mems:
             mem.close()
