@@ -250,7 +250,8 @@ class NoteStatements(Statements):
         out = {}
         for chunk in _chunks(sorted(set(ids))):
             where, params = self._in("id", chunk)
-            out.update(dict(self._rows(f"SELECT id, content_hash FROM records WHERE user_id = ? AND {where} ORDER BY id"
+            out.update(dict(self._rows(f"SELECT id, content_hash FROM records WHERE {self.d.unindexed('user_id')} = ? "
+                                       f"AND {where} ORDER BY id"
                                        f"{self.d.share_lock}", [user_id, *params])))
         return out
 
@@ -275,7 +276,8 @@ class NoteStatements(Statements):
         named = {rename(row[0]) for row in data.get("notes", [])}
         for chunk in _chunks(sorted(named)):
             where, params = self._in("id", chunk)
-            present.update(r[0] for r in self._rows(f"SELECT id FROM records WHERE user_id = ? AND {where}",
+            present.update(r[0] for r in self._rows(f"SELECT id FROM records WHERE {self.d.unindexed('user_id')} = ? "
+                                                    f"AND {where}",
                                                     [user_id, *params]))
         had = set(self.versions(sorted(present)))
         for row in data.get("notes", []):
@@ -359,7 +361,7 @@ class SQLNotes:
                     out.update({i: np.asarray(v.to_numpy(), dtype=np.float32) for i, v in rows})
                 else:
                     rows = conn.execute(f"SELECT r.id, v.vec FROM records r JOIN vectors v ON v.record_rowid = "
-                                        f"r.rowid WHERE r.user_id = {mark} AND {where}", [user_id, *params]).fetchall()
+                                        f"r.rowid WHERE +r.user_id = {mark} AND {where}", [user_id, *params]).fetchall()
                     out.update({i: np.frombuffer(v, dtype=np.float32) for i, v in rows})
         return out
 
@@ -377,5 +379,6 @@ class SQLNotes:
         for chunk in _chunks(sorted(set(ids))):
             where, params = tx.d.in_list("id", chunk)
             found.update(r[0] for r in conn.execute(
-                f"SELECT id FROM records WHERE user_id = {tx.d.mark} AND {where}", [user_id, *params]).fetchall())
+                f"SELECT id FROM records WHERE {tx.d.unindexed('user_id')} = {tx.d.mark} AND {where}",
+                [user_id, *params]).fetchall())
         return found
