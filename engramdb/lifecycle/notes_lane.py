@@ -25,6 +25,7 @@ from ..living.notes import Draft, Evolution, Made, Note, NotesBatch, NoteWork, R
 from ..stores.base import Job, Store
 from ..stores.filters import Condition, current
 from ..types import Record, Scope
+from .blas import one_thread
 from .runner import Runner, process_runner
 from .scheduler import NOTES, QUEUED, Progress, Scheduler
 
@@ -184,8 +185,12 @@ class NotesLane:
         vectors = self._store.note_vectors(user, [r.id for r in records])
         siblings = self._store.event_siblings(user, [r.id for r in records])
         searched = [r.id for r in records if (v := vectors.get(r.id)) is not None and np.isfinite(v).all()]
-        nearest = dict(zip(searched, self._store.vector_search_many(
-            scope, np.stack([vectors[m] for m in searched]), conditions, DENSE_CANDIDATES + 1))) if searched else {}
+        nearest = {}
+        if searched:
+            with one_thread():  # a small product: OpenBLAS's other threads would mostly spin (blas.py)
+                found = self._store.vector_search_many(scope, np.stack([vectors[m] for m in searched]), conditions,
+                                                       DENSE_CANDIDATES + 1)
+            nearest = dict(zip(searched, found))
         rowids: dict[str, dict[int, float]] = {}
         for record in records:
             dense = {i.rowid: i.score for i in nearest.get(record.id, ())}
