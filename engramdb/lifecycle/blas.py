@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 MAPS = Path("/proc/self/maps")
 _LOCK = threading.Lock()
@@ -35,7 +36,7 @@ def loaded_openblas(maps: Path = MAPS) -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def _controls() -> tuple[tuple[ctypes._CFuncPtr, ctypes._CFuncPtr], ...]:
+def _controls() -> tuple[tuple[Any, Any], ...]:
     """(get, set) of each loaded OpenBLAS's thread count, under the names its builds
     export (NumPy's wheels: scipy_openblas_…64_)."""
     import numpy  # noqa: F401  (loads NumPy's OpenBLAS, if it has one)
