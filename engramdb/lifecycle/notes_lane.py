@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from ..living.notes import Draft, Evolution, Made, Note, NotesBatch, NoteWork, R
 from ..stores.base import Job, Store
 from ..stores.filters import Condition, current
 from ..types import Record, Scope
+from .blas import one_thread
 from .runner import Runner, process_runner
 from .scheduler import NOTES, QUEUED, Progress, Scheduler
 
@@ -134,8 +135,9 @@ class NotesLane:
         """What one round writes for one user: notes made (again), links, evolutions."""
         user = work.user_id
         ids = list(dict.fromkeys([*work.queued, *work.fresh]))
-        records = {r.id: r for r in self._store.records_by_ids(ids, user)}
-        versions = self._store.note_heads(user, ids)
+        reads = _Reads(self._store, user)
+        records = reads.records(ids)
+        versions = reads.heads(ids)
         to_make: list[Record] = []
         remade: set[str] = set()
         rederive: set[str] = set()
@@ -155,8 +157,8 @@ class NotesLane:
         made = [Made(r.id, content_hash(r.text), drafts[r.id], policy.REMADE if r.id in remade else policy.MADE,
                      remade=r.id in remade) for r in to_make]
         fresh_notes = {m.memory_id: _as_note(m.memory_id, m.draft) for m in made}
-        links = self._links([r for r in to_make if r.valid_to is None and r.kind != "summary"], user, fresh_notes)
-        evolved = self._evolve(user, links, rederive, fresh_notes, remade)
+        links = self._links([r for r in to_make if r.valid_to is None and r.kind != "summary"], reads, fresh_notes)
+        evolved = self._evolve(reads, links, rederive, fresh_notes, remade)
         return NotesBatch(made=made, unlink=sorted(remade), links=links, evolved=evolved, dequeue=list(work.queued),
                           mark=work.mark)
 
@@ -174,16 +176,21 @@ class NotesLane:
         missing = [r for r in records if r.id not in drafts]
         return {**drafts, **offline.write(missing)}
 
-    def _links(self, records: list[Record], user: str, fresh: dict[str, Note]) -> list[Relation]:
+    def _links(self, records: list[Record], reads: "_Reads", fresh: dict[str, Note]) -> list[Relation]:
         if not records:
             return []
+        user = reads.user
         scope = Scope(user)
         conditions = [current(), Condition("kind", "ne", "summary")]
         vectors = self._store.note_vectors(user, [r.id for r in records])
         siblings = self._store.event_siblings(user, [r.id for r in records])
         searched = [r.id for r in records if (v := vectors.get(r.id)) is not None and np.isfinite(v).all()]
-        nearest = dict(zip(searched, self._store.vector_search_many(
-            scope, np.stack([vectors[m] for m in searched]), conditions, DENSE_CANDIDATES + 1))) if searched else {}
+        nearest = {}
+        if searched:
+            with one_thread():  # a small product: OpenBLAS's other threads would mostly spin (blas.py)
+                found = self._store.vector_search_many(scope, np.stack([vectors[m] for m in searched]), conditions,
+                                                       DENSE_CANDIDATES + 1)
+            nearest = dict(zip(searched, found))
         rowids: dict[str, dict[int, float]] = {}
         for record in records:
             dense = {i.rowid: i.score for i in nearest.get(record.id, ())}
@@ -195,11 +202,11 @@ class NotesLane:
             rowids[record.id] = {**{r: 0.0 for r in keyword}, **dense}
         every = sorted({rowid for found_ in rowids.values() for rowid in found_})
         by_rowid = self._store.by_rowids(every, scope)
+        reads.saw(by_rowid.values())
         others = {r.id: r for r in by_rowid.values()}
         sibling_ids = sorted({s for group in siblings.values() for s in group} - set(others))
-        others.update({r.id: r for r in self._store.records_by_ids(sibling_ids, user)
-                       if r.valid_to is None and r.kind != "summary"})
-        stored = self._store.note_heads(user, sorted(set(others) - set(fresh)))
+        others.update({i: r for i, r in reads.records(sibling_ids).items() if r.valid_to is None and r.kind != "summary"})
+        stored = reads.heads(sorted(set(others) - set(fresh)))
         notes_of = {**{m: v[-1] for m, v in stored.items()}, **fresh}
         out: list[Relation] = []
         for record in records:
@@ -219,8 +226,9 @@ class NotesLane:
             out += policy.strongest([r for c in candidates.values() if (r := policy.relation(record.id, c))])
         return _one_per_pair(out)
 
-    def _evolve(self, user: str, links: list[Relation], rederive: set[str], fresh: dict[str, Note],
+    def _evolve(self, reads: "_Reads", links: list[Relation], rederive: set[str], fresh: dict[str, Note],
                 remade: set[str]) -> list[Evolution]:
+        user = reads.user
         joined: dict[str, set[str]] = {}  # memory -> the new memories that joined its neighbourhood
         for link in links:
             if link.strength < policy.EVOLVE_MIN:
@@ -237,8 +245,8 @@ class NotesLane:
                 neighbours.setdefault(link.src, {})[link.dst] = link.strength
                 neighbours.setdefault(link.dst, {})[link.src] = link.strength
         every = sorted({m for t in targets for m in neighbours.get(t, {})} | set(targets))
-        live = {r.id: r for r in self._store.records_by_ids(every, user)}
-        versions = self._store.note_heads(user, [m for m in every if m not in fresh])
+        live = reads.records(every)
+        versions = reads.heads([m for m in every if m not in fresh])
         bases = {m: _base(v) for m, v in versions.items()}
         bases.update(fresh)
         currents = {m: v[-1] for m, v in versions.items()}
@@ -296,6 +304,35 @@ class NotesLane:
 
     def _now(self) -> str:
         return format_ts(self._clock.now())
+
+
+class _Reads:
+    """One round's reads of a user's memories and note heads, each memory read once: the
+    round's memories, their candidates and their neighbourhoods overlap."""
+
+    def __init__(self, store: Store, user: str) -> None:
+        self._store = store
+        self.user = user
+        self._records: dict[str, Record | None] = {}  # None: asked for, not there
+        self._heads: dict[str, list[Note] | None] = {}
+
+    def saw(self, records: Iterable[Record]) -> None:
+        """Records of the user read otherwise (by rowid)."""
+        self._records.update({r.id: r for r in records if r.user_id == self.user})
+
+    def records(self, ids: Sequence[str]) -> dict[str, Record]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self._records]
+        if missing:
+            found = {r.id: r for r in self._store.records_by_ids(missing, self.user)}
+            self._records.update({i: found.get(i) for i in missing})
+        return {i: r for i in ids if (r := self._records.get(i)) is not None}
+
+    def heads(self, ids: Sequence[str]) -> dict[str, list[Note]]:
+        missing = [i for i in dict.fromkeys(ids) if i not in self._heads]
+        if missing:
+            found = self._store.note_heads(self.user, missing)
+            self._heads.update({i: found.get(i) for i in missing})
+        return {i: v for i in ids if (v := self._heads.get(i)) is not None}
 
 
 def _dense_of(rowids: dict[str, dict[int, float]], memory_id: str) -> dict[int, float]:

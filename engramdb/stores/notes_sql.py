@@ -12,6 +12,7 @@ the memories whose notes must be made again or re-derived; `links` rows of type
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from ..living.notes import Note, NotesBatch, NoteWork, Relation
 from .statements import Statements
 
 CHUNK = 500
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.:-]+")  # written into JSON as it is, by any writer
 WINDOW = 1000  # rows behind the watermark looked at again: on PostgreSQL a lower rowid can commit later
 MARK = "notes_rowid"
 NOTE_COLUMNS = "memory_id, version, keywords, tags, context, made_by, causes, reason, at, content_hash"
@@ -159,7 +161,8 @@ class NoteStatements(Statements):
             return set()
         affected: dict[str, int] = {}  # memory -> first version to drop
         for chunk in _chunks(sorted(gone)):
-            for memory_id, version in self._rows(self._caused_by(len(chunk)), [user_id, *self._list(chunk)]):
+            statement, params = self._caused_by(user_id, chunk)
+            for memory_id, version in self._rows(statement, params):
                 if memory_id not in gone:
                     affected[memory_id] = min(affected.get(memory_id, version), version)
         partners = {r.other(m) for r in self.relations(sorted(gone)) for m in (r.src, r.dst) if m in gone} - gone
@@ -173,16 +176,21 @@ class NoteStatements(Statements):
         self.queue(user_id, sorted(changed), reason="re-derive", at=at)
         return changed
 
-    def _list(self, values: Sequence[str]) -> list[Any]:
-        return [list(values)] if self.d.name == "postgresql" else list(values)
-
-    def _caused_by(self, count: int) -> str:
+    def _caused_by(self, user_id: str, ids: Sequence[str]) -> tuple[str, list[Any]]:
+        """The first version of each note of the user that one of `ids` shaped (has among
+        its causes)."""
         if self.d.name == "postgresql":
             return ("SELECT memory_id, min(version) FROM notes n WHERE user_id = ? AND EXISTS (SELECT 1 FROM "
-                    "jsonb_array_elements_text(n.causes) c WHERE c = ANY(?)) GROUP BY memory_id")
-        marks = ",".join("?" * count)
-        return ("SELECT memory_id, min(version) FROM notes n WHERE user_id = ? AND EXISTS (SELECT 1 FROM "
-                f"json_each(n.causes) c WHERE c.value IN ({marks})) GROUP BY memory_id")
+                    "jsonb_array_elements_text(n.causes) c WHERE c = ANY(?)) GROUP BY memory_id"), [user_id, list(ids)]
+        marks = ",".join("?" * len(ids))
+        # Every note of the user is looked at: json_each only for those whose causes' text
+        # holds one of the ids as written (an id of plain characters is written as is).
+        # The exact test stays json_each's.
+        plain = all(_PLAIN_ID.fullmatch(i) for i in ids)
+        near = f" AND n.causes != '[]' AND ({' OR '.join(['instr(n.causes, ?) > 0'] * len(ids))})" if plain else ""
+        return ("SELECT memory_id, min(version) FROM notes n WHERE user_id = ?" + near + " AND EXISTS (SELECT 1 FROM "
+                f"json_each(n.causes) c WHERE c.value IN ({marks})) GROUP BY memory_id"), [
+                    user_id, *([f'"{i}"' for i in ids] if plain else []), *ids]
 
     def erase(self, rows: Sequence[tuple[str, str]], *, at: str) -> None:
         """Records (id, user id) are being erased: their notes and queue entries go, and
@@ -250,7 +258,8 @@ class NoteStatements(Statements):
         out = {}
         for chunk in _chunks(sorted(set(ids))):
             where, params = self._in("id", chunk)
-            out.update(dict(self._rows(f"SELECT id, content_hash FROM records WHERE user_id = ? AND {where} ORDER BY id"
+            out.update(dict(self._rows(f"SELECT id, content_hash FROM records WHERE {self.d.unindexed('user_id')} = ? "
+                                       f"AND {where} ORDER BY id"
                                        f"{self.d.share_lock}", [user_id, *params])))
         return out
 
@@ -275,7 +284,8 @@ class NoteStatements(Statements):
         named = {rename(row[0]) for row in data.get("notes", [])}
         for chunk in _chunks(sorted(named)):
             where, params = self._in("id", chunk)
-            present.update(r[0] for r in self._rows(f"SELECT id FROM records WHERE user_id = ? AND {where}",
+            present.update(r[0] for r in self._rows(f"SELECT id FROM records WHERE {self.d.unindexed('user_id')} = ? "
+                                                    f"AND {where}",
                                                     [user_id, *params]))
         had = set(self.versions(sorted(present)))
         for row in data.get("notes", []):
@@ -359,7 +369,7 @@ class SQLNotes:
                     out.update({i: np.asarray(v.to_numpy(), dtype=np.float32) for i, v in rows})
                 else:
                     rows = conn.execute(f"SELECT r.id, v.vec FROM records r JOIN vectors v ON v.record_rowid = "
-                                        f"r.rowid WHERE r.user_id = {mark} AND {where}", [user_id, *params]).fetchall()
+                                        f"r.rowid WHERE +r.user_id = {mark} AND {where}", [user_id, *params]).fetchall()
                     out.update({i: np.frombuffer(v, dtype=np.float32) for i, v in rows})
         return out
 
@@ -377,5 +387,6 @@ class SQLNotes:
         for chunk in _chunks(sorted(set(ids))):
             where, params = tx.d.in_list("id", chunk)
             found.update(r[0] for r in conn.execute(
-                f"SELECT id FROM records WHERE user_id = {tx.d.mark} AND {where}", [user_id, *params]).fetchall())
+                f"SELECT id FROM records WHERE {tx.d.unindexed('user_id')} = {tx.d.mark} AND {where}",
+                [user_id, *params]).fetchall())
         return found

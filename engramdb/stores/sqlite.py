@@ -527,7 +527,8 @@ class SQLiteStore(SQLJobs, SQLThoughts, SQLVitalSigns, SQLInspection, SQLNotes, 
         if not ids:
             return []
         marks = ",".join("?" * len(ids))
-        found = self._records_where(f"r.id IN ({marks}) AND r.user_id = ?", [*ids, user_id], "ORDER BY r.rowid")
+        # "+r": the ids' unique index, or SQLite walks the user's whole index (every row of theirs).
+        found = self._records_where(f"r.id IN ({marks}) AND +r.user_id = ?", [*ids, user_id], "ORDER BY r.rowid")
         return [record for _, record in found]
 
     def slot_memories(self, user_id: str, slots: Sequence[str]) -> list[Record]:
