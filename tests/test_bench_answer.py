@@ -17,7 +17,8 @@ from click.testing import CliRunner
 
 from engramdb.bench.answer import locomo_f1, normalize_answer, read_label, token_f1
 from engramdb.bench.cli import bench
-from engramdb.bench.local_llm import MAKE_LLAMA, MAKE_MODEL, LocalServer, load
+from engramdb.bench.local_llm import LocalServer, load
+from engramdb.providers.llama import MAKE_LLAMA, MAKE_MODEL
 from engramdb.bench.locomo import Conversation, Question, locomo_date, session_time
 from engramdb.bench.recall import stratified
 from engramdb.cli import main

@@ -16,21 +16,17 @@ from __future__ import annotations
 import codecs
 import ctypes
 import hashlib
-import importlib.util
 import struct
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..errors import ConfigError, MissingDependencyError
+from ..providers.llama import N_CTX, load_llama
 from .prompt import Segment
 
 MAGIC = b"ENGRAMKV"
 VERSION = 1
-MAKE_LLAMA = "make .slow/.installed-llama"
-MAKE_MODEL = "make .slow/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-N_CTX = 4096
 MAX_TOKENS = 256
 
 
@@ -92,17 +88,7 @@ class LlamaEngine:
     def load(cls, path: str | Path, *, n_ctx: int = N_CTX, n_threads: int | None = None,
              model_sha256: str | None = None) -> LlamaEngine:
         """The GGUF at `path`; a clear error naming the make command for what is missing."""
-        path = Path(path)
-        has_llama = importlib.util.find_spec("llama_cpp") is not None
-        missing = [] if has_llama else [f"llama-cpp-python is not importable: build it with `{MAKE_LLAMA}` and run "
-                                        "with PYTHONPATH=.slow/site"]
-        if not path.is_file():
-            missing.append(f"no model file at {path}: assemble it with `{MAKE_MODEL}`")
-        if missing:
-            raise (ConfigError if has_llama else MissingDependencyError)("; ".join(missing))
-        import llama_cpp
-
-        llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=0, verbose=False)
+        llm = load_llama(path, n_ctx=n_ctx, n_threads=n_threads)
         return cls(llm, path, model_sha256=model_sha256)
 
     def tokens(self, segments: Sequence[Segment]) -> list[int]:

@@ -12,7 +12,6 @@ and stops with its `with` block."""
 from __future__ import annotations
 
 import http.server
-import importlib.util
 import json
 import threading
 import time
@@ -21,13 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
 
-from ..errors import ConfigError, MissingDependencyError
+from ..providers.llama import N_CTX, load_llama
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / ".slow" / "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-MAKE_LLAMA = "make .slow/.installed-llama"
-MAKE_MODEL = "make .slow/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
-N_CTX = 4096
 N_THREADS = 2
 MAX_BODY = 4 * 1024 * 1024
 
@@ -41,17 +37,7 @@ class Completer(Protocol):
 def load(path: str | Path, *, n_ctx: int = N_CTX, n_threads: int = N_THREADS, seed: int = 0) -> Completer:
     """The GGUF at `path` in llama.cpp; a clear error with the make command that builds
     what is missing (run from the repository, with PYTHONPATH=.slow/site)."""
-    path = Path(path)
-    has_llama = importlib.util.find_spec("llama_cpp") is not None
-    missing = [] if has_llama else [f"llama-cpp-python is not importable: build it with `{MAKE_LLAMA}` and run "
-                                    "with PYTHONPATH=.slow/site"]
-    if not path.is_file():
-        missing.append(f"no model file at {path}: assemble it with `{MAKE_MODEL}`")
-    if missing:
-        raise (ConfigError if has_llama else MissingDependencyError)("; ".join(missing))
-    import llama_cpp
-
-    return llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, seed=seed, verbose=False)
+    return load_llama(path, n_ctx=n_ctx, n_threads=n_threads, seed=seed)
 
 
 @dataclass(frozen=True)
