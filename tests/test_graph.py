@@ -19,6 +19,7 @@ from engramdb.providers.fake import FakeEmbedder
 from engramdb.stores.base import Mention
 from engramdb.stores.transfer import copy_store
 from engramdb.types import Scope, ScoredId
+from test_derivation_rule import copy_sqlite
 
 USER = "alice"
 OFFLINE = Config(extractor="offline")
@@ -178,16 +179,6 @@ def demo_store(tmp_path_factory) -> Path:
     return path
 
 
-def _copy(template: Path, target: Path) -> Path:
-    import shutil
-
-    target.mkdir(parents=True, exist_ok=True)
-    for file in template.parent.iterdir():
-        if file.name.startswith(template.name):
-            shutil.copy(file, target / file.name)
-    return target / template.name
-
-
 def _private_phrases(erased_text: str, surviving: list[str]) -> set[str]:
     """The erased memory's phrases that no surviving memory's text says."""
     said = set().union(*(grams(t) for t in surviving))
@@ -206,7 +197,7 @@ def _sqlite_graph(path: Path) -> list[tuple[str, str, str]]:
 @pytest.mark.distill
 @pytest.mark.parametrize("source", ["s1-07", "s1-03", "s2-03", "s3-09"])
 def test_an_erased_turn_leaves_the_graph_sqlite(demo_store, tmp_path, source):
-    path = _copy(demo_store, tmp_path / "copy")
+    path = copy_sqlite(demo_store, tmp_path / "copy")
     with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
         records = mem.list(user_id=USER, limit=1000, include_retired=True)
         (turn,) = [r for r in records if r.kind == "turn" and r.sources == [source]]
@@ -224,7 +215,7 @@ def test_an_erased_turn_leaves_the_graph_sqlite(demo_store, tmp_path, source):
 
 @pytest.mark.distill
 def test_forgetting_the_user_empties_their_graph(demo_store, tmp_path):
-    path = _copy(demo_store, tmp_path / "copy")
+    path = copy_sqlite(demo_store, tmp_path / "copy")
     with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
         mem.forget(user_id=USER)
     assert _sqlite_graph(path) == []
@@ -237,7 +228,7 @@ def test_an_erased_turn_leaves_the_graph_postgresql(demo_store, postgres_url, tm
     from engramdb.stores.sqlite import SQLiteStore
 
     schema = f"g_{uuid.uuid4().hex[:12]}"
-    sqlite_store = SQLiteStore(_copy(demo_store, tmp_path / "copy"))
+    sqlite_store = SQLiteStore(copy_sqlite(demo_store, tmp_path / "copy"))
     target = PostgresStore(postgres_url, schema=schema)
     try:
         copy_store(sqlite_store, target)  # `engram migrate` carries the graph
@@ -267,7 +258,7 @@ def test_an_erased_turn_leaves_the_graph_postgresql(demo_store, postgres_url, tm
 
 @pytest.mark.distill
 def test_a_cube_carries_the_graph_into_another_scope(demo_store, tmp_path):
-    path = _copy(demo_store, tmp_path / "copy")
+    path = copy_sqlite(demo_store, tmp_path / "copy")
     cube = tmp_path / "alice.jsonl"
     with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
         mem.export(cube, user_id=USER)
