@@ -68,7 +68,6 @@ class NotesLane:
         self._release = release
         self._stop = threading.Event()
         self._work: NoteWork | None = None
-        self.processed = 0  # memories whose notes this lane made, re-made or re-derived
         self.cpu_s = 0.0  # CPU time of the runner's thread spent on them (bench lifecycle reads it)
 
     # -- control ------------------------------------------------------------------------
@@ -124,8 +123,7 @@ class NotesLane:
         try:
             with logged as progress:
                 self._store.write_notes(work.user_id, self.plan(work), at=self._now(), actor=ACTOR)
-                progress.items = len(set(work.queued) | set(work.fresh))
-                self.processed += len(work.queued) + len(work.fresh)
+                progress.items = len(set(work.queued) | set(work.fresh))  # a memory both queued and fresh once
         finally:
             self.cpu_s += time.thread_time() - started
 
