@@ -70,3 +70,21 @@ def test_lookups_by_id_use_the_id_index_not_the_users_rows(tmp_path):
     assert store.records_by_ids(ids, "bob") == [], "another user's ids find nothing"
     assert set(store.note_vectors("bob", ids)) == set()
     store.close()
+
+
+def test_distillations_duplicate_check_reads_the_users_current_memories_by_text_hash(tmp_path):
+    """current_derived (is this text already a current memory of the user?) runs once per
+    distillation job: through the current memories' (user_id, content_hash) index
+    (migration 0011), not every row of the user."""
+    store, alice = _store(tmp_path)
+    fact = NewRecord(id=new_id(), scope=Scope("alice"), kind="fact", text="Alice lives in Paris.", created_at=AT,
+                     recorded_at=AT, sources=[alice[0].id])
+    store.insert([fact], EMBED.embed([fact.text]), actor="tester")
+    hashes = [content_hash(fact.text), content_hash("Nobody said this.")]
+    plans = _plans(store, lambda: store.current_derived("alice", hashes))
+    assert plans
+    for statement, plan in plans:
+        assert any("records_current_hash" in step for step in plan), (statement[:120], plan)
+    assert [r.id for r in store.current_derived("alice", hashes)] == [fact.id]
+    assert store.current_derived("bob", hashes) == []
+    store.close()

@@ -210,4 +210,10 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX graph_mentions_user ON graph_mentions (user_id)
         """,
     ),
+    (
+        "0011_current_hashes",
+        """
+        CREATE INDEX records_current_hash ON records (user_id, content_hash) WHERE valid_to IS NULL
+        """,
+    ),
 ]
