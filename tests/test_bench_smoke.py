@@ -90,6 +90,7 @@ def test_bench_ingest_long_shape_joins_sessions_and_reports_time_to_distilled(tm
     assert report["shape"] == "long" and report["turns"] == report["stored"] == 3 and report["adds"] == 3
     assert report["tokens"] > 0 and report["distill_finished"] is True
     assert report["first_add_to_distilled_s"] >= report["total_s"]
+    assert 0 <= report["embed_s"] <= report["total_s"] and report["store_s"] >= 0  # the add thread's time only
     assert report["derived_memories"]  # the joined lines were distilled
     assert _is_number(report["cpu_s"]["process"]) and report["cpu_s"]["children"] > 0  # spaCy's child
 
