@@ -206,6 +206,41 @@ def test_speakers_come_from_the_turn_a_prefix_or_default_to_user(extractor):
     assert (anonymous.subject, anonymous.text) == ("user", "The user lives in Boston")
 
 
+def test_each_speakers_line_of_a_joined_message_is_that_speakers(extractor):
+    # exports and `bench ingest --shape long` join consecutive turns as "Name: text" lines
+    text = "Ana: I moved to Boston.\nBen: I adopted a dog named Rex.\nBen: I went to a pottery class yesterday."
+    result = run(extractor, text, speaker=None)
+    residence, pet = only(result, "residence"), only(result, "pet")
+    assert (residence.subject, residence.text) == ("Ana", "Ana lives in Boston")
+    assert pet.subject == "Ben" and pet.text.startswith("Ben ")
+    (event,) = result.of_kind("event")
+    assert (event.subject, event.when) == ("Ben", "2023-05-07")
+    assert all(c.sources == ("t0",) for c in result.candidates)  # still the one turn's
+    assert {"Boston", "Rex"} <= {e.text for e in result.notes["t0"].entities}  # notes span every line
+    assert result.notes["t0"].dates == ("2023-05-07",)
+
+
+def test_a_named_turn_in_the_prefixed_shape_is_split_the_same(extractor):
+    # issue 14's prefixed shape: name "Ana", content "Ana: ..."; the later lines are still Ben's
+    result = run(extractor, "Ana: I moved to Boston.\nBen: I adopted a dog named Rex.", speaker="Ana")
+    assert (only(result, "residence").subject, only(result, "pet").subject) == ("Ana", "Ben")
+
+
+def test_line_prefixes_name_no_one_when_the_turn_names_another_speaker_or_is_not_the_users(extractor):
+    named = run(extractor, "Ana: I moved to Boston.\nBen: I adopted a dog named Rex.", speaker="Cleo")
+    assert {c.subject for c in named.candidates} == {"Cleo"}
+    assert run(extractor, "Ana: I moved to Boston.\nBen: I adopted a dog.", role="assistant").candidates == []
+
+
+@pytest.mark.parametrize("label", ["Assistant", "System", "Developer", "Tool", "Fact", "Memory"])
+def test_a_role_word_is_no_speaker_name(extractor, label):
+    # a user's line "System: ..." is the user's text: it names neither a speaker nor a role (block.valid_name)
+    result = run(extractor, f"Ana: I moved to Boston.\n{label}: I adopted a dog named Rex.", speaker=None)
+    assert {c.subject for c in result.candidates} == {"Ana"}
+    alone = run(extractor, f"{label}: I moved to Boston.", speaker=None)
+    assert {c.subject for c in alone.candidates} == {"user"}
+
+
 def test_assistant_turns_give_notes_but_no_memories(extractor):
     result = run(extractor, "I live in Paris and I went to Rome yesterday.", role="assistant")
     assert result.candidates == []

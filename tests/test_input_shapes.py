@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from engramdb import Memory
+from engramdb import Config, Memory
 from engramdb.keys import index_text, says_name
 from engramdb.providers.fake import FakeEmbedder
 from engramdb.types import Scope
@@ -127,3 +127,37 @@ def test_the_bench_shapes_send_the_same_turns_as_callers_do():
     assert locomo.reshape([conv], "plain") == [conv]
     with pytest.raises(InvalidInputError):
         locomo.reshape([conv], "wide")
+
+
+def test_a_message_joining_several_speakers_is_distilled_per_speaker(target):
+    # the long shape (and exports): consecutive turns as "Name: text" lines of one user message
+    location, _ = target
+    content = ("Ana: I moved to Boston last month.\nBen: I adopted a dog named Rex.\n"
+               "Ben: I went to a pottery class yesterday.")
+    with Memory(location, embedder=FakeEmbedder(), config=Config(extractor="offline")) as mem:
+        turn = mem.add([{"role": "user", "content": content, "timestamp": AT}], user_id="u").records[0]
+        assert mem.flush(60)
+        derived = mem.list(user_id="u", filters={"kind": {"ne": "turn"}}, limit=50)
+        by_attribute = {r.metadata.get("attribute"): r for r in derived if r.metadata.get("attribute")}
+        assert by_attribute["residence"].metadata["subject"] == "Ana"
+        assert by_attribute["pet"].metadata["subject"] == "Ben" and by_attribute["pet"].text.startswith("Ben ")
+        events = {r.metadata["subject"]: r.text for r in derived if r.kind == "event"}
+        assert set(events) == {"Ana", "Ben"} and "pottery" in events["Ben"]
+        assert all(r.sources == [turn.id] for r in derived)
+        stored = mem.get(turn.id, user_id="u")
+        assert (stored.text, stored.role, stored.name) == (content, "user", None)  # stored as sent
+        mem.delete(turn.id)
+        assert mem.list(user_id="u", limit=50) == []  # every speaker's memories follow the one turn
+
+
+@pytest.mark.parametrize("label", ["System", "Assistant", "Fact", "Memory"])
+def test_a_line_labelled_with_a_role_or_a_kind_of_memory_makes_no_one_a_speaker(target, label):
+    # such a line in a user's message is the guard's (guard.py: flagged, not distilled); the
+    # extractor never takes the label for a speaker either (test_extract_offline.py)
+    location, _ = target
+    content = f"Ana: I moved to Boston.\nBen: I went hiking yesterday.\n{label}: I adopted a dog named Rex."
+    with Memory(location, embedder=FakeEmbedder(), config=Config(extractor="offline")) as mem:
+        turn = mem.add([{"role": "user", "content": content, "timestamp": AT}], user_id="u").records[0]
+        assert mem.flush(60)
+        assert mem.get(turn.id, user_id="u").role == "user"
+        assert mem.list(user_id="u", filters={"kind": {"ne": "turn"}}, limit=50) == []

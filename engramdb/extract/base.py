@@ -15,12 +15,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, Protocol
 
+from ..block import valid_name
 from ..clock import parse_ts
 from .vocab import normalize_subject
 
 Kind = Literal["fact", "preference", "event", "summary"]
 Operation = Literal["assert", "retract"]
 SPEAKER_PREFIX = re.compile(r"^\s*([A-Z][\w'.-]{0,30}(?: [A-Z][\w'.-]{0,30})?):\s+(\S.*)$", re.DOTALL)
+# a later line of a turn that opens another speaker's part ("...\nBen: text"); see `speaker_parts`
+_LINE_PREFIX = re.compile(r"^[ \t]*([A-Z][\w'.-]{0,30}(?: [A-Z][\w'.-]{0,30})?):[ \t]+(?=\S)", re.MULTILINE)
 KINDS: tuple[str, ...] = ("fact", "preference", "event", "summary")
 OPERATIONS: tuple[str, ...] = ("assert", "retract")
 
@@ -46,13 +49,47 @@ class TurnInput:
         if self.speaker and self.speaker.strip():
             return normalize_subject(self.speaker)
         match = SPEAKER_PREFIX.match(self.text)
-        return normalize_subject(match.group(1)) if match else "user"
+        return normalize_subject(match.group(1)) if match and _is_name(match.group(1)) else "user"
 
     @classmethod
     def from_record(cls, record) -> TurnInput:
         """From a stored `types.Record` of kind "turn"."""
         return cls(id=record.id, role=record.role or "user", text=record.text, timestamp=record.created_at,
                    speaker=record.name, session_id=record.session_id)
+
+
+def _is_name(label: str) -> bool:
+    """Whether a "Label:" names a person: never a role or a kind of memory ("System:",
+    "Assistant:", "Memory:"), by the rule of the rendered block's speaker names."""
+    return valid_name(label) is not None
+
+
+def speaker_parts(turn: TurnInput) -> list[TurnInput]:
+    """The turn as its speakers' parts, each with its speaker settled and its label cut.
+
+    A turn whose text does not open with a "Name: " label, or opens with another name
+    than the speaker the turn names, is one part, as sent. One that opens with a label
+    (LoCoMo style, named or not, as in issue 14's input shapes; exports and `bench ingest
+    --shape long` join consecutive turns as "Name: text" lines) is split at every line
+    that opens with a label: "Ana: I moved.\nBen: I got a dog." is Ana's "I moved." and
+    Ben's "I got a dog.", each part keeping the turn's id, role, time and session. A
+    label names a speaker for attribution only (whose "I" it is): the role stays the
+    turn's, and a label that is a role or a kind of memory ("System:", "Fact:") names no
+    one (the line stays the previous speaker's)."""
+    first = SPEAKER_PREFIX.match(turn.text)
+    if not first or not _is_name(first.group(1)):
+        return [turn]
+    named = bool(turn.speaker and turn.speaker.strip())
+    if named and normalize_subject(first.group(1)).casefold() != normalize_subject(turn.speaker).casefold():
+        return [turn]  # a named speaker's text that opens with another name: theirs, as sent
+    body = first.group(2)
+    cuts = [m for m in _LINE_PREFIX.finditer(body) if m.start() > 0 and _is_name(m.group(1))]
+    names = [turn.speaker if named else first.group(1), *(m.group(1) for m in cuts)]
+    starts = [0, *(m.end() for m in cuts)]
+    ends = [*(m.start() for m in cuts), len(body)]
+    return [TurnInput(turn.id, turn.role, body[start:end].rstrip() if end < len(body) else body[start:end],
+                      turn.timestamp, name, turn.session_id)
+            for name, start, end in zip(names, starts, ends)]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ preferences by rule (`rules`), dated events ("I went to a support group yesterda
 an event on the day before the turn), and per session an extractive `summary`.
 
 Speakers: a turn's `speaker` names the subject; without one, a "Name: text" prefix
-does (LoCoMo style); otherwise the subject is "user". Assistant and system turns are
+does (LoCoMo style), line by line when the turn joins several speakers' lines
+(`base.speaker_parts`); otherwise the subject is "user". Assistant and system turns are
 read for notes only: their "I" is not the user."""
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from . import events
 from . import nlp as nlp_module
 from . import rules
-from .base import SPEAKER_PREFIX, Candidate, Entity, ExtractionResult, TurnInput, TurnNotes
+from .base import Candidate, Entity, ExtractionResult, TurnInput, TurnNotes, speaker_parts
 from .summary import CAPTION, STOPWORDS, summarize
 from .vocab import fact_text, is_exclusive
 
@@ -45,24 +46,29 @@ class OfflineExtractor:
         nlp = nlp_module.load()
         result = ExtractionResult()
         prepared = [_prepare(turn) for turn in turns]
-        texts = [text for _, text in prepared]
-        for (turn, text), doc in zip(prepared, nlp.pipe(texts, batch_size=self.batch_size)):
-            doc.user_data["anchor"] = turn.moment.date()
-            subject = turn.subject
-            caption = CAPTION.search(text)
-            own_end = caption.start() if caption else len(text)
+        docs = iter(nlp.pipe([text for parts in prepared for _, text in parts], batch_size=self.batch_size))
+        for turn, parts in zip(turns, prepared):
             dates: list[str] = []
-            if turn.role in USER_ROLES:
-                for sentence in doc.sents:
-                    if sentence.start_char >= own_end:
-                        break
-                    found = _read_sentence(sentence, turn, subject)
-                    result.candidates.extend(found[0])
-                    dates.extend(found[1])
-            else:
-                for sentence in doc.sents:
-                    dates.extend(m.span.when for m in events.times(sentence, turn.moment.date()).mentions)
-            result.notes[turn.id] = notes(doc, turn.id, dates)
+            part_docs = []
+            for part, text in parts:
+                doc = next(docs)
+                part_docs.append(doc)
+                doc.user_data["anchor"] = part.moment.date()
+                subject = part.subject
+                caption = CAPTION.search(text)
+                own_end = caption.start() if caption else len(text)
+                if part.role in USER_ROLES:
+                    for sentence in doc.sents:
+                        if sentence.start_char >= own_end:
+                            break
+                        found = _read_sentence(sentence, part, subject)
+                        result.candidates.extend(found[0])
+                        dates.extend(found[1])
+                else:
+                    for sentence in doc.sents:
+                        dates.extend(m.span.when for m in events.times(sentence, part.moment.date()).mentions)
+            whole = part_docs[0] if len(part_docs) == 1 else _joined(part_docs)
+            result.notes[turn.id] = notes(whole, turn.id, dates)
         if self.summaries:
             result.candidates.extend(self._summaries(turns))
         result.seconds = time.perf_counter() - started
@@ -75,21 +81,22 @@ class OfflineExtractor:
         out = []
         for session_turns in sessions.values():
             if len(session_turns) >= self.summary_min_turns:
-                summary = summarize([_prepare(t)[0] for t in session_turns])
+                summary = summarize([part for t in session_turns for part, _ in _prepare(t)])
                 if summary is not None:
                     out.append(summary)
         return out
 
 
-def _prepare(turn: TurnInput) -> tuple[TurnInput, str]:
-    """The turn with its speaker settled, and its text normalised for the parser."""
-    text = turn.text
-    if not (turn.speaker and turn.speaker.strip()):
-        match = SPEAKER_PREFIX.match(text)
-        if match:
-            turn = TurnInput(turn.id, turn.role, match.group(2), turn.timestamp, match.group(1), turn.session_id)
-            text = match.group(2)
-    return turn, text.replace("\u2019", "'").replace("\u2018", "'")
+def _prepare(turn: TurnInput) -> list[tuple[TurnInput, str]]:
+    """The turn's speakers' parts (`speaker_parts`: each with its speaker settled), each
+    with its text normalised for the parser."""
+    return [(part, part.text.replace("\u2019", "'").replace("\u2018", "'")) for part in speaker_parts(turn)]
+
+
+def _joined(docs):
+    from spacy.tokens import Doc  # spaCy is loaded by `nlp.load`, never at import
+
+    return Doc.from_docs(docs, exclude=["user_data"])  # the parts share the one turn's anchor
 
 
 def _read_sentence(sentence, turn: TurnInput, subject: str) -> tuple[list[Candidate], list[str]]:
