@@ -104,16 +104,19 @@ class GraphStatements(Statements):
             top = self._rows("SELECT max(rowid) FROM records")[0][0] or 0
             return GraphWork("", (), top) if top > self.mark() else None
         user = rows[0][2]
-        waiting = {turn for (named,) in self._rows(
-            "SELECT record_ids FROM jobs WHERE user_id = ? AND state IN ('pending', 'running')", (user,))
-            for turn in self.d.load_json(named)}
+        waiting: set[str] = set()
+        failed: set[str] = set()
+        for named, state in self._rows("SELECT record_ids, state FROM jobs WHERE user_id = ? AND state IN "
+                                       "('pending', 'running', 'failed')", (user,)):
+            (failed if state == "failed" else waiting).update(self.d.load_json(named))
         turns, mark = [], self.mark()
         for rowid, record_id, owner in rows:
             if owner != user or record_id in waiting:
                 break
-            turns.append(record_id)
+            if record_id not in failed:  # never distilled (parked): no edges, as distillation gives it none
+                turns.append(record_id)
             mark = rowid
-        return GraphWork(user, tuple(turns), mark, blocked=not turns)
+        return GraphWork(user, tuple(turns), mark, blocked=mark == self.mark())
 
     def derived_sources(self, user_id: str, turns: Sequence[str], upto: int) -> dict[str, tuple[str, ...]]:
         """The user's memories derived from these turns that have no edges, each with
