@@ -410,3 +410,27 @@ def test_an_erased_turn_gets_no_edges_from_the_backfill_postgresql(demo_store, p
     assert len(rows) > 50 and turn.id not in ids and ids <= {r.id for r in left}
     private = _private_phrases(turn.text, [r.text for r in left])
     assert private and not private & {r[1] for r in rows}
+
+
+@pytest.mark.distill
+def test_the_backfill_takes_every_user_in_turn_and_only_their_own_memories(tmp_path):
+    path = tmp_path / "two.db"
+    said = {"alice": "My grandma in Sweden gave me this necklace.", "bob": "I adopted a parrot named Kiwi in Lima."}
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        for turn in range(3):
+            for user, text in said.items():
+                mem.add(f"{text} ({turn})", user_id=user)
+        assert mem.flush(60)
+        assert mem.store.graph_size("alice") == mem.store.graph_size("bob") == 0
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(60)
+        for user in said:
+            records = mem.list(user_id=user, limit=50)
+            edges = mem.store.mentions(user, [r.id for r in records])
+            assert {r.id for r in records if r.kind == "turn"} <= set(edges)
+            phrases = {k for keys in edges.values() for k in keys}
+            assert ("necklace" in phrases) == (user == "alice") and ("parrot" in phrases) == (user == "bob")
+        assert {r[2] for r in _sqlite_graph(path)} == {"alice", "bob"}
+        for user in said:  # an edge row's user is its memory's
+            ids = sorted({row[0] for row in _sqlite_graph(path) if row[2] == user})
+            assert len(mem.store.records_by_ids(ids, user)) == len(ids)
