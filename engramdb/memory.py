@@ -864,9 +864,9 @@ class Memory:
         waited since it was queued, by this Memory's clock (None when none waits). With no
         `user_id`, also `distilled`: the jobs this Memory has distilled since it opened.
         `runs`: the recent runs of background work (distillation, topics, the decay
-        sweep, reflection), oldest first: capability, user_id, trigger ("after 10 turns",
-        "idle 30 s", "timer", "flush", "queued"), started_at, finished_at, seconds, items
-        and error (lifecycle/scheduler.py; kept in memory, the last `Config.job_log`)."""
+        sweep, reflection, notes, the graph backfill "graph"), oldest first: capability,
+        user_id, trigger ("after 10 turns", "idle 30 s", "timer", "flush", "queued"),
+        started_at, finished_at, seconds, items and error (lifecycle/scheduler.py; kept in memory, the last `Config.job_log`)."""
         if user_id is not None:
             Scope(user_id)
         now = self._clock.now()
