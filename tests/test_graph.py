@@ -434,3 +434,22 @@ def test_the_backfill_takes_every_user_in_turn_and_only_their_own_memories(tmp_p
         for user in said:  # an edge row's user is its memory's
             ids = sorted({row[0] for row in _sqlite_graph(path) if row[2] == user})
             assert len(mem.store.records_by_ids(ids, user)) == len(ids)
+
+
+@pytest.mark.distill
+def test_the_backfill_gives_no_edges_to_a_turn_whose_distillation_was_parked(tmp_path):
+    path = tmp_path / "parked.db"
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        parked, kept = mem.add(["My grandma in Sweden gave me this necklace.", "I adopted a parrot in Lima."],
+                               user_id=USER).records
+        assert mem.flush(60)
+    conn = sqlite3.connect(path)
+    with conn:  # as a job that kept failing leaves it (distill.MAX_ATTEMPTS): never distilled
+        conn.execute("INSERT INTO jobs (user_id, record_ids, state, attempts, error, not_before, created_at, updated_at) "
+                     "VALUES (?, ?, 'failed', 5, 'provider: down', '2024-01-01', '2024-01-01', '2024-01-01')",
+                     (USER, json.dumps([parked.id])))
+    conn.close()
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(60)
+        edges = mem.store.mentions(USER, [parked.id, kept.id])
+    assert parked.id not in edges and "parrot" in edges[kept.id]
