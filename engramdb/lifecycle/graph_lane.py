@@ -22,7 +22,8 @@ from types import SimpleNamespace
 from ..clock import Clock
 from ..extract.base import Extractor, TurnInput
 from ..guard import METADATA_KEY
-from ..stores.base import Job, Store
+from ..stores.base import Job, Mention, Store
+from ..stores.graph_sql import GraphWork
 from ..types import Scope
 from .runner import Runner, process_runner
 from .scheduler import QUEUED, Progress, Scheduler
@@ -48,7 +49,7 @@ class GraphLane:
         self._release = release  # lets go of the shared extractor
         self._scheduler = scheduler
         self._stop = threading.Event()
-        self._work = None
+        self._work: GraphWork | None = None
         self._retry_at = 0.0
         self.processed = 0  # turns given edges (or found to have none) by this lane
 
@@ -119,7 +120,7 @@ class GraphLane:
                 log.warning("graph backfill of %d turns failed: %s", len(work.turns), exc)
                 self._retry_at = time.monotonic() + RETRY_S
 
-    def mentions(self, user_id: str, turn_ids: list[str], upto: int):
+    def mentions(self, user_id: str, turn_ids: list[str], upto: int) -> tuple[Mention, ...]:
         """The edges of these turns and of the memories derived from them that have none,
         as distillation makes them (distill.graph_mentions); a memory also derived from a
         turn past `upto` gets its edges in that turn's round."""
