@@ -66,7 +66,9 @@ class Config:
     # memory says (`graph`); search ranks the candidates by Personalized PageRank seeded
     # from the query's phrases and its best candidates, one more list for fusion
     # (`graph_search`, needs `graph`; LoCoMo: multi-hop within 2,000 tokens +0.02,
-    # docs/benchmarks.md "Entity graph and query understanding").
+    # docs/benchmarks.md "Entity graph and query understanding"). With `graph`, turns
+    # distilled without it (before migration 0010, or while it was off) get their edges
+    # in the background (lifecycle/graph_lane.py); off, neither is made.
     graph: bool = True
     graph_search: bool = True
     # Query understanding (query.py): a question that asks several things is searched

@@ -269,14 +269,17 @@ class Distiller:
 
 
 def graph_mentions(turns: Sequence[Record], inserts: Sequence[NewRecord],
-                   notes: Mapping[str, TurnNotes]) -> tuple[Mention, ...]:
+                   notes: Mapping[str, TurnNotes],
+                   known: Mapping[str, Sequence[str]] | None = None) -> tuple[Mention, ...]:
     """The entity graph's edges (graph.py) of distilled turns and their new memories: a
     turn says the entities, noun phrases and keywords the extractor noted in it; a derived memory, those
-    of its turns that its own text repeats."""
+    of its turns that its own text repeats (`known`: the stored phrases of its turns not in
+    `turns`, for the graph backfill, lifecycle/graph_lane.py)."""
     said = {t.id: phrase_keys([*(e.text for e in notes[t.id].entities), *notes[t.id].phrases,
                                *notes[t.id].keywords])
             for t in turns if t.id in notes}
     out = [Mention(t.id, content_hash(t.text), said[t.id]) for t in turns if said.get(t.id)]
+    said = {**(known or {}), **said}
     for rec in inserts:
         keys = mentioned(rec.text, [k for turn in rec.derived_from for k in said.get(turn, ())])
         if keys:

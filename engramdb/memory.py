@@ -7,7 +7,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import timedelta
@@ -21,6 +21,7 @@ from .changes import DELETED, DISTILLED, FORGOTTEN, RESET, UPDATED, Change, Chan
 from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
 from .distill import Distiller
 from . import guard
+from .lifecycle.graph_lane import GraphLane
 from .lifecycle.notes_lane import NotesLane
 from .lifecycle.runner import shared_extractors
 from .living.llm_notes import make_note_writer
@@ -110,6 +111,7 @@ class Memory:
         self._query_lock = threading.Lock()
         self._distiller: Distiller | None = None
         self._notes_lane: NotesLane | None = None
+        self._graph_lane: GraphLane | None = None
         self._topic_lane: TopicLane | None = None
         self._reflector: Reflector | None = None
         self._vitals_lane: VitalsLane | None = None
@@ -123,6 +125,8 @@ class Memory:
             self._distill().wake()  # jobs left by a crash or a dead LLM resume
         if self._notes_on() and (work := self._store.note_work(1)) is not None and work.user_id:
             self._notes().wake()  # notes a closed process left to make
+        if self._graph_on() and self._graph_backlog():
+            self._graph().wake()  # turns distilled before the entity graph (or with it off) get their edges
 
     def _extractor_name(self) -> str:
         return self.config.extractor or DEFAULT_EXTRACTOR
@@ -132,20 +136,47 @@ class Memory:
         return (self._extractor_name(), self.config.llm_base_url, self.config.llm_api_key, self.config.llm_timeout_s,
                 self.config.extract_processes)
 
+    def _acquire_extractor(self) -> tuple[Any, Callable[[], None]]:
+        """The process's shared extractor of this config, and how to let go of it."""
+        name, key = self._extractor_name(), self._extractor_key()
+        shared = shared_extractors()
+        extractor = shared.acquire(key, lambda: IsolatedExtractor(
+            name, self.config.extract_processes) if name == "offline" else make_extractor(
+            name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
+            timeout_s=self.config.llm_timeout_s))
+        return extractor, lambda: shared.release(key)
+
+    def _graph_on(self) -> bool:
+        """The entity graph's backfill runs while the graph is on and distillation can run."""
+        return self.config.graph and self._extractor_name() != "none" and not self.read_only
+
+    def _graph_backlog(self) -> bool:
+        """Whether turns wait for the graph backfill; when none does, the watermark moves
+        here (no extractor is taken for that)."""
+        work = self._store.graph_work(1)
+        if work is not None and not work.user_id:
+            self._store.write_backfill("", (), work.mark)
+            return False
+        return work is not None
+
+    def _graph(self) -> GraphLane:
+        """The graph backfill's lane (lifecycle/graph_lane.py), made on first use."""
+        with self._ready_lock:
+            if self._graph_lane is None:
+                extractor, release = self._acquire_extractor()
+                self._graph_lane = GraphLane(self._store, extractor, self._clock, release=release,
+                                             scheduler=self._scheduler)
+            return self._graph_lane
+
     def _distill(self) -> Distiller:
         """The background distillation worker, made on first use."""
         with self._ready_lock:
             if self._distiller is None:
-                name, key = self._extractor_name(), self._extractor_key()
-                shared = shared_extractors()
-                extractor = shared.acquire(key, lambda: IsolatedExtractor(
-                    name, self.config.extract_processes) if name == "offline" else make_extractor(
-                    name, base_url=self.config.llm_base_url, api_key=self.config.llm_api_key,
-                    timeout_s=self.config.llm_timeout_s))
+                extractor, release = self._acquire_extractor()
                 self._reflector = Reflector.from_config(self._store, self.config,
                                                         lambda texts: self.embedder.embed(texts), self._clock)
                 self._distiller = Distiller(self._store, extractor, lambda texts: self.embedder.embed(texts),
-                                            self._clock, release=lambda: shared.release(key),
+                                            self._clock, release=release,
                                             lease=timedelta(seconds=self.config.job_lease_s),
                                             handlers={REFLECT: self._reflector.run_job} if self._reflector else None,
                                             scheduler=self._scheduler, graph=self.config.graph,
@@ -796,7 +827,8 @@ class Memory:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait for background work: distillation of the turns added so far (jobs waiting
-        out a retry backoff are not waited for), the notes and links of every memory, and
+        out a retry backoff are not waited for), the notes and links of every memory, the
+        entity graph's edges of turns distilled without it (the graph backfill), and
         vector-index builds. Every write is
         already durable. True when nothing is left running."""
         start = time.monotonic()
@@ -811,6 +843,10 @@ class Memory:
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         if self._notes_on() and not self._notes().wait(left):
+            return False
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
+        if (self._graph_lane is not None or (self._graph_on() and self._graph_backlog())) and \
+                not self._graph().wait(left):
             return False
         left = None if timeout is None else max(0.0, timeout - (time.monotonic() - start))
         return self._store.flush(left)
@@ -828,9 +864,9 @@ class Memory:
         waited since it was queued, by this Memory's clock (None when none waits). With no
         `user_id`, also `distilled`: the jobs this Memory has distilled since it opened.
         `runs`: the recent runs of background work (distillation, topics, the decay
-        sweep, reflection), oldest first: capability, user_id, trigger ("after 10 turns",
-        "idle 30 s", "timer", "flush", "queued"), started_at, finished_at, seconds, items
-        and error (lifecycle/scheduler.py; kept in memory, the last `Config.job_log`)."""
+        sweep, reflection, notes, the graph backfill "graph"), oldest first: capability,
+        user_id, trigger ("after 10 turns", "idle 30 s", "timer", "flush", "queued"),
+        started_at, finished_at, seconds, items and error (lifecycle/scheduler.py; kept in memory, the last `Config.job_log`)."""
         if user_id is not None:
             Scope(user_id)
         now = self._clock.now()
@@ -854,6 +890,8 @@ class Memory:
     def close(self) -> None:
         if self._notes_lane is not None:
             self._notes_lane.stop()
+        if self._graph_lane is not None:
+            self._graph_lane.stop()
         if self._vitals_lane is not None:
             self._vitals_lane.stop()
         if self._distiller is not None:

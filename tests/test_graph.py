@@ -272,3 +272,184 @@ def test_a_cube_carries_the_graph_into_another_scope(demo_store, tmp_path):
         moved = other.list(user_id="carol", limit=1000)
         said = other.store.mentions("carol", [r.id for r in moved])
         assert all(set(said.get(r.id, ())) == by_text[r.text] for r in moved)
+
+
+# -- the backfill: a store distilled without the graph gets its edges (lifecycle/graph_lane.py) ----
+
+
+def _emptied_copy(demo_store: Path, target: Path) -> Path:
+    """A copy of the demo store as distilled before migration 0010: no edges, no watermark."""
+    path = copy_sqlite(demo_store, target)
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DELETE FROM graph_mentions")
+        conn.execute("DELETE FROM meta WHERE key = 'graph_rowid'")
+    conn.close()
+    return path
+
+
+def _by_id(rows: list[tuple[str, str, str]]) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for record_id, phrase, _ in rows:
+        out.setdefault(record_id, set()).add(phrase)
+    return out
+
+
+@pytest.mark.distill
+def test_a_store_without_edges_gets_those_distillation_gives_once_flush_returns(demo_store, tmp_path):
+    path = _emptied_copy(demo_store, tmp_path / "copy")
+    assert _sqlite_graph(path) == []
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(120)
+        assert mem.jobs()["runs"][-1]["capability"] == "graph"
+    assert _by_id(_sqlite_graph(path)) == _by_id(_sqlite_graph(demo_store))
+
+
+@pytest.mark.distill
+def test_a_store_distilled_with_the_graph_off_gets_the_same_edges(demo_store, tmp_path):
+    path = tmp_path / "off.db"
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        ingest(mem, load_sample())
+        assert mem.flush(120)
+        assert mem.store.graph_size(USER) == 0, "Config.graph=False: no edges, backfilled or distilled"
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(120)
+
+    def edges(db: Path) -> list[tuple[str, str, tuple[str, ...]]]:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return sorted((kind, text, tuple(sorted(json.loads(phrases)))) for kind, text, phrases in conn.execute(
+                "SELECT r.kind, r.text, g.phrases FROM graph_mentions g JOIN records r ON r.id = g.record_id"))
+        finally:
+            conn.close()
+
+    assert len(edges(demo_store)) > 20
+    assert edges(path) == edges(demo_store)
+
+
+@pytest.mark.distill
+def test_the_backfill_is_bounded_per_round_and_resumes_after_a_crash(demo_store, tmp_path):
+    from engramdb.clock import SystemClock
+    from engramdb.extract import make_extractor
+    from engramdb.lifecycle.graph_lane import GraphLane
+    from engramdb.stores.sqlite import SQLiteStore
+
+    path = _emptied_copy(demo_store, tmp_path / "copy")
+    store = SQLiteStore(path)
+    try:
+        lane = GraphLane(store, make_extractor("offline"), SystemClock(), batch=5)
+        job = lane.claim()
+        assert job is not None and len(job.record_ids) == 5
+        lane.run(job)  # one round, then the process dies (no stop, no close of the lane)
+        first = _by_id(_sqlite_graph(path))
+        assert first and set(first) <= set(_by_id(_sqlite_graph(demo_store)))
+        mark = int(sqlite3.connect(path).execute("SELECT value FROM meta WHERE key = 'graph_rowid'").fetchone()[0])
+        assert mark > 0
+    finally:
+        store.close()
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(120)
+    assert _by_id(_sqlite_graph(path)) == _by_id(_sqlite_graph(demo_store))
+
+
+@pytest.mark.distill
+def test_the_backfill_is_off_with_the_graph(demo_store, tmp_path):
+    path = _emptied_copy(demo_store, tmp_path / "copy")
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        assert mem.flush(120)
+        assert mem._graph_lane is None
+    assert _sqlite_graph(path) == []
+
+
+@pytest.mark.distill
+@pytest.mark.parametrize("source", ["s1-07", "s2-03"])
+def test_an_erased_turn_gets_no_edges_from_the_backfill_sqlite(demo_store, tmp_path, source):
+    path = _emptied_copy(demo_store, tmp_path / "copy")
+    with Memory(path, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
+        turn = next(r for r in mem.list(user_id=USER, limit=1000, include_retired=True)
+                    if r.kind == "turn" and r.sources == [source])
+        mem.delete(turn.id)
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(120)
+        left = mem.list(user_id=USER, limit=1000, include_retired=True)
+    rows = _sqlite_graph(path)
+    ids = {r[0] for r in rows}
+    assert rows and turn.id not in ids and ids <= {r.id for r in left}
+    private = _private_phrases(turn.text, [r.text for r in left])
+    assert private and not private & {r[1] for r in rows}
+
+
+@pytest.mark.distill
+@pytest.mark.parametrize("source", ["s1-07"])
+def test_an_erased_turn_gets_no_edges_from_the_backfill_postgresql(demo_store, pg_url, tmp_path, source):
+    import psycopg
+
+    from engramdb.stores.postgres import DEFAULT_SCHEMA, PostgresStore
+    from engramdb.stores.sqlite import SQLiteStore
+
+    sqlite_store = SQLiteStore(_emptied_copy(demo_store, tmp_path / "copy"))
+    target = PostgresStore(pg_url)
+    try:
+        copy_store(sqlite_store, target)
+    finally:
+        sqlite_store.close()
+        target.close()
+    with Memory(pg_url, embedder=FakeEmbedder(), config=Config(extractor="none")) as mem:
+        assert mem.store.graph_size(USER) == 0
+        turn = next(r for r in mem.list(user_id=USER, limit=1000, include_retired=True)
+                    if r.kind == "turn" and r.sources == [source])
+        mem.delete(turn.id)
+    with Memory(pg_url, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(120)
+        left = mem.list(user_id=USER, limit=1000, include_retired=True)
+    with psycopg.connect(pg_url) as conn:
+        rows = [(record_id, phrase) for record_id, phrases in
+                conn.execute(f'SELECT record_id, phrases FROM "{DEFAULT_SCHEMA}".graph_mentions')
+                for phrase in (phrases if isinstance(phrases, list) else json.loads(phrases))]
+    ids = {r[0] for r in rows}
+    assert len(rows) > 50 and turn.id not in ids and ids <= {r.id for r in left}
+    private = _private_phrases(turn.text, [r.text for r in left])
+    assert private and not private & {r[1] for r in rows}
+
+
+@pytest.mark.distill
+def test_the_backfill_takes_every_user_in_turn_and_only_their_own_memories(tmp_path):
+    path = tmp_path / "two.db"
+    said = {"alice": "My grandma in Sweden gave me this necklace.", "bob": "I adopted a parrot named Kiwi in Lima."}
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        for turn in range(3):
+            for user, text in said.items():
+                mem.add(f"{text} ({turn})", user_id=user)
+        assert mem.flush(60)
+        assert mem.store.graph_size("alice") == mem.store.graph_size("bob") == 0
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(60)
+        for user in said:
+            records = mem.list(user_id=user, limit=50)
+            edges = mem.store.mentions(user, [r.id for r in records])
+            assert {r.id for r in records if r.kind == "turn"} <= set(edges)
+            phrases = {k for keys in edges.values() for k in keys}
+            assert ("necklace" in phrases) == (user == "alice") and ("parrot" in phrases) == (user == "bob")
+        assert {r[2] for r in _sqlite_graph(path)} == {"alice", "bob"}
+        for user in said:  # an edge row's user is its memory's
+            ids = sorted({row[0] for row in _sqlite_graph(path) if row[2] == user})
+            assert len(mem.store.records_by_ids(ids, user)) == len(ids)
+
+
+@pytest.mark.distill
+def test_the_backfill_gives_no_edges_to_a_turn_whose_distillation_was_parked(tmp_path):
+    path = tmp_path / "parked.db"
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        parked, kept = mem.add(["My grandma in Sweden gave me this necklace.", "I adopted a parrot in Lima."],
+                               user_id=USER).records
+        assert mem.flush(60)
+    conn = sqlite3.connect(path)
+    with conn:  # as a job that kept failing leaves it (distill.MAX_ATTEMPTS): never distilled
+        conn.execute("INSERT INTO jobs (user_id, record_ids, state, attempts, error, not_before, created_at, updated_at) "
+                     "VALUES (?, ?, 'failed', 5, 'provider: down', '2024-01-01', '2024-01-01', '2024-01-01')",
+                     (USER, json.dumps([parked.id])))
+    conn.close()
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(60)
+        edges = mem.store.mentions(USER, [parked.id, kept.id])
+    assert parked.id not in edges and "parrot" in edges[kept.id]

@@ -12,12 +12,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .base import Mention
 from .statements import Statements
 
 CHUNK = 500
+MARK = "graph_rowid"  # meta key: the backfill's watermark (records.rowid), so that it resumes after a crash
+
+
+@dataclass(frozen=True)
+class GraphWork:
+    """One round of the graph backfill (lifecycle/graph_lane.py): turns of one user that
+    were distilled but have no edges, and the watermark to store once they are written.
+    `turns` is empty when the next turn still waits for its distillation (`blocked`), or
+    when no turn past the watermark lacks edges (no `user_id`: only the watermark moves)."""
+
+    user_id: str
+    turns: tuple[str, ...]
+    mark: int
+    blocked: bool = False
 
 
 class GraphStatements(Statements):
@@ -68,6 +83,61 @@ class GraphStatements(Statements):
         """Rows of `export`, for the memories that exist with the same text."""
         self.put(user_id, [Mention(record_id, digest, tuple(phrases)) for record_id, digest, phrases in rows])
 
+    # -- the backfill (lifecycle/graph_lane.py) -------------------------------------------------
+
+    def mark(self) -> int:
+        rows = self._rows("SELECT value FROM meta WHERE key = ?", (MARK,))
+        return int(rows[0][0]) if rows else 0
+
+    def set_mark(self, mark: int) -> None:
+        self._run("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                  (MARK, str(mark)))
+
+    def work(self, limit: int) -> GraphWork | None:
+        """The next turns past the watermark without edges, of the first such turn's
+        user, up to another user's turn or one a distillation job still names (that job
+        writes its edges itself). None when nothing is left past the watermark."""
+        rows = self._rows(
+            "SELECT r.rowid, r.id, r.user_id FROM records r WHERE r.rowid > ? AND r.kind = 'turn' AND NOT EXISTS "
+            "(SELECT 1 FROM graph_mentions g WHERE g.record_id = r.id) ORDER BY r.rowid LIMIT ?", (self.mark(), limit))
+        if not rows:  # every turn past the watermark has its edges: only the watermark moves
+            top = self._rows("SELECT max(rowid) FROM records")[0][0] or 0
+            return GraphWork("", (), top) if top > self.mark() else None
+        user = rows[0][2]
+        waiting: set[str] = set()
+        failed: set[str] = set()
+        for named, state in self._rows("SELECT record_ids, state FROM jobs WHERE user_id = ? AND state IN "
+                                       "('pending', 'running', 'failed')", (user,)):
+            (failed if state == "failed" else waiting).update(self.d.load_json(named))
+        turns, mark = [], self.mark()
+        for rowid, record_id, owner in rows:
+            if owner != user or record_id in waiting:
+                break
+            if record_id not in failed:  # never distilled (parked): no edges, as distillation gives it none
+                turns.append(record_id)
+            mark = rowid
+        return GraphWork(user, tuple(turns), mark, blocked=mark == self.mark())
+
+    def derived_sources(self, user_id: str, turns: Sequence[str], upto: int) -> dict[str, tuple[str, ...]]:
+        """The user's memories derived from these turns that have no edges, each with
+        every turn it was derived from; a memory with a turn past `upto` (a rowid: a turn
+        of a later round) is left to that round, which knows all its turns' phrases."""
+        out: dict[str, list[str]] = {}
+        later: set[str] = set()
+        for start in range(0, len(turns), CHUNK):
+            where, params = self._in("a.dst", list(turns[start:start + CHUNK]))
+            for src, dst, rowid in self._rows(
+                    "SELECT a.src, b.dst, t.rowid FROM links a JOIN links b ON b.src = a.src AND b.type = 'derived_from' "
+                    "JOIN records r ON r.id = a.src JOIN records t ON t.id = b.dst WHERE a.type = 'derived_from' AND "
+                    "r.user_id = ? AND NOT EXISTS (SELECT 1 FROM graph_mentions g WHERE g.record_id = a.src) AND "
+                    f"{where} ORDER BY a.src, b.dst", [user_id, *params]):
+                found = out.setdefault(src, [])
+                if dst not in found:
+                    found.append(dst)
+                if rowid > upto:
+                    later.add(src)
+        return {src: tuple(dsts) for src, dsts in out.items() if src not in later}
+
     def size(self, user_id: str) -> int:
         return sum(len(json.loads(row[0])) for row in self._rows(
             "SELECT phrases FROM graph_mentions WHERE user_id = ?", (user_id,)))
@@ -89,6 +159,26 @@ class SQLGraph:
     def write_mentions(self, user_id: str, mentions: Sequence[Mention]) -> None:
         """Replace these memories' phrases (GraphStatements.put), in one transaction."""
         self._write(lambda conn: GraphStatements.of(self._lifecycle(conn)).put(user_id, mentions))
+
+    def graph_work(self, limit: int) -> GraphWork | None:
+        """The graph backfill's next round (GraphStatements.work)."""
+        with self._read() as conn:
+            return GraphStatements.of(self._lifecycle(conn)).work(limit)
+
+    def graph_derived(self, user_id: str, turns: Sequence[str], upto: int) -> dict[str, tuple[str, ...]]:
+        """Memories derived from these turns of the user that have no edges, with their
+        turns (GraphStatements.derived_sources)."""
+        with self._read() as conn:
+            return GraphStatements.of(self._lifecycle(conn)).derived_sources(user_id, turns, upto)
+
+    def write_backfill(self, user_id: str, mentions: Sequence[Mention], mark: int) -> None:
+        """A backfill round's edges and its watermark, in one transaction (a crash before
+        it commits redoes the round)."""
+        def work(conn: Any) -> None:
+            graph = GraphStatements.of(self._lifecycle(conn))
+            graph.put(user_id, mentions)
+            graph.set_mark(max(mark, graph.mark()))
+        self._write(work)
 
     def graph_size(self, user_id: str) -> int:
         """How many (memory, phrase) rows the user's graph holds."""
