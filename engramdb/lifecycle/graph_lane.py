@@ -25,7 +25,7 @@ from ..guard import METADATA_KEY
 from ..stores.base import Job, Mention, Store
 from ..stores.graph_sql import GraphWork
 from ..types import Scope
-from .runner import Runner, process_runner
+from .runner import Runner, StoreLane, process_runner
 from .scheduler import QUEUED, Progress, Scheduler
 
 log = logging.getLogger("engramdb.graph")
@@ -35,7 +35,7 @@ GRAPH_KIND = "graph"  # the lane's kind, for the runner's jobs view and the run 
 RETRY_S = 30.0  # after a failed round (a dead LLM): wait this long before the next
 
 
-class GraphLane:
+class GraphLane(StoreLane):
     """One store's graph backfill, a lane of the process's runner."""
 
     def __init__(self, store: Store, extractor: Extractor, clock: Clock, *, runner: Runner | None = None,
@@ -55,34 +55,14 @@ class GraphLane:
 
     # -- control ------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        if not self._stop.is_set():
-            self._runner.add(self)
-
-    def pending(self) -> bool:
-        """Whether a turn waits for its edges (one still named by a distillation job does not)."""
+    def idle(self) -> bool:
+        """No turn waits for its edges (one still named by a distillation job does not)."""
         work = self._store.graph_work(1)
-        return work is not None and bool(work.user_id) and not work.blocked
+        return work is None or not work.user_id or work.blocked
 
-    def wait(self, timeout: float | None) -> bool:
-        """Until no distilled turn waits for its edges; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self.wake()
-        while True:
-            if not self.pending() and not self._runner.running(self):
-                return True
-            if not self._runner.alive(self) or time.monotonic() < self._retry_at:
-                return False
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-
-    def stop(self, timeout: float = 4.0) -> None:
-        self._stop.set()
-        self._runner.remove(self, timeout)
-        if self._release is not None:
-            self._release()
-            self._release = None
+    def stalled(self) -> bool:
+        """After a failed round, until RETRY_S have passed."""
+        return time.monotonic() < self._retry_at
 
     # -- the runner's lane --------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from ..stores.base import Job, Store
 from ..stores.filters import Condition, current
 from ..types import Record, Scope
 from .blas import one_thread
-from .runner import Runner, process_runner
+from .runner import Runner, StoreLane, process_runner
 from .scheduler import NOTES, QUEUED, Progress, Scheduler
 
 log = logging.getLogger("engramdb.notes")
@@ -53,7 +53,7 @@ class OfflineNotes:
         return {r.id: policy.offline_note(r) for r in records}
 
 
-class NotesLane:
+class NotesLane(StoreLane):
     """One store's notes work, a lane of the process's runner."""
 
     def __init__(self, store: Store, clock: Clock, *, writer: NoteWriter | None = None,
@@ -72,30 +72,10 @@ class NotesLane:
 
     # -- control ------------------------------------------------------------------------
 
-    def wake(self) -> None:
-        if not self._stop.is_set():
-            self._runner.add(self)
-
-    def wait(self, timeout: float | None) -> bool:
-        """Until no memory waits for its note; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        self.wake()
-        while True:
-            work = self._store.note_work(1)
-            if (work is None or not work.user_id) and not self._runner.running(self):
-                return True
-            if not self._runner.alive(self):
-                return False
-            if deadline is not None and time.monotonic() >= deadline:
-                return False
-            time.sleep(0.02)
-
-    def stop(self, timeout: float = 4.0) -> None:
-        self._stop.set()
-        self._runner.remove(self, timeout)
-        if self._release is not None:
-            self._release()
-            self._release = None
+    def idle(self) -> bool:
+        """No memory waits for its note."""
+        work = self._store.note_work(1)
+        return work is None or not work.user_id
 
     # -- the runner's lane --------------------------------------------------------------
 

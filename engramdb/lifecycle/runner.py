@@ -36,6 +36,49 @@ class Lane(Protocol):
     def boost(self, on: bool) -> None: ...  # its extractor's process, at normal priority or idle again
 
 
+class StoreLane:
+    """What a lane that takes its work from the store (not from the job queue) shares:
+    waking it, waiting until no work waits, and stopping it. A subclass sets `_runner`,
+    `_stop` (a threading.Event) and `_release` (what lets go of its extractor, or None),
+    and says when it is `idle()` (and `stalled()`, when it has stopped trying for now)."""
+
+    _runner: Runner
+    _stop: threading.Event
+    _release: Callable[[], None] | None
+
+    def idle(self) -> bool:
+        """No work waits for this lane."""
+        raise NotImplementedError
+
+    def stalled(self) -> bool:
+        """The lane has work it will not try yet (after a failed round); wait() gives up."""
+        return False
+
+    def wake(self) -> None:
+        if not self._stop.is_set():
+            self._runner.add(self)
+
+    def wait(self, timeout: float | None) -> bool:
+        """Until no work waits and none runs; False on timeout or while stalled."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.wake()
+        while True:
+            if self.idle() and not self._runner.running(self):
+                return True
+            if not self._runner.alive(self) or self.stalled():
+                return False
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = 4.0) -> None:
+        self._stop.set()
+        self._runner.remove(self, timeout)
+        if self._release is not None:
+            self._release()
+            self._release = None
+
+
 class Runner:
     def __init__(self) -> None:
         self._lanes: list[Lane] = []
