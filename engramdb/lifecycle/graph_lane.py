@@ -51,7 +51,6 @@ class GraphLane(StoreLane):
         self._stop = threading.Event()
         self._work: GraphWork | None = None
         self._retry_at = 0.0
-        self.processed = 0  # turns given edges (or found to have none) by this lane
 
     # -- control ------------------------------------------------------------------------
 
@@ -94,7 +93,6 @@ class GraphLane(StoreLane):
                 self._store.write_backfill(work.user_id, self.mentions(work.user_id, list(work.turns), work.mark),
                                            work.mark)
                 progress.items = len(work.turns)
-            self.processed += len(work.turns)
         except Exception as exc:  # a dead LLM, a closing store: the round is done again later
             if not self._stop.is_set():
                 log.warning("graph backfill of %d turns failed: %s", len(work.turns), exc)
