@@ -8,6 +8,8 @@ Stored text has its line breaks and control characters folded into spaces, so it
 never open a line; a speaker label comes from the role plus a validated name: a user's
 turn is never labelled as the assistant, the system, or a kind of memory. A text that
 begins with its own speaker label ("Caroline: …" said by Caroline) loses that repeat. A
+turn's relative dates are followed by the days they stand for ("Last night (13 August
+2023) was amazing"), so that a reader answers "when" without counting back. A
 memory too long for what is left of a budget is shown cut around what matched the
 query, marked with "…". Session ids are not shown: a line's date says when, and a
 reader given session headers over lines in time order took the wrong header's date
@@ -21,7 +23,7 @@ import re
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from functools import lru_cache
 
 from .clock import parse_ts
@@ -46,6 +48,11 @@ RESERVED_WORDS = ROLE_WORDS | {"fact", "event", "preference", "summary", "memory
 _NAME = re.compile(r"[^\W\d_](?:[\w'’.-]| (?=[^\W_]))*")
 _KIND = re.compile(r"[a-z][a-z_]{0,23}")
 _WORD = re.compile(r"\w+")
+_MAYBE_DATED = re.compile(
+    r"\b(?:yesterday|today|tonight|tomorrow|ago|weekends?|weeks?|months?|years?|nights?|mornings?|afternoons?|"
+    r"evenings?|days?|spring|summer|autumn|fall|winter|(?:mon|tues|wednes|thurs|fri|satur|sun)day|"
+    r"jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sept?(?:ember)?|oct(?:ober)?|"
+    r"nov(?:ember)?|dec(?:ember)?)\b|\d(?:st|nd|rd|th)\b", re.IGNORECASE)
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December")
 _QUESTION_WORDS = frozenset("""what when where which who whom whose why how did does was were the and for you your
@@ -68,12 +75,17 @@ class Item:
         return Item(self.hit, self.label, text, self.said, cut=True)
 
 
-def item(hit: Hit) -> Item:
+def item(hit: Hit, *, gloss: bool = True) -> Item:
+    """`hit` ready to render; with `gloss`, a turn's relative dates glossed (`glossed`)."""
     label, own = speaker(hit)
     flagged = (hit.metadata or {}).get(FLAG_KEY)
     if flagged:  # a memory that carries instructions: shown, marked as untrusted (guard.py)
         label += f" [untrusted, {flagged}]" if flagged in FLAG_REASONS else " [untrusted]"
-    return Item(hit, label, without_own_label(fold(hit.text), own), said_at(hit))
+    said = said_at(hit)
+    text = without_own_label(fold(hit.text), own)
+    if gloss and hit.kind == "turn" and said is not None:
+        text = glossed(text, said.date())
+    return Item(hit, label, text, said)
 
 
 def labelled(hit: Hit, label: str) -> Item:
@@ -166,6 +178,31 @@ def _parse(timestamp: str) -> datetime | None:
         return parse_ts(timestamp)
     except InvalidInputError:
         return None
+
+
+@lru_cache(maxsize=4096)
+def glossed(text: str, said: date) -> str:
+    """A turn's text with each date it names relative to when it was said followed by
+    the dates it stands for: "Last night (13 August 2023) was amazing!" said on 14
+    August 2023 (extract/reltime.py reads the expression and its tense). A reader, a
+    small model above all, answers "when" from the gloss; it does not count back from
+    the line's date. Dates the text spells out, and habits ("on Tuesdays"), are left as
+    they are."""
+    if not _MAYBE_DATED.search(text):
+        return text  # the fast path: every relative expression reltime reads holds one of these words
+    from .extract.reltime import find  # extract/ imports block (speaker names): not at import time
+
+    mentions = [m for m in find(text, said) if m.relative]
+    if not mentions:
+        return text
+    out, last = [], 0
+    for mention in mentions:
+        if mention.start < last:
+            continue
+        span = mention.span.ref if mention.span.bound and mention.span.ref is not None else mention.span
+        out.append(text[last:mention.end] + f" ({span.bare()})")
+        last = mention.end
+    return "".join(out) + text[last:]
 
 
 # -- what stored text may be -------------------------------------------------------------

@@ -159,6 +159,8 @@ def assemble(hits: Sequence[Hit], budget_tokens: int, query: str = "") -> Assemb
             continue
         if _echoes(hit, covered):
             continue
+        if _no_room(item(hit, gloss=False), layout, room):
+            continue  # not even cut: spare it the date gloss
         entry = item(hit)
         if layout.least_with(entry) > room or layout.length_with(entry) > room:
             complete = False
@@ -180,6 +182,12 @@ def assemble(hits: Sequence[Hit], budget_tokens: int, query: str = "") -> Assemb
 
 def _echoes(hit: Hit, covered: set[str]) -> bool:
     return hit.kind not in NEVER_ECHOES and bool(hit.sources) and covered.issuperset(hit.sources)
+
+
+def _no_room(entry: Item, layout: Layout, room: int) -> bool:
+    """Whether `entry` cannot enter the block even cut (what `_cut` would find first)."""
+    least = FIRST_CUT_MIN_CHARS if layout.empty else CUT_MIN_CHARS
+    return layout.least_with(entry) > room and room - layout.least_with(entry.shortened("")) < least
 
 
 def _cut(entry: Item, layout: Layout, room: int, query: str) -> Item | None:

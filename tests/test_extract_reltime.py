@@ -122,3 +122,33 @@ def test_describe():
     assert resolve("last summer", MONDAY).describe() == "in summer 2022"
     assert resolve("last year", MONDAY).describe() == "in 2022"
     assert resolve("last weekend", MONDAY).describe() == "on the weekend of 6 May 2023"
+
+
+@pytest.mark.parametrize("sentence, anchor, day", [
+    ("the album finally dropped on the 11th and it was great", date(2023, 9, 13), "2023-09-11"),
+    ("my party was on the 20th.", date(2023, 9, 13), "2023-08-20"),  # past tense: the last 20th
+    ("my party is on the 20th.", date(2023, 9, 13), "2023-09-20"),
+    ("the show will open on the 2nd!", date(2023, 9, 13), "2023-10-02"),
+    ("we met on the 31st, remember?", date(2023, 10, 5), "2023-08-31"),  # September has no 31st
+])
+def test_an_ordinal_day_is_a_day_of_this_month_or_the_nearest_by_tense(sentence, anchor, day):
+    (mention,) = find(sentence, anchor)
+    assert mention.relative and mention.span.when == day and mention.span.precision == "day"
+
+
+@pytest.mark.parametrize("sentence", ["I live on the 3rd floor", "It was my 3rd time", "on the 2nd try it worked"])
+def test_an_ordinal_that_counts_something_is_no_date(sentence):
+    assert find(sentence, MONDAY) == []
+
+
+def test_every_relative_expression_passes_the_blocks_fast_path():
+    """block.glossed skips texts its word list rules out: every relative expression
+    tested above must hold one of its words, or a block would leave it unglossed."""
+    from engramdb.block import _MAYBE_DATED
+
+    texts = [text for (text, *_) in test_resolve.pytestmark[0].args[1]]
+    texts += [sentence for (sentence, *_) in test_tense_decides.pytestmark[0].args[1]]
+    texts += ["the album finally dropped on the 11th", "on the 2nd of May"]
+    relative = [t for t in texts if any(m.relative for m in find(t, MONDAY))]
+    assert len(relative) > 40
+    assert [t for t in relative if not _MAYBE_DATED.search(t)] == []

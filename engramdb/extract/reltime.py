@@ -176,6 +176,8 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(pattern, re.IGNOR
     ("other_day", r"\bthe other day\b"),
     ("day_month", rf"\b(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_ANY}{_NO_YEAR}"),
     ("month_day", rf"\b{_MONTH_ANY}\.?\s+(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\b(?![:\d]){_NO_YEAR}"),
+    ("ordinal_day", r"\bon the (\d{1,2})(?:st|nd|rd|th)\b(?=\s*(?:[.,!?;:)]|$|(?:and|at|so|when|but|too|as|"
+                    r"because|which|this|last|and|or)\b))"),
     ("bare_month", rf"{_MONTHS}(?!,?\s*\d)"),
     ("bare_weekday", rf"\b(?:(?P<on>on)\s+)?{_WEEKDAY}\b(?!')(?!s\b){_PART}"),
 ]]
@@ -395,6 +397,9 @@ def _resolve(name: str, m: re.Match[str], text: str, day: date, tense_at) -> Dat
             return None
         picked = _pick_day_of_year(day, month, int(number), tense_at(m.start(), m.end()))
         return _one(picked) if picked else None
+    if name == "ordinal_day":  # "it finally dropped on the 11th", said 13 September: 11 September
+        picked = _pick_day_of_month(day, int(g[0]), tense_at(m.start(), m.end()))
+        return _one(picked) if picked else None
     return None
 
 
@@ -438,6 +443,25 @@ def _pick_day_of_year(day: date, month: int, number: int, tense: Tense | None) -
         after = [d for d in options if d >= day]
         return after[0] if after else None
     return min(options, key=lambda d: (abs((d - day).days), d > day))
+
+
+def _pick_day_of_month(day: date, number: int, tense: Tense | None) -> date | None:
+    """The day `number` of this month, the last or the next, by tense (the nearest
+    when none tells): "on the 11th"."""
+    options = []
+    for offset in (-2, -1, 0, 1, 2):  # a 31st may be two months away
+        year, month = _add_months(day.year, day.month, offset)
+        try:
+            options.append(date(year, month, number))
+        except ValueError:  # the 31st of a 30-day month
+            continue
+    if tense == PAST:
+        before = [d for d in options if d <= day]
+        return before[-1] if before else None
+    if tense in (FUTURE, PRESENT):
+        after = [d for d in options if d >= day]
+        return after[0] if after else None
+    return min(options, key=lambda d: (abs((d - day).days), d > day)) if options else None
 
 
 def _shift_back(day: date, count: int, unit: str) -> date:
