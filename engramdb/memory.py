@@ -584,15 +584,75 @@ class Memory:
                  for part in (parts(query) if self.config.query_parts else [])]
         found = [*dense, *keyword, *(item for _, d, w in asked for item in [*d, *w])]
         records = self._store.by_rowids(list({item.rowid: None for item in found}), scope)
+        if self.config.strip_names != "off":
+            keyword = self._nameless(query, scope, conditions, depth, keyword, records)
+        feedback = self._feedback(query, scope, conditions, depth, dense, keyword, records) if self.config.prf else []
         follow = self._follower(user_id, records) if self.config.link_search else None
         graph = self._graph_walk(query, user_id, records) if self.config.graph and self.config.graph_search else None
         ranked_parts = [fuse(part, d, w, records, k=self.config.rrf_k) for part, d, w in asked]
         fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow, graph=graph,
-                                    parts=ranked_parts, anchors=self.config.query_anchors), records)
+                                    parts=ranked_parts, anchors=self.config.query_anchors,
+                                    feedback=feedback, feedback_weight=self.config.prf_weight), records)
         scored = [(item.rowid, item.score) for item in fused if item.rowid in records]
         if self.config.utility_weight or self.config.retention_weight:
             scored = self._by_use(scored[:max(2 * limit, 50)], records)
         return [_hit(records[rowid], score) for rowid, score in scored[:limit]]
+
+    def _nameless(self, query, scope, conditions, depth, keyword, records):
+        import re
+        from .speakers import named_speakers
+        names = named_speakers(query, records.values())
+        if not names:
+            return keyword
+        stripped = query
+        for name in names:
+            stripped = re.sub(rf"(?<!\w){re.escape(name.strip())}(?:'s|\u2019s)?(?!\w)", " ", stripped, flags=re.IGNORECASE)
+        found = self._store.keyword_search(scope, stripped, conditions, depth)
+        if not found:
+            return keyword
+        missing = [i.rowid for i in found if i.rowid not in records]
+        if missing:
+            records.update(self._store.by_rowids(missing, scope))
+        if self.config.strip_names == "add":
+            self._extra = found
+            return keyword
+        return found
+
+    def _feedback(self, query: str, scope: Scope, conditions: list, depth: int, dense: list, keyword: list,
+                  records: dict[int, Record]) -> list[ScoredId]:
+        c = self.config
+        if c.prf_seed == "dense":
+            top = [i.rowid for i in dense[:c.prf_k]]
+        else:
+            top = [i.rowid for i in fuse(query, dense, keyword, records, k=c.rrf_k)[:c.prf_k]]
+        ids = [records[r].id for r in top if r in records]
+        vecs = self._store.note_vectors(scope.user_id, ids)
+        if not vecs:
+            return []
+        q = self._embed_query(query)
+        q = q / (np.linalg.norm(q) or 1.0)
+        mean = np.mean([vecs[i] for i in ids if i in vecs], axis=0)
+        moved = q + c.prf_beta * mean / (np.linalg.norm(mean) or 1.0)
+        moved = (moved / (np.linalg.norm(moved) or 1.0)).astype(np.float32)
+        if c.prf_mode == "pool":
+            pool = self._store.note_vectors(scope.user_id, [r.id for r in records.values()])
+            by_id = {r.id: rowid for rowid, r in records.items()}
+            scored = [ScoredId(by_id[i], float(np.dot(v, moved))) for i, v in pool.items() if i in by_id]
+            scored.sort(key=lambda s: (-s.score, s.rowid))
+            return scored
+        if c.prf_mode == "each":
+            from .retrieval import rrf
+            seeds = [vecs[i] for i in ids if i in vecs]
+            qs = np.stack([q + c.prf_beta * v / (np.linalg.norm(v) or 1.0) for v in seeds]).astype(np.float32)
+            qs /= np.linalg.norm(qs, axis=1, keepdims=True)
+            lists = self._store.vector_search_many(scope, qs, conditions, depth)
+            found = rrf(lists, k=c.rrf_k)[:depth]
+        else:
+            found = self._store.vector_search(scope, moved, conditions, depth)
+        missing = [i.rowid for i in found if i.rowid not in records]
+        if missing:
+            records.update(self._store.by_rowids(missing, scope))
+        return found
 
     def _by_use(self, scored: list[tuple[int, float]], records: dict[int, Record]) -> list[tuple[int, float]]:
         """Scores adjusted by utility and retention (Config.utility_weight, retention_weight)."""

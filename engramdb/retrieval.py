@@ -48,7 +48,8 @@ Follower = Callable[[list[ScoredId]], list[ScoredId]]  # a fused ranking -> one 
 
 def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], records: Mapping[int, Record],
          k: int, follow: Follower | None = None, graph: Follower | None = None,
-         parts: Sequence[Sequence[ScoredId]] = (), anchors: bool = False) -> list[ScoredId]:
+         parts: Sequence[Sequence[ScoredId]] = (), anchors: bool = False,
+         feedback: Sequence[ScoredId] = (), feedback_weight: float = 1.0) -> list[ScoredId]:
     """The candidates of both retrievers, best first: RRF of the dense list (only the
     turns of the speakers the query names, when it names some: speakers.py), the keyword
     list, the candidates' session ranks (sessions.py) and the named speakers' turns; then,
@@ -62,15 +63,20 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
     (query.anchored_ranking) are one more list."""
     speakers = named_speakers(query, records.values())
     dense = said_by(dense, records, speakers) or dense
+    feedback = said_by(feedback, records, speakers) or feedback
     first = rrf([dense, keyword], k)
     lists = [_ranks(dense), _ranks(keyword), session_ranks(keyword, [i.rowid for i in first], records),
              *(_ranks(part) for part in parts if part)]
-    fused = rrf_ranks(lists, k)
+    weights = [1.0] * len(lists)
+    if feedback:
+        lists.append(_ranks(feedback))
+        weights.append(feedback_weight)
+    fused = rrf_ranks(lists, k, weights)
     spoken = said_by(fused, records, speakers)
     if spoken:
         lists.append(_ranks(spoken))
-        fused = rrf_ranks(lists, k)
-    weights = [1.0] * len(lists)
+        weights.append(1.0)
+        fused = rrf_ranks(lists, k, weights)
     for more, weight in ((follow, 1.0), (graph, GRAPH_WEIGHT)):
         ranked = more(fused) if more is not None else []
         if ranked:
