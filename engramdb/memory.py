@@ -43,8 +43,8 @@ from .messages import read_batch
 from .providers import Embedder, make_embedder
 from .graph import graph_ranking, phrase_key, words
 from .query import parts
-from .retrieval import (FEEDBACK_SEEDS, MIN_BUDGET_TOKENS, assemble, estimate_tokens, feedback_vector, fuse,
-                        without_echoes)
+from .retrieval import (FEEDBACK_SEEDS, MIN_BUDGET_TOKENS, assemble, estimate_tokens, feedback_vector, first_ranking,
+                        fuse, without_echoes)
 from .speakers import mentioned_names, without_names
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.base import REFLECT
@@ -636,10 +636,11 @@ class Memory:
 
     def _feedback(self, query: str, dense_query: str, scope: Scope, conditions: list, depth: int,
                   dense: list[ScoredId], keyword: list[ScoredId], records: dict[int, Record]) -> list[ScoredId]:
-        """Dense pseudo-relevance feedback: the vector of `dense_query` moved towards its
-        best fused candidates' (retrieval.feedback_vector) searched once more; `records`
-        gains the rows it finds. Empty when the best candidates have no vectors."""
-        best = fuse(query, dense, keyword, records, k=self.config.rrf_k)[:FEEDBACK_SEEDS]
+        """Dense pseudo-relevance feedback: the vector of `dense_query` moved towards the
+        vectors of its best candidates by the dense and keyword lists (retrieval.first_ranking,
+        feedback_vector) searched once more; `records` gains the rows it finds. Empty when
+        the best candidates have no vectors."""
+        best = first_ranking(query, dense, keyword, records, k=self.config.rrf_k)[:FEEDBACK_SEEDS]
         ids = [records[item.rowid].id for item in best if item.rowid in records]
         vectors = self._store.note_vectors(scope.user_id, ids)
         moved = feedback_vector(self._embed_query(dense_query), [vectors[i] for i in ids if i in vectors])

@@ -74,7 +74,7 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
     speakers = named_speakers(query, records.values())
     dense = said_by(dense, records, speakers) or dense
     feedback = said_by(feedback, records, speakers) or feedback
-    first = rrf([dense, keyword], k)
+    first = rrf([dense, keyword], k)  # first_ranking
     lists = [_ranks(dense), _ranks(keyword), session_ranks(keyword, [i.rowid for i in first], records),
              *(_ranks(part) for part in parts if part)]
     weights = [1.0] * len(lists)
@@ -100,6 +100,14 @@ def fuse(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], rec
         fused = rrf_ranks(lists, k, weights)
     timed = window_ranking(fused, records, timeframes(query))
     return rrf_ranks(lists + [_ranks(timed)], k, weights + [1.0]) if timed else fused
+
+
+def first_ranking(query: str, dense: Sequence[ScoredId], keyword: Sequence[ScoredId], records: Mapping[int, Record],
+                  k: int) -> list[ScoredId]:
+    """RRF of the dense list (only the named speakers' turns, as in `fuse`) and the
+    keyword list: the candidates' first order, before sessions, speakers and the rest."""
+    dense = said_by(dense, records, named_speakers(query, records.values())) or dense
+    return rrf([dense, keyword], k)
 
 
 def feedback_vector(query: np.ndarray, seeds: Sequence[np.ndarray], beta: float = FEEDBACK_BETA) -> np.ndarray | None:
