@@ -77,6 +77,14 @@ class Config:
     # event was said (`query_anchors`).
     query_parts: bool = False
     query_anchors: bool = False
+    # Dense search of a query that names speakers (speakers.py) leaves their names out of
+    # the query's embedding: speaker routing ranks by speaker already, and the name only
+    # rewards texts that repeat it (`dense_without_speakers`). Dense pseudo-relevance
+    # feedback (`dense_feedback`, retrieval.feedback_vector): the query's vector moved
+    # towards its 3 best candidates' searches once more, one more list for fusion. LoCoMo:
+    # docs/benchmarks.md "Recall that connects (issue 14)".
+    dense_without_speakers: bool = True
+    dense_feedback: bool = True
     # Retrieval.
     # Memories flagged as carrying instructions (guard.py) are shown marked as untrusted;
     # True leaves them out of search and recall altogether (filters={"flagged": True} still finds them).

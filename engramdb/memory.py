@@ -41,9 +41,11 @@ from .living.reflection import Reflector, reflection_model
 from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
-from .graph import graph_ranking, phrase_key
+from .graph import graph_ranking, phrase_key, words
 from .query import parts
-from .retrieval import MIN_BUDGET_TOKENS, assemble, estimate_tokens, fuse, without_echoes
+from .retrieval import (FEEDBACK_SEEDS, MIN_BUDGET_TOKENS, assemble, estimate_tokens, feedback_vector, first_ranking,
+                        fuse, without_echoes)
+from .speakers import mentioned_names, without_names
 from .stores import ExportedRecord, NewRecord, Store, open_store
 from .stores.base import REFLECT
 from .stores.filters import FLAGGED, Condition, current, unarchived, valid_at
@@ -109,6 +111,9 @@ class Memory:
         self._ready_lock = threading.Lock()
         self._query_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._query_lock = threading.Lock()
+        # user -> the speakers' names of its last search's candidates: a query that names
+        # one is embedded without it from the start (Memory._dense_query; checked after).
+        self._speakers: OrderedDict[str, frozenset[str]] = OrderedDict()
         self._distiller: Distiller | None = None
         self._notes_lane: NotesLane | None = None
         self._graph_lane: GraphLane | None = None
@@ -251,6 +256,11 @@ class Memory:
         """After a change to a user's memories (None: every user's): the activation
         states built from a memory that is no longer current are deleted (the derivation
         rule: before the erasure returns), then the listeners are told."""
+        with self._query_lock:
+            if user_id is None:
+                self._speakers.clear()
+            else:
+                self._speakers.pop(user_id, None)
         if not self.read_only:
             activation_states.follow(self.activation_states, self._store, tenant=self.tenant, user_id=user_id,
                                      whole=whole)
@@ -573,8 +583,13 @@ class Memory:
         # The keyword search needs no embedding: it runs in another thread while this
         # one embeds the query and searches vectors (both wait on the model or the store).
         pending = _keyword_pool().submit(self._store.keyword_search, scope, query, conditions, depth)
+        dense_query = query  # what the dense list is searched with
+        if self.config.dense_without_speakers:
+            with self._query_lock:
+                known = self._speakers.get(user_id, frozenset())
+            dense_query = _dense_query(query, known)
         try:
-            dense = self._store.vector_search(scope, self._embed_query(query), conditions, depth)
+            dense = self._store.vector_search(scope, self._embed_query(dense_query), conditions, depth)
         except BaseException:
             wait([pending])  # leave no keyword search behind, e.g. queued for a connection to a dead server
             raise
@@ -584,15 +599,61 @@ class Memory:
                  for part in (parts(query) if self.config.query_parts else [])]
         found = [*dense, *keyword, *(item for _, d, w in asked for item in [*d, *w])]
         records = self._store.by_rowids(list({item.rowid: None for item in found}), scope)
+        if self.config.dense_without_speakers:
+            dense_query, dense = self._dense_without_speakers(query, dense_query, scope, conditions, depth, dense,
+                                                              records)
+        feedback = self._feedback(query, dense_query, scope, conditions, depth, dense, keyword, records) \
+            if self.config.dense_feedback else []
         follow = self._follower(user_id, records) if self.config.link_search else None
         graph = self._graph_walk(query, user_id, records) if self.config.graph and self.config.graph_search else None
         ranked_parts = [fuse(part, d, w, records, k=self.config.rrf_k) for part, d, w in asked]
         fused = without_echoes(fuse(query, dense, keyword, records, k=self.config.rrf_k, follow=follow, graph=graph,
-                                    parts=ranked_parts, anchors=self.config.query_anchors), records)
+                                    parts=ranked_parts, anchors=self.config.query_anchors, feedback=feedback),
+                             records)
         scored = [(item.rowid, item.score) for item in fused if item.rowid in records]
         if self.config.utility_weight or self.config.retention_weight:
             scored = self._by_use(scored[:max(2 * limit, 50)], records)
         return [_hit(records[rowid], score) for rowid, score in scored[:limit]]
+
+    def _dense_without_speakers(self, query: str, searched: str, scope: Scope, conditions: list, depth: int,
+                                dense: list[ScoredId], records: dict[int, Record]) -> tuple[str, list[ScoredId]]:
+        """The dense list of `query` less the names of its candidates' speakers it
+        mentions (speakers.py): `dense` when it was `searched` with that already (the
+        names the last search of the scope's user met), else searched again (`records`
+        gains the rows it finds). Returns the query searched and its list."""
+        names = frozenset(r.name for r in records.values() if r.name)
+        with self._query_lock:
+            self._speakers[scope.user_id] = names
+            self._speakers.move_to_end(scope.user_id)
+            while len(self._speakers) > QUERY_CACHE:
+                self._speakers.popitem(last=False)
+        wanted = _dense_query(query, names)
+        if wanted == searched:
+            return searched, dense
+        found = self._store.vector_search(scope, self._embed_query(wanted), conditions, depth)
+        self._read_missing(found, scope, records)
+        return wanted, found
+
+    def _feedback(self, query: str, dense_query: str, scope: Scope, conditions: list, depth: int,
+                  dense: list[ScoredId], keyword: list[ScoredId], records: dict[int, Record]) -> list[ScoredId]:
+        """Dense pseudo-relevance feedback: the vector of `dense_query` moved towards the
+        vectors of its best candidates by the dense and keyword lists (retrieval.first_ranking,
+        feedback_vector) searched once more; `records` gains the rows it finds. Empty when
+        the best candidates have no vectors."""
+        best = first_ranking(query, dense, keyword, records, k=self.config.rrf_k)[:FEEDBACK_SEEDS]
+        ids = [records[item.rowid].id for item in best if item.rowid in records]
+        vectors = self._store.note_vectors(scope.user_id, ids)
+        moved = feedback_vector(self._embed_query(dense_query), [vectors[i] for i in ids if i in vectors])
+        if moved is None:
+            return []
+        found = self._store.vector_search(scope, moved, conditions, depth)
+        self._read_missing(found, scope, records)
+        return found
+
+    def _read_missing(self, found: list[ScoredId], scope: Scope, records: dict[int, Record]) -> None:
+        missing = [item.rowid for item in found if item.rowid not in records]
+        if missing:
+            records.update(self._store.by_rowids(missing, scope))
 
     def _by_use(self, scored: list[tuple[int, float]], records: dict[int, Record]) -> list[tuple[int, float]]:
         """Scores adjusted by utility and retention (Config.utility_weight, retention_weight)."""
@@ -1026,6 +1087,15 @@ def _searchable(conditions: list) -> list:
     if any(c.field == "kind" for c in conditions):
         return conditions
     return [*conditions, Condition("kind", "ne", "summary")]
+
+
+def _dense_query(query: str, speakers: frozenset[str]) -> str:
+    """What dense search embeds for `query`: the query less the `speakers`' names it
+    mentions (speakers.without_names), or the query itself when it mentions none or is
+    nothing but names."""
+    named = mentioned_names(query, speakers)
+    bare = without_names(query, named) if named else query
+    return bare if words(bare) else query
 
 
 def _check_query(query: Any, max_chars: int) -> None:

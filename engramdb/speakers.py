@@ -23,8 +23,25 @@ from .types import Record, ScoredId
 def named_speakers(query: str, records: Iterable[Record]) -> frozenset[str]:
     """The speaker names (Record.name) of `records` that `query` mentions as whole words,
     ignoring case."""
-    names = {record.name for record in records if record.name and len(record.name.strip()) > 1}
-    return frozenset(name for name in names if _mentions(query, name.strip()))
+    return mentioned_names(query, {record.name for record in records if record.name})
+
+
+def mentioned_names(query: str, names: Iterable[str]) -> frozenset[str]:
+    """The `names` (of more than one character) that `query` mentions as whole words,
+    ignoring case."""
+    return frozenset(name for name in names if name and len(name.strip()) > 1 and _mentions(query, name.strip()))
+
+
+def without_names(query: str, names: Iterable[str]) -> str:
+    """`query` without the whole-word mentions of `names` (and their possessive "'s"),
+    ignoring case, its spaces squeezed: "What activities does Melanie partake in?" ->
+    "What activities does partake in?". The dense list of a query that names speakers
+    is searched with this (Memory.search): speaker routing ranks by speaker already, and
+    in the query's embedding the name only rewards texts that repeat it."""
+    out = query
+    for name in sorted({n.strip() for n in names if n and n.strip()}, key=len, reverse=True):
+        out = re.sub(rf"(?<!\w){re.escape(name)}(?:['\u2019]s)?(?!\w)", " ", out, flags=re.IGNORECASE)
+    return " ".join(out.split())
 
 
 def _mentions(query: str, name: str) -> bool:

@@ -153,6 +153,11 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
               help="Search a question that asks several things part by part too (Config.query_parts).")
 @click.option("--anchors/--no-anchors", "query_anchors", default=None,
               help="Anchor 'before / after <event>' questions on the event's day (Config.query_anchors).")
+@click.option("--dense-without-speakers/--dense-with-speakers", "dense_without_speakers", default=None,
+              help="Dense search leaves the speakers a query names out of its embedding "
+                   "(Config.dense_without_speakers) [default: the library's].")
+@click.option("--feedback/--no-feedback", "dense_feedback", default=None,
+              help="Dense pseudo-relevance feedback, one more list (Config.dense_feedback) [default: the library's].")
 @click.option("--shape", type=click.Choice(["plain", "prefixed", "long"]), default="plain", show_default=True,
               help="How the turns are sent (bench/locomo.py reshape): prefixed = 'Speaker: text' with one timestamp "
                    "per session; long = each session joined into a few long messages. Store cached apart.")
@@ -161,8 +166,8 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
            llm_base_url: str | None, llm_model: str | None, judge_model: str | None, llm_api_key: str | None,
            answer_budget: int, answer_questions: int | None, local_model: Path | None, answer_rows: str,
            answer_log: Path | None, extractor: str, backend: str, topics: bool, link_search: bool,
-           graph_search: bool | None, query_parts: bool | None, query_anchors: bool | None, shape: str,
-           as_json: bool) -> None:
+           graph_search: bool | None, query_parts: bool | None, query_anchors: bool | None,
+           dense_without_speakers: bool | None, dense_feedback: bool | None, shape: str, as_json: bool) -> None:
     """Evidence recall on LoCoMo: Engram's search beside BM25, dense and everything;
     with an LLM, answer accuracy too (from the evidence alone, BM25's turns and Engram's block)."""
     from contextlib import ExitStack
@@ -192,7 +197,8 @@ def locomo(store: Path | None, conversations: int | None, locomo: Path | None, e
         result = _locomo(store, data.reshape(data.load(locomo)[:conversations], shape), embedder, extractor,
                          backend, answering, answer_questions, topics, link_search, shape,
                          search=_switches(graph_search=graph_search, query_parts=query_parts,
-                                          query_anchors=query_anchors))
+                                          query_anchors=query_anchors, dense_without_speakers=dense_without_speakers,
+                                          dense_feedback=dense_feedback))
         result["shape"] = shape
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -229,7 +229,9 @@ def run(store: Path | str, conversations: Sequence[Conversation], retrievers: Se
         result["topics"] = topics
         result["link_search"] = link_search
         result["search"] = {"graph_search": config.graph_search, "query_parts": config.query_parts,
-                            "query_anchors": config.query_anchors}
+                            "query_anchors": config.query_anchors,
+                            "dense_without_speakers": config.dense_without_speakers,
+                            "dense_feedback": config.dense_feedback}
         result["graph_edges"] = sum(mem.store.graph_size(c.sample_id) for c in conversations)
         result["distill_after_ingest_s"] = round(distill_s, 1)
         result["derived"] = {k: v for k, v in mem.stats().get("by_kind", {}).items() if k != "turn"}
