@@ -506,3 +506,25 @@ def test_a_turn_changed_while_the_graph_was_off_is_read_again_from_its_new_text(
     assert "necklace" in said[last.id]
     with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
         assert mem.flush(60) and mem._graph_lane is None
+
+
+def test_turns_distilled_by_an_llm_are_not_sent_to_it_again_by_the_backfill(tmp_path):
+    """The LLM extractor notes no phrases: its turns get empty rows, not a second call each."""
+    from http_stub import chat_completion, json_server
+
+    asked: list[str] = []
+
+    def respond(path: str, body: dict) -> tuple[int, object]:
+        if body["messages"][0]["content"].startswith("You distil conversation turns"):
+            asked.append(body["messages"][-1]["content"])
+        return 200, chat_completion(json.dumps({"memories": []}))
+
+    with json_server(respond) as url:
+        config = Config(extractor="llm:scripted", llm_base_url=url, notes=False, thoughts=False)
+        with Memory(tmp_path / "llm.db", embedder=FakeEmbedder(), config=config) as mem:
+            (turn,) = mem.add("I adopted a parrot named Kiwi in Lima.", user_id=USER).records
+            assert mem.flush(30)
+            assert mem.store.mentions(USER, [turn.id]) == {turn.id: ()}
+        with Memory(tmp_path / "llm.db", embedder=FakeEmbedder(), config=config) as mem:
+            assert mem.flush(30) and mem._graph_lane is None
+    assert len(asked) == 1 and "Kiwi" in asked[0]
