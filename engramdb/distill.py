@@ -256,8 +256,8 @@ class Distiller:
                    else np.zeros((0, 0), dtype=np.float32))
         outcome = JobOutcome(decided.inserts, vectors, decided.retirements, decided.confirmations,
                              decided.revivals, frozenset(decided.sufficient),
-                             mentions=graph_mentions(readable, decided.inserts, result.notes if result and self._graph
-                                                     else {}))
+                             mentions=graph_mentions(turns, decided.inserts,
+                                                     (result.notes if result else {}) if self._graph else None))
         if self._stop.is_set():  # stopped meanwhile: the job was released, another takes it
             raise _Stopped()
         self._store.complete_job(job, outcome, at=self._now(), actor=f"distill:{self._extractor.name}")
@@ -269,19 +269,24 @@ class Distiller:
 
 
 def graph_mentions(turns: Sequence[Record], inserts: Sequence[NewRecord],
-                   notes: Mapping[str, TurnNotes],
+                   notes: Mapping[str, TurnNotes] | None,
                    known: Mapping[str, Sequence[str]] | None = None) -> tuple[Mention, ...]:
     """The entity graph's edges (graph.py) of distilled turns and their new memories: a
     turn says the entities, noun phrases and keywords the extractor noted in it; a derived memory, those
     of its turns that its own text repeats (`known`: the stored phrases of its turns not in
-    `turns`, for the graph backfill, lifecycle/graph_lane.py)."""
+    `turns`, for the graph backfill, lifecycle/graph_lane.py). Every turn and memory gets
+    its row, an empty one when it says no phrase (a flagged turn, which is never read, or
+    one the extractor noted nothing in): the graph backfill takes a memory without a row
+    for one never read, and would read it again at every open. `notes` None: the graph is
+    off, nothing is written (the backfill reads these turns once it is on)."""
+    if notes is None:
+        return ()
     said = {t.id: phrase_keys([*(e.text for e in notes[t.id].entities), *notes[t.id].phrases,
-                               *notes[t.id].keywords])
-            for t in turns if t.id in notes}
-    out = [Mention(t.id, content_hash(t.text), said[t.id]) for t in turns if said.get(t.id)]
+                               *notes[t.id].keywords]) if t.id in notes else ()
+            for t in turns}
+    out = [Mention(t.id, content_hash(t.text), said[t.id]) for t in turns]
     said = {**(known or {}), **said}
     for rec in inserts:
         keys = mentioned(rec.text, [k for turn in rec.derived_from for k in said.get(turn, ())])
-        if keys:
-            out.append(Mention(rec.id, content_hash(rec.text), keys))
+        out.append(Mention(rec.id, content_hash(rec.text), keys))
     return tuple(out)

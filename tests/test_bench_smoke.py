@@ -53,6 +53,20 @@ def test_bench_search_reports_latency_and_reuses_the_store(tmp_path):
     assert again["pool_embed_s"] == "cached"
 
 
+def test_bench_search_with_the_graph_writes_the_edges_and_times_the_walk(tmp_path):
+    from engramdb.bench.search import phrases
+
+    assert phrases("Sven and I are planning a trip to Melbourne in August.") == ("sven", "trip", "melbourne", "august")
+    report = _run(["search", "--sizes", "300", "--queries", "5", "--pool", "40", "--embedder", "fake",
+                   "--dir", str(tmp_path), "--graph"])
+    (row,) = report["results"]
+    assert report["graph"] is True and row["graph_edges"] > 300  # a few phrases a turn
+    assert {"graph_read", "graph_walk"} <= set(row["breakdown_ms"])
+    assert row["graph_candidates_with_edges_mean"] > 0
+    assert all(_is_number(row["search_cached_vector_ms"][state]["p95"]) for state in ("on", "off"))
+    assert (tmp_path / "search" / "fake-hash-64-300-graph" / "build.json").exists()  # cached apart
+
+
 def _tiny_locomo(path):
     """Two conversations shaped like locomo10.json (sessions, dates, dia_ids, a photo,
     packed and malformed evidence ids, a category-5 question)."""

@@ -305,7 +305,7 @@ def test_the_llm_extractor_through_memory_survives_a_dead_server(db_path):
         prompt = body["messages"][-1]["content"]
         items = [{"kind": "fact", "turn_ids": [m.group(1)], "subject": "user", "attribute": "lives in",
                   "value": m.group(2), "operation": "assert", "text": f"The user lives in {m.group(2)}"}
-                 for m in re.finditer(r"\[(\S+)\][^\n|]*\| [^:\n]+: I live in (\w+)", prompt)]
+                 for m in re.finditer(r'\[(\S+)\][^\n|]*\| [^:\n]+: "I live in (\w+)', prompt)]
         return 200, chat_completion(json.dumps({"memories": items}))
 
     clock = ManualClock()

@@ -455,3 +455,78 @@ def test_the_backfill_gives_no_edges_to_a_turn_whose_distillation_was_parked(tmp
         assert mem.flush(60)
         edges = mem.store.mentions(USER, [parked.id, kept.id])
     assert parked.id not in edges and "parrot" in edges[kept.id]
+
+
+# -- a turn that says no phrase is read once (an empty row), and a changed turn again ------
+
+
+SAID = ["I adopted a parrot named Kiwi in Lima.", "Yes.", "Haha, right?", "Wow, that is so cool!",
+        "My grandma in Sweden gave me this necklace."]
+
+
+def _graph_runs(mem: Memory) -> int:
+    return sum(1 for run in mem.jobs()["runs"] if run["capability"] == "graph")
+
+
+@pytest.mark.distill
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_turn_without_phrases_is_read_once_and_the_next_open_extracts_nothing(backend, tmp_path, request):
+    path = tmp_path / "g.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        before = mem.add(SAID[:3], user_id=USER).records
+        assert mem.flush(60)
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:  # the backfill reads the first three
+        assert mem.flush(60) and _graph_runs(mem) == 1
+        after = mem.add(SAID[3:], user_id=USER).records  # distilled with the graph on
+        assert mem.flush(60) and _graph_runs(mem) == 1, "distillation wrote their rows: nothing to backfill"
+        said = mem.store.mentions(USER, [r.id for r in before + after])
+    assert said[before[1].id] == said[before[2].id] == said[after[0].id] == (), "read, says no phrase: an empty row"
+    assert {"parrot", "lima"} <= set(said[before[0].id]) and "necklace" in said[after[1].id]
+    for _ in range(2):
+        with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+            assert mem.flush(60)
+            assert mem._graph_lane is None and _graph_runs(mem) == 0, "the next open extracts nothing"
+
+
+@pytest.mark.distill
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_turn_changed_while_the_graph_was_off_is_read_again_from_its_new_text(backend, tmp_path, request):
+    path = tmp_path / "g.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        first, quiet, last = mem.add([SAID[0], SAID[1], SAID[4]], user_id=USER).records
+        assert mem.flush(60)
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
+        mem.update(first.id, "My uncle in Norway gave me a bracelet.")  # its row goes; re-derived with no graph
+        mem.update(quiet.id, "I took up pottery in Kyoto.")
+        assert mem.flush(60)
+        assert set(mem.store.mentions(USER, [first.id, quiet.id, last.id])) == {last.id}
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(60) and _graph_runs(mem) == 1
+        said = mem.store.mentions(USER, [r.id for r in mem.list(user_id=USER, limit=50)])
+    assert {"norway", "bracelet"} <= set(said[first.id]) and {"pottery", "kyoto"} <= set(said[quiet.id])
+    assert not {"parrot", "lima", "kiwi"} & {k for keys in said.values() for k in keys}, "nothing of the old text"
+    assert "necklace" in said[last.id]
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        assert mem.flush(60) and mem._graph_lane is None
+
+
+def test_turns_distilled_by_an_llm_are_not_sent_to_it_again_by_the_backfill(tmp_path):
+    """The LLM extractor notes no phrases: its turns get empty rows, not a second call each."""
+    from http_stub import chat_completion, json_server
+
+    asked: list[str] = []
+
+    def respond(path: str, body: dict) -> tuple[int, object]:
+        if body["messages"][0]["content"].startswith("You distil conversation turns"):
+            asked.append(body["messages"][-1]["content"])
+        return 200, chat_completion(json.dumps({"memories": []}))
+
+    with json_server(respond) as url:
+        config = Config(extractor="llm:scripted", llm_base_url=url, notes=False, thoughts=False)
+        with Memory(tmp_path / "llm.db", embedder=FakeEmbedder(), config=config) as mem:
+            (turn,) = mem.add("I adopted a parrot named Kiwi in Lima.", user_id=USER).records
+            assert mem.flush(30)
+            assert mem.store.mentions(USER, [turn.id]) == {turn.id: ()}
+        with Memory(tmp_path / "llm.db", embedder=FakeEmbedder(), config=config) as mem:
+            assert mem.flush(30) and mem._graph_lane is None
+    assert len(asked) == 1 and "Kiwi" in asked[0]

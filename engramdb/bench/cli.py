@@ -86,12 +86,15 @@ def ingest(turns: int | None, batch: int, store: Path | None, embedder: str, loc
 @click.option("--pool", type=click.IntRange(min=1), default=10_000, show_default=True,
               help="Distinct synthetic turns embedded with the real model for the bulk load.")
 @click.option("--embedder", default="minilm", show_default=True, help="Embedder name (the default is the real one).")
+@click.option("--graph", is_flag=True,
+              help="Give every turn entity-graph edges (its synthetic phrases) and search with the graph walk.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, as_json: bool) -> None:
+def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, graph: bool, as_json: bool) -> None:
     """Search latency p50/p95/p99 through Memory.search, query embedding included."""
     from .search import run
 
-    result = run(sizes=_sizes(sizes), queries=queries, cache_dir=cache_dir, embedder=embedder, pool=pool)
+    result = run(sizes=_sizes(sizes), queries=queries, cache_dir=cache_dir, embedder=embedder, pool=pool,
+                 graph=graph)
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
@@ -106,6 +109,11 @@ def search(sizes: str, queries: int, cache_dir: Path, pool: int, embedder: str, 
             f"{row['first_search_s']:>8}"
         )
     click.echo("(embed/vector/keyword/fetch: p50 ms of each part timed alone)")
+    for row in result["results"] if result.get("graph") else ():
+        b, walk = row["breakdown_ms"], row["search_cached_vector_ms"]
+        click.echo(f"{row['stored']:>10,} turns, {row['graph_edges']:,} graph edges: read p50 "
+                   f"{b['graph_read']['p50']} ms, walk p50 {b['graph_walk']['p50']} ms; search with the query "
+                   f"vector cached p95 {walk['on']['p95']} ms (walk on) / {walk['off']['p95']} ms (off)")
     click.echo(f"peak RSS {result['peak_rss_mb']} MB")
 
 

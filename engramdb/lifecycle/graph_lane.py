@@ -6,9 +6,14 @@ derived from them the phrases of their turns that they repeat.
 It takes its work from the store, not from the job queue: turns past a watermark
 (`meta.graph_rowid`) that have no `graph_mentions` row and that no distillation job still
 names, one user and at most `BATCH` turns a round; the round's edges and the watermark
-are written in one transaction, so a crash redoes at most one round. Edges are written
-only for text that is still there (GraphStatements.put checks each memory's hash), so an
-erased turn gets none. Nothing of it runs in `add()`'s path."""
+are written in one transaction, so a crash redoes at most one round. A turn read with
+the graph on has its row, an empty one when it says no phrase (distill.graph_mentions),
+so no row means "never read": a turn is read once, not at every open. A turn whose text
+changes loses its row and moves the watermark back below it (GraphStatements.drop), so
+it is read again from its new text (by its distillation job, or by this lane when that
+job ran with the graph off). Edges are written only for text that is still there
+(GraphStatements.put checks each memory's hash), so an erased turn gets none. Nothing of
+it runs in `add()`'s path."""
 
 from __future__ import annotations
 
@@ -106,8 +111,8 @@ class GraphLane(StoreLane):
 
         turns = [r for r in self._store.records_by_ids(turn_ids, user_id) if r.kind == "turn"]
         readable = [t for t in turns if not t.metadata.get(METADATA_KEY)]  # as distillation: never a flagged turn
-        if not readable:
-            return ()
+        if not readable:  # flagged turns only: each gets its empty row (read, says nothing), as in distillation
+            return graph_mentions(turns, (), {})
         result = self._extractor.extract([TurnInput.from_record(t) for t in readable])
         derived = self._store.graph_derived(user_id, [t.id for t in readable], upto)
         records = {r.id: r for r in self._store.records_by_ids(sorted(derived), user_id)}
@@ -115,4 +120,4 @@ class GraphLane(StoreLane):
         known = self._store.mentions(user_id, others) if others else {}
         inserts = [SimpleNamespace(id=i, text=records[i].text, derived_from=list(derived[i]))
                    for i in sorted(records)]
-        return graph_mentions(readable, inserts, result.notes, known=known)
+        return graph_mentions(turns, inserts, result.notes, known=known)

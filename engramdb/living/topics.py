@@ -31,7 +31,7 @@ from .. import guard
 from ..block import day_text, fold, snippet, without_own_label
 from ..clock import Clock, format_ts, parse_ts
 from ..errors import InvalidInputError
-from ..extract.base import TurnInput
+from ..extract.base import TurnInput, speaker_parts
 from ..extract.summary import STOPWORDS
 from ..extract.vocab import display, possessive
 from ..ids import new_id
@@ -107,18 +107,22 @@ def find_topics(turns: Sequence[Record], derived: Sequence[Record], *, min_sessi
                 max_topics: int) -> list[Draft]:
     """The recurring topics of a scope's turns (pure). `turns` in any order; flagged turns
     (guard.py) are never read."""
-    readable = sorted((t for t in turns if t.kind == "turn" and not (t.metadata or {}).get(guard.METADATA_KEY)
-                       and t.session_id is not None), key=lambda t: (t.created_at, t.seq))
-    if not readable:
+    ordered = sorted((t for t in turns if t.kind == "turn" and not (t.metadata or {}).get(guard.METADATA_KEY)
+                      and t.session_id is not None), key=lambda t: (t.created_at, t.seq))
+    if not ordered:
         return []
-    tokens = [_tokens(t.text) for t in readable]
+    # A joined message ("Ana: …\nBen: …") is read as its speakers' parts: each part is
+    # its own speaker's, and a topic quotes the part that says its term.
+    readable = [_Part(turn, part.subject, part.text) for turn in ordered
+                for part in speaker_parts(TurnInput.from_record(turn))]
+    tokens = [_tokens(p.text) for p in readable]
     postings = _postings(tokens)
-    subjects = [TurnInput.from_record(t).subject for t in readable]
-    common = max(MIN_COMMON, int(MAX_SHARE * len(readable)))
+    subjects = [p.subject for p in readable]
+    common = max(MIN_COMMON, int(MAX_SHARE * len(ordered)))
     drafts: list[Draft] = []
     for folded, term in sorted(terms_of(derived).items()):
         hits = _hits(postings, tokens, folded)
-        if not hits or len(hits) > common:
+        if not hits or len(hits) > common and len({readable[i].turn.id for i in hits}) > common:
             continue
         by_subject: dict[str, list[int]] = {}
         for i in hits:
@@ -126,7 +130,7 @@ def find_topics(turns: Sequence[Record], derived: Sequence[Record], *, min_sessi
         for subject, indexes in sorted(by_subject.items()):
             sessions: dict[str, int] = {}
             for i in indexes:
-                sessions.setdefault(readable[i].session_id or "", i)  # the first turn of each session
+                sessions.setdefault(readable[i].turn.session_id or "", i)  # the first turn of each session
             if len(sessions) < min_sessions:
                 continue
             chosen = sorted(sessions.values())[-MAX_SOURCES:]
@@ -143,14 +147,25 @@ def find_topics(turns: Sequence[Record], derived: Sequence[Record], *, min_sessi
     return kept
 
 
-def _draft(subject: str, term: str, turns: Sequence[Record], sessions: int) -> Draft:
+@dataclass(frozen=True)
+class _Part:
+    """One speaker's part of a turn (`extract.base.speaker_parts`): the whole turn, when
+    one speaker said it."""
+
+    turn: Record
+    subject: str
+    text: str
+
+
+def _draft(subject: str, term: str, parts: Sequence[_Part], sessions: int) -> Draft:
     name = f"{possessive(subject)} {term}" if term[:1].islower() else f"{display(subject)} and {term}"
     lines = []
-    for turn in turns:
-        said = without_own_label(fold(turn.text), (subject, turn.name or "")) if turn.text else ""
+    for part in parts:
+        said = without_own_label(fold(part.text), (subject, part.turn.name or "")) if part.text else ""
         piece = _sentence_with(said, term) or said
         cut = snippet(piece, term, SNIPPET_CHARS) or piece[:SNIPPET_CHARS]
-        lines.append(f"[{_day(turn.created_at)}] {cut}")
+        lines.append(f"[{_day(part.turn.created_at)}] {cut}")
+    turns = [part.turn for part in parts]
     text = f"{name} (in {sessions} sessions): " + "; ".join(lines)
     return Draft(key=f"{subject.casefold()}|{term.casefold()}", subject=subject, term=term, text=text,
                  turn_ids=tuple(t.id for t in turns),

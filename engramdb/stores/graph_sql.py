@@ -1,6 +1,8 @@
 """The entity graph's statements (graph.py), written once for SQLite and PostgreSQL over
 the lifecycle's dialect: one table, `graph_mentions`, a row per memory with the phrases
-it says (a JSON list: search reads the rows of its candidates, a few hundred at a time).
+it says (a JSON list: search reads the rows of its candidates, a few hundred at a time);
+an empty list for a memory read that says none, so that a memory without a row is one
+never read (the graph backfill's work).
 
 A row follows its memory: it is written only while the memory still holds the text the
 phrase was read from (its `content_hash`), it goes when the memory's text changes
@@ -44,11 +46,10 @@ class GraphStatements(Statements):
         return cls(tx.conn, tx.d)
 
     def put(self, user_id: str, mentions: Sequence[Mention]) -> None:
-        """Replace these memories' phrases, where each memory (of this user) still holds
-        the text they were read from; others are left as they are."""
+        """Replace these memories' phrases (none: an empty row, read and found to say
+        nothing), where each memory (of this user) still holds the text they were read
+        from; others are left as they are."""
         for mention in mentions:
-            if not mention.phrases:
-                continue
             self._run(
                 "INSERT INTO graph_mentions (record_id, user_id, content_hash, phrases) "
                 "SELECT id, user_id, content_hash, ? FROM records WHERE id = ? AND user_id = ? AND content_hash = ? "
@@ -56,10 +57,19 @@ class GraphStatements(Statements):
                 (json.dumps(list(dict.fromkeys(mention.phrases))), mention.record_id, user_id, mention.content_hash))
 
     def drop(self, ids: Sequence[str]) -> None:
-        """These memories' text changed: their phrases go (re-derivation writes them again)."""
+        """These memories' text changed: their phrases go (re-derivation writes them
+        again), and the backfill's watermark moves back below the turns among them, so
+        that a turn whose re-derivation ran with the graph off is read again."""
+        lowest = None
         for start in range(0, len(ids), CHUNK):
             where, params = self._in("record_id", list(ids[start:start + CHUNK]))
             self._run(f"DELETE FROM graph_mentions WHERE {where}", params)
+            where, params = self._in("id", list(ids[start:start + CHUNK]))
+            found = self._rows(f"SELECT min(rowid) FROM records WHERE kind = 'turn' AND {where}", params)[0][0]
+            if found is not None and (lowest is None or found < lowest):
+                lowest = found
+        if lowest is not None and lowest <= self.mark():
+            self.set_mark(lowest - 1)
 
     def read(self, user_id: str, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         """The phrases of these memories of the user, read from their current text."""
