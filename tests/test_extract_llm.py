@@ -281,11 +281,11 @@ def test_a_failing_server_raises_provider_error(script):
 
 
 def test_a_timeout_raises_provider_error():
-    with chat_server([{"content": memories(MOVED), "delay": 1.0}]) as server:
+    with chat_server([{"content": memories(MOVED), "delay": 3.0}]) as server:
         started = time.perf_counter()
         with pytest.raises(ProviderError, match="timed out"):
             extractor(server, timeout_s=0.2).extract(turns("I moved to Berlin."))
-        assert time.perf_counter() - started < 1.0
+        assert time.perf_counter() - started < 2.5  # gave up before the reply: not a speed target
 
 
 def test_connection_refused_raises_provider_error():
