@@ -201,6 +201,7 @@ def assemble(hits: Sequence[Hit], budget_tokens: int, query: str = "") -> Assemb
         if _echoes(hit, covered):
             continue
         if _no_room(item(hit, gloss=False), layout, room):
+            complete = False
             continue  # not even cut: spare it the date gloss
         entry = item(hit)
         if layout.least_with(entry) > room or layout.length_with(entry) > room:

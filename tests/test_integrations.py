@@ -312,7 +312,8 @@ def test_llama_index_memory_block_takes_flushed_messages_and_answers_with_contex
     assert stored and set(stored) <= set(said)  # what left the short-term buffer went into Engram
     assert all(r.session_id == "s1" for r in mem.list(user_id="alice"))
     system = messages[0]
-    assert system.role.value == "system" and "I moved to Berlin last May with my dog Rex" in system.content
+    assert system.role.value == "system" and "I moved to Berlin last May" in system.content
+    assert "with my dog Rex" in system.content
     assert messages[-1].content == "Where did I move with Rex?"
     assert asyncio.run(block.aget([])) == ""  # no user message: nothing to recall
 

@@ -243,7 +243,8 @@ def test_assemble_leaves_out_a_derived_memory_its_turns_already_say():
     for order in ([event, turn, other], [turn, event, other]):  # ranked before its turn, or after
         block, chosen, complete = assemble(order, 1000)
         assert [h.id for h in chosen] == [turn.id, other.id] and complete
-        assert "2024-05" not in block and block.split("\n")[1] == "- [4 March 2024] user: I moved to Lisbon in May"
+        assert "2024-05" not in block and block.split("\n")[1] == \
+            "- [4 March 2024] user: I moved to Lisbon in May (May 2023)"  # the turn's own words, its date glossed
 
 
 def test_layout_measures_what_render_writes():
