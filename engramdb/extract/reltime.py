@@ -428,11 +428,25 @@ def _pick_month(day: date, month: int, tense: Tense | None) -> int:
 
 
 def _pick_day_of_year(day: date, month: int, number: int, tense: Tense | None) -> date | None:
+    return _pick_by_tense(day, [(year, month) for year in (day.year - 1, day.year, day.year + 1)], number, tense)
+
+
+def _pick_day_of_month(day: date, number: int, tense: Tense | None) -> date | None:
+    """The day `number` of this month, the last or the next, by tense (the nearest
+    when none tells): "on the 11th"."""
+    months = [_add_months(day.year, day.month, offset) for offset in (-2, -1, 0, 1, 2)]  # a 31st may be 2 away
+    return _pick_by_tense(day, months, number, tense)
+
+
+def _pick_by_tense(day: date, months: list[tuple[int, int]], number: int, tense: Tense | None) -> date | None:
+    """Of day `number` of each (year, month) that has it (no 29 February, no 31 April),
+    the latest on or before `day` in the past tense, the first on or after it in a plan
+    or the present, else the nearest."""
     options = []
-    for year in (day.year - 1, day.year, day.year + 1):
+    for year, month in months:
         try:
             options.append(date(year, month, number))
-        except ValueError:  # 29 February, 31 April
+        except ValueError:
             continue
     if not options:
         return None
@@ -443,25 +457,6 @@ def _pick_day_of_year(day: date, month: int, number: int, tense: Tense | None) -
         after = [d for d in options if d >= day]
         return after[0] if after else None
     return min(options, key=lambda d: (abs((d - day).days), d > day))
-
-
-def _pick_day_of_month(day: date, number: int, tense: Tense | None) -> date | None:
-    """The day `number` of this month, the last or the next, by tense (the nearest
-    when none tells): "on the 11th"."""
-    options = []
-    for offset in (-2, -1, 0, 1, 2):  # a 31st may be two months away
-        year, month = _add_months(day.year, day.month, offset)
-        try:
-            options.append(date(year, month, number))
-        except ValueError:  # the 31st of a 30-day month
-            continue
-    if tense == PAST:
-        before = [d for d in options if d <= day]
-        return before[-1] if before else None
-    if tense in (FUTURE, PRESENT):
-        after = [d for d in options if d >= day]
-        return after[0] if after else None
-    return min(options, key=lambda d: (abs((d - day).days), d > day)) if options else None
 
 
 def _shift_back(day: date, count: int, unit: str) -> date:
