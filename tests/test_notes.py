@@ -248,7 +248,9 @@ def test_search_can_follow_links(tmp_path):
     query = "who teaches the pottery class?"
     ranks = {}
     for switch in (False, True):
-        config = OFFLINE.replace(link_search=switch)
+        # the links' own list against the two retrievers (dense feedback, one more list, off: on
+        # four memories of a fake embedder it decides the order by itself)
+        config = OFFLINE.replace(link_search=switch, dense_feedback=False)
         with Memory(tmp_path / f"{switch}.db", embedder=FakeEmbedder(), config=config) as mem:
             ids = fill(mem, texts)
             assert ids[1] in [r.id for r in mem.related(ids[0])]
