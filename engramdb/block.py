@@ -76,16 +76,21 @@ class Item:
 
 
 def item(hit: Hit, *, gloss: bool = True) -> Item:
-    """`hit` ready to render; with `gloss`, a turn's relative dates glossed (`glossed`)."""
+    """`hit` ready to render; with `gloss`, a turn's relative dates glossed (`with_gloss`)."""
     label, own = speaker(hit)
     flagged = (hit.metadata or {}).get(FLAG_KEY)
     if flagged:  # a memory that carries instructions: shown, marked as untrusted (guard.py)
         label += f" [untrusted, {flagged}]" if flagged in FLAG_REASONS else " [untrusted]"
-    said = said_at(hit)
-    text = without_own_label(fold(hit.text), own)
-    if gloss and hit.kind == "turn" and said is not None:
-        text = glossed(text, said.date())
-    return Item(hit, label, text, said)
+    entry = Item(hit, label, without_own_label(fold(hit.text), own), said_at(hit))
+    return with_gloss(entry) if gloss else entry
+
+
+def with_gloss(entry: Item) -> Item:
+    """`entry` (of `item(hit, gloss=False)`) with its text `glossed` when it is a dated turn."""
+    if entry.hit.kind != "turn" or entry.said is None:
+        return entry
+    text = glossed(entry.text, entry.said.date())
+    return entry if text == entry.text else Item(entry.hit, entry.label, text, entry.said, entry.cut)
 
 
 def labelled(hit: Hit, label: str) -> Item:
@@ -180,8 +185,7 @@ def _parse(timestamp: str) -> datetime | None:
         return None
 
 
-@lru_cache(maxsize=4096)
-def glossed(text: str, said: date) -> str:
+def glossed(text: str, said: date) -> str:  # not cached: a cache would keep an erased turn's text
     """A turn's text with each date it names relative to when it was said followed by
     the dates it stands for: "Last night (13 August 2023) was amazing!" said on 14
     August 2023 (extract/reltime.py reads the expression and its tense). A reader, a

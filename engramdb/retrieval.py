@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .block import MAX_NAME_CHARS, PREAMBLE, Item, Layout, item, render, snippet
+from .block import MAX_NAME_CHARS, PREAMBLE, Item, Layout, item, render, snippet, with_gloss
 from .query import anchored_ranking
 from .sessions import session_ranks
 from .speakers import named_speakers, said_by
@@ -200,10 +200,11 @@ def assemble(hits: Sequence[Hit], budget_tokens: int, query: str = "") -> Assemb
             continue
         if _echoes(hit, covered):
             continue
-        if _no_room(item(hit, gloss=False), layout, room):
+        entry = item(hit, gloss=False)
+        if _no_room(entry, layout, room):
             complete = False
             continue  # not even cut: spare it the date gloss
-        entry = item(hit)
+        entry = with_gloss(entry)
         if layout.least_with(entry) > room or layout.length_with(entry) > room:
             complete = False
             entry = _cut(entry, layout, room, query)
@@ -227,17 +228,21 @@ def _echoes(hit: Hit, covered: set[str]) -> bool:
 
 
 def _no_room(entry: Item, layout: Layout, room: int) -> bool:
-    """Whether `entry` cannot enter the block even cut (what `_cut` would find first)."""
+    """Whether `entry` cannot enter the block, not even cut."""
+    return layout.least_with(entry) > room and _too_little_to_cut(entry, layout, room)
+
+
+def _too_little_to_cut(entry: Item, layout: Layout, room: int) -> bool:
     least = FIRST_CUT_MIN_CHARS if layout.empty else CUT_MIN_CHARS
-    return layout.least_with(entry) > room and room - layout.least_with(entry.shortened("")) < least
+    return room - layout.least_with(entry.shortened("")) < least
 
 
 def _cut(entry: Item, layout: Layout, room: int, query: str) -> Item | None:
     """`entry` cut to what is left of `room`, or None when too little is left."""
+    if _too_little_to_cut(entry, layout, room):
+        return None
     empty = entry.shortened("")
     least = FIRST_CUT_MIN_CHARS if layout.empty else CUT_MIN_CHARS
-    if room - layout.least_with(empty) < least:
-        return None
     left = room - layout.length_with(empty)
     if left < least:
         return None
