@@ -396,7 +396,9 @@ def test_bench_load_reports_the_jobs_done_and_the_backlog_left(tmp_path):
     end = jobs["at_end"]
     assert jobs["jobs_done"] >= 0 and end["failed"] == 0
     waiting = end["pending"] + end["running"]
-    # every queued job is done or still waiting (within the one that may end between the two reads)
-    assert abs(jobs["jobs_done"] + waiting - jobs["jobs_queued"]) <= 1, jobs
+    # every queued job is done or still waiting, within the one batch the runner may commit
+    # between the queue's read and the done counter's (BATCH_JOBS jobs claimed together)
+    from engramdb.distill import BATCH_JOBS
+    assert abs(jobs["jobs_done"] + waiting - jobs["jobs_queued"]) <= BATCH_JOBS, jobs
     assert (end["backlog_age_s"] is None) == (waiting == 0)
     assert isinstance(jobs["samples"], list) and jobs["jobs_done_per_s"] >= 0

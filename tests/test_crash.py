@@ -114,6 +114,8 @@ def assert_graph_agrees_with_exact(db: Path, deleted: set[str], live: list[str])
             )
             np.testing.assert_allclose(scores(got_graph), scores(got_exact), atol=1e-5)
         mirror = graph.store._vectors.scope(user_key("u"))
+        # A damaged cache is rebuilt in the background while exact search serves.
+        assert mirror.wait_for_build(60)
         assert mirror.mode == "hnsw" and mirror.size == len(rows)
     finally:
         graph.close()
