@@ -158,8 +158,9 @@ def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Seq
     and so is any candidate that shares a source turn with a seed (`sources`: a derived
     memory and its turn say the same phrases; the walk is for what they do not say).
     Phrases in `ignore` are no nodes (the speakers' names: a speaker's name joins most
-    of a conversation, and speaker routing ranks by speaker already). Empty when the
-    candidates have no graph."""
+    of a conversation, and speaker routing ranks by speaker already). A reached memory
+    ranks by its score over the number of its phrases. Empty when the candidates have
+    no graph."""
     if ignore:
         edges = {r: tuple(k for k in ks if k not in ignore) for r, ks in edges.items()}
     if not any(edges.values()):
@@ -174,7 +175,10 @@ def graph_ranking(query: str, fused: Sequence[ScoredId], edges: Mapping[int, Seq
         named = {key: w * PHRASE_SHARE / mass for key, w in named.items()}
     scores = personalized_pagerank(edges, records, named, damping=DAMPING, iterations=ITERATIONS)
     said = {s for row in records for s in (sources or {}).get(row, ())}
-    reached = [(row, score) for row, score in scores.items() if score > 0 and edges[row] and row not in records
-               and not said.intersection((sources or {}).get(row, ()))]
+    # A memory's walk score per phrase it says: a long message saying sixteen phrases
+    # gathers mass from each of them (PageRank's degree bias), and would outrank the
+    # short turn that shares the one rare phrase with the seeds.
+    reached = [(row, score / len(set(edges[row]))) for row, score in scores.items()
+               if score > 0 and edges[row] and row not in records and not said.intersection((sources or {}).get(row, ()))]
     reached.sort(key=lambda pair: (-pair[1], pair[0]))
     return [ScoredId(row, score) for row, score in reached]

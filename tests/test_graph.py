@@ -64,6 +64,19 @@ def test_the_walk_ranks_what_the_best_candidates_reach_not_the_candidates_themse
     assert graph_ranking("anything", [ScoredId(1, 1.0)], {1: (), 2: ()}) == []
 
 
+def test_a_memory_saying_many_phrases_does_not_outrank_one_sharing_the_seeds_rare_one():
+    # 2 shares the seed's rare phrase alone; 3 (a long message) shares it too, and says
+    # ten more phrases that only rows far from the seed repeat: it gathers a little mass
+    # from each of them, and unnormalised it would come first.
+    hub = tuple(f"topic {i}" for i in range(10))
+    edges = {1: ("home country", "sweden"), 2: ("home country",), 3: ("home country", *hub),
+             **{10 + i: (f"topic {i}",) for i in range(10)}}
+    scores = personalized_pagerank(edges, {1: 1.0}, {})
+    assert scores[3] > scores[2], "the degree bias the ranking corrects"
+    order = [item.rowid for item in graph_ranking("Where is she from?", [ScoredId(1, 1.0)], edges)]
+    assert order[:2] == [2, 3]
+
+
 def test_what_shares_a_source_with_a_seed_is_not_a_hop():
     edges = {1: ("berlin", "move"), 2: ("berlin",), 3: ("berlin", "flat"), 4: ("flat",)}
     sources = {1: ["t1"], 2: ["t1"], 3: ["t2"], 4: ["t3"]}
