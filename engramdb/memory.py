@@ -38,16 +38,16 @@ from .errors import ConfigError, InvalidInputError, NotFoundError, PermissionDen
 from .ids import new_id
 from .living import thinking
 from .living.reflection import Reflector, reflection_model
-from .keys import index_text
+from .keys import content_hash, index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
-from .graph import graph_ranking, phrase_key, words
+from .graph import graph_ranking, mentioned, phrase_key, words
 from .query import parts
 from .retrieval import (FEEDBACK_SEEDS, MIN_BUDGET_TOKENS, assemble, estimate_tokens, feedback_vector, first_ranking,
                         fuse, without_echoes)
 from .speakers import mentioned_names, without_names
 from .stores import ExportedRecord, NewRecord, Store, open_store
-from .stores.base import REFLECT
+from .stores.base import REFLECT, Mention
 from .stores.filters import FLAGGED, Condition, current, unarchived, valid_at
 from .stores.filters import parse as parse_filters
 from .types import (MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, ScoredId, Version, check_strings,
@@ -395,12 +395,25 @@ class Memory:
             reason=reason, metadata=meta,
         )
         self._changed(updated.user_id, UPDATED)
+        if self.config.graph and updated.kind != "turn":
+            self._regraph(updated)
         if self._notes_on() or self._store.notes(updated.user_id, [updated.id]):  # its note is made again
             self._store.queue_notes(updated.user_id, [updated.id], reason="text updated",
                                     at=format_ts(self._clock.now()))
         self._rederive()
         self._touch_topics(current.user_id, current.agent_id)
         return updated
+
+    def _regraph(self, memory: Record) -> None:
+        """A derived memory's entity-graph edges after its text changed (the store drops
+        those read from the old text): the phrases of its turns that the new text says, as
+        distillation gives them (distill.graph_mentions). Written only while the memory
+        still holds this text."""
+        turns = [dst for src, kind, dst in self._store.memory_links(memory.id)
+                 if src == memory.id and kind == "derived_from"]
+        said = self._store.mentions(memory.user_id, turns) if turns else {}
+        keys = mentioned(memory.text, [key for turn in turns for key in said.get(turn, ())])
+        self._store.write_mentions(memory.user_id, [Mention(memory.id, content_hash(memory.text), keys)])
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
         """Erase a memory: its text leaves the store, its indexes and its history."""

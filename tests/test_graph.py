@@ -160,6 +160,28 @@ def test_an_updated_turn_gets_the_phrases_of_its_new_text(backend, tmp_path, req
 
 
 @pytest.mark.distill
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_edited_derived_memory_keeps_the_phrases_of_its_turns_that_its_new_text_says(backend, tmp_path, request):
+    path = tmp_path / "g.db" if backend == "sqlite" else request.getfixturevalue("pg_url")
+    with Memory(path, embedder=FakeEmbedder(), config=OFFLINE) as mem:
+        (turn,) = mem.add({"role": "user", "name": "Caroline",
+                           "content": "Yesterday I bought a silver necklace in Sweden for my grandma."}, user_id=USER).records
+        assert mem.flush(60)
+        derived = [r for r in mem.list(user_id=USER, limit=50) if r.kind != "turn" and turn.id in
+                   [dst for src, kind, dst in mem.store.memory_links(r.id) if kind == "derived_from"]]
+        assert derived, "the offline extractor made a memory of the dated event"
+        turn_phrases = set(mem.store.mentions(USER, [turn.id])[turn.id])
+        assert {"sweden", "necklace"} <= turn_phrases
+        memory = derived[0]
+        mem.update(memory.id, "Caroline bought a necklace and a bracelet for her grandma.", user_id=USER)
+        said = mem.store.mentions(USER, [memory.id])
+        assert memory.id in said, "the edit left the memory out of the graph"
+        assert "necklace" in said[memory.id] and set(said[memory.id]) <= turn_phrases
+        assert "sweden" not in said[memory.id], "the new text no longer says it"
+        assert "bracelet" not in said[memory.id], "a phrase no source turn says is no edge"
+
+
+@pytest.mark.distill
 def test_the_graph_can_be_switched_off(tmp_path):
     with Memory(tmp_path / "g.db", embedder=FakeEmbedder(), config=OFFLINE.replace(graph=False)) as mem:
         mem.add("I moved here from Sweden with my grandma.", user_id=USER)
