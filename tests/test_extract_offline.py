@@ -281,6 +281,17 @@ def session_turns(lines=SESSION):
     return [TurnInput(f"D1:{i}", "user", text, MONDAY, speaker, "session_1") for i, (speaker, text) in enumerate(lines)]
 
 
+def test_a_session_sent_as_two_joined_messages_is_summarised_like_its_turns():
+    # exports (and `bench ingest --shape long`) join a session's turns as "Name: text" lines
+    joined = ["\n".join(f"{speaker}: {text}" for speaker, text in half) for half in (SESSION[:4], SESSION[4:])]
+    turns = [TurnInput(f"M{i}", "user", text, MONDAY, None, "session_1") for i, text in enumerate(joined)]
+    [summary] = OfflineExtractor(summary_min_turns=4).extract(turns).of_kind("summary")
+    assert "Caroline went to a LGBTQ support group on 7 May 2023" in summary.text
+    assert "Melanie painted a lake sunrise" in summary.text
+    assert set(summary.sources) == {"M0", "M1"}
+    assert OfflineExtractor(summary_min_turns=9).extract(turns).of_kind("summary") == []  # 8 speakers' lines
+
+
 def test_a_session_summary_keeps_the_informative_sentences_with_their_sources():
     result = OfflineExtractor(summary_min_turns=4).extract(session_turns())
     [summary] = result.of_kind("summary")

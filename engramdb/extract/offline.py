@@ -32,7 +32,8 @@ awesome great sure""".split())
 
 class OfflineExtractor:
     """Extractor without an LLM. `summary_min_turns`: a session needs that many turns
-    in one call to get a summary (pass whole sessions for summaries)."""
+    (or speakers' parts of joined messages) in one call to get a summary (pass whole
+    sessions for summaries)."""
 
     name = "offline"
 
@@ -80,8 +81,9 @@ class OfflineExtractor:
             sessions.setdefault(turn.session_id, []).append(turn)
         out = []
         for session_turns in sessions.values():
-            if len(session_turns) >= self.summary_min_turns:
-                summary = summarize([part for t in session_turns for part, _ in _prepare(t)])
+            parts = [part for t in session_turns for part, _ in _prepare(t)]  # a joined message: its speakers' lines
+            if len(parts) >= self.summary_min_turns:
+                summary = summarize(parts)
                 if summary is not None:
                     out.append(summary)
         return out
