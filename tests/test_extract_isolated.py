@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 
+from dataclasses import replace
+
 import pytest
 
 from engramdb.errors import ProviderError
@@ -99,6 +101,26 @@ def test_a_big_request_shared_among_children_gives_what_one_gives():
         assert list(there.notes) == [t.id for t in turns]
         assert sum(c.kind == "summary" for c in there.candidates) >= 2
         assert any(c.value == "Madrid" for c in there.candidates)
+    finally:
+        isolated.close()
+
+
+def test_one_big_session_is_shared_among_children_by_turns_and_summarised_whole():
+    from engramdb.extract.isolated import BIG_REQUEST_CHARS, _cores, _split
+
+    if _cores() < 2:
+        pytest.skip("one core: one child")
+    turns = [replace(t, session_id="s0") for t in _backlog()]  # a job is one session's turns
+    assert sum(len(t.text) for t in turns) >= BIG_REQUEST_CHARS
+    halves = _split(turns, 2)
+    assert [t.id for half in halves for t in half] == [t.id for t in turns] and all(halves)
+    isolated = IsolatedExtractor("offline", processes=2)
+    try:
+        here, there = OfflineExtractor().extract(turns), isolated.extract(turns)
+        assert all(child._process is not None for child in isolated._children)  # both children worked
+        assert comparable(there) == comparable(here)  # the same candidates, the one summary of all turns
+        assert sum(c.kind == "summary" for c in there.candidates) == 1
+        assert list(there.notes) == [t.id for t in turns]
     finally:
         isolated.close()
 

@@ -13,7 +13,11 @@ is retried like one that met a dead LLM.
 A big request (BIG_REQUEST_CHARS or more: a backlog, long messages) is shared out, whole
 sessions at a time (a session's summary needs all its turns), among up to `processes`
 children, one per core, and their results put back in the order one child gives them
-(issue 14: spaCy alone took longer than the embedding of what it distilled)."""
+(issue 14: spaCy alone took longer than the embedding of what it distilled). A big
+request of fewer sessions than children (one session of long messages: a job is one
+session's) is shared out by turns instead, and the first child gives every session's
+summary from all of its turns (`summaries_of`; the offline extractor's turns are read
+one by one, so nothing else depends on which child reads a turn)."""
 
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ from ..errors import ProviderError
 from .base import Candidate, Entity, ExtractionResult, Skipped, TurnInput, TurnNotes
 
 BIG_REQUEST_CHARS = 8_000  # below this a second child would cost more (its start, the pipes) than it saves
+SPLIT_BY_TURNS = frozenset({"offline"})  # extractors whose children can take a session's turns apart
+SPLIT_TURNS_CHARS = 2_000  # a session of long messages (~3,300 characters in `bench ingest --shape long`)
 
 
 class IsolatedExtractor:
@@ -41,15 +47,21 @@ class IsolatedExtractor:
         self._boosted = False
 
     def extract(self, turns: Sequence[TurnInput]) -> ExtractionResult:
-        parts = _share(turns, self.processes) if sum(len(t.text) for t in turns) >= BIG_REQUEST_CHARS else [turns]
-        parts = [part for part in parts if part] or [turns]
+        chars = sum(len(t.text) for t in turns)
+        parts = [part for part in _share(turns, self.processes) if part] if chars >= BIG_REQUEST_CHARS else [turns]
+        parts = parts or [turns]
+        summaries: list[Sequence[TurnInput] | None] = [None] * len(parts)
+        if chars >= SPLIT_TURNS_CHARS and len(parts) < self.processes and len(turns) > 1 \
+                and self.name in SPLIT_BY_TURNS:
+            parts = [part for part in _split(turns, self.processes) if part]
+            summaries = [turns, *([()] * (len(parts) - 1))]
         if len(parts) == 1:
             return self._children[0].extract(parts[0], self._boosted)
         results: list[ExtractionResult | BaseException | None] = [None] * len(parts)
 
         def run(index: int) -> None:
             try:
-                results[index] = self._children[index].extract(parts[index], self._boosted)
+                results[index] = self._children[index].extract(parts[index], self._boosted, summaries[index])
             except BaseException as exc:  # re-raised below, in the caller's thread
                 results[index] = exc
 
@@ -88,8 +100,12 @@ class _Child:
         self._process: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
 
-    def extract(self, turns: Sequence[TurnInput], boosted: bool) -> ExtractionResult:
-        request = json.dumps({"turns": [asdict(t) for t in turns]})
+    def extract(self, turns: Sequence[TurnInput], boosted: bool,
+                summaries_of: Sequence[TurnInput] | None = None) -> ExtractionResult:
+        body: dict[str, Any] = {"turns": [asdict(t) for t in turns]}
+        if summaries_of is not None:
+            body["summaries_of"] = [asdict(t) for t in summaries_of]
+        request = json.dumps(body)
         with self._lock:
             process = self._child(boosted)
             try:
@@ -165,6 +181,17 @@ def _share(turns: Sequence[TurnInput], parts: int) -> list[list[TurnInput]]:
     return [[t for t in turns if owner[t.session_id] == p] for p in range(parts)]
 
 
+def _split(turns: Sequence[TurnInput], parts: int) -> list[list[TurnInput]]:
+    """The turns in `parts` runs of consecutive turns of about equal text."""
+    total = sum(len(t.text) for t in turns)
+    out: list[list[TurnInput]] = [[] for _ in range(parts)]
+    seen = 0
+    for turn in turns:
+        out[min(parts - 1, seen * parts // max(1, total))].append(turn)
+        seen += len(turn.text)
+    return out
+
+
 def _in_order(turns: Sequence[TurnInput], results: list[ExtractionResult]) -> ExtractionResult:
     """The results of the groups as one child would have given them for all the turns:
     each turn's candidates in turn order, then the summaries in order of their sessions."""
@@ -234,8 +261,13 @@ def serve(name: str) -> None:
     extractor = make_extractor(name)
     for line in sys.stdin:
         try:
-            turns = [TurnInput(**t) for t in json.loads(line)["turns"]]
-            reply = result_to_json(extractor.extract(turns))
+            request = json.loads(line)
+            turns = [TurnInput(**t) for t in request["turns"]]
+            if "summaries_of" in request:  # a session's turns shared among children (SPLIT_BY_TURNS)
+                whole = [TurnInput(**t) for t in request["summaries_of"]]
+                reply = result_to_json(extractor.extract(turns, summaries_of=whole))  # type: ignore[call-arg]
+            else:
+                reply = result_to_json(extractor.extract(turns))
         except Exception as exc:  # reported to the parent, which retries the job later
             reply = {"error": f"{type(exc).__name__}: {exc}"}
         out.write(json.dumps(reply) + "\n")

@@ -42,7 +42,11 @@ class OfflineExtractor:
         self.summary_min_turns = summary_min_turns
         self.batch_size = batch_size
 
-    def extract(self, turns: Sequence[TurnInput]) -> ExtractionResult:
+    def extract(self, turns: Sequence[TurnInput], *,
+                summaries_of: Sequence[TurnInput] | None = None) -> ExtractionResult:
+        """Candidates and notes of `turns`, and the summaries of their sessions; with
+        `summaries_of`, the summaries of those turns' sessions instead (a session's turns
+        shared among processes: one of them gives its summary, extract/isolated.py)."""
         started = time.perf_counter()
         nlp = nlp_module.load()
         result = ExtractionResult()
@@ -71,7 +75,7 @@ class OfflineExtractor:
             whole = part_docs[0] if len(part_docs) == 1 else _joined(part_docs)
             result.notes[turn.id] = notes(whole, turn.id, dates)
         if self.summaries:
-            result.candidates.extend(self._summaries(turns))
+            result.candidates.extend(self._summaries(turns if summaries_of is None else summaries_of))
         result.seconds = time.perf_counter() - started
         return result
 
