@@ -13,9 +13,9 @@ is retried like one that met a dead LLM.
 A big request (BIG_REQUEST_CHARS or more: a backlog, long messages) is shared out, whole
 sessions at a time (a session's summary needs all its turns), among up to `processes`
 children, one per core, and their results put back in the order one child gives them
-(issue 14: spaCy alone took longer than the embedding of what it distilled). A big
-request of fewer sessions than children (one session of long messages: a job is one
-session's) is shared out by turns instead, and the first child gives every session's
+(issue 14: spaCy alone took longer than the embedding of what it distilled). A
+request of fewer sessions than children and SPLIT_TURNS_CHARS or more (a session of
+long messages: a job is one session's) is shared out by turns instead, and the first child gives every session's
 summary from all of its turns (`summaries_of`; the offline extractor's turns are read
 one by one, so nothing else depends on which child reads a turn)."""
 
