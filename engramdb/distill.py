@@ -286,7 +286,12 @@ def graph_mentions(turns: Sequence[Record], inserts: Sequence[NewRecord],
             for t in turns}
     out = [Mention(t.id, content_hash(t.text), said[t.id]) for t in turns]
     said = {**(known or {}), **said}
-    for rec in inserts:
-        keys = mentioned(rec.text, [k for turn in rec.derived_from for k in said.get(turn, ())])
-        out.append(Mention(rec.id, content_hash(rec.text), keys))
+    out.extend(derived_mention(rec.id, rec.text, rec.derived_from, said) for rec in inserts)
     return tuple(out)
+
+
+def derived_mention(memory_id: str, text: str, turns: Sequence[str],
+                    said: Mapping[str, Sequence[str]]) -> Mention:
+    """A derived memory's edges: the phrases of its `turns` (`said`: each turn's phrases)
+    that its own `text` repeats, for that text (distillation, and Memory.update)."""
+    return Mention(memory_id, content_hash(text), mentioned(text, [k for turn in turns for k in said.get(turn, ())]))

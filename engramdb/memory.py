@@ -19,7 +19,7 @@ from . import cube
 from .activation import follow as activation_states
 from .changes import DELETED, DISTILLED, FORGOTTEN, RESET, UPDATED, Change, Changes
 from .clock import Clock, SystemClock, format_ts, normalize_ts, parse_ts
-from .distill import Distiller
+from .distill import Distiller, derived_mention
 from . import guard
 from .lifecycle.graph_lane import GraphLane
 from .lifecycle.notes_lane import NotesLane
@@ -38,16 +38,16 @@ from .errors import ConfigError, InvalidInputError, NotFoundError, PermissionDen
 from .ids import new_id
 from .living import thinking
 from .living.reflection import Reflector, reflection_model
-from .keys import content_hash, index_text
+from .keys import index_text
 from .messages import read_batch
 from .providers import Embedder, make_embedder
-from .graph import graph_ranking, mentioned, phrase_key, words
+from .graph import graph_ranking, phrase_key, words
 from .query import parts
 from .retrieval import (FEEDBACK_SEEDS, MIN_BUDGET_TOKENS, assemble, estimate_tokens, feedback_vector, first_ranking,
                         fuse, without_echoes)
 from .speakers import mentioned_names, without_names
 from .stores import ExportedRecord, NewRecord, Store, open_store
-from .stores.base import REFLECT, Mention
+from .stores.base import REFLECT
 from .stores.filters import FLAGGED, Condition, current, unarchived, valid_at
 from .stores.filters import parse as parse_filters
 from .types import (MAX_ID_CHARS, AddResult, Hit, Profile, Recall, Record, Scope, ScoredId, Version, check_strings,
@@ -412,8 +412,7 @@ class Memory:
         turns = [dst for src, kind, dst in self._store.memory_links(memory.id)
                  if src == memory.id and kind == "derived_from"]
         said = self._store.mentions(memory.user_id, turns) if turns else {}
-        keys = mentioned(memory.text, [key for turn in turns for key in said.get(turn, ())])
-        self._store.write_mentions(memory.user_id, [Mention(memory.id, content_hash(memory.text), keys)])
+        self._store.write_mentions(memory.user_id, [derived_mention(memory.id, memory.text, turns, said)])
 
     def delete(self, id: str, *, user_id: str | None = None) -> None:
         """Erase a memory: its text leaves the store, its indexes and its history."""

@@ -177,7 +177,7 @@ _RULES: list[tuple[str, re.Pattern[str]]] = [(name, re.compile(pattern, re.IGNOR
     ("day_month", rf"\b(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH_ANY}{_NO_YEAR}"),
     ("month_day", rf"\b{_MONTH_ANY}\.?\s+(?:the\s+)?(\d{{1,2}})(?:st|nd|rd|th)?\b(?![:\d]){_NO_YEAR}"),
     ("ordinal_day", r"\bon the (\d{1,2})(?:st|nd|rd|th)\b(?=\s*(?:[.,!?;:)]|$|(?:and|at|so|when|but|too|as|"
-                    r"because|which|this|last|and|or)\b))"),
+                    r"because|which|this|last|or)\b))"),
     ("bare_month", rf"{_MONTHS}(?!,?\s*\d)"),
     ("bare_weekday", rf"\b(?:(?P<on>on)\s+)?{_WEEKDAY}\b(?!')(?!s\b){_PART}"),
 ]]
